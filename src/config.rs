@@ -1,0 +1,482 @@
+//! Configuration (§1): `config.toml` with `WEIR__SECTION__KEY` environment overrides, checked
+//! once at start-up into typed values; relative paths resolve against the config file's folder.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use serde::Deserialize;
+
+use crate::domain::duration::parse_duration;
+use crate::domain::validate::ValidationContext;
+
+/// A configuration problem: which file, which key, and why. Exit code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("{path}: [{section}] {key} = {value:?}: {reason}")]
+    BadValue {
+        path: PathBuf,
+        section: String,
+        key: String,
+        value: String,
+        reason: String,
+    },
+    #[error("environment variable {name}: {reason}")]
+    BadOverride { name: String, reason: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    core: RawCore,
+    #[serde(default)]
+    database: RawDatabase,
+    #[serde(default)]
+    webserver: RawWebserver,
+    #[serde(default)]
+    logging: RawLogging,
+    #[serde(default)]
+    pools: BTreeMap<String, u32>,
+    #[serde(default)]
+    alerts: BTreeMap<String, toml::Table>,
+    // Read by features still to come (alerts delivery, secrets, connections); accepted now so a
+    // complete config file loads today.
+    #[serde(default)]
+    #[allow(dead_code)]
+    smtp: Option<toml::Table>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    secrets: Option<toml::Table>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    connections: BTreeMap<String, toml::Table>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawCore {
+    dags_folder: String,
+    state_dir: String,
+    timezone: String,
+    parallelism: u32,
+    catchup_by_default: bool,
+    dags_are_paused_at_creation: bool,
+    dag_dir_poll: String,
+    default_task_retries: u32,
+    default_task_retry_delay: String,
+    task_kill_grace: String,
+}
+
+impl Default for RawCore {
+    fn default() -> Self {
+        RawCore {
+            dags_folder: "dags".into(),
+            state_dir: ".weir".into(),
+            timezone: "UTC".into(),
+            parallelism: 32,
+            catchup_by_default: false,
+            dags_are_paused_at_creation: false,
+            dag_dir_poll: "2s".into(),
+            default_task_retries: 0,
+            default_task_retry_delay: "5m".into(),
+            task_kill_grace: "5s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDatabase {
+    url: String,
+}
+
+impl Default for RawDatabase {
+    fn default() -> Self {
+        RawDatabase {
+            url: "sqlite://.weir/weir.db".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawWebserver {
+    bind: String,
+}
+
+impl Default for RawWebserver {
+    fn default() -> Self {
+        RawWebserver {
+            bind: "127.0.0.1:8080".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLogging {
+    level: String,
+    format: String,
+}
+
+impl Default for RawLogging {
+    fn default() -> Self {
+        RawLogging {
+            level: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from (may not exist: then every key has its default).
+    pub path: PathBuf,
+    pub dags_folder: PathBuf,
+    pub state_dir: PathBuf,
+    pub timezone: Tz,
+    pub parallelism: u32,
+    pub catchup_by_default: bool,
+    pub dags_are_paused_at_creation: bool,
+    pub dag_dir_poll: Duration,
+    pub default_task_retries: u32,
+    pub default_task_retry_delay: Duration,
+    pub task_kill_grace: Duration,
+    pub database_url: String,
+    pub bind: std::net::SocketAddr,
+    pub log_level: String,
+    pub log_format: LogFormat,
+    /// Pool name → slots; always has `default`.
+    pub pools: BTreeMap<String, u32>,
+    pub alert_channels: BTreeSet<String>,
+}
+
+impl Config {
+    /// Reads `path` (a missing default file is fine; a missing explicit one is not), applies
+    /// `WEIR__SECTION__KEY` overrides from `environment`, and checks every value.
+    pub fn load(
+        path: &Path,
+        must_exist: bool,
+        environment: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound && !must_exist => {
+                String::new()
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        let mut table: toml::Table =
+            text.parse()
+                .map_err(|error: toml::de::Error| ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    message: error.to_string(),
+                })?;
+        apply_overrides(&mut table, environment)?;
+        let raw = RawConfig::deserialize(toml::Value::Table(table)).map_err(|error| {
+            ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message: format!(
+                    "{}; see the commented config.toml for every key",
+                    error.message()
+                ),
+            }
+        })?;
+        let base = path
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let base = std::path::absolute(&base).unwrap_or(base);
+        Self::check(path, &base, raw)
+    }
+
+    fn check(path: &Path, base: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
+        let bad = |section: &str, key: &str, value: &str, reason: &str| ConfigError::BadValue {
+            path: path.to_path_buf(),
+            section: section.to_string(),
+            key: key.to_string(),
+            value: value.to_string(),
+            reason: reason.to_string(),
+        };
+        let core = &raw.core;
+        let timezone: Tz = core.timezone.parse().map_err(|_| {
+            bad(
+                "core",
+                "timezone",
+                &core.timezone,
+                "not an IANA time zone name (e.g. UTC, Europe/Berlin)",
+            )
+        })?;
+        let duration = |key: &str, value: &str| {
+            parse_duration(value).map_err(|error| bad("core", key, value, &error.to_string()))
+        };
+        let dag_dir_poll = duration("dag_dir_poll", &core.dag_dir_poll)?;
+        if dag_dir_poll.is_zero() {
+            return Err(bad(
+                "core",
+                "dag_dir_poll",
+                &core.dag_dir_poll,
+                "must be positive",
+            ));
+        }
+        if core.parallelism == 0 {
+            return Err(bad("core", "parallelism", "0", "must be at least 1"));
+        }
+        let log_format = match raw.logging.format.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => return Err(bad("logging", "format", other, "use \"text\" or \"json\"")),
+        };
+        if tracing_subscriber::EnvFilter::try_new(&raw.logging.level).is_err() {
+            return Err(bad(
+                "logging",
+                "level",
+                &raw.logging.level,
+                "use error, warn, info, debug or trace",
+            ));
+        }
+        let bind = raw.webserver.bind.parse().map_err(|_| {
+            bad(
+                "webserver",
+                "bind",
+                &raw.webserver.bind,
+                "not a host:port address such as 127.0.0.1:8080",
+            )
+        })?;
+        let database_url = resolve_database_url(base, &raw.database.url).ok_or_else(|| {
+            bad(
+                "database",
+                "url",
+                &raw.database.url,
+                "use sqlite://path/to/file.db or postgres://user@host/db",
+            )
+        })?;
+        let mut pools = raw.pools.clone();
+        pools.entry("default".to_string()).or_insert(128);
+        for (channel, table) in &raw.alerts {
+            match table.get("kind").and_then(toml::Value::as_str) {
+                Some("webhook" | "slack" | "email" | "command") => {}
+                _ => {
+                    return Err(bad(
+                        &format!("alerts.{channel}"),
+                        "kind",
+                        &table
+                            .get("kind")
+                            .map(ToString::to_string)
+                            .unwrap_or_default(),
+                        "use \"webhook\", \"slack\", \"email\" or \"command\"",
+                    ));
+                }
+            }
+        }
+        Ok(Config {
+            path: path.to_path_buf(),
+            dags_folder: base.join(&core.dags_folder),
+            state_dir: base.join(&core.state_dir),
+            timezone,
+            parallelism: core.parallelism,
+            catchup_by_default: core.catchup_by_default,
+            dags_are_paused_at_creation: core.dags_are_paused_at_creation,
+            dag_dir_poll,
+            default_task_retries: core.default_task_retries,
+            default_task_retry_delay: duration(
+                "default_task_retry_delay",
+                &core.default_task_retry_delay,
+            )?,
+            task_kill_grace: duration("task_kill_grace", &core.task_kill_grace)?,
+            database_url,
+            bind,
+            log_level: raw.logging.level.clone(),
+            log_format,
+            pools,
+            alert_channels: raw.alerts.keys().cloned().collect(),
+        })
+    }
+
+    /// What DAG validation needs from the configuration.
+    pub fn validation_context(&self) -> ValidationContext {
+        ValidationContext {
+            default_timezone: self.timezone,
+            catchup_by_default: self.catchup_by_default,
+            dags_are_paused_at_creation: self.dags_are_paused_at_creation,
+            default_task_retries: self.default_task_retries,
+            default_task_retry_delay: self.default_task_retry_delay,
+            pools: self.pools.keys().cloned().collect(),
+            alert_channels: self.alert_channels.clone(),
+        }
+    }
+
+    pub fn logs_dir(&self) -> PathBuf {
+        self.state_dir.join("logs")
+    }
+}
+
+/// `sqlite://relative.db` resolves against the config folder; other URLs pass through.
+fn resolve_database_url(base: &Path, url: &str) -> Option<String> {
+    if let Some(rest) = url.strip_prefix("sqlite://") {
+        let (file, query) = rest
+            .split_once('?')
+            .map_or((rest, None), |(file, query)| (file, Some(query)));
+        if file.is_empty() {
+            return None;
+        }
+        let absolute = if file == ":memory:" {
+            PathBuf::from(file)
+        } else {
+            base.join(file)
+        };
+        let mut resolved = format!("sqlite://{}", absolute.display());
+        if let Some(query) = query {
+            resolved.push('?');
+            resolved.push_str(query);
+        }
+        Some(resolved)
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Some(url.to_string())
+    } else {
+        None
+    }
+}
+
+/// `WEIR__CORE__PARALLELISM=8` sets `[core] parallelism = 8`. Values are read as TOML when they
+/// parse as a number or boolean, else as strings.
+fn apply_overrides(
+    table: &mut toml::Table,
+    environment: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    for (name, value) in environment {
+        let Some(path) = name.strip_prefix("WEIR__") else {
+            continue;
+        };
+        let parts: Vec<String> = path.split("__").map(str::to_lowercase).collect();
+        if parts.len() < 2 || parts.iter().any(String::is_empty) {
+            return Err(ConfigError::BadOverride {
+                name: name.clone(),
+                reason: "use WEIR__SECTION__KEY, e.g. WEIR__DATABASE__URL".to_string(),
+            });
+        }
+        let parsed = format!("value = {value}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut parsed| parsed.remove("value"))
+            .filter(|parsed| {
+                matches!(
+                    parsed,
+                    toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_)
+                )
+            })
+            .unwrap_or(toml::Value::String(value.clone()));
+        let mut current = &mut *table;
+        for section in &parts[..parts.len() - 1] {
+            let entry = current
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            current = match entry {
+                toml::Value::Table(inner) => inner,
+                _ => {
+                    return Err(ConfigError::BadOverride {
+                        name: name.clone(),
+                        reason: format!("`{section}` is not a section"),
+                    });
+                }
+            };
+        }
+        let key = parts
+            .last()
+            .expect("parts has at least two elements")
+            .clone();
+        current.insert(key, parsed);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, environment: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("config.toml");
+        std::fs::write(&path, text).unwrap();
+        let environment = environment
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()));
+        Config::load(&path, true, environment)
+    }
+
+    #[test]
+    fn defaults_apply_and_relative_paths_resolve_against_the_config_folder() {
+        let config = load("", &[]).unwrap();
+        let folder = config.path.parent().unwrap().to_path_buf();
+        assert_eq!(config.dags_folder, folder.join("dags"));
+        assert_eq!(
+            config.database_url,
+            format!("sqlite://{}", folder.join(".weir/weir.db").display())
+        );
+        assert_eq!(config.parallelism, 32);
+        assert_eq!(config.pools["default"], 128);
+        assert_eq!(config.bind.to_string(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn environment_overrides_win_over_the_file() {
+        let config = load(
+            "[core]\nparallelism = 4\n",
+            &[
+                ("WEIR__CORE__PARALLELISM", "8"),
+                ("WEIR__DATABASE__URL", "postgres://postgres@127.0.0.1/test"),
+                ("WEIR__POOLS__WAREHOUSE", "3"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.parallelism, 8);
+        assert_eq!(config.database_url, "postgres://postgres@127.0.0.1/test");
+        assert_eq!(config.pools["warehouse"], 3);
+    }
+
+    #[test]
+    fn bad_values_name_the_file_key_and_reason() {
+        let error = load("[core]\ntimezone = \"Mars/Olympus\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(error.ends_with("config.toml: [core] timezone = \"Mars/Olympus\": not an IANA time zone name (e.g. UTC, Europe/Berlin)"), "{error}");
+        let error = load("[core]\nparalelism = 4\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("unknown field `paralelism`"), "{error}");
+        let error = load("[core]\nparallelism = \"many\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("invalid type"), "{error}");
+        let error = load("", &[("WEIR__CORE__DAG_DIR_POLL", "soon")])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("[core] dag_dir_poll = \"soon\""), "{error}");
+        let error = load("[alerts.ops]\nkind = \"pager\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("[alerts.ops] kind"), "{error}");
+    }
+}

@@ -1,0 +1,14 @@
+//! The DAG model and every decision about it: validation, schedules, states, trigger rules and
+//! the planner. No IO, no clock (`now` is a parameter), no SQL.
+
+pub mod dag;
+pub mod duration;
+pub mod ids;
+pub mod params;
+pub mod planner;
+pub mod schedule;
+pub mod spec;
+pub mod state;
+pub mod template;
+pub mod trigger_rule;
+pub mod validate;

@@ -1,0 +1,9 @@
+//! weir: a workflow scheduler for ETL/ELT pipelines written as YAML DAG files.
+//!
+//! Layers, each depending only on the ones before it: `domain` (decisions, no IO) ← `storage`
+//! (the only SQL) ← `runtime` (scheduler loop, workers, processes, DAG folder) ← `api` / `cli`.
+
+pub mod config;
+pub mod domain;
+pub mod runtime;
+pub mod storage;

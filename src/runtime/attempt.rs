@@ -1,0 +1,282 @@
+//! Preparing one attempt of a task: the template context of §2, the rendered fields, the
+//! environment of §4, the log and output paths, and the secrets to mask.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Duration as ChronoDuration, SecondsFormat, Utc};
+use serde_json::{Map, Value, json};
+
+use crate::domain::dag::{Dag, Operator, Task};
+use crate::domain::template::{self, RenderError};
+use crate::storage::runs::DagRun;
+
+/// The fields of one attempt after rendering.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedFields {
+    pub command: String,
+    pub cwd: Option<String>,
+    pub env: Vec<(String, String)>,
+}
+
+impl RenderedFields {
+    /// As stored with the attempt and shown by `weir tasks render`.
+    pub fn to_json(&self) -> Value {
+        let env: Map<String, Value> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        let mut fields = json!({ "command": self.command, "env": env });
+        if let Some(cwd) = &self.cwd {
+            fields["cwd"] = Value::String(cwd.clone());
+        }
+        fields
+    }
+}
+
+/// Variables from `WEIR_VAR_<NAME>` (name lower-cased), as Airflow reads `AIRFLOW_VAR_<NAME>`.
+pub fn variables_from_env(
+    environment: impl IntoIterator<Item = (String, String)>,
+) -> BTreeMap<String, String> {
+    environment
+        .into_iter()
+        .filter_map(|(name, value)| {
+            name.strip_prefix("WEIR_VAR_")
+                .map(|var| (var.to_lowercase(), value))
+        })
+        .collect()
+}
+
+/// Names that mark a value as secret (§4).
+pub fn is_secret_name(name: &str) -> bool {
+    let lower = name.to_lowercase();
+    ["password", "secret", "token", "key"]
+        .iter()
+        .any(|word| lower.contains(word))
+}
+
+/// Values to mask in logs and rendered fields.
+pub fn secrets(variables: &BTreeMap<String, String>, task_env: &[(String, String)]) -> Vec<String> {
+    variables
+        .iter()
+        .map(|(name, value)| (name.as_str(), value))
+        .chain(task_env.iter().map(|(name, value)| (name.as_str(), value)))
+        .filter(|(name, value)| is_secret_name(name) && !value.is_empty())
+        .map(|(_, value)| value.clone())
+        .collect()
+}
+
+fn rfc3339(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Secs, false)
+}
+
+/// The neighbouring scheduled logical dates, for `prev_ds`/`next_ds`.
+fn neighbours(
+    dag: &Dag,
+    logical_date: DateTime<Utc>,
+) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+    let timetable = &dag.timetable;
+    if !timetable.schedule.is_time_based() {
+        return (None, None);
+    }
+    let next = timetable
+        .next_after(Some(logical_date))
+        .map(|run| run.logical_date);
+    // Widening windows keep this cheap for minutely schedules and correct for yearly ones.
+    let previous = [1, 40, 400, 4000].into_iter().find_map(|days| {
+        let from = logical_date - ChronoDuration::days(days);
+        timetable
+            .runs_between(from, logical_date - ChronoDuration::microseconds(1))
+            .last()
+            .map(|run| run.logical_date)
+    });
+    (previous, next)
+}
+
+/// The template context of §2 for one attempt.
+pub fn template_context(
+    dag: &Dag,
+    run: &DagRun,
+    task_id: &str,
+    try_number: u32,
+    outputs: &HashMap<String, String>,
+    variables: &BTreeMap<String, String>,
+) -> Value {
+    let timezone = dag.timetable.timezone;
+    let local = run.logical_date.with_timezone(&timezone);
+    let ds = local.format("%Y-%m-%d").to_string();
+    let (previous, next) = neighbours(dag, run.logical_date);
+    let format_ds = |time: Option<DateTime<Utc>>| {
+        time.map(|time| time.with_timezone(&timezone).format("%Y-%m-%d").to_string())
+    };
+    let tasks: Map<String, Value> = outputs
+        .iter()
+        .map(|(task, output)| {
+            let value =
+                serde_json::from_str(output).unwrap_or_else(|_| Value::String(output.clone()));
+            (task.clone(), json!({ "output": value }))
+        })
+        .collect();
+    // `var.name` as the spec says; `var.value.name` and `var.json.name` as Airflow users write it.
+    let plain: Map<String, Value> = variables
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    let parsed: Map<String, Value> = variables
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.clone())),
+            )
+        })
+        .collect();
+    let mut var = plain.clone();
+    var.insert("value".to_string(), Value::Object(plain));
+    var.insert("json".to_string(), Value::Object(parsed));
+    json!({
+        "ds": ds,
+        "ds_nodash": ds.replace('-', ""),
+        "ts": rfc3339(run.logical_date),
+        "ts_nodash": run.logical_date.format("%Y%m%dT%H%M%S").to_string(),
+        "logical_date": rfc3339(run.logical_date),
+        "data_interval_start": rfc3339(run.data_interval_start),
+        "data_interval_end": rfc3339(run.data_interval_end),
+        "prev_ds": format_ds(previous),
+        "next_ds": format_ds(next),
+        "run_id": run.run_id.as_str(),
+        "dag_id": dag.dag_id.as_str(),
+        "task_id": task_id,
+        "try_number": try_number,
+        "params": run.conf.clone(),
+        "conf": run.conf.clone(),
+        "var": var,
+        "tasks": tasks,
+    })
+}
+
+/// Renders every templated field of `task`; the first failure names its field.
+pub fn render_fields(task: &Task, context: &Value) -> Result<RenderedFields, RenderError> {
+    let Operator::Shell { command, cwd, .. } = &task.operator;
+    let command = template::render("command", command, context)?;
+    let cwd = cwd
+        .as_ref()
+        .map(|cwd| template::render("cwd", cwd, context))
+        .transpose()?;
+    let env = task
+        .env
+        .iter()
+        .map(|(name, value)| {
+            Ok((
+                name.clone(),
+                template::render(&format!("env.{name}"), value, context)?,
+            ))
+        })
+        .collect::<Result<Vec<_>, RenderError>>()?;
+    Ok(RenderedFields { command, cwd, env })
+}
+
+/// `<state_dir>/logs/<dag_id>/<run_id>/<task_id>/<try>.log` (§4).
+pub fn log_path(
+    logs_dir: &Path,
+    dag_id: &str,
+    run_id: &str,
+    task_id: &str,
+    try_number: u32,
+) -> PathBuf {
+    logs_dir
+        .join(dag_id)
+        .join(run_id)
+        .join(task_id)
+        .join(format!("{try_number}.log"))
+}
+
+/// Where a task writes its output (`$WEIR_OUTPUT`), next to its log.
+pub fn output_path(
+    logs_dir: &Path,
+    dag_id: &str,
+    run_id: &str,
+    task_id: &str,
+    try_number: u32,
+) -> PathBuf {
+    logs_dir
+        .join(dag_id)
+        .join(run_id)
+        .join(task_id)
+        .join(format!("{try_number}.output"))
+}
+
+/// The environment of §4 on top of the task's own.
+pub fn attempt_env(
+    run: &DagRun,
+    dag: &Dag,
+    task_id: &str,
+    try_number: u32,
+    rendered_env: &[(String, String)],
+    output_file: &Path,
+) -> Vec<(String, String)> {
+    let ds = run
+        .logical_date
+        .with_timezone(&dag.timetable.timezone)
+        .format("%Y-%m-%d")
+        .to_string();
+    let mut env = rendered_env.to_vec();
+    env.extend([
+        ("WEIR_DAG_ID".to_string(), dag.dag_id.to_string()),
+        ("WEIR_TASK_ID".to_string(), task_id.to_string()),
+        ("WEIR_RUN_ID".to_string(), run.run_id.to_string()),
+        ("WEIR_TRY_NUMBER".to_string(), try_number.to_string()),
+        ("WEIR_DS".to_string(), ds),
+        ("WEIR_LOGICAL_DATE".to_string(), rfc3339(run.logical_date)),
+        (
+            "WEIR_DATA_INTERVAL_START".to_string(),
+            rfc3339(run.data_interval_start),
+        ),
+        (
+            "WEIR_DATA_INTERVAL_END".to_string(),
+            rfc3339(run.data_interval_end),
+        ),
+        ("WEIR_OUTPUT".to_string(), output_file.display().to_string()),
+    ]);
+    env
+}
+
+/// The markers that identify one attempt's processes (they carry them in their environment), used
+/// to find orphans after a crash.
+pub fn attempt_markers(
+    dag_id: &str,
+    run_id: &str,
+    task_id: &str,
+    try_number: u32,
+) -> Vec<(String, String)> {
+    vec![
+        ("WEIR_DAG_ID".to_string(), dag_id.to_string()),
+        ("WEIR_RUN_ID".to_string(), run_id.to_string()),
+        ("WEIR_TASK_ID".to_string(), task_id.to_string()),
+        ("WEIR_TRY_NUMBER".to_string(), try_number.to_string()),
+    ]
+}
+
+/// Most output kept per attempt (§5.7).
+pub const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
+
+/// The attempt's output: what it wrote to `$WEIR_OUTPUT` (JSON if it parses, else text), else
+/// its last non-empty stdout line; capped at 1 MiB.
+pub fn read_output(output_file: &Path, last_stdout_line: Option<String>) -> Option<String> {
+    let written = std::fs::read(output_file)
+        .ok()
+        .filter(|bytes| !bytes.is_empty());
+    let text = match written {
+        Some(mut bytes) => {
+            bytes.truncate(MAX_OUTPUT_BYTES);
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            match serde_json::from_str::<Value>(&text) {
+                Ok(value) => value.to_string(),
+                Err(_) => serde_json::to_string(text.trim_end()).unwrap_or_default(),
+            }
+        }
+        None => serde_json::to_string(&last_stdout_line?).unwrap_or_default(),
+    };
+    Some(text)
+}

@@ -1,0 +1,267 @@
+//! The DAG folder: finds every `*.yaml`/`*.yml` file, parses and validates the changed ones, and
+//! keeps the set of loaded DAGs and import errors. The daemon watches the folder (inotify, with
+//! a `dag_dir_poll` rescan as a safety net) and records each change in the database.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use chrono::Utc;
+use notify::Watcher;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::dag::Dag;
+use crate::domain::ids::DagId;
+use crate::domain::validate::{DagFileError, Problem, ValidationContext};
+use crate::storage::import_errors::NewImportError;
+use crate::storage::{self, Db, StorageError};
+
+/// The DAGs loaded from the folder, and the files that failed.
+#[derive(Debug, Clone, Default)]
+pub struct DagBag {
+    pub dags: BTreeMap<DagId, Arc<Dag>>,
+    pub errors: Vec<DagFileError>,
+}
+
+impl DagBag {
+    pub fn get(&self, dag_id: &DagId) -> Option<&Arc<Dag>> {
+        self.dags.get(dag_id)
+    }
+
+    /// One row per problem, for the `import_error` table.
+    pub fn import_errors(&self) -> Vec<NewImportError> {
+        self.errors
+            .iter()
+            .flat_map(|error| {
+                error.problems.iter().map(|problem| NewImportError {
+                    filename: error.path.display().to_string(),
+                    line: problem.line,
+                    column: problem.column,
+                    message: problem.message.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
+struct FileEntry {
+    modified: Option<SystemTime>,
+    len: u64,
+    parsed: Result<Arc<Dag>, DagFileError>,
+}
+
+/// The folder and what was last read from each file; re-reads only files whose size or
+/// modification time changed.
+pub struct DagFolder {
+    folder: PathBuf,
+    context: ValidationContext,
+    files: HashMap<PathBuf, FileEntry>,
+}
+
+impl DagFolder {
+    pub fn new(folder: PathBuf, context: ValidationContext) -> Self {
+        DagFolder {
+            folder,
+            context,
+            files: HashMap::new(),
+        }
+    }
+
+    pub fn folder(&self) -> &Path {
+        &self.folder
+    }
+
+    /// Rescans the folder (blocking IO). Returns `None` when nothing changed since the last call.
+    pub fn refresh(&mut self) -> Option<DagBag> {
+        let paths = dag_files(&self.folder);
+        let mut changed = paths.len() != self.files.len();
+        self.files.retain(|path, _| paths.contains(path));
+        for path in &paths {
+            let metadata = std::fs::metadata(path).ok();
+            let modified = metadata
+                .as_ref()
+                .and_then(|metadata| metadata.modified().ok());
+            let len = metadata.as_ref().map_or(0, std::fs::Metadata::len);
+            if let Some(entry) = self.files.get(path)
+                && entry.modified == modified
+                && entry.len == len
+            {
+                continue;
+            }
+            changed = true;
+            let parsed = parse_file(path, &self.context).map(Arc::new);
+            self.files.insert(
+                path.clone(),
+                FileEntry {
+                    modified,
+                    len,
+                    parsed,
+                },
+            );
+        }
+        changed.then(|| self.bag())
+    }
+
+    fn bag(&self) -> DagBag {
+        let mut paths: Vec<&PathBuf> = self.files.keys().collect();
+        paths.sort();
+        let mut bag = DagBag::default();
+        let mut origin: HashMap<DagId, &PathBuf> = HashMap::new();
+        for path in paths {
+            match &self.files[path].parsed {
+                Ok(dag) => {
+                    if let Some(first) = origin.get(&dag.dag_id) {
+                        bag.errors.push(DagFileError {
+                            path: path.clone(),
+                            problems: vec![Problem {
+                                line: 1,
+                                column: 1,
+                                message: format!(
+                                    "dag_id `{}` is already defined in {}: DAG ids must be unique; set a different `dag_id:`",
+                                    dag.dag_id,
+                                    first.display()
+                                ),
+                            }],
+                        });
+                    } else {
+                        origin.insert(dag.dag_id.clone(), path);
+                        bag.dags.insert(dag.dag_id.clone(), Arc::clone(dag));
+                    }
+                }
+                Err(error) => bag.errors.push(error.clone()),
+            }
+        }
+        bag
+    }
+}
+
+/// Reads and validates one DAG file.
+pub fn parse_file(path: &Path, context: &ValidationContext) -> Result<Dag, DagFileError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Dag::from_yaml(path, &text, context),
+        Err(error) => Err(DagFileError {
+            path: path.to_path_buf(),
+            problems: vec![Problem {
+                line: 1,
+                column: 1,
+                message: format!("cannot read the file: {error}"),
+            }],
+        }),
+    }
+}
+
+/// Every `*.yaml`/`*.yml` under `folder`, recursively, skipping hidden files and folders.
+pub fn dag_files(folder: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![folder.to_path_buf()];
+    while let Some(directory) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&directory) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let hidden = entry.file_name().to_string_lossy().starts_with('.');
+            if hidden {
+                continue;
+            }
+            if path.is_dir() {
+                pending.push(path);
+            } else if matches!(
+                path.extension().and_then(|ext| ext.to_str()),
+                Some("yaml" | "yml")
+            ) {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Loads the folder once (for CLI commands).
+pub fn load_folder(folder: &Path, context: &ValidationContext) -> DagBag {
+    DagFolder::new(folder.to_path_buf(), context.clone())
+        .refresh()
+        .unwrap_or_default()
+}
+
+/// Records the bag in the database: DAG rows upserted, vanished ones inactive, import errors
+/// replaced. Bumps the change counter so a scheduler in another process notices.
+pub async fn record(db: &Db, bag: &DagBag) -> Result<(), StorageError> {
+    let now = Utc::now();
+    let mut transaction = db.begin().await?;
+    for dag in bag.dags.values() {
+        storage::dags::upsert(&mut transaction, dag, now).await?;
+    }
+    let active: Vec<DagId> = bag.dags.keys().cloned().collect();
+    storage::dags::deactivate_others(&mut transaction, &active).await?;
+    storage::import_errors::replace_all(&mut transaction, &bag.import_errors(), now).await?;
+    storage::signal_change(&mut transaction).await?;
+    transaction.commit().await?;
+    Ok(())
+}
+
+/// Watches the folder until cancelled: every change is parsed, recorded, and published on `bag`.
+pub async fn watch_folder(
+    folder: DagFolder,
+    db: Db,
+    poll: Duration,
+    bag: watch::Sender<Arc<DagBag>>,
+    cancel: CancellationToken,
+) {
+    let (events_tx, mut events) = mpsc::unbounded_channel::<()>();
+    let watch_path = folder.folder().to_path_buf();
+    // inotify makes changes visible at once; the periodic rescan covers file systems where it
+    // does not work (network mounts) and a folder created after start-up.
+    let _watcher = notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
+        let _ = events_tx.send(());
+    })
+    .and_then(|mut watcher| {
+        watcher.watch(&watch_path, notify::RecursiveMode::Recursive)?;
+        Ok(watcher)
+    })
+    .map_err(|error| tracing::warn!(folder = %watch_path.display(), %error, "cannot watch the DAG folder; relying on periodic rescans"))
+    .ok();
+    let folder = Arc::new(Mutex::new(folder));
+    let mut rescan = tokio::time::interval(poll);
+    rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            Some(()) = events.recv() => {
+                // Editors write a file in several steps; let them finish before reading.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                while events.try_recv().is_ok() {}
+            }
+            _ = rescan.tick() => {}
+        }
+        let scanning = Arc::clone(&folder);
+        let refreshed = tokio::task::spawn_blocking(move || {
+            scanning
+                .lock()
+                .map(|mut folder| folder.refresh())
+                .ok()
+                .flatten()
+        })
+        .await
+        .ok()
+        .flatten();
+        if let Some(new_bag) = refreshed {
+            tracing::info!(
+                dags = new_bag.dags.len(),
+                import_errors = new_bag.errors.len(),
+                "DAG folder changed"
+            );
+            for error in &new_bag.errors {
+                tracing::warn!("import error: {error}");
+            }
+            if let Err(error) = record(&db, &new_bag).await {
+                tracing::error!(%error, "cannot record the DAG folder in the metadata database");
+            }
+            bag.send_replace(Arc::new(new_bag));
+        }
+    }
+}

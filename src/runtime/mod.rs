@@ -1,0 +1,9 @@
+//! Everything that runs: the scheduler loop, the executors and child processes, the DAG folder
+//! loader. Every loop has a public single-step function that tests call directly.
+
+pub mod attempt;
+pub mod executor;
+pub mod loader;
+pub mod masking;
+pub mod process;
+pub mod scheduler;

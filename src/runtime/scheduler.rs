@@ -1,0 +1,841 @@
+//! The scheduler: one writer of state transitions. Each step ([`Scheduler::tick`]) creates due
+//! runs, starts queued runs, plans every running run with the pure planner, commits the
+//! decisions, then claims and hands scheduled tasks to the executor. Executor events are
+//! recorded by [`Scheduler::handle_event`], and the loop re-plans at once, so a finished task's
+//! downstream starts without waiting for a polling tick.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::attempt::{self, attempt_env, log_path, output_path, render_fields, template_context};
+use super::executor::{AttemptKey, AttemptRequest, AttemptResult, Executor, ExecutorEvent};
+use super::loader::DagBag;
+use super::process::{ShellAttempt, kill_processes_with_env};
+use crate::domain::dag::{Dag, Operator};
+use crate::domain::planner::{self, Candidate, Capacity, Decision, RunSnapshot};
+use crate::domain::state::{RunState, RunType, TaskState};
+use crate::storage::runs::{self, DagRun, NewRun, RunFilter};
+use crate::storage::task_instances::{self, AttemptEnd};
+use crate::storage::{self, Db};
+
+/// How a scheduler is set up.
+#[derive(Debug, Clone)]
+pub struct SchedulerSettings {
+    pub parallelism: u32,
+    pub pools: BTreeMap<String, u32>,
+    pub logs_dir: PathBuf,
+    pub kill_grace: Duration,
+    /// Most bytes of task output kept in one attempt's log.
+    pub max_log_bytes: u64,
+    /// `None`: the daemon, which creates scheduled runs and drives every run without an owner.
+    /// `Some(owner)`: `weir dags test`, which drives only the runs it owns.
+    pub owner: Option<String>,
+    pub variables: BTreeMap<String, String>,
+}
+
+/// What one step did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TickOutcome {
+    pub runs_created: usize,
+    pub runs_started: usize,
+    pub runs_finished: usize,
+    pub tasks_queued: usize,
+    /// When the next step is due even if nothing else happens (a run's interval ends, a retry
+    /// delay passes).
+    pub next_wake: Option<DateTime<Utc>>,
+}
+
+pub struct Scheduler {
+    db: Db,
+    settings: SchedulerSettings,
+    dags: watch::Receiver<Arc<DagBag>>,
+    executor: Arc<dyn Executor>,
+    hostname: String,
+}
+
+fn earliest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+impl Scheduler {
+    pub fn new(
+        db: Db,
+        settings: SchedulerSettings,
+        dags: watch::Receiver<Arc<DagBag>>,
+        executor: Arc<dyn Executor>,
+    ) -> Self {
+        let hostname = nix::unistd::gethostname()
+            .ok()
+            .and_then(|name| name.into_string().ok())
+            .unwrap_or_else(|| "localhost".to_string());
+        Scheduler {
+            db,
+            settings,
+            dags,
+            executor,
+            hostname,
+        }
+    }
+
+    fn bag(&self) -> Arc<DagBag> {
+        Arc::clone(&self.dags.borrow())
+    }
+
+    fn owner(&self) -> Option<&str> {
+        self.settings.owner.as_deref()
+    }
+
+    fn run_filter(&self, state: RunState) -> RunFilter {
+        RunFilter {
+            states: vec![state],
+            owner: Some(self.settings.owner.clone()),
+            ..RunFilter::default()
+        }
+    }
+
+    /// One scheduling step at `now`.
+    pub async fn tick(&self, now: DateTime<Utc>) -> anyhow::Result<TickOutcome> {
+        let bag = self.bag();
+        let mut outcome = TickOutcome::default();
+        if self.settings.owner.is_none() {
+            self.create_scheduled_runs(&bag, now, &mut outcome).await?;
+        }
+        self.start_queued_runs(&bag, now, &mut outcome).await?;
+        self.plan_running_runs(&bag, now, &mut outcome).await?;
+        self.dispatch(&bag, now, &mut outcome).await?;
+        Ok(outcome)
+    }
+
+    async fn create_scheduled_runs(
+        &self,
+        bag: &DagBag,
+        now: DateTime<Utc>,
+        outcome: &mut TickOutcome,
+    ) -> anyhow::Result<()> {
+        let mut connection = self.db.acquire().await?;
+        let records: HashMap<_, _> = storage::dags::list(&mut connection)
+            .await?
+            .into_iter()
+            .map(|record| (record.dag_id.clone(), record))
+            .collect();
+        drop(connection);
+        for dag in bag.dags.values() {
+            if !dag.timetable.schedule.is_time_based() {
+                continue;
+            }
+            let Some(record) = records.get(&dag.dag_id) else {
+                continue;
+            };
+            if record.is_paused {
+                continue;
+            }
+            let mut transaction = self.db.begin().await?;
+            let mut last =
+                runs::latest_scheduled_logical_date(&mut transaction, &dag.dag_id).await?;
+            let mut next_planned = None;
+            loop {
+                let Some(planned) = dag.timetable.next_to_create(last, dag.catchup, now) else {
+                    break;
+                };
+                next_planned = Some(planned);
+                if planned.run_after > now {
+                    outcome.next_wake = earliest(outcome.next_wake, Some(planned.run_after));
+                    break;
+                }
+                let (queued, running) = runs::count_active(&mut transaction, &dag.dag_id).await?;
+                if queued + running >= dag.max_active_runs {
+                    // A run finishing wakes the loop; nothing to wait for in time.
+                    break;
+                }
+                let new_run = NewRun {
+                    dag_id: dag.dag_id.clone(),
+                    run_id: runs::generated_run_id(RunType::Scheduled, planned.logical_date),
+                    run_type: RunType::Scheduled,
+                    logical_date: planned.logical_date,
+                    data_interval_start: planned.data_interval.start,
+                    data_interval_end: planned.data_interval.end,
+                    run_after: planned.run_after,
+                    conf: serde_json::Value::Object(
+                        dag.params
+                            .resolve(&serde_json::Value::Null)
+                            .unwrap_or_default(),
+                    ),
+                    owner: None,
+                };
+                let run = runs::insert(&mut transaction, &new_run, now).await?;
+                tracing::info!(dag_id = %dag.dag_id, run_id = %run.run_id, "created scheduled run");
+                outcome.runs_created += 1;
+                last = Some(planned.logical_date);
+                next_planned = None;
+            }
+            let next_planned =
+                next_planned.or_else(|| dag.timetable.next_to_create(last, dag.catchup, now));
+            let (logical, run_after) =
+                next_planned.map_or((None, None), |p| (Some(p.logical_date), Some(p.run_after)));
+            if record.next_dagrun_logical_date != logical
+                || record.next_dagrun_run_after != run_after
+            {
+                storage::dags::set_next_run(&mut transaction, &dag.dag_id, logical, run_after)
+                    .await?;
+            }
+            transaction.commit().await?;
+        }
+        Ok(())
+    }
+
+    async fn start_queued_runs(
+        &self,
+        bag: &DagBag,
+        now: DateTime<Utc>,
+        outcome: &mut TickOutcome,
+    ) -> anyhow::Result<()> {
+        let mut connection = self.db.acquire().await?;
+        let queued = runs::list(&mut connection, &self.run_filter(RunState::Queued)).await?;
+        if queued.is_empty() {
+            return Ok(());
+        }
+        let paused: HashMap<_, _> = storage::dags::list(&mut connection)
+            .await?
+            .into_iter()
+            .map(|record| (record.dag_id, record.is_paused))
+            .collect();
+        drop(connection);
+        let mut by_dag: BTreeMap<_, Vec<&DagRun>> = BTreeMap::new();
+        for run in &queued {
+            by_dag.entry(run.dag_id.clone()).or_default().push(run);
+        }
+        for (dag_id, waiting) in by_dag {
+            let Some(dag) = bag.get(&dag_id) else {
+                continue;
+            };
+            // A paused DAG keeps its queued runs waiting (the daemon's rule); `dags test` runs anyway.
+            if self.settings.owner.is_none() && paused.get(&dag_id).copied().unwrap_or(false) {
+                continue;
+            }
+            let mut transaction = self.db.begin().await?;
+            let (_, running) = runs::count_active(&mut transaction, &dag_id).await?;
+            let keys: Vec<i64> = waiting.iter().map(|run| run.pk).collect();
+            for pk in planner::runs_to_start(&keys, running, dag.max_active_runs) {
+                runs::start(&mut transaction, pk, now).await?;
+                outcome.runs_started += 1;
+            }
+            transaction.commit().await?;
+        }
+        Ok(())
+    }
+
+    async fn plan_running_runs(
+        &self,
+        bag: &DagBag,
+        now: DateTime<Utc>,
+        outcome: &mut TickOutcome,
+    ) -> anyhow::Result<()> {
+        let mut connection = self.db.acquire().await?;
+        let running = runs::list(&mut connection, &self.run_filter(RunState::Running)).await?;
+        drop(connection);
+        for run in running {
+            let Some(dag) = bag.get(&run.dag_id) else {
+                continue;
+            };
+            let mut transaction = self.db.begin().await?;
+            let instances = task_instances::for_run(&mut transaction, run.pk).await?;
+            let mut snapshot = RunSnapshot {
+                tasks: instances
+                    .iter()
+                    .map(|ti| (ti.task_id.clone(), ti.planner_view()))
+                    .collect(),
+                previous_run: None,
+            };
+            if dag.tasks.iter().any(|task| task.depends_on_past)
+                && let Some(previous) = runs::previous(&mut transaction, &run).await?
+            {
+                let previous_states =
+                    task_instances::for_run(&mut transaction, previous.pk).await?;
+                snapshot.previous_run = Some(
+                    previous_states
+                        .into_iter()
+                        .map(|ti| (ti.task_id, ti.state))
+                        .collect(),
+                );
+            }
+            let plan = planner::plan_run(dag, &snapshot, now);
+            outcome.next_wake = earliest(outcome.next_wake, plan.wake_at);
+            if plan.decisions.is_empty() {
+                transaction.rollback().await?;
+                continue;
+            }
+            for decision in &plan.decisions {
+                match decision {
+                    Decision::Create(task_id) => {
+                        let task = dag
+                            .task(task_id.as_str())
+                            .context("planner created a task the DAG lacks")?;
+                        task_instances::create(
+                            &mut transaction,
+                            run.pk,
+                            &run.dag_id,
+                            &run.run_id,
+                            task,
+                        )
+                        .await?;
+                    }
+                    Decision::Remove(task_id) => {
+                        task_instances::set_state(
+                            &mut transaction,
+                            run.pk,
+                            task_id,
+                            TaskState::Removed,
+                            None,
+                            now,
+                        )
+                        .await?;
+                    }
+                    Decision::Schedule(task_id) => {
+                        task_instances::set_state(
+                            &mut transaction,
+                            run.pk,
+                            task_id,
+                            TaskState::Scheduled,
+                            dag.task(task_id.as_str()),
+                            now,
+                        )
+                        .await?;
+                    }
+                    Decision::Skip(task_id) => {
+                        task_instances::set_state(
+                            &mut transaction,
+                            run.pk,
+                            task_id,
+                            TaskState::Skipped,
+                            None,
+                            now,
+                        )
+                        .await?;
+                    }
+                    Decision::UpstreamFailed(task_id) => {
+                        task_instances::set_state(
+                            &mut transaction,
+                            run.pk,
+                            task_id,
+                            TaskState::UpstreamFailed,
+                            None,
+                            now,
+                        )
+                        .await?;
+                    }
+                    Decision::FinishRun(state) => {
+                        runs::set_state(&mut transaction, run.pk, *state, now).await?;
+                        tracing::info!(dag_id = %run.dag_id, run_id = %run.run_id, state = %state, "run finished");
+                        outcome.runs_finished += 1;
+                    }
+                }
+            }
+            transaction.commit().await?;
+        }
+        Ok(())
+    }
+
+    async fn dispatch(
+        &self,
+        bag: &DagBag,
+        now: DateTime<Utc>,
+        outcome: &mut TickOutcome,
+    ) -> anyhow::Result<()> {
+        let mut connection = self.db.acquire().await?;
+        let waiting = task_instances::scheduled(&mut connection, self.owner()).await?;
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        let active = task_instances::active(&mut connection).await?;
+        drop(connection);
+        let mut capacity = Capacity {
+            parallelism: self.settings.parallelism as usize,
+            running_total: active.len(),
+            pool_size: self
+                .settings
+                .pools
+                .iter()
+                .map(|(name, slots)| (name.clone(), *slots))
+                .collect(),
+            ..Capacity::default()
+        };
+        for instance in &active {
+            *capacity.pool_used.entry(instance.pool.clone()).or_insert(0) += instance.pool_slots;
+            *capacity.run_active.entry(instance.run_pk).or_insert(0) += 1;
+        }
+        let candidates: Vec<Candidate<usize>> = waiting
+            .iter()
+            .enumerate()
+            .filter_map(|(position, waiting)| {
+                let dag = bag.get(&waiting.dag_id)?;
+                Some(Candidate {
+                    key: position,
+                    run_key: waiting.run_pk,
+                    priority_weight: waiting.priority_weight,
+                    logical_date: waiting.logical_date,
+                    pool: waiting.pool.clone(),
+                    pool_slots: waiting.pool_slots,
+                    max_active_tasks: dag.max_active_tasks,
+                })
+            })
+            .collect();
+        let mut runs_cache: HashMap<i64, DagRun> = HashMap::new();
+        for admitted in planner::admit(&candidates, &capacity) {
+            let waiting = &waiting[admitted.key];
+            let Some(dag) = bag.get(&waiting.dag_id) else {
+                continue;
+            };
+            let mut transaction = self.db.begin().await?;
+            let run = match runs_cache.get(&waiting.run_pk) {
+                Some(run) => run.clone(),
+                None => {
+                    let run = runs::get_by_pk(&mut transaction, waiting.run_pk)
+                        .await?
+                        .context("a scheduled task's run disappeared")?;
+                    runs_cache.insert(run.pk, run.clone());
+                    run
+                }
+            };
+            let Some(task) = dag.task(waiting.task_id.as_str()) else {
+                transaction.rollback().await?;
+                continue;
+            };
+            let instance = task_instances::get(&mut transaction, run.pk, &task.task_id).await?;
+            let try_number = instance.map_or(1, |instance| instance.try_number + 1);
+            let outputs = task_instances::outputs(&mut transaction, run.pk).await?;
+            let context = template_context(
+                dag,
+                &run,
+                task.task_id.as_str(),
+                try_number,
+                &outputs,
+                &self.settings.variables,
+            );
+            let rendered = render_fields(task, &context);
+            let secrets = attempt::secrets(&self.settings.variables, &task.env);
+            let rendered_json = match &rendered {
+                Ok(fields) => mask_json(fields.to_json(), &secrets),
+                Err(error) => serde_json::json!({ "error": error.to_string() }),
+            };
+            let Some(try_number) =
+                task_instances::claim(&mut transaction, run.pk, &task.task_id, &rendered_json, now)
+                    .await?
+            else {
+                transaction.rollback().await?;
+                continue;
+            };
+            let key = AttemptKey {
+                run_pk: run.pk,
+                task_id: task.task_id.clone(),
+                try_number,
+            };
+            let fields = match rendered {
+                Ok(fields) => fields,
+                Err(error) => {
+                    // A template that cannot render fails the attempt before anything runs.
+                    let result = AttemptResult::Failed {
+                        exit_code: None,
+                        error: error.to_string(),
+                    };
+                    self.record_result(&mut transaction, dag, &key, &result, now)
+                        .await?;
+                    transaction.commit().await?;
+                    continue;
+                }
+            };
+            transaction.commit().await?;
+            let log = log_path(
+                &self.settings.logs_dir,
+                dag.dag_id.as_str(),
+                run.run_id.as_str(),
+                task.task_id.as_str(),
+                try_number,
+            );
+            let output = output_path(
+                &self.settings.logs_dir,
+                dag.dag_id.as_str(),
+                run.run_id.as_str(),
+                task.task_id.as_str(),
+                try_number,
+            );
+            let Operator::Shell { skip_exit_code, .. } = &task.operator;
+            let cwd = match &fields.cwd {
+                Some(cwd) => dag.folder().join(cwd),
+                None => dag.folder(),
+            };
+            let env = attempt_env(
+                &run,
+                dag,
+                task.task_id.as_str(),
+                try_number,
+                &fields.env,
+                &output,
+            );
+            let request = AttemptRequest {
+                key,
+                shell: ShellAttempt {
+                    command: fields.command,
+                    cwd,
+                    env,
+                    timeout: task.timeout,
+                    kill_grace: self.settings.kill_grace,
+                    log_path: log,
+                    secrets,
+                    max_log_bytes: self.settings.max_log_bytes,
+                },
+                skip_exit_code: *skip_exit_code,
+                output_path: output,
+            };
+            tracing::debug!(dag_id = %dag.dag_id, run_id = %run.run_id, task_id = %task.task_id, try_number, "queued attempt");
+            self.executor.submit(request);
+            outcome.tasks_queued += 1;
+        }
+        Ok(())
+    }
+
+    /// Records what the executor reports.
+    pub async fn handle_event(
+        &self,
+        event: ExecutorEvent,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        match event {
+            ExecutorEvent::Started { key, pid } => {
+                let mut transaction = self.db.begin().await?;
+                task_instances::mark_started(
+                    &mut transaction,
+                    key.run_pk,
+                    &key.task_id,
+                    key.try_number,
+                    pid,
+                    &self.hostname,
+                    now,
+                )
+                .await?;
+                transaction.commit().await?;
+            }
+            ExecutorEvent::Finished { key, result } => {
+                let bag = self.bag();
+                let mut transaction = self.db.begin().await?;
+                let run = runs::get_by_pk(&mut transaction, key.run_pk).await?;
+                let dag = run.as_ref().and_then(|run| bag.get(&run.dag_id)).cloned();
+                match dag {
+                    Some(dag) => {
+                        self.record_result(&mut transaction, &dag, &key, &result, now)
+                            .await?
+                    }
+                    None => record_result_without_dag(&mut transaction, &key, &result, now).await?,
+                }
+                transaction.commit().await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn record_result(
+        &self,
+        connection: &mut sqlx::AnyConnection,
+        dag: &Dag,
+        key: &AttemptKey,
+        result: &AttemptResult,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let instance = task_instances::get(connection, key.run_pk, &key.task_id).await?;
+        let max_tries = instance.map_or(key.try_number, |instance| instance.max_tries);
+        let end = attempt_end(dag, key, result, max_tries, now);
+        if matches!(
+            end.instance_state,
+            TaskState::UpForRetry | TaskState::Failed
+        ) {
+            tracing::warn!(task_id = %key.task_id, try_number = key.try_number, error = end.error.as_deref().unwrap_or(""), state = %end.instance_state, "attempt failed");
+        }
+        task_instances::finish_attempt(
+            connection,
+            key.run_pk,
+            &key.task_id,
+            key.try_number,
+            &end,
+            now,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Ends attempts that a previous scheduler left queued or running (§3.9): their processes
+    /// are killed if any still exist, and each counts as a failed attempt (retried if budget
+    /// remains). Returns how many were ended.
+    pub async fn recover(&self, now: DateTime<Utc>) -> anyhow::Result<usize> {
+        let mut connection = self.db.acquire().await?;
+        let active = task_instances::active(&mut connection).await?;
+        let mut orphans = Vec::new();
+        for instance in active {
+            let Some(run) = runs::get_by_pk(&mut connection, instance.run_pk).await? else {
+                continue;
+            };
+            if run.owner.as_deref() == self.owner() {
+                orphans.push((instance, run));
+            }
+        }
+        drop(connection);
+        let count = orphans.len();
+        for (instance, run) in orphans {
+            let markers = attempt::attempt_markers(
+                run.dag_id.as_str(),
+                run.run_id.as_str(),
+                instance.task_id.as_str(),
+                instance.try_number,
+            );
+            let killed = tokio::task::spawn_blocking(move || {
+                let pairs: Vec<(&str, &str)> = markers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                kill_processes_with_env(&pairs)
+            })
+            .await
+            .unwrap_or_default();
+            let log = log_path(
+                &self.settings.logs_dir,
+                run.dag_id.as_str(),
+                run.run_id.as_str(),
+                instance.task_id.as_str(),
+                instance.try_number,
+            );
+            let note = format!(
+                "[weir] the scheduler running this attempt stopped (crash or kill); recovery at {} ended it{}\n",
+                now.to_rfc3339(),
+                if killed.is_empty() {
+                    String::new()
+                } else {
+                    format!(" and killed leftover processes {killed:?}")
+                }
+            );
+            append_to_log(&log, &note).await;
+            tracing::warn!(dag_id = %run.dag_id, run_id = %run.run_id, task_id = %instance.task_id, try_number = instance.try_number, killed = killed.len(), "recovered orphaned attempt");
+            let key = AttemptKey {
+                run_pk: run.pk,
+                task_id: instance.task_id.clone(),
+                try_number: instance.try_number,
+            };
+            let result = AttemptResult::Failed {
+                exit_code: None,
+                error: "the scheduler running this attempt stopped (crash or kill); the attempt was ended on restart".to_string(),
+            };
+            self.handle_event(ExecutorEvent::Finished { key, result }, now)
+                .await?;
+        }
+        Ok(count)
+    }
+
+    /// Runs until cancelled: a step whenever something may have changed (an executor event, a DAG
+    /// file, a change recorded by another process) or becomes due (a schedule, a retry delay).
+    pub async fn run(
+        mut self,
+        mut events: mpsc::UnboundedReceiver<ExecutorEvent>,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let recovered = self
+            .recover(Utc::now())
+            .await
+            .context("recovering attempts left by a previous scheduler")?;
+        if recovered > 0 {
+            tracing::warn!(
+                recovered,
+                "ended attempts left running by a previous scheduler"
+            );
+        }
+        let mut connection = self.db.acquire().await?;
+        let mut seen_change = storage::change_sequence(&mut connection).await?;
+        storage::record_heartbeat(&mut connection, Utc::now()).await?;
+        drop(connection);
+        // Another process (the CLI, the web server) records a trigger or a clear in the database
+        // and bumps a counter; a cheap read twice a second notices it.
+        let mut change_poll = tokio::time::interval(Duration::from_millis(500));
+        change_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_heartbeat = tokio::time::Instant::now();
+        let mut next_wake: Option<DateTime<Utc>> = None;
+        let mut step_needed = true;
+        loop {
+            if step_needed {
+                match self.tick(Utc::now()).await {
+                    Ok(outcome) => next_wake = outcome.next_wake,
+                    Err(error) => {
+                        tracing::error!("scheduler step failed: {error:#}");
+                        next_wake = Some(Utc::now() + chrono::Duration::seconds(1));
+                    }
+                }
+            }
+            step_needed = false;
+            let sleep_for = next_wake
+                .map(|wake| (wake - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+                .unwrap_or(Duration::from_secs(3600));
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
+                Some(event) = events.recv() => {
+                    let mut batch = vec![event];
+                    while let Ok(more) = events.try_recv() {
+                        batch.push(more);
+                    }
+                    for event in batch {
+                        if let Err(error) = self.handle_event(event, Utc::now()).await {
+                            tracing::error!("cannot record an executor event: {error:#}");
+                        }
+                    }
+                    step_needed = true;
+                }
+                Ok(()) = self.dags.changed() => step_needed = true,
+                _ = tokio::time::sleep(sleep_for) => step_needed = true,
+                _ = change_poll.tick() => {
+                    let mut connection = self.db.acquire().await?;
+                    let current = storage::change_sequence(&mut connection).await?;
+                    if current != seen_change {
+                        seen_change = current;
+                        step_needed = true;
+                    }
+                    if last_heartbeat.elapsed() >= Duration::from_secs(10) {
+                        storage::record_heartbeat(&mut connection, Utc::now()).await?;
+                        last_heartbeat = tokio::time::Instant::now();
+                    }
+                }
+            }
+        }
+        tracing::info!("scheduler stopping: ending running attempts");
+        self.executor.shutdown().await;
+        while let Ok(event) = events.try_recv() {
+            if let Err(error) = self.handle_event(event, Utc::now()).await {
+                tracing::error!("cannot record an executor event during shutdown: {error:#}");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The recorded end of an attempt: retried while `try_number < max_tries` (§3.5).
+fn attempt_end(
+    dag: &Dag,
+    key: &AttemptKey,
+    result: &AttemptResult,
+    max_tries: u32,
+    now: DateTime<Utc>,
+) -> AttemptEnd {
+    match result {
+        AttemptResult::Success { output } => AttemptEnd {
+            attempt_state: TaskState::Success,
+            instance_state: TaskState::Success,
+            next_retry_at: None,
+            exit_code: Some(0),
+            output: output.clone(),
+            error: None,
+        },
+        AttemptResult::Skipped => AttemptEnd {
+            attempt_state: TaskState::Skipped,
+            instance_state: TaskState::Skipped,
+            next_retry_at: None,
+            exit_code: None,
+            output: None,
+            error: None,
+        },
+        AttemptResult::Failed { exit_code, error } => {
+            let retry = dag.task(key.task_id.as_str()).map(|task| task.retry);
+            let (instance_state, next_retry_at) = match retry {
+                Some(policy) if key.try_number < max_tries => {
+                    let delay = chrono::Duration::from_std(policy.delay_after(key.try_number))
+                        .unwrap_or(chrono::Duration::MAX);
+                    (
+                        TaskState::UpForRetry,
+                        Some(
+                            now.checked_add_signed(delay)
+                                .unwrap_or(DateTime::<Utc>::MAX_UTC),
+                        ),
+                    )
+                }
+                _ => (TaskState::Failed, None),
+            };
+            AttemptEnd {
+                attempt_state: TaskState::Failed,
+                instance_state,
+                next_retry_at,
+                exit_code: *exit_code,
+                output: None,
+                error: Some(error.clone()),
+            }
+        }
+    }
+}
+
+/// The DAG of a finished attempt is gone (file removed or broken): record it without retries.
+async fn record_result_without_dag(
+    connection: &mut sqlx::AnyConnection,
+    key: &AttemptKey,
+    result: &AttemptResult,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let (state, error, exit_code, output) = match result {
+        AttemptResult::Success { output } => (TaskState::Success, None, Some(0), output.clone()),
+        AttemptResult::Skipped => (TaskState::Skipped, None, None, None),
+        AttemptResult::Failed { exit_code, error } => {
+            (TaskState::Failed, Some(error.clone()), *exit_code, None)
+        }
+    };
+    let end = AttemptEnd {
+        attempt_state: state,
+        instance_state: state,
+        next_retry_at: None,
+        exit_code,
+        output,
+        error,
+    };
+    task_instances::finish_attempt(
+        connection,
+        key.run_pk,
+        &key.task_id,
+        key.try_number,
+        &end,
+        now,
+    )
+    .await?;
+    Ok(())
+}
+
+fn mask_json(value: serde_json::Value, secrets: &[String]) -> serde_json::Value {
+    if secrets.is_empty() {
+        return value;
+    }
+    match value {
+        serde_json::Value::String(text) => {
+            serde_json::Value::String(super::masking::mask_secrets(&text, secrets))
+        }
+        serde_json::Value::Object(map) => serde_json::Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, mask_json(v, secrets)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+async fn append_to_log(path: &std::path::Path, text: &str) {
+    use tokio::io::AsyncWriteExt;
+    if let Some(parent) = path.parent() {
+        let _ = tokio::fs::create_dir_all(parent).await;
+    }
+    if let Ok(mut file) = tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .await
+    {
+        let _ = file.write_all(text.as_bytes()).await;
+    }
+}

@@ -1,0 +1,327 @@
+//! The metadata database: the only module that knows SQL. One code path for SQLite (embedded
+//! default, WAL) and PostgreSQL through sqlx's `Any` driver; rows become domain types here.
+
+pub mod dags;
+pub mod import_errors;
+pub mod runs;
+pub mod task_instances;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Row};
+
+/// Why a storage call failed, for callers that branch on it.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("metadata database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("the metadata database holds a value weir cannot read: {0}")]
+    Corrupt(String),
+    #[error(
+        "the metadata database schema is at version {current} but this weir needs {required}: run `weir db migrate`"
+    )]
+    SchemaBehind { current: i64, required: i64 },
+    #[error(
+        "the metadata database schema is at version {current}, newer than this weir ({supported}): upgrade weir"
+    )]
+    SchemaAhead { current: i64, supported: i64 },
+    #[error("cannot open the metadata database {url}: {reason}")]
+    Open { url: String, reason: String },
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+struct Migration {
+    version: i64,
+    description: &'static str,
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+/// Embedded with `include_str!` rather than `sqlx::migrate!`, which would pull sqlx's macro stack
+/// into the build.
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description: "initial schema",
+    sqlite: include_str!("../../migrations/sqlite/0001_init.sql"),
+    postgres: include_str!("../../migrations/postgres/0001_init.sql"),
+}];
+
+/// A handle on the metadata database.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// What `weir db check` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaStatus {
+    pub current: i64,
+    pub required: i64,
+}
+
+impl Db {
+    /// Opens the database at `url`, creating a SQLite file (and its folder) when missing.
+    pub async fn connect(url: &str) -> Result<Db> {
+        sqlx::any::install_default_drivers();
+        let open_error = |reason: String| StorageError::Open {
+            url: redact(url),
+            reason,
+        };
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(open_error("use a sqlite:// or postgres:// URL".to_string()));
+        };
+        let url = match backend {
+            Backend::Sqlite => {
+                let path = url
+                    .trim_start_matches("sqlite://")
+                    .split('?')
+                    .next()
+                    .unwrap_or_default();
+                if let Some(parent) = std::path::Path::new(path).parent()
+                    && !parent.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(parent).map_err(|error| {
+                        open_error(format!("cannot create {}: {error}", parent.display()))
+                    })?;
+                }
+                if url.contains('?') {
+                    url.to_string()
+                } else {
+                    format!("{url}?mode=rwc")
+                }
+            }
+            Backend::Postgres => url.to_string(),
+        };
+        let options = AnyConnectOptions::from_str(&url)
+            .map_err(|error| open_error(error.to_string()))?
+            .disable_statement_logging();
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                Backend::Sqlite => 4,
+                Backend::Postgres => 8,
+            })
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |connection, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers (CLI, web) work while the scheduler writes; the busy
+                        // timeout makes a second writer wait instead of failing at once.
+                        sqlx::raw_sql("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
+                            .execute(&mut *connection)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(|error| open_error(error.to_string()))?;
+        Ok(Db { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// A write transaction. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`), so two
+    /// processes never deadlock upgrading read locks.
+    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
+    pub async fn acquire(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>> {
+        Ok(self.pool.acquire().await?)
+    }
+
+    /// Applies every migration not yet applied, each in its own transaction.
+    pub async fn migrate(&self) -> Result<()> {
+        let mut connection = self.acquire().await?;
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS weir_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+        )
+        .execute(&mut *connection)
+        .await?;
+        drop(connection);
+        for migration in MIGRATIONS {
+            let mut transaction = self.begin().await?;
+            let applied: Option<i64> =
+                sqlx::query("SELECT version FROM weir_migrations WHERE version = $1")
+                    .bind(migration.version)
+                    .fetch_optional(&mut *transaction)
+                    .await?
+                    .map(|row| row.try_get(0))
+                    .transpose()?;
+            if applied.is_some() {
+                continue;
+            }
+            let script = match self.backend {
+                Backend::Sqlite => migration.sqlite,
+                Backend::Postgres => migration.postgres,
+            };
+            sqlx::raw_sql(script).execute(&mut *transaction).await?;
+            sqlx::query("INSERT INTO weir_migrations (version, description, applied_at) VALUES ($1, $2, $3)")
+                .bind(migration.version)
+                .bind(migration.description)
+                .bind(micros(Utc::now()))
+                .execute(&mut *transaction)
+                .await?;
+            transaction.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// The schema version present and the one this build needs.
+    pub async fn schema_status(&self) -> Result<SchemaStatus> {
+        let required = MIGRATIONS.last().map_or(0, |migration| migration.version);
+        let mut connection = self.acquire().await?;
+        let exists = match self.backend {
+            Backend::Sqlite => {
+                sqlx::query("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'weir_migrations'")
+                    .fetch_one(&mut *connection)
+                    .await?
+                    .try_get::<i64, _>(0)?
+            }
+            Backend::Postgres => {
+                sqlx::query("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'weir_migrations'")
+                    .fetch_one(&mut *connection)
+                    .await?
+                    .try_get::<i64, _>(0)?
+            }
+        };
+        let current = if exists == 0 {
+            0
+        } else {
+            sqlx::query("SELECT COALESCE(MAX(version), 0) FROM weir_migrations")
+                .fetch_one(&mut *connection)
+                .await?
+                .try_get::<i64, _>(0)?
+        };
+        Ok(SchemaStatus { current, required })
+    }
+
+    /// Refuses to work on a schema that is behind or ahead (§1: only `serve`/`scheduler` and
+    /// SQLite migrate on their own).
+    pub async fn ensure_current(&self) -> Result<()> {
+        let status = self.schema_status().await?;
+        if status.current < status.required {
+            return Err(StorageError::SchemaBehind {
+                current: status.current,
+                required: status.required,
+            });
+        }
+        if status.current > status.required {
+            return Err(StorageError::SchemaAhead {
+                current: status.current,
+                supported: status.required,
+            });
+        }
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Hides the password in a database URL before it is printed.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Bumps the change counter that a running scheduler polls, so work recorded by another process
+/// (a trigger from the CLI, a clear, a pause) is picked up at once.
+pub async fn signal_change(connection: &mut AnyConnection) -> Result<()> {
+    sqlx::query("UPDATE weir_meta SET value = value + 1 WHERE key = 'change_seq'")
+        .execute(connection)
+        .await?;
+    Ok(())
+}
+
+pub async fn change_sequence(connection: &mut AnyConnection) -> Result<i64> {
+    Ok(
+        sqlx::query("SELECT value FROM weir_meta WHERE key = 'change_seq'")
+            .fetch_one(connection)
+            .await?
+            .try_get(0)?,
+    )
+}
+
+pub async fn record_heartbeat(connection: &mut AnyConnection, now: DateTime<Utc>) -> Result<()> {
+    sqlx::query("UPDATE weir_meta SET value = $1 WHERE key = 'scheduler_heartbeat'")
+        .bind(micros(now))
+        .execute(connection)
+        .await?;
+    Ok(())
+}
+
+pub async fn last_heartbeat(connection: &mut AnyConnection) -> Result<Option<DateTime<Utc>>> {
+    let value: i64 = sqlx::query("SELECT value FROM weir_meta WHERE key = 'scheduler_heartbeat'")
+        .fetch_one(connection)
+        .await?
+        .try_get(0)?;
+    Ok((value > 0).then(|| from_micros(value)))
+}
+
+/// Stored time: microseconds since the epoch, UTC.
+pub fn micros(time: DateTime<Utc>) -> i64 {
+    time.timestamp_micros()
+}
+
+pub fn from_micros(value: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(value).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+pub(crate) fn opt_time(value: Option<i64>) -> Option<DateTime<Utc>> {
+    value.map(from_micros)
+}
+
+pub(crate) fn parse_column<T: FromStr>(value: String, column: &str) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .parse()
+        .map_err(|error: T::Err| StorageError::Corrupt(format!("{column} `{value}`: {error}")))
+}
+
+/// Makes sure a connection is still usable; used by health checks.
+pub async fn ping(db: &Db) -> Result<()> {
+    let mut connection = db.acquire().await?;
+    connection.ping().await?;
+    Ok(())
+}

@@ -1,0 +1,312 @@
+//! The `dag_run` table: one row per run of a DAG, its type, state, dates and conf.
+
+use chrono::{DateTime, Utc};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use super::{StorageError, from_micros, micros, opt_time, parse_column};
+use crate::domain::ids::{DagId, RunId};
+use crate::domain::state::{RunState, RunType};
+
+/// A run as recorded. `pk` is the database's own key; `run_id` is the one people see.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DagRun {
+    pub pk: i64,
+    pub dag_id: DagId,
+    pub run_id: RunId,
+    pub run_type: RunType,
+    pub state: RunState,
+    pub logical_date: DateTime<Utc>,
+    pub data_interval_start: DateTime<Utc>,
+    pub data_interval_end: DateTime<Utc>,
+    pub run_after: DateTime<Utc>,
+    pub queued_at: Option<DateTime<Utc>>,
+    pub start_date: Option<DateTime<Utc>>,
+    pub end_date: Option<DateTime<Utc>>,
+    pub conf: serde_json::Value,
+    /// `None` for runs the scheduler daemon drives; set by `weir dags test`, which drives its own.
+    pub owner: Option<String>,
+    pub backfill_id: Option<i64>,
+}
+
+/// A run to create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRun {
+    pub dag_id: DagId,
+    pub run_id: RunId,
+    pub run_type: RunType,
+    pub logical_date: DateTime<Utc>,
+    pub data_interval_start: DateTime<Utc>,
+    pub data_interval_end: DateTime<Utc>,
+    pub run_after: DateTime<Utc>,
+    pub conf: serde_json::Value,
+    pub owner: Option<String>,
+}
+
+const COLUMNS: &str = "id, dag_id, run_id, run_type, state, logical_date, data_interval_start, data_interval_end, run_after, queued_at, start_date, end_date, conf, owner, backfill_id";
+
+fn from_row(row: AnyRow) -> Result<DagRun, StorageError> {
+    let conf: String = row.try_get("conf")?;
+    Ok(DagRun {
+        pk: row.try_get("id")?,
+        dag_id: parse_column(row.try_get("dag_id")?, "dag_id")?,
+        run_id: RunId::parse(row.try_get::<String, _>("run_id")?)
+            .map_err(|error| StorageError::Corrupt(error.to_string()))?,
+        run_type: parse_column(row.try_get("run_type")?, "run_type")?,
+        state: parse_column(row.try_get("state")?, "state")?,
+        logical_date: from_micros(row.try_get("logical_date")?),
+        data_interval_start: from_micros(row.try_get("data_interval_start")?),
+        data_interval_end: from_micros(row.try_get("data_interval_end")?),
+        run_after: from_micros(row.try_get("run_after")?),
+        queued_at: opt_time(row.try_get("queued_at")?),
+        start_date: opt_time(row.try_get("start_date")?),
+        end_date: opt_time(row.try_get("end_date")?),
+        conf: serde_json::from_str(&conf)
+            .map_err(|error| StorageError::Corrupt(format!("conf `{conf}`: {error}")))?,
+        owner: row.try_get("owner")?,
+        backfill_id: row.try_get("backfill_id")?,
+    })
+}
+
+/// The run id Airflow would give: `scheduled__2026-03-01T00:00:00+00:00`.
+pub fn generated_run_id(run_type: RunType, logical_date: DateTime<Utc>) -> RunId {
+    let stamp = logical_date
+        .format("%Y-%m-%dT%H:%M:%S%.f+00:00")
+        .to_string();
+    RunId::parse(format!("{}__{stamp}", run_type.as_str()))
+        .expect("generated run ids use only allowed characters")
+}
+
+/// Inserts a queued run. A second run for the same id, or for the same logical date of a
+/// scheduled DAG, is a Conflict with a message saying which.
+pub async fn insert(
+    connection: &mut AnyConnection,
+    run: &NewRun,
+    now: DateTime<Utc>,
+) -> Result<DagRun, StorageError> {
+    let existing = sqlx::query("SELECT run_id FROM dag_run WHERE dag_id = $1 AND run_id = $2")
+        .bind(run.dag_id.as_str())
+        .bind(run.run_id.as_str())
+        .fetch_optional(&mut *connection)
+        .await?;
+    if existing.is_some() {
+        return Err(StorageError::Conflict(format!(
+            "DAG `{}` already has a run with id `{}`: choose another --run-id",
+            run.dag_id, run.run_id
+        )));
+    }
+    if matches!(run.run_type, RunType::Scheduled | RunType::Backfill) {
+        let same_date = sqlx::query("SELECT run_id FROM dag_run WHERE dag_id = $1 AND logical_date = $2 AND run_type IN ('scheduled', 'backfill')")
+            .bind(run.dag_id.as_str())
+            .bind(micros(run.logical_date))
+            .fetch_optional(&mut *connection)
+            .await?;
+        if let Some(row) = same_date {
+            let other: String = row.try_get(0)?;
+            return Err(StorageError::Conflict(format!(
+                "DAG `{}` already has run `{other}` for logical date {}",
+                run.dag_id,
+                run.logical_date.to_rfc3339()
+            )));
+        }
+    }
+    let sql = format!(
+        "INSERT INTO dag_run (dag_id, run_id, run_type, state, logical_date, data_interval_start, data_interval_end, run_after, queued_at, conf, owner) VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(run.dag_id.as_str())
+        .bind(run.run_id.as_str())
+        .bind(run.run_type.as_str())
+        .bind(micros(run.logical_date))
+        .bind(micros(run.data_interval_start))
+        .bind(micros(run.data_interval_end))
+        .bind(micros(run.run_after))
+        .bind(micros(now))
+        .bind(run.conf.to_string())
+        .bind(run.owner.as_deref())
+        .fetch_one(connection)
+        .await?;
+    from_row(row)
+}
+
+/// The newest logical date among the DAG's scheduled runs: where the timetable continues from.
+pub async fn latest_scheduled_logical_date(
+    connection: &mut AnyConnection,
+    dag_id: &DagId,
+) -> Result<Option<DateTime<Utc>>, StorageError> {
+    let value: Option<i64> = sqlx::query(
+        "SELECT MAX(logical_date) FROM dag_run WHERE dag_id = $1 AND run_type = 'scheduled'",
+    )
+    .bind(dag_id.as_str())
+    .fetch_one(connection)
+    .await?
+    .try_get(0)?;
+    Ok(opt_time(value))
+}
+
+/// Filters for listing runs.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub dag_id: Option<DagId>,
+    pub states: Vec<RunState>,
+    /// `Some(None)`: only daemon-driven runs; `Some(Some(x))`: only runs owned by `x`.
+    pub owner: Option<Option<String>>,
+    pub limit: Option<u32>,
+    pub newest_first: bool,
+}
+
+pub async fn list(
+    connection: &mut AnyConnection,
+    filter: &RunFilter,
+) -> Result<Vec<DagRun>, StorageError> {
+    let mut sql = format!("SELECT {COLUMNS} FROM dag_run WHERE 1 = 1");
+    let mut binds: Vec<String> = Vec::new();
+    if let Some(dag_id) = &filter.dag_id {
+        binds.push(dag_id.to_string());
+        sql.push_str(&format!(" AND dag_id = ${}", binds.len()));
+    }
+    if !filter.states.is_empty() {
+        let list: Vec<String> = filter
+            .states
+            .iter()
+            .map(|state| format!("'{}'", state.as_str()))
+            .collect();
+        sql.push_str(&format!(" AND state IN ({})", list.join(", ")));
+    }
+    match &filter.owner {
+        Some(None) => sql.push_str(" AND owner IS NULL"),
+        Some(Some(owner)) => {
+            binds.push(owner.clone());
+            sql.push_str(&format!(" AND owner = ${}", binds.len()));
+        }
+        None => {}
+    }
+    sql.push_str(if filter.newest_first {
+        " ORDER BY logical_date DESC, id DESC"
+    } else {
+        " ORDER BY logical_date, id"
+    });
+    if let Some(limit) = filter.limit {
+        sql.push_str(&format!(" LIMIT {limit}"));
+    }
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for bind in binds {
+        query = query.bind(bind);
+    }
+    query
+        .fetch_all(connection)
+        .await?
+        .into_iter()
+        .map(from_row)
+        .collect()
+}
+
+pub async fn get(
+    connection: &mut AnyConnection,
+    dag_id: &DagId,
+    run_id: &RunId,
+) -> Result<Option<DagRun>, StorageError> {
+    let sql = format!("SELECT {COLUMNS} FROM dag_run WHERE dag_id = $1 AND run_id = $2");
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(dag_id.as_str())
+        .bind(run_id.as_str())
+        .fetch_optional(connection)
+        .await?
+        .map(from_row)
+        .transpose()
+}
+
+pub async fn get_by_pk(
+    connection: &mut AnyConnection,
+    pk: i64,
+) -> Result<Option<DagRun>, StorageError> {
+    let sql = format!("SELECT {COLUMNS} FROM dag_run WHERE id = $1");
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(pk)
+        .fetch_optional(connection)
+        .await?
+        .map(from_row)
+        .transpose()
+}
+
+/// The run just before this one by logical date (any type), for `depends_on_past`.
+pub async fn previous(
+    connection: &mut AnyConnection,
+    run: &DagRun,
+) -> Result<Option<DagRun>, StorageError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM dag_run WHERE dag_id = $1 AND (logical_date < $2 OR (logical_date = $2 AND id < $3)) ORDER BY logical_date DESC, id DESC LIMIT 1"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(run.dag_id.as_str())
+        .bind(micros(run.logical_date))
+        .bind(run.pk)
+        .fetch_optional(connection)
+        .await?
+        .map(from_row)
+        .transpose()
+}
+
+/// queued → running.
+pub async fn start(
+    connection: &mut AnyConnection,
+    pk: i64,
+    now: DateTime<Utc>,
+) -> Result<(), StorageError> {
+    sqlx::query("UPDATE dag_run SET state = 'running', start_date = COALESCE(start_date, $2), end_date = NULL WHERE id = $1 AND state = 'queued'")
+        .bind(pk)
+        .bind(micros(now))
+        .execute(connection)
+        .await?;
+    Ok(())
+}
+
+/// Sets a final state (success/failed) with its end date, or puts a run back to queued.
+pub async fn set_state(
+    connection: &mut AnyConnection,
+    pk: i64,
+    state: RunState,
+    now: DateTime<Utc>,
+) -> Result<(), StorageError> {
+    let sql = match state {
+        RunState::Success | RunState::Failed => {
+            "UPDATE dag_run SET state = $2, end_date = $3 WHERE id = $1"
+        }
+        RunState::Queued => {
+            "UPDATE dag_run SET state = $2, queued_at = $3, end_date = NULL WHERE id = $1"
+        }
+        RunState::Running => {
+            "UPDATE dag_run SET state = $2, start_date = COALESCE(start_date, $3), end_date = NULL WHERE id = $1"
+        }
+    };
+    sqlx::query(sql)
+        .bind(pk)
+        .bind(state.as_str())
+        .bind(micros(now))
+        .execute(connection)
+        .await?;
+    Ok(())
+}
+
+/// How many runs of a DAG are queued or running (counts against `max_active_runs`).
+pub async fn count_active(
+    connection: &mut AnyConnection,
+    dag_id: &DagId,
+) -> Result<(u32, u32), StorageError> {
+    let rows = sqlx::query("SELECT state, COUNT(*) FROM dag_run WHERE dag_id = $1 AND state IN ('queued', 'running') GROUP BY state")
+        .bind(dag_id.as_str())
+        .fetch_all(connection)
+        .await?;
+    let mut queued = 0;
+    let mut running = 0;
+    for row in rows {
+        let state: String = row.try_get(0)?;
+        let count = u32::try_from(row.try_get::<i64, _>(1)?).unwrap_or(u32::MAX);
+        if state == "queued" {
+            queued = count;
+        } else {
+            running = count;
+        }
+    }
+    Ok((queued, running))
+}

@@ -1,0 +1,429 @@
+//! The `task_instance` and `task_attempt` tables: each task's state within a run, and the history
+//! of its attempts (rendered fields, exit code, output, error).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use super::{StorageError, from_micros, micros, opt_time, parse_column};
+use crate::domain::dag::Task;
+use crate::domain::ids::{DagId, RunId, TaskId};
+use crate::domain::planner::TaskInstanceState;
+use crate::domain::state::TaskState;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskInstance {
+    pub run_pk: i64,
+    pub dag_id: DagId,
+    pub run_id: RunId,
+    pub task_id: TaskId,
+    pub state: TaskState,
+    pub try_number: u32,
+    pub max_tries: u32,
+    pub pool: String,
+    pub pool_slots: u32,
+    pub priority_weight: i64,
+    pub next_retry_at: Option<DateTime<Utc>>,
+    pub queued_at: Option<DateTime<Utc>>,
+    pub start_date: Option<DateTime<Utc>>,
+    pub end_date: Option<DateTime<Utc>>,
+    pub pid: Option<i64>,
+    pub hostname: Option<String>,
+}
+
+impl TaskInstance {
+    pub fn planner_view(&self) -> TaskInstanceState {
+        TaskInstanceState {
+            state: self.state,
+            try_number: self.try_number,
+            max_tries: self.max_tries,
+            next_retry_at: self.next_retry_at,
+        }
+    }
+}
+
+const COLUMNS: &str = "run_pk, dag_id, run_id, task_id, state, try_number, max_tries, pool, pool_slots, priority_weight, next_retry_at, queued_at, start_date, end_date, pid, hostname";
+
+fn count(row: &AnyRow, column: &str) -> Result<u32, StorageError> {
+    Ok(u32::try_from(row.try_get::<i64, _>(column)?).unwrap_or(0))
+}
+
+fn from_row(row: AnyRow) -> Result<TaskInstance, StorageError> {
+    Ok(TaskInstance {
+        run_pk: row.try_get("run_pk")?,
+        dag_id: parse_column(row.try_get("dag_id")?, "dag_id")?,
+        run_id: RunId::parse(row.try_get::<String, _>("run_id")?)
+            .map_err(|error| StorageError::Corrupt(error.to_string()))?,
+        task_id: TaskId::parse(row.try_get::<String, _>("task_id")?)
+            .map_err(|error| StorageError::Corrupt(error.to_string()))?,
+        state: parse_column(row.try_get("state")?, "state")?,
+        try_number: count(&row, "try_number")?,
+        max_tries: count(&row, "max_tries")?,
+        pool: row.try_get("pool")?,
+        pool_slots: count(&row, "pool_slots")?,
+        priority_weight: row.try_get("priority_weight")?,
+        next_retry_at: opt_time(row.try_get("next_retry_at")?),
+        queued_at: opt_time(row.try_get("queued_at")?),
+        start_date: opt_time(row.try_get("start_date")?),
+        end_date: opt_time(row.try_get("end_date")?),
+        pid: row.try_get("pid")?,
+        hostname: row.try_get("hostname")?,
+    })
+}
+
+pub async fn for_run(
+    connection: &mut AnyConnection,
+    run_pk: i64,
+) -> Result<Vec<TaskInstance>, StorageError> {
+    let sql = format!("SELECT {COLUMNS} FROM task_instance WHERE run_pk = $1 ORDER BY task_id");
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(run_pk)
+        .fetch_all(connection)
+        .await?
+        .into_iter()
+        .map(from_row)
+        .collect()
+}
+
+pub async fn get(
+    connection: &mut AnyConnection,
+    run_pk: i64,
+    task_id: &TaskId,
+) -> Result<Option<TaskInstance>, StorageError> {
+    let sql = format!("SELECT {COLUMNS} FROM task_instance WHERE run_pk = $1 AND task_id = $2");
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(run_pk)
+        .bind(task_id.as_str())
+        .fetch_optional(connection)
+        .await?
+        .map(from_row)
+        .transpose()
+}
+
+/// Creates a task instance in state `none` with a fresh retry budget.
+pub async fn create(
+    connection: &mut AnyConnection,
+    run_pk: i64,
+    dag_id: &DagId,
+    run_id: &RunId,
+    task: &Task,
+) -> Result<(), StorageError> {
+    sqlx::query(
+        "INSERT INTO task_instance (run_pk, task_id, dag_id, run_id, state, try_number, max_tries, pool, pool_slots, priority_weight) VALUES ($1, $2, $3, $4, 'none', 0, $5, $6, $7, $8)",
+    )
+    .bind(run_pk)
+    .bind(task.task_id.as_str())
+    .bind(dag_id.as_str())
+    .bind(run_id.as_str())
+    .bind(i64::from(task.retry.retries) + 1)
+    .bind(&task.pool)
+    .bind(i64::from(task.pool_slots))
+    .bind(task.priority_weight)
+    .execute(connection)
+    .await?;
+    Ok(())
+}
+
+/// A planner transition (`scheduled`, `skipped`, `upstream_failed`, `removed`). Finished states get
+/// an end date. `task` refreshes pool and priority from the current DAG file when scheduling.
+pub async fn set_state(
+    connection: &mut AnyConnection,
+    run_pk: i64,
+    task_id: &TaskId,
+    state: TaskState,
+    task: Option<&Task>,
+    now: DateTime<Utc>,
+) -> Result<(), StorageError> {
+    let end_date = state.is_finished().then(|| micros(now));
+    sqlx::query("UPDATE task_instance SET state = $3, end_date = COALESCE($4, end_date), next_retry_at = NULL WHERE run_pk = $1 AND task_id = $2")
+        .bind(run_pk)
+        .bind(task_id.as_str())
+        .bind(state.as_str())
+        .bind(end_date)
+        .execute(&mut *connection)
+        .await?;
+    if let Some(task) = task {
+        sqlx::query("UPDATE task_instance SET pool = $3, pool_slots = $4, priority_weight = $5 WHERE run_pk = $1 AND task_id = $2")
+            .bind(run_pk)
+            .bind(task_id.as_str())
+            .bind(&task.pool)
+            .bind(i64::from(task.pool_slots))
+            .bind(task.priority_weight)
+            .execute(connection)
+            .await?;
+    }
+    Ok(())
+}
+
+/// A scheduled task instance waiting for a slot, with what admission needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    pub run_pk: i64,
+    pub dag_id: DagId,
+    pub task_id: TaskId,
+    pub logical_date: DateTime<Utc>,
+    pub pool: String,
+    pub pool_slots: u32,
+    pub priority_weight: i64,
+}
+
+/// Scheduled task instances of running runs driven by `owner` (`None` = the daemon).
+pub async fn scheduled(
+    connection: &mut AnyConnection,
+    owner: Option<&str>,
+) -> Result<Vec<Waiting>, StorageError> {
+    let owner_clause = if owner.is_some() {
+        "r.owner = $1"
+    } else {
+        "r.owner IS NULL"
+    };
+    let sql = format!(
+        "SELECT t.run_pk, t.dag_id, t.task_id, r.logical_date, t.pool, t.pool_slots, t.priority_weight FROM task_instance t JOIN dag_run r ON r.id = t.run_pk WHERE t.state = 'scheduled' AND r.state = 'running' AND {owner_clause}"
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    if let Some(owner) = owner {
+        query = query.bind(owner.to_string());
+    }
+    query
+        .fetch_all(connection)
+        .await?
+        .into_iter()
+        .map(|row| {
+            Ok(Waiting {
+                run_pk: row.try_get("run_pk")?,
+                dag_id: parse_column(row.try_get("dag_id")?, "dag_id")?,
+                task_id: TaskId::parse(row.try_get::<String, _>("task_id")?)
+                    .map_err(|error| StorageError::Corrupt(error.to_string()))?,
+                logical_date: from_micros(row.try_get("logical_date")?),
+                pool: row.try_get("pool")?,
+                pool_slots: count(&row, "pool_slots")?,
+                priority_weight: row.try_get("priority_weight")?,
+            })
+        })
+        .collect()
+}
+
+/// Task instances holding a slot (queued or running), everywhere.
+pub async fn active(connection: &mut AnyConnection) -> Result<Vec<TaskInstance>, StorageError> {
+    let sql = format!("SELECT {COLUMNS} FROM task_instance WHERE state IN ('queued', 'running')");
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .fetch_all(connection)
+        .await?
+        .into_iter()
+        .map(from_row)
+        .collect()
+}
+
+/// Takes a scheduled task instance for one attempt: `scheduled → queued`, try number + 1, and the
+/// attempt recorded with its rendered fields. Returns the try number, or `None` when another
+/// scheduler got there first (the state check makes a double claim impossible).
+pub async fn claim(
+    connection: &mut AnyConnection,
+    run_pk: i64,
+    task_id: &TaskId,
+    rendered: &serde_json::Value,
+    now: DateTime<Utc>,
+) -> Result<Option<u32>, StorageError> {
+    let claimed = sqlx::query(
+        "UPDATE task_instance SET state = 'queued', try_number = try_number + 1, queued_at = $3, start_date = NULL, end_date = NULL, pid = NULL, next_retry_at = NULL WHERE run_pk = $1 AND task_id = $2 AND state = 'scheduled' RETURNING try_number",
+    )
+    .bind(run_pk)
+    .bind(task_id.as_str())
+    .bind(micros(now))
+    .fetch_optional(&mut *connection)
+    .await?;
+    let Some(row) = claimed else {
+        return Ok(None);
+    };
+    let try_number: i64 = row.try_get(0)?;
+    sqlx::query("INSERT INTO task_attempt (run_pk, task_id, try_number, state, queued_at, rendered) VALUES ($1, $2, $3, 'queued', $4, $5)")
+        .bind(run_pk)
+        .bind(task_id.as_str())
+        .bind(try_number)
+        .bind(micros(now))
+        .bind(rendered.to_string())
+        .execute(connection)
+        .await?;
+    Ok(Some(u32::try_from(try_number).unwrap_or(0)))
+}
+
+/// The executor started the attempt: `queued → running`, with its pid and host.
+pub async fn mark_started(
+    connection: &mut AnyConnection,
+    run_pk: i64,
+    task_id: &TaskId,
+    try_number: u32,
+    pid: Option<u32>,
+    hostname: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StorageError> {
+    sqlx::query("UPDATE task_instance SET state = 'running', start_date = $4, pid = $5, hostname = $6 WHERE run_pk = $1 AND task_id = $2 AND try_number = $3 AND state = 'queued'")
+        .bind(run_pk)
+        .bind(task_id.as_str())
+        .bind(i64::from(try_number))
+        .bind(micros(now))
+        .bind(pid.map(i64::from))
+        .bind(hostname)
+        .execute(&mut *connection)
+        .await?;
+    sqlx::query("UPDATE task_attempt SET state = 'running', start_date = $4, pid = $5, hostname = $6 WHERE run_pk = $1 AND task_id = $2 AND try_number = $3")
+        .bind(run_pk)
+        .bind(task_id.as_str())
+        .bind(i64::from(try_number))
+        .bind(micros(now))
+        .bind(pid.map(i64::from))
+        .bind(hostname)
+        .execute(connection)
+        .await?;
+    Ok(())
+}
+
+/// How one attempt ended, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptEnd {
+    /// The attempt's own final state: success, failed or skipped.
+    pub attempt_state: TaskState,
+    /// The task instance's new state: the attempt's, or `up_for_retry` when budget remains.
+    pub instance_state: TaskState,
+    pub next_retry_at: Option<DateTime<Utc>>,
+    pub exit_code: Option<i32>,
+    pub output: Option<String>,
+    pub error: Option<String>,
+}
+
+/// Records an attempt's end. The task instance changes only if it is still on this attempt (a
+/// clear or a mark in the meantime wins); returns whether it did.
+pub async fn finish_attempt(
+    connection: &mut AnyConnection,
+    run_pk: i64,
+    task_id: &TaskId,
+    try_number: u32,
+    end: &AttemptEnd,
+    now: DateTime<Utc>,
+) -> Result<bool, StorageError> {
+    sqlx::query("UPDATE task_attempt SET state = $4, end_date = $5, exit_code = $6, output = $7, error = $8, start_date = COALESCE(start_date, $5) WHERE run_pk = $1 AND task_id = $2 AND try_number = $3")
+        .bind(run_pk)
+        .bind(task_id.as_str())
+        .bind(i64::from(try_number))
+        .bind(end.attempt_state.as_str())
+        .bind(micros(now))
+        .bind(end.exit_code.map(i64::from))
+        .bind(end.output.as_deref())
+        .bind(end.error.as_deref())
+        .execute(&mut *connection)
+        .await?;
+    let changed = sqlx::query("UPDATE task_instance SET state = $4, end_date = $5, next_retry_at = $6, start_date = COALESCE(start_date, $5) WHERE run_pk = $1 AND task_id = $2 AND try_number = $3 AND state IN ('queued', 'running')")
+        .bind(run_pk)
+        .bind(task_id.as_str())
+        .bind(i64::from(try_number))
+        .bind(end.instance_state.as_str())
+        .bind(micros(now))
+        .bind(end.next_retry_at.map(micros))
+        .execute(connection)
+        .await?
+        .rows_affected();
+    Ok(changed > 0)
+}
+
+/// One recorded attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub try_number: u32,
+    pub state: TaskState,
+    pub queued_at: DateTime<Utc>,
+    pub start_date: Option<DateTime<Utc>>,
+    pub end_date: Option<DateTime<Utc>>,
+    pub exit_code: Option<i64>,
+    pub pid: Option<i64>,
+    pub hostname: Option<String>,
+    pub rendered: serde_json::Value,
+    pub output: Option<String>,
+    pub error: Option<String>,
+}
+
+pub async fn attempts(
+    connection: &mut AnyConnection,
+    run_pk: i64,
+    task_id: &TaskId,
+) -> Result<Vec<Attempt>, StorageError> {
+    let rows = sqlx::query("SELECT try_number, state, queued_at, start_date, end_date, exit_code, pid, hostname, rendered, output, error FROM task_attempt WHERE run_pk = $1 AND task_id = $2 ORDER BY try_number")
+        .bind(run_pk)
+        .bind(task_id.as_str())
+        .fetch_all(connection)
+        .await?;
+    rows.into_iter()
+        .map(|row| {
+            let rendered: String = row.try_get("rendered")?;
+            Ok(Attempt {
+                try_number: count(&row, "try_number")?,
+                state: parse_column(row.try_get("state")?, "state")?,
+                queued_at: from_micros(row.try_get("queued_at")?),
+                start_date: opt_time(row.try_get("start_date")?),
+                end_date: opt_time(row.try_get("end_date")?),
+                exit_code: row.try_get("exit_code")?,
+                pid: row.try_get("pid")?,
+                hostname: row.try_get("hostname")?,
+                rendered: serde_json::from_str(&rendered).unwrap_or(serde_json::Value::Null),
+                output: row.try_get("output")?,
+                error: row.try_get("error")?,
+            })
+        })
+        .collect()
+}
+
+/// The output of each task's latest successful attempt in a run (for `tasks.<id>.output`).
+pub async fn outputs(
+    connection: &mut AnyConnection,
+    run_pk: i64,
+) -> Result<HashMap<String, String>, StorageError> {
+    let rows = sqlx::query("SELECT task_id, output FROM task_attempt WHERE run_pk = $1 AND state = 'success' AND output IS NOT NULL ORDER BY try_number")
+        .bind(run_pk)
+        .fetch_all(connection)
+        .await?;
+    let mut outputs = HashMap::new();
+    for row in rows {
+        outputs.insert(
+            row.try_get::<String, _>("task_id")?,
+            row.try_get::<String, _>("output")?,
+        );
+    }
+    Ok(outputs)
+}
+
+/// Sets task instances back to `none` (§3.7): history stays, the retry budget is renewed
+/// (`max_tries = try_number + retries + 1`).
+pub async fn clear(
+    connection: &mut AnyConnection,
+    run_pk: i64,
+    task_id: &TaskId,
+    retries: u32,
+) -> Result<(), StorageError> {
+    sqlx::query("UPDATE task_instance SET state = 'none', max_tries = try_number + $3, next_retry_at = NULL, end_date = NULL WHERE run_pk = $1 AND task_id = $2")
+        .bind(run_pk)
+        .bind(task_id.as_str())
+        .bind(i64::from(retries) + 1)
+        .execute(connection)
+        .await?;
+    Ok(())
+}
+
+/// Marks a task instance success or failed by hand.
+pub async fn mark(
+    connection: &mut AnyConnection,
+    run_pk: i64,
+    task_id: &TaskId,
+    state: TaskState,
+    now: DateTime<Utc>,
+) -> Result<bool, StorageError> {
+    let changed = sqlx::query("UPDATE task_instance SET state = $3, end_date = $4, next_retry_at = NULL WHERE run_pk = $1 AND task_id = $2")
+        .bind(run_pk)
+        .bind(task_id.as_str())
+        .bind(state.as_str())
+        .bind(micros(now))
+        .execute(connection)
+        .await?
+        .rows_affected();
+    Ok(changed > 0)
+}
