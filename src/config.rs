@@ -15,10 +15,7 @@ use crate::domain::validate::ValidationContext;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
     #[error("{path}: [{section}] {key} = {value:?}: {reason}")]
@@ -177,9 +174,7 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound && !must_exist => {
-                String::new()
-            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound && !must_exist => String::new(),
             Err(source) => {
                 return Err(ConfigError::Read {
                     path: path.to_path_buf(),
@@ -187,21 +182,14 @@ impl Config {
                 });
             }
         };
-        let mut table: toml::Table =
-            text.parse()
-                .map_err(|error: toml::de::Error| ConfigError::Invalid {
-                    path: path.to_path_buf(),
-                    message: error.to_string(),
-                })?;
+        let mut table: toml::Table = text.parse().map_err(|error: toml::de::Error| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: error.to_string(),
+        })?;
         apply_overrides(&mut table, environment)?;
-        let raw = RawConfig::deserialize(toml::Value::Table(table)).map_err(|error| {
-            ConfigError::Invalid {
-                path: path.to_path_buf(),
-                message: format!(
-                    "{}; see the commented config.toml for every key",
-                    error.message()
-                ),
-            }
+        let raw = RawConfig::deserialize(toml::Value::Table(table)).map_err(|error| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: format!("{}; see the commented config.toml for every key", error.message()),
         })?;
         let base = path
             .parent()
@@ -229,17 +217,11 @@ impl Config {
                 "not an IANA time zone name (e.g. UTC, Europe/Berlin)",
             )
         })?;
-        let duration = |key: &str, value: &str| {
-            parse_duration(value).map_err(|error| bad("core", key, value, &error.to_string()))
-        };
+        let duration =
+            |key: &str, value: &str| parse_duration(value).map_err(|error| bad("core", key, value, &error.to_string()));
         let dag_dir_poll = duration("dag_dir_poll", &core.dag_dir_poll)?;
         if dag_dir_poll.is_zero() {
-            return Err(bad(
-                "core",
-                "dag_dir_poll",
-                &core.dag_dir_poll,
-                "must be positive",
-            ));
+            return Err(bad("core", "dag_dir_poll", &core.dag_dir_poll, "must be positive"));
         }
         if core.parallelism == 0 {
             return Err(bad("core", "parallelism", "0", "must be at least 1"));
@@ -282,10 +264,7 @@ impl Config {
                     return Err(bad(
                         &format!("alerts.{channel}"),
                         "kind",
-                        &table
-                            .get("kind")
-                            .map(ToString::to_string)
-                            .unwrap_or_default(),
+                        &table.get("kind").map(ToString::to_string).unwrap_or_default(),
                         "use \"webhook\", \"slack\", \"email\" or \"command\"",
                     ));
                 }
@@ -301,10 +280,7 @@ impl Config {
             dags_are_paused_at_creation: core.dags_are_paused_at_creation,
             dag_dir_poll,
             default_task_retries: core.default_task_retries,
-            default_task_retry_delay: duration(
-                "default_task_retry_delay",
-                &core.default_task_retry_delay,
-            )?,
+            default_task_retry_delay: duration("default_task_retry_delay", &core.default_task_retry_delay)?,
             task_kill_grace: duration("task_kill_grace", &core.task_kill_grace)?,
             database_url,
             bind,
@@ -403,10 +379,7 @@ fn apply_overrides(
                 }
             };
         }
-        let key = parts
-            .last()
-            .expect("parts has at least two elements")
-            .clone();
+        let key = parts.last().expect("parts has at least two elements").clone();
         current.insert(key, parsed);
     }
     Ok(())
@@ -420,9 +393,7 @@ mod tests {
         let folder = tempfile::tempdir().unwrap();
         let path = folder.path().join("config.toml");
         std::fs::write(&path, text).unwrap();
-        let environment = environment
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()));
+        let environment = environment.iter().map(|(k, v)| (k.to_string(), v.to_string()));
         Config::load(&path, true, environment)
     }
 
@@ -461,22 +432,21 @@ mod tests {
         let error = load("[core]\ntimezone = \"Mars/Olympus\"\n", &[])
             .unwrap_err()
             .to_string();
-        assert!(error.ends_with("config.toml: [core] timezone = \"Mars/Olympus\": not an IANA time zone name (e.g. UTC, Europe/Berlin)"), "{error}");
-        let error = load("[core]\nparalelism = 4\n", &[])
-            .unwrap_err()
-            .to_string();
+        assert!(
+            error.ends_with(
+                "config.toml: [core] timezone = \"Mars/Olympus\": not an IANA time zone name (e.g. UTC, Europe/Berlin)"
+            ),
+            "{error}"
+        );
+        let error = load("[core]\nparalelism = 4\n", &[]).unwrap_err().to_string();
         assert!(error.contains("unknown field `paralelism`"), "{error}");
-        let error = load("[core]\nparallelism = \"many\"\n", &[])
-            .unwrap_err()
-            .to_string();
+        let error = load("[core]\nparallelism = \"many\"\n", &[]).unwrap_err().to_string();
         assert!(error.contains("invalid type"), "{error}");
         let error = load("", &[("WEIR__CORE__DAG_DIR_POLL", "soon")])
             .unwrap_err()
             .to_string();
         assert!(error.contains("[core] dag_dir_poll = \"soon\""), "{error}");
-        let error = load("[alerts.ops]\nkind = \"pager\"\n", &[])
-            .unwrap_err()
-            .to_string();
+        let error = load("[alerts.ops]\nkind = \"pager\"\n", &[]).unwrap_err().to_string();
         assert!(error.contains("[alerts.ops] kind"), "{error}");
     }
 }

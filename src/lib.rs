@@ -3,7 +3,10 @@
 //! Layers, each depending only on the ones before it: `domain` (decisions, no IO) ← `storage`
 //! (the only SQL) ← `runtime` (scheduler loop, workers, processes, DAG folder) ← `api` / `cli`.
 
+pub mod api;
+pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod runtime;
 pub mod storage;
+pub mod telemetry;

@@ -1,3 +1,5 @@
-//! The `weir` binary: parses the command line and hands over to the CLI layer.
+//! The `weir` binary: everything happens in the library's CLI layer.
 
-fn main() {}
+fn main() -> std::process::ExitCode {
+    weir::cli::main()
+}

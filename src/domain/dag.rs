@@ -158,9 +158,7 @@ impl Dag {
     }
 
     pub fn task(&self, task_id: &str) -> Option<&Task> {
-        self.index
-            .get(task_id)
-            .map(|&position| &self.tasks[position])
+        self.index.get(task_id).map(|&position| &self.tasks[position])
     }
 
     /// Tasks nothing depends on: their states decide the run's state (§3.6).
@@ -172,11 +170,7 @@ impl Dag {
     pub fn with_downstream(&self, roots: &[TaskId]) -> Vec<TaskId> {
         let mut included: std::collections::HashSet<&TaskId> = roots.iter().collect();
         for task in &self.tasks {
-            if task
-                .upstream
-                .iter()
-                .any(|upstream| included.contains(upstream))
-            {
+            if task.upstream.iter().any(|upstream| included.contains(upstream)) {
                 included.insert(&task.task_id);
             }
         }

@@ -16,17 +16,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, InvalidDuration> {
     let mut total = Duration::ZERO;
     let mut rest = trimmed;
     while !rest.is_empty() {
-        let digits_end = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .ok_or_else(invalid)?;
+        let digits_end = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(invalid)?;
         if digits_end == 0 {
             return Err(invalid());
         }
         let amount: u64 = rest[..digits_end].parse().map_err(|_| invalid())?;
         rest = &rest[digits_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let unit_end = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
         let part = match &rest[..unit_end] {
             "ms" => Duration::from_millis(amount),
             "s" => Duration::from_secs(amount),

@@ -93,10 +93,7 @@ impl RunId {
         if !value.is_empty() && value.len() <= 250 && value.bytes().all(allowed) {
             Ok(Self(value))
         } else {
-            Err(InvalidId {
-                kind: "run id",
-                value,
-            })
+            Err(InvalidId { kind: "run id", value })
         }
     }
 

@@ -93,16 +93,12 @@ impl Param {
             if let Some(minimum) = self.minimum
                 && number < minimum
             {
-                problems.push(format!(
-                    "param `{name}` is {value}, below the minimum {minimum}"
-                ));
+                problems.push(format!("param `{name}` is {value}, below the minimum {minimum}"));
             }
             if let Some(maximum) = self.maximum
                 && number > maximum
             {
-                problems.push(format!(
-                    "param `{name}` is {value}, above the maximum {maximum}"
-                ));
+                problems.push(format!("param `{name}` is {value}, above the maximum {maximum}"));
             }
         }
         if let Some(text) = value.as_str() {
@@ -110,16 +106,12 @@ impl Param {
             if let Some(min_length) = self.min_length
                 && length < min_length
             {
-                problems.push(format!(
-                    "param `{name}` is shorter than {min_length} characters"
-                ));
+                problems.push(format!("param `{name}` is shorter than {min_length} characters"));
             }
             if let Some(max_length) = self.max_length
                 && length > max_length
             {
-                problems.push(format!(
-                    "param `{name}` is longer than {max_length} characters"
-                ));
+                problems.push(format!("param `{name}` is longer than {max_length} characters"));
             }
             if let Some(pattern) = &self.pattern
                 && !pattern.is_match(text)
@@ -228,9 +220,7 @@ mod tests {
 
     #[test]
     fn every_violation_is_reported_at_once() {
-        let error = params()
-            .resolve(&json!({"region": "eu", "limit": 0}))
-            .unwrap_err();
+        let error = params().resolve(&json!({"region": "eu", "limit": 0})).unwrap_err();
         assert_eq!(
             error.problems,
             vec![

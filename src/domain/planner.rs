@@ -81,18 +81,13 @@ pub fn plan_run(dag: &Dag, snapshot: &RunSnapshot, now: DateTime<Utc>) -> RunPla
         .tasks
         .iter()
         .filter(|(task_id, instance)| {
-            dag.task(task_id.as_str()).is_none()
-                && !instance.state.is_active()
-                && instance.state != TaskState::Removed
+            dag.task(task_id.as_str()).is_none() && !instance.state.is_active() && instance.state != TaskState::Removed
         })
         .map(|(task_id, _)| task_id)
         .collect();
     removed.sort();
-    plan.decisions.extend(
-        removed
-            .into_iter()
-            .map(|task_id| Decision::Remove(task_id.clone())),
-    );
+    plan.decisions
+        .extend(removed.into_iter().map(|task_id| Decision::Remove(task_id.clone())));
 
     for task in &dag.tasks {
         let state = states[&task.task_id];
@@ -140,17 +135,10 @@ fn run_outcome(dag: &Dag, states: &HashMap<&TaskId, TaskState>) -> Option<RunSta
     if !states.values().all(|state| state.is_finished()) {
         return None;
     }
-    let leaves_ok = dag.leaves().all(|leaf| {
-        matches!(
-            states[&leaf.task_id],
-            TaskState::Success | TaskState::Skipped
-        )
-    });
-    Some(if leaves_ok {
-        RunState::Success
-    } else {
-        RunState::Failed
-    })
+    let leaves_ok = dag
+        .leaves()
+        .all(|leaf| matches!(states[&leaf.task_id], TaskState::Success | TaskState::Skipped));
+    Some(if leaves_ok { RunState::Success } else { RunState::Failed })
 }
 
 /// Whether a `none` task may be scheduled, and if not, why.
@@ -162,11 +150,7 @@ pub enum Readiness {
     Waiting(Vec<String>),
 }
 
-fn readiness(
-    task: &Task,
-    states: &HashMap<&TaskId, TaskState>,
-    snapshot: &RunSnapshot,
-) -> Readiness {
+fn readiness(task: &Task, states: &HashMap<&TaskId, TaskState>, snapshot: &RunSnapshot) -> Readiness {
     let upstream_states = task
         .upstream
         .iter()
@@ -179,11 +163,7 @@ fn readiness(
             let pending: Vec<String> = task
                 .upstream
                 .iter()
-                .filter(|upstream| {
-                    !states
-                        .get(upstream)
-                        .is_some_and(|state| state.is_finished())
-                })
+                .filter(|upstream| !states.get(upstream).is_some_and(|state| state.is_finished()))
                 .map(|upstream| {
                     format!(
                         "{upstream} ({})",
@@ -221,12 +201,7 @@ fn past_blocker(task: &Task, snapshot: &RunSnapshot) -> Option<String> {
 
 /// Why a task has not started, as far as its own run decides (`weir tasks why`). Capacity
 /// reasons (pools, parallelism) are added by the caller, which knows the occupancy.
-pub fn explain(
-    dag: &Dag,
-    snapshot: &RunSnapshot,
-    task_id: &TaskId,
-    now: DateTime<Utc>,
-) -> Vec<String> {
+pub fn explain(dag: &Dag, snapshot: &RunSnapshot, task_id: &TaskId, now: DateTime<Utc>) -> Vec<String> {
     let Some(task) = dag.task(task_id.as_str()) else {
         return vec![format!("the DAG has no task `{task_id}`")];
     };
@@ -236,10 +211,7 @@ pub fn explain(
         .map(|task| {
             (
                 &task.task_id,
-                snapshot
-                    .tasks
-                    .get(&task.task_id)
-                    .map_or(TaskState::None, |i| i.state),
+                snapshot.tasks.get(&task.task_id).map_or(TaskState::None, |i| i.state),
             )
         })
         .collect();
@@ -251,15 +223,17 @@ pub fn explain(
     match instance.state {
         TaskState::None => match readiness(task, &states, snapshot) {
             Readiness::Waiting(reasons) => reasons,
-            Readiness::Ready => vec![
-                "dependencies are met: it will be scheduled at the next scheduler step".to_string(),
-            ],
-            Readiness::Skip => vec![
-                "its trigger rule can no longer be met (a skip upstream): it will be skipped"
-                    .to_string(),
-            ],
+            Readiness::Ready => {
+                vec!["dependencies are met: it will be scheduled at the next scheduler step".to_string()]
+            }
+            Readiness::Skip => {
+                vec!["its trigger rule can no longer be met (a skip upstream): it will be skipped".to_string()]
+            }
             Readiness::UpstreamFailed => {
-                vec!["its trigger rule can no longer be met (a failure upstream): it will be upstream_failed".to_string()]
+                vec![
+                    "its trigger rule can no longer be met (a failure upstream): it will be upstream_failed"
+                        .to_string(),
+                ]
             }
         },
         TaskState::UpForRetry => match instance.next_retry_at {
@@ -269,10 +243,7 @@ pub fn explain(
                 instance.max_tries,
                 due.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             )],
-            _ => vec![
-                "up for retry: the retry delay has passed; it will be scheduled at the next step"
-                    .to_string(),
-            ],
+            _ => vec!["up for retry: the retry delay has passed; it will be scheduled at the next step".to_string()],
         },
         TaskState::Scheduled => {
             vec!["scheduled: waiting for a free slot (see capacity below)".to_string()]
@@ -327,11 +298,7 @@ pub fn admit<K: Clone>(candidates: &[Candidate<K>], capacity: &Capacity) -> Vec<
         if *active >= candidate.max_active_tasks {
             continue;
         }
-        let size = capacity
-            .pool_size
-            .get(&candidate.pool)
-            .copied()
-            .unwrap_or(0);
+        let size = capacity.pool_size.get(&candidate.pool).copied().unwrap_or(0);
         let used = pool_used.entry(candidate.pool.clone()).or_insert(0);
         if *used + candidate.pool_slots > size {
             continue;
@@ -353,11 +320,7 @@ pub fn capacity_blockers<K>(candidate: &Candidate<K>, capacity: &Capacity) -> Ve
             capacity.running_total, capacity.parallelism
         ));
     }
-    let active = capacity
-        .run_active
-        .get(&candidate.run_key)
-        .copied()
-        .unwrap_or(0);
+    let active = capacity.run_active.get(&candidate.run_key).copied().unwrap_or(0);
     if active >= candidate.max_active_tasks {
         reasons.push(format!(
             "max_active_tasks reached in this run: {active} of {}",
@@ -370,11 +333,7 @@ pub fn capacity_blockers<K>(candidate: &Candidate<K>, capacity: &Capacity) -> Ve
             candidate.pool
         )),
         Some(&size) => {
-            let used = capacity
-                .pool_used
-                .get(&candidate.pool)
-                .copied()
-                .unwrap_or(0);
+            let used = capacity.pool_used.get(&candidate.pool).copied().unwrap_or(0);
             if used + candidate.pool_slots > size {
                 reasons.push(format!(
                     "pool `{}` has {} of {size} slots free; this task needs {}",
@@ -404,18 +363,12 @@ mod tests {
     const NONE: TaskState = TaskState::None;
 
     fn dag(yaml: &str) -> Dag {
-        Dag::from_yaml(
-            Path::new("/dags/test.yaml"),
-            yaml,
-            &ValidationContext::default(),
-        )
-        .unwrap_or_else(|error| panic!("{error}"))
+        Dag::from_yaml(Path::new("/dags/test.yaml"), yaml, &ValidationContext::default())
+            .unwrap_or_else(|error| panic!("{error}"))
     }
 
     fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text)
-            .unwrap()
-            .with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
     }
 
     fn snapshot(states: &[(&str, TaskState)]) -> RunSnapshot {
@@ -498,11 +451,7 @@ tasks:
         ]);
         assert_eq!(
             plan(&dag, &snapshot),
-            [
-                "upstream_failed transform",
-                "upstream_failed load",
-                "schedule cleanup"
-            ]
+            ["upstream_failed transform", "upstream_failed load", "schedule cleanup"]
         );
         let after_cleanup = self::snapshot(&[
             ("extract", Failed),
@@ -570,10 +519,7 @@ tasks:
         assert_eq!(before.decisions, []);
         assert_eq!(before.wake_at, Some(at("2026-03-02T00:05:00Z")));
         let after = plan_run(&dag, &snapshot, at("2026-03-02T00:05:00Z"));
-        assert_eq!(
-            after.decisions,
-            [Decision::Schedule(TaskId::parse("flaky").unwrap())]
-        );
+        assert_eq!(after.decisions, [Decision::Schedule(TaskId::parse("flaky").unwrap())]);
     }
 
     #[test]
@@ -591,13 +537,8 @@ tasks:
             (Success, vec!["schedule load"]),
             (Skipped, vec!["schedule load"]),
         ] {
-            first_run.previous_run =
-                Some(HashMap::from([(TaskId::parse("load").unwrap(), previous)]));
-            assert_eq!(
-                plan(&dag, &first_run),
-                expected,
-                "previous run's load is {previous}"
-            );
+            first_run.previous_run = Some(HashMap::from([(TaskId::parse("load").unwrap(), previous)]));
+            assert_eq!(plan(&dag, &first_run), expected, "previous run's load is {previous}");
         }
         let reasons = explain(
             &dag,
@@ -631,13 +572,7 @@ tasks:
         );
     }
 
-    fn candidate(
-        key: &str,
-        run_key: i64,
-        priority_weight: i64,
-        pool: &str,
-        pool_slots: u32,
-    ) -> Candidate<String> {
+    fn candidate(key: &str, run_key: i64, priority_weight: i64, pool: &str, pool_slots: u32) -> Candidate<String> {
         Candidate {
             key: key.to_string(),
             run_key,

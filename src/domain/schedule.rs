@@ -162,12 +162,7 @@ impl Timetable {
     }
 
     /// The next run the scheduler should create, given the last scheduled run's logical date, catchup and now (§3.2). May have run_after > now (then it is not due yet; the caller waits until run_after).
-    pub fn next_to_create(
-        &self,
-        last: Option<DateTime<Utc>>,
-        catchup: bool,
-        now: DateTime<Utc>,
-    ) -> Option<PlannedRun> {
+    pub fn next_to_create(&self, last: Option<DateTime<Utc>>, catchup: bool, now: DateTime<Utc>) -> Option<PlannedRun> {
         let next = self.next_after(last)?;
         if catchup || next.run_after > now {
             return Some(next);
@@ -189,9 +184,7 @@ impl Timetable {
                 .filter(|&start| start > after)
                 .and_then(|start| self.run_starting(start)),
             Schedule::Cron {
-                cron,
-                data_interval,
-                ..
+                cron, data_interval, ..
             } => self.start_date.and_then(|start_date| {
                 let earliest = self.next_fire(cron, start_date, true)?;
                 let next_fire = self.next_fire(cron, after, false)?;
@@ -233,8 +226,7 @@ impl Timetable {
     pub fn manual_interval(&self, logical_date: DateTime<Utc>) -> DataInterval {
         match &self.schedule {
             Schedule::Cron {
-                data_interval: true,
-                ..
+                data_interval: true, ..
             } => self
                 .latest_complete_run(logical_date)
                 .map_or(DataInterval::at(logical_date), |run| run.data_interval),
@@ -252,8 +244,7 @@ impl Timetable {
             Schedule::Never | Schedule::Datasets(_) => None,
             Schedule::Once
             | Schedule::Cron {
-                data_interval: false,
-                ..
+                data_interval: false, ..
             } => Some(PlannedRun::at(start)),
             Schedule::Cron { cron, .. } => {
                 let end = self.next_fire(cron, start, false)?;
@@ -271,12 +262,9 @@ impl Timetable {
         match &self.schedule {
             Schedule::Never | Schedule::Datasets(_) | Schedule::Once => None,
             Schedule::Cron {
-                data_interval: true,
-                ..
+                data_interval: true, ..
             } => self.run_starting(run.data_interval.end),
-            Schedule::Cron { cron, .. } => {
-                self.run_starting(self.next_fire(cron, run.logical_date, false)?)
-            }
+            Schedule::Cron { cron, .. } => self.run_starting(self.next_fire(cron, run.logical_date, false)?),
         }
     }
 
@@ -284,9 +272,7 @@ impl Timetable {
     /// is no bound when unset, so manual runs still get a cron interval).
     fn latest_complete_run(&self, at: DateTime<Utc>) -> Option<PlannedRun> {
         let Schedule::Cron {
-            cron,
-            data_interval,
-            ..
+            cron, data_interval, ..
         } = &self.schedule
         else {
             return None;
@@ -316,12 +302,7 @@ impl Timetable {
     /// it skips gap times of e.g. `30 * * * *` and fires hourly patterns twice in a fold.
     /// So the pattern is matched on the naive wall clock and each match resolved here,
     /// which applies the rules to every pattern alike.
-    fn next_fire(
-        &self,
-        cron: &croner::Cron,
-        origin: DateTime<Utc>,
-        inclusive: bool,
-    ) -> Option<DateTime<Utc>> {
+    fn next_fire(&self, cron: &croner::Cron, origin: DateTime<Utc>, inclusive: bool) -> Option<DateTime<Utc>> {
         let mut cursor = whole_seconds(origin.with_timezone(&self.timezone).naive_local());
         let mut inclusive_search = true;
         // Matches that resolve to or before `origin` come from the later half of a fold (their
@@ -339,12 +320,7 @@ impl Timetable {
     }
 
     /// The last fire time before `origin` (at or before it when `inclusive`).
-    fn prev_fire(
-        &self,
-        cron: &croner::Cron,
-        origin: DateTime<Utc>,
-        inclusive: bool,
-    ) -> Option<DateTime<Utc>> {
+    fn prev_fire(&self, cron: &croner::Cron, origin: DateTime<Utc>, inclusive: bool) -> Option<DateTime<Utc>> {
         let local = whole_seconds(origin.with_timezone(&self.timezone).naive_local());
         // In the later half of a fold, wall times after `local` up to the fold's end first
         // occurred before `origin`, so they are candidates too: start past them.
@@ -354,9 +330,7 @@ impl Timetable {
         };
         let mut inclusive_search = true;
         for _ in 0..MAX_SKIPPED_MATCHES {
-            let wall = cron
-                .find_previous_occurrence(&cursor, inclusive_search)
-                .ok()?;
+            let wall = cron.find_previous_occurrence(&cursor, inclusive_search).ok()?;
             let fire = self.resolve(wall)?;
             if fire < origin || (inclusive && fire == origin) {
                 return Some(fire);
@@ -371,9 +345,7 @@ impl Timetable {
     /// repeats it, and the first instant after the gap when the clock skips it.
     fn resolve(&self, wall: NaiveDateTime) -> Option<DateTime<Utc>> {
         match self.timezone.from_local_datetime(&wall) {
-            LocalResult::Single(instant) | LocalResult::Ambiguous(instant, _) => {
-                Some(instant.with_timezone(&Utc))
-            }
+            LocalResult::Single(instant) | LocalResult::Ambiguous(instant, _) => Some(instant.with_timezone(&Utc)),
             LocalResult::None => self.end_of_gap(wall),
         }
     }
@@ -382,12 +354,8 @@ impl Timetable {
     /// first valid wall time after it. Minutes find it quickly; seconds then pin it down,
     /// since some historical offsets are not whole minutes.
     fn end_of_gap(&self, wall: NaiveDateTime) -> Option<DateTime<Utc>> {
-        let exists = |candidate: NaiveDateTime| {
-            !matches!(
-                self.timezone.from_local_datetime(&candidate),
-                LocalResult::None
-            )
-        };
+        let exists =
+            |candidate: NaiveDateTime| !matches!(self.timezone.from_local_datetime(&candidate), LocalResult::None);
         let mut first_valid = (1..=MAX_GAP_MINUTES)
             .map(|minutes| wall + TimeDelta::minutes(minutes))
             .find(|&candidate| exists(candidate))?;
@@ -399,9 +367,7 @@ impl Timetable {
             first_valid = earlier;
         }
         match self.timezone.from_local_datetime(&first_valid) {
-            LocalResult::Single(instant) | LocalResult::Ambiguous(instant, _) => {
-                Some(instant.with_timezone(&Utc))
-            }
+            LocalResult::Single(instant) | LocalResult::Ambiguous(instant, _) => Some(instant.with_timezone(&Utc)),
             LocalResult::None => None,
         }
     }
@@ -468,12 +434,10 @@ mod tests {
 
     /// The logical dates of the first `n` runs, walking with `next_after`.
     fn first_logical_dates(table: &Timetable, n: usize) -> Vec<DateTime<Utc>> {
-        std::iter::successors(table.next_after(None), |run| {
-            table.next_after(Some(run.logical_date))
-        })
-        .take(n)
-        .map(|run| run.logical_date)
-        .collect()
+        std::iter::successors(table.next_after(None), |run| table.next_after(Some(run.logical_date)))
+            .take(n)
+            .map(|run| run.logical_date)
+            .collect()
     }
 
     fn all(texts: &[&str]) -> Vec<DateTime<Utc>> {
@@ -531,10 +495,7 @@ mod tests {
     #[test]
     fn once_alias_parses_to_once_whatever_the_mode() {
         assert!(matches!(Schedule::parse("@once", true), Ok(Schedule::Once)));
-        assert!(matches!(
-            Schedule::parse("@once", false),
-            Ok(Schedule::Once)
-        ));
+        assert!(matches!(Schedule::parse("@once", false), Ok(Schedule::Once)));
     }
 
     #[test]
@@ -595,12 +556,7 @@ mod tests {
             (Schedule::Datasets(vec!["a".to_string()]), false),
         ];
         for (schedule, expected) in cases {
-            assert_eq!(
-                schedule.is_time_based(),
-                expected,
-                "{}",
-                schedule.describe()
-            );
+            assert_eq!(schedule.is_time_based(), expected, "{}", schedule.describe());
         }
     }
 
@@ -621,11 +577,7 @@ mod tests {
             ),
         ];
         for (start, expected) in cases {
-            assert_eq!(
-                daily_utc(start, None).next_after(None),
-                Some(expected),
-                "{start}"
-            );
+            assert_eq!(daily_utc(start, None).next_after(None), Some(expected), "{start}");
         }
     }
 
@@ -752,21 +704,13 @@ mod tests {
     fn without_catchup_trigger_mode_skips_to_the_newest_fire_time() {
         let table = timetable(trigger("0 * * * *"), Tz::UTC, "2026-01-01T00:00:00Z", None);
         let cases = [
-            (
-                None,
-                "2026-01-01T05:30:00Z",
-                point_run("2026-01-01T05:00:00Z"),
-            ),
+            (None, "2026-01-01T05:30:00Z", point_run("2026-01-01T05:00:00Z")),
             (
                 Some("2026-01-01T05:00:00Z"),
                 "2026-01-01T05:30:00Z",
                 point_run("2026-01-01T06:00:00Z"),
             ),
-            (
-                None,
-                "2025-12-31T23:00:00Z",
-                point_run("2026-01-01T00:00:00Z"),
-            ),
+            (None, "2025-12-31T23:00:00Z", point_run("2026-01-01T00:00:00Z")),
         ];
         for (last, now, expected) in cases {
             assert_eq!(
@@ -782,10 +726,7 @@ mod tests {
         let table = timetable(cron("* * * * *"), Tz::UTC, "2015-01-01T00:00:00Z", None);
         let started = Instant::now();
         let run = table.next_to_create(None, false, utc("2026-06-15T12:34:56Z"));
-        assert_eq!(
-            run,
-            Some(interval_run("2026-06-15T12:33:00Z", "2026-06-15T12:34:00Z"))
-        );
+        assert_eq!(run, Some(interval_run("2026-06-15T12:33:00Z", "2026-06-15T12:34:00Z")));
         assert!(started.elapsed() < Duration::from_secs(2));
     }
 
@@ -857,12 +798,7 @@ mod tests {
 
     #[test]
     fn trigger_mode_runs_at_each_fire_time_with_an_empty_interval() {
-        let table = timetable(
-            trigger("0 */6 * * *"),
-            Tz::UTC,
-            "2026-01-01T01:00:00Z",
-            None,
-        );
+        let table = timetable(trigger("0 */6 * * *"), Tz::UTC, "2026-01-01T01:00:00Z", None);
         let first = table.next_after(None);
         assert_eq!(first, Some(point_run("2026-01-01T06:00:00Z")));
         assert_eq!(
@@ -962,26 +898,15 @@ mod tests {
         let cases = [
             ("30 2 * * *", "2026-03-01T00:00:00Z", "2026-03-15T00:00:00Z"),
             ("30 1 * * *", "2026-10-25T00:00:00Z", "2026-11-08T00:00:00Z"),
-            (
-                "*/15 * * * *",
-                "2026-11-01T03:00:00Z",
-                "2026-11-01T09:00:00Z",
-            ),
-            (
-                "*/15 * * * *",
-                "2026-03-08T05:00:00Z",
-                "2026-03-08T09:00:00Z",
-            ),
+            ("*/15 * * * *", "2026-11-01T03:00:00Z", "2026-11-01T09:00:00Z"),
+            ("*/15 * * * *", "2026-03-08T05:00:00Z", "2026-03-08T09:00:00Z"),
         ];
         for (expression, from, to) in cases {
             let table = timetable(cron(expression), New_York, from, None);
             let runs = table.runs_between(utc(from), utc(to));
             assert!(runs.len() > 3, "{expression}");
             for pair in runs.windows(2) {
-                assert_eq!(
-                    pair[0].data_interval.end, pair[1].logical_date,
-                    "{expression}"
-                );
+                assert_eq!(pair[0].data_interval.end, pair[1].logical_date, "{expression}");
                 assert!(pair[0].logical_date < pair[1].logical_date, "{expression}");
             }
             for run in &runs {
@@ -1061,10 +986,7 @@ mod tests {
         let triggered = timetable(trigger("@hourly"), Tz::UTC, "2026-01-01T00:00:00Z", None);
         assert_eq!(
             triggered.upcoming(utc("2026-01-01T05:00:00Z"), 2),
-            vec![
-                point_run("2026-01-01T06:00:00Z"),
-                point_run("2026-01-01T07:00:00Z")
-            ]
+            vec![point_run("2026-01-01T06:00:00Z"), point_run("2026-01-01T07:00:00Z")]
         );
     }
 

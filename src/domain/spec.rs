@@ -1,9 +1,13 @@
 //! The DAG file format as written (§2): serde types, unvalidated, with source locations kept for
 //! the checks that happen after parsing. `dag::Dag::from_yaml` turns these into a validated DAG.
 
+use std::fmt;
+
 use indexmap::IndexMap;
 use serde::Deserialize;
-use serde_saphyr::Spanned;
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_saphyr::{Location, Spanned};
 
 /// A whole DAG file.
 #[derive(Debug, Deserialize)]
@@ -20,8 +24,9 @@ pub struct DagSpec {
     pub start_date: Option<Spanned<String>>,
     pub end_date: Option<Spanned<String>>,
     pub catchup: Option<bool>,
-    pub max_active_runs: Option<u32>,
-    pub max_active_tasks: Option<u32>,
+    /// Signed so that `0` and `-1` reach validation and are reported as "at least 1".
+    pub max_active_runs: Option<Spanned<i64>>,
+    pub max_active_tasks: Option<Spanned<i64>>,
     pub is_paused_upon_creation: Option<bool>,
     #[serde(default)]
     pub params: IndexMap<String, Spanned<ParamDecl>>,
@@ -29,42 +34,123 @@ pub struct DagSpec {
     #[serde(default)]
     pub alerts: AlertsSpec,
     pub sla: Option<Spanned<String>>,
-    pub tasks: IndexMap<Spanned<String>, Spanned<TaskSpec>>,
+    /// `None` when the key is present but has no value (`tasks:`); a missing key has an unknown
+    /// location. Both are reported as "no tasks" by validation rather than as a type error.
+    #[serde(default = "no_tasks")]
+    pub tasks: Spanned<Option<IndexMap<Spanned<String>, Spanned<TaskSpec>>>>,
 }
 
-/// `schedule:` is a string (cron or alias), or a map for trigger mode or datasets.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+fn no_tasks() -> Spanned<Option<IndexMap<Spanned<String>, Spanned<TaskSpec>>>> {
+    Spanned::new(None, Location::UNKNOWN, Location::UNKNOWN)
+}
+
+/// `schedule:` is a string (cron or alias), or a map for trigger mode or datasets. Which keys of
+/// the map go together is checked by validation, where the location is known.
+#[derive(Debug)]
 pub enum ScheduleSpec {
     Text(String),
-    Cron(CronScheduleSpec),
-    Datasets(DatasetScheduleSpec),
+    Map(ScheduleMap),
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CronScheduleSpec {
-    pub cron: String,
-    #[serde(default = "yes")]
-    pub data_interval: bool,
+pub struct ScheduleMap {
+    pub cron: Option<String>,
+    pub data_interval: Option<bool>,
+    pub datasets: Option<Vec<String>>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DatasetScheduleSpec {
-    pub datasets: Vec<String>,
+// By hand rather than `#[serde(untagged)]`: an untagged enum replaces every inner error (a typo
+// in `data_interval`, a wrong type) with "data did not match any variant".
+impl<'de> Deserialize<'de> for ScheduleSpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ScheduleVisitor;
+
+        impl<'de> Visitor<'de> for ScheduleVisitor {
+            type Value = ScheduleSpec;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(
+                    "a cron expression such as \"0 3 * * *\", an alias such as @daily, null, or a map with `cron:` or `datasets:`",
+                )
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<ScheduleSpec, E> {
+                Ok(ScheduleSpec::Text(text.to_string()))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ScheduleSpec, A::Error> {
+                ScheduleMap::deserialize(MapAccessDeserializer::new(map)).map(ScheduleSpec::Map)
+            }
+        }
+
+        deserializer.deserialize_any(ScheduleVisitor)
+    }
 }
 
-fn yes() -> bool {
-    true
-}
-
-/// A run parameter: a JSON-schema-like declaration, or a bare default value.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+/// A run parameter: a map is a JSON-schema-like declaration, anything else a bare default value.
+#[derive(Debug)]
 pub enum ParamDecl {
-    Full(ParamSpec),
+    Full(Box<ParamSpec>),
     Plain(serde_json::Value),
+}
+
+// By hand rather than `#[serde(untagged)]`: untagged, a declaration with a misspelt key
+// (`defualt: kr`) silently became a plain default whose value was the whole map.
+impl<'de> Deserialize<'de> for ParamDecl {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ParamVisitor;
+
+        impl<'de> Visitor<'de> for ParamVisitor {
+            type Value = ParamDecl;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a default value, or a map such as `{ type: string, default: kr }`")
+            }
+
+            fn visit_bool<E: de::Error>(self, value: bool) -> Result<ParamDecl, E> {
+                Ok(ParamDecl::Plain(value.into()))
+            }
+
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<ParamDecl, E> {
+                Ok(ParamDecl::Plain(value.into()))
+            }
+
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<ParamDecl, E> {
+                Ok(ParamDecl::Plain(value.into()))
+            }
+
+            fn visit_f64<E: de::Error>(self, value: f64) -> Result<ParamDecl, E> {
+                Ok(ParamDecl::Plain(value.into()))
+            }
+
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<ParamDecl, E> {
+                Ok(ParamDecl::Plain(value.into()))
+            }
+
+            fn visit_unit<E: de::Error>(self) -> Result<ParamDecl, E> {
+                Ok(ParamDecl::Plain(serde_json::Value::Null))
+            }
+
+            fn visit_none<E: de::Error>(self) -> Result<ParamDecl, E> {
+                Ok(ParamDecl::Plain(serde_json::Value::Null))
+            }
+
+            fn visit_some<D: Deserializer<'de>>(self, inner: D) -> Result<ParamDecl, D::Error> {
+                ParamDecl::deserialize(inner)
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<ParamDecl, A::Error> {
+                serde_json::Value::deserialize(SeqAccessDeserializer::new(seq)).map(ParamDecl::Plain)
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ParamDecl, A::Error> {
+                ParamSpec::deserialize(MapAccessDeserializer::new(map)).map(|spec| ParamDecl::Full(Box::new(spec)))
+            }
+        }
+
+        deserializer.deserialize_any(ParamVisitor)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,7 +158,7 @@ pub enum ParamDecl {
 pub struct ParamSpec {
     #[serde(rename = "type")]
     pub kind: Option<String>,
-    pub default: Option<serde_json::Value>,
+    pub default: Option<Spanned<serde_json::Value>>,
     #[serde(rename = "enum")]
     pub allowed: Option<Vec<serde_json::Value>>,
     pub minimum: Option<f64>,
@@ -115,7 +201,8 @@ pub struct TaskSpec {
     pub max_retry_delay: Option<Spanned<String>>,
     pub timeout: Option<Spanned<String>>,
     pub pool: Option<Spanned<String>>,
-    pub pool_slots: Option<u32>,
+    /// Signed so that `0` and `-1` reach validation and are reported as "at least 1".
+    pub pool_slots: Option<Spanned<i64>>,
     pub priority_weight: Option<i64>,
     pub env: Option<IndexMap<String, Spanned<String>>>,
     pub depends_on_past: Option<bool>,

@@ -61,12 +61,8 @@ fn describe(error: &Error) -> String {
 }
 
 fn parse_ds(ds: &str) -> Result<NaiveDate, Error> {
-    NaiveDate::parse_from_str(ds, "%Y-%m-%d").map_err(|_| {
-        Error::new(
-            ErrorKind::InvalidOperation,
-            format!("`{ds}` is not a YYYY-MM-DD date"),
-        )
-    })
+    NaiveDate::parse_from_str(ds, "%Y-%m-%d")
+        .map_err(|_| Error::new(ErrorKind::InvalidOperation, format!("`{ds}` is not a YYYY-MM-DD date")))
 }
 
 /// `{{ ds | ds_add(-1) }}`: the date `days` days later.
@@ -139,11 +135,7 @@ mod tests {
             ("no template at all", "no template at all"),
         ];
         for (template, expected) in cases {
-            assert_eq!(
-                render("command", template, &context()).unwrap(),
-                expected,
-                "{template}"
-            );
+            assert_eq!(render("command", template, &context()).unwrap(), expected, "{template}");
         }
     }
 

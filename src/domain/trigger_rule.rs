@@ -31,10 +31,7 @@ const NAMES: &[(TriggerRule, &str)] = &[
     (TriggerRule::OneFailed, "one_failed"),
     (TriggerRule::OneDone, "one_done"),
     (TriggerRule::NoneFailed, "none_failed"),
-    (
-        TriggerRule::NoneFailedMinOneSuccess,
-        "none_failed_min_one_success",
-    ),
+    (TriggerRule::NoneFailedMinOneSuccess, "none_failed_min_one_success"),
     (TriggerRule::NoneSkipped, "none_skipped"),
     (TriggerRule::Always, "always"),
 ];
@@ -59,11 +56,7 @@ impl FromStr for TriggerRule {
             .ok_or_else(|| UnknownVariant {
                 kind: "trigger rule",
                 value: value.to_string(),
-                expected: NAMES
-                    .iter()
-                    .map(|(_, name)| *name)
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                expected: NAMES.iter().map(|(_, name)| *name).collect::<Vec<_>>().join(", "),
             })
     }
 }
@@ -278,11 +271,7 @@ mod tests {
             ("none_failed", &[Success, UpstreamFailed], V::UpstreamFailed),
             ("none_failed_min_one_success", &[Success, Skipped], V::Ready),
             ("none_failed_min_one_success", &[Skipped, Skipped], V::Skip),
-            (
-                "none_failed_min_one_success",
-                &[Skipped, Failed],
-                V::UpstreamFailed,
-            ),
+            ("none_failed_min_one_success", &[Skipped, Failed], V::UpstreamFailed),
             ("none_failed_min_one_success", &[Success, Queued], V::Wait),
             ("none_skipped", &[Success, Failed], V::Ready),
             ("none_skipped", &[Success, Running], V::Wait),
@@ -305,8 +294,10 @@ mod tests {
     #[test]
     fn an_unknown_rule_lists_the_valid_ones() {
         let error = "all_sucess".parse::<TriggerRule>().unwrap_err();
-        assert!(error.to_string().starts_with(
-            "unknown trigger rule `all_sucess`; expected one of: all_success, all_failed"
-        ));
+        assert!(
+            error
+                .to_string()
+                .starts_with("unknown trigger rule `all_sucess`; expected one of: all_success, all_failed")
+        );
     }
 }

@@ -21,6 +21,8 @@ use super::spec::{DagSpec, ParamDecl, ScheduleSpec, TaskSpec};
 use super::template;
 use super::trigger_rule::TriggerRule;
 
+mod syntax;
+
 /// What validation needs to know from the configuration.
 #[derive(Debug, Clone)]
 pub struct ValidationContext {
@@ -107,77 +109,39 @@ impl Problems {
 impl Dag {
     /// Parses and validates one DAG file. `path` names the file in messages and gives the default
     /// `dag_id` (its stem) and the folder tasks run in.
-    pub fn from_yaml(
-        path: &Path,
-        text: &str,
-        context: &ValidationContext,
-    ) -> Result<Dag, DagFileError> {
+    pub fn from_yaml(path: &Path, text: &str, context: &ValidationContext) -> Result<Dag, DagFileError> {
         let fail = |problems: Vec<Problem>| DagFileError {
             path: path.to_path_buf(),
             problems,
         };
         let spec: DagSpec =
-            serde_saphyr::from_str(text).map_err(|error| fail(vec![syntax_problem(&error)]))?;
+            serde_saphyr::from_str(text).map_err(|error| fail(vec![syntax::syntax_problem(text, &error)]))?;
         let mut problems = Problems(Vec::new());
         let dag = build(path, text, spec, context, &mut problems);
         match dag {
             Some(dag) if problems.0.is_empty() => Ok(dag),
             _ => {
-                problems
-                    .0
-                    .sort_by_key(|problem| (problem.line, problem.column));
+                problems.0.sort_by_key(|problem| (problem.line, problem.column));
                 Err(fail(problems.0))
             }
         }
     }
 }
 
-fn syntax_problem(error: &serde_saphyr::Error) -> Problem {
-    let (line, column) = error
-        .location()
-        .map(|location| {
-            (
-                u32::try_from(location.line()).unwrap_or(u32::MAX).max(1),
-                u32::try_from(location.column()).unwrap_or(u32::MAX).max(1),
-            )
-        })
-        .unwrap_or((1, 1));
-    let rendered = error.without_snippet().to_string();
-    // The rendered message may carry its own "line N column M" prefix; we report those as fields.
-    let message = rendered
-        .lines()
-        .next()
-        .unwrap_or("invalid YAML")
-        .trim()
-        .to_string();
-    let hint = if message.contains("unknown field") {
-        " (check the spelling; see the DAG file format in SPEC §2)"
-    } else if message.contains("duplicate") {
-        " (each key may appear once)"
-    } else {
-        ""
-    };
-    Problem {
-        line,
-        column,
-        message: format!("{message}{hint}"),
-    }
-}
-
-fn build(
-    path: &Path,
-    text: &str,
-    spec: DagSpec,
-    context: &ValidationContext,
-    problems: &mut Problems,
-) -> Option<Dag> {
+fn build(path: &Path, text: &str, spec: DagSpec, context: &ValidationContext, problems: &mut Problems) -> Option<Dag> {
     let dag_id = dag_id(path, &spec, problems);
     let timezone = match &spec.timezone {
         None => context.default_timezone,
         Some(name) => match name.value.parse::<Tz>() {
             Ok(timezone) => timezone,
             Err(_) => {
-                problems.at(name, format!("`{}` is not an IANA time zone name: use one like UTC, Europe/Berlin or Asia/Seoul", name.value));
+                problems.at(
+                    name,
+                    format!(
+                        "`{}` is not an IANA time zone name: use one like UTC, Europe/Berlin or Asia/Seoul",
+                        name.value
+                    ),
+                );
                 context.default_timezone
             }
         },
@@ -191,25 +155,36 @@ fn build(
         .end_date
         .as_ref()
         .and_then(|date| parse_date(date, timezone, "end_date", problems));
-    if let (Some(start), Some(end), Some(end_spec)) = (start_date, end_date, &spec.end_date)
+    if let (Some(start), Some(end), Some(start_spec), Some(end_spec)) =
+        (start_date, end_date, &spec.start_date, &spec.end_date)
         && start > end
     {
-        problems.at(end_spec, format!("end_date {end} is before start_date {start}: move end_date later or start_date earlier"));
+        problems.at(
+            end_spec,
+            format!(
+                "end_date {} is before start_date {}: move end_date later or start_date earlier",
+                end_spec.value.trim(),
+                start_spec.value.trim()
+            ),
+        );
     }
-    if schedule.is_time_based() && start_date.is_none() {
-        problems.top(format!(
-            "schedule `{}` needs a start_date: add e.g. `start_date: 2026-01-01`",
-            schedule.describe()
-        ));
+    if let Some(schedule_spec) = &spec.schedule
+        && schedule.is_time_based()
+        && spec.start_date.is_none()
+    {
+        problems.at(
+            schedule_spec,
+            format!(
+                "schedule `{}` needs a start_date: add e.g. `start_date: 2026-01-01`",
+                schedule.describe()
+            ),
+        );
     }
-    let max_active_runs = positive(spec.max_active_runs, 16, "max_active_runs", problems);
-    let max_active_tasks = positive(spec.max_active_tasks, 16, "max_active_tasks", problems);
+    let max_active_runs = at_least_one(spec.max_active_runs.as_ref(), "max_active_runs", problems).unwrap_or(16);
+    let max_active_tasks = at_least_one(spec.max_active_tasks.as_ref(), "max_active_tasks", problems).unwrap_or(16);
     let params = params(&spec.params, problems);
     let alerts = alerts(&spec, context, problems);
-    let sla = spec
-        .sla
-        .as_ref()
-        .and_then(|sla| duration(sla, "sla", problems));
+    let sla = spec.sla.as_ref().and_then(|sla| duration(sla, "sla", problems));
     let tasks = tasks(&spec, context, problems);
 
     let timetable = Timetable {
@@ -245,16 +220,11 @@ fn dag_id(path: &Path, spec: &DagSpec, problems: &mut Problems) -> Option<DagId>
             }
         },
         None => {
-            let stem = path
-                .file_stem()
-                .and_then(|stem| stem.to_str())
-                .unwrap_or_default();
+            let stem = path.file_stem().and_then(|stem| stem.to_str()).unwrap_or_default();
             match DagId::parse(stem) {
                 Ok(dag_id) => Some(dag_id),
                 Err(error) => {
-                    problems.top(format!(
-                        "{error} (taken from the file name): add a `dag_id:` key"
-                    ));
+                    problems.top(format!("{error} (taken from the file name): add a `dag_id:` key"));
                     None
                 }
             }
@@ -268,16 +238,35 @@ fn schedule(spec: &DagSpec, problems: &mut Problems) -> Schedule {
     };
     let parsed = match &schedule.value {
         ScheduleSpec::Text(text) => Schedule::parse(text, true),
-        ScheduleSpec::Cron(cron) => Schedule::parse(&cron.cron, cron.data_interval),
-        ScheduleSpec::Datasets(datasets) => {
-            if datasets.datasets.is_empty() {
+        ScheduleSpec::Map(map) => match (&map.cron, &map.datasets) {
+            (Some(cron), None) => Schedule::parse(cron, map.data_interval.unwrap_or(true)),
+            (None, Some(datasets)) => {
+                if map.data_interval.is_some() {
+                    problems.at(schedule, "`data_interval` only applies to `cron:` schedules: remove it");
+                }
+                if datasets.is_empty() {
+                    problems.at(
+                        schedule,
+                        "`datasets:` lists no dataset: name at least one, or use `schedule: null`",
+                    );
+                }
+                Ok(Schedule::Datasets(datasets.clone()))
+            }
+            (Some(_), Some(_)) => {
                 problems.at(
                     schedule,
-                    "`datasets:` lists no dataset: name at least one, or use `schedule: null`",
+                    "a schedule has `cron:` or `datasets:`, not both: keep one of them",
                 );
+                return Schedule::Never;
             }
-            Ok(Schedule::Datasets(datasets.datasets.clone()))
-        }
+            (None, None) => {
+                problems.at(
+                    schedule,
+                    "the schedule map needs `cron:` (e.g. `cron: \"0 3 * * *\"`) or `datasets:`",
+                );
+                return Schedule::Never;
+            }
+        },
     };
     parsed.unwrap_or_else(|error| {
         problems.at(schedule, error.to_string());
@@ -304,30 +293,36 @@ pub fn parse_date_in(text: &str, timezone: Tz) -> Option<DateTime<Utc>> {
         .map(|local| local.with_timezone(&Utc))
 }
 
-fn parse_date(
-    date: &Spanned<String>,
-    timezone: Tz,
-    key: &str,
-    problems: &mut Problems,
-) -> Option<DateTime<Utc>> {
+fn parse_date(date: &Spanned<String>, timezone: Tz, key: &str, problems: &mut Problems) -> Option<DateTime<Utc>> {
     let parsed = parse_date_in(&date.value, timezone);
     if parsed.is_none() {
         problems.at(
             date,
-            format!("{key} `{}` is not a date: write 2026-01-01, 2026-01-01T03:00:00 or an RFC 3339 time", date.value),
+            format!(
+                "{key} `{}` is not a date: write 2026-01-01, 2026-01-01T03:00:00 or an RFC 3339 time",
+                date.value
+            ),
         );
     }
     parsed
 }
 
-fn positive(value: Option<u32>, default: u32, key: &str, problems: &mut Problems) -> u32 {
-    match value {
-        Some(0) => {
-            problems.top(format!("{key} must be at least 1"));
-            default
+/// A count that must be 1 or more (and fit in a u32), reported at its value otherwise.
+fn at_least_one(value: Option<&Spanned<i64>>, key: &str, problems: &mut Problems) -> Option<u32> {
+    let value = value?;
+    if value.value < 1 {
+        problems.at(value, format!("{key} must be at least 1, not {}", value.value));
+        return None;
+    }
+    match u32::try_from(value.value) {
+        Ok(count) => Some(count),
+        Err(_) => {
+            problems.at(
+                value,
+                format!("{key} must be at most {}, not {}", u32::MAX, value.value),
+            );
+            None
         }
-        Some(value) => value,
-        None => default,
     }
 }
 
@@ -366,17 +361,12 @@ fn params(declared: &IndexMap<String, Spanned<ParamDecl>>, problems: &mut Proble
                 };
                 let pattern = spec.pattern.as_ref().and_then(|pattern| {
                     regex::Regex::new(pattern)
-                        .map_err(|error| {
-                            problems.at(
-                                decl,
-                                format!("param `{name}` has an invalid pattern: {error}"),
-                            )
-                        })
+                        .map_err(|error| problems.at(decl, format!("param `{name}` has an invalid pattern: {error}")))
                         .ok()
                 });
                 let param = Param {
                     kind,
-                    default: spec.default.clone(),
+                    default: spec.default.as_ref().map(|default| default.value.clone()),
                     allowed: spec.allowed.clone(),
                     minimum: spec.minimum,
                     maximum: spec.maximum,
@@ -385,12 +375,9 @@ fn params(declared: &IndexMap<String, Spanned<ParamDecl>>, problems: &mut Proble
                     pattern,
                     description: spec.description.clone(),
                 };
-                if let Some(default) = &param.default {
+                if let (Some(default), Some(written)) = (&param.default, &spec.default) {
                     for problem in param.problems(name, default) {
-                        problems.at(
-                            decl,
-                            format!("the default breaks its own declaration: {problem}"),
-                        );
+                        problems.at(written, format!("the default breaks its own declaration: {problem}"));
                     }
                 }
                 param
@@ -414,7 +401,11 @@ fn alerts(spec: &DagSpec, context: &ValidationContext, problems: &mut Problems) 
                             "unknown alert channel `{}`: define [alerts.{}] in config.toml (known channels: {})",
                             name.value,
                             name.value,
-                            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                            if known.is_empty() {
+                                "none".to_string()
+                            } else {
+                                known.join(", ")
+                            }
                         ),
                     );
                 }
@@ -437,34 +428,27 @@ fn merged<'a, T>(own: &'a Option<T>, default: Option<&'a Option<T>>) -> Option<&
 
 const OTHER_TASK_TYPES: &[&str] = &["http", "sql", "transfer", "sensor", "trigger_dag"];
 
-fn tasks(
-    spec: &DagSpec,
-    context: &ValidationContext,
-    problems: &mut Problems,
-) -> Option<Vec<Task>> {
-    if spec.tasks.is_empty() {
-        problems.top("`tasks:` is empty: a DAG needs at least one task");
+fn tasks(spec: &DagSpec, context: &ValidationContext, problems: &mut Problems) -> Option<Vec<Task>> {
+    let no_tasks = IndexMap::new();
+    let declared = spec.tasks.value.as_ref().unwrap_or(&no_tasks);
+    if declared.is_empty() {
+        problems.at(
+            &spec.tasks,
+            "`tasks:` is missing or empty: a DAG needs at least one task, e.g. `tasks: {hello: {command: echo hello}}`",
+        );
     }
     let defaults = spec.defaults.as_ref();
     if let Some(defaults) = defaults
-        && let Some(depends_on) = defaults
-            .value
-            .depends_on
-            .as_ref()
-            .and_then(|list| list.first())
+        && let Some(depends_on) = defaults.value.depends_on.as_ref().and_then(|list| list.first())
     {
-        problems.at(
-            depends_on,
-            "depends_on cannot be a default: set it on each task",
-        );
+        problems.at(depends_on, "depends_on cannot be a default: set it on each task");
     }
-    let default =
-        |pick: fn(&TaskSpec) -> &Option<Spanned<String>>| defaults.map(|d| pick(&d.value));
+    let default = |pick: fn(&TaskSpec) -> &Option<Spanned<String>>| defaults.map(|d| pick(&d.value));
 
     let mut ids: HashMap<&str, TaskId> = HashMap::new();
     let mut built: Vec<(Task, &Spanned<TaskSpec>)> = Vec::new();
     let mut all_valid = true;
-    for (raw_id, task_spec) in &spec.tasks {
+    for (raw_id, task_spec) in declared {
         let task_id = match TaskId::parse(raw_id.value.clone()) {
             Ok(task_id) => task_id,
             Err(error) => {
@@ -497,18 +481,17 @@ fn tasks(
                     })
                 }
                 None => {
-                    problems.at(task_spec, format!("task `{task_id}` is a shell task without `command:`: add the command to run"));
+                    problems.at(
+                        raw_id,
+                        format!("task `{task_id}` is a shell task without `command:`: add the command to run"),
+                    );
                     None
                 }
             },
             other => {
-                let location = kind
-                    .map(|kind| kind.referenced)
-                    .unwrap_or(task_spec.referenced);
+                let location = kind.map(|kind| kind.referenced).unwrap_or(task_spec.referenced);
                 let message = if OTHER_TASK_TYPES.contains(&other) {
-                    format!(
-                        "task type `{other}` is not supported by this version of weir yet: use `type: shell`"
-                    )
+                    format!("task type `{other}` is not supported by this version of weir yet: use `type: shell`")
                 } else {
                     format!(
                         "unknown task type `{other}`: use shell (http, sql, transfer, sensor and trigger_dag are planned)"
@@ -521,28 +504,27 @@ fn tasks(
 
         let trigger_rule = match merged(&own.trigger_rule, default(|d| &d.trigger_rule)) {
             None => TriggerRule::AllSuccess,
-            Some(rule) => {
-                rule.value
-                    .parse()
-                    .unwrap_or_else(|error: super::state::UnknownVariant| {
-                        problems.at(rule, error.to_string());
-                        TriggerRule::AllSuccess
-                    })
-            }
+            Some(rule) => rule
+                .value
+                .parse()
+                .unwrap_or_else(|error: super::state::UnknownVariant| {
+                    problems.at(rule, error.to_string());
+                    TriggerRule::AllSuccess
+                }),
         };
         let retry_delay = merged(&own.retry_delay, default(|d| &d.retry_delay))
             .and_then(|text| duration(text, "retry_delay", problems))
             .unwrap_or(context.default_task_retry_delay);
         let max_retry_delay = merged(&own.max_retry_delay, default(|d| &d.max_retry_delay))
             .and_then(|text| duration(text, "max_retry_delay", problems));
-        let timeout = merged(&own.timeout, default(|d| &d.timeout))
-            .and_then(|text| duration(text, "timeout", problems));
-        if timeout == Some(Duration::ZERO) {
+        let timeout_text = merged(&own.timeout, default(|d| &d.timeout));
+        let timeout = timeout_text.and_then(|text| duration(text, "timeout", problems));
+        if let Some(text) = timeout_text
+            && timeout == Some(Duration::ZERO)
+        {
             problems.at(
-                task_spec,
-                format!(
-                    "task `{task_id}` has a zero timeout: remove it or give a positive duration"
-                ),
+                text,
+                format!("task `{task_id}` has a zero timeout: remove it or give a positive duration"),
             );
         }
         let pool = match merged(&own.pool, default(|d| &d.pool)) {
@@ -552,22 +534,22 @@ fn tasks(
                     let known: Vec<&str> = context.pools.iter().map(String::as_str).collect();
                     problems.at(
                         pool,
-                        format!("unknown pool `{}`: add it under [pools] in config.toml (known pools: {})", pool.value, known.join(", ")),
+                        format!(
+                            "unknown pool `{}`: add it under [pools] in config.toml (known pools: {})",
+                            pool.value,
+                            known.join(", ")
+                        ),
                     );
                 }
                 pool.value.clone()
             }
         };
-        let pool_slots = own
-            .pool_slots
-            .or(fallback.and_then(|d| d.pool_slots))
-            .unwrap_or(1);
-        if pool_slots == 0 {
-            problems.at(
-                task_spec,
-                format!("task `{task_id}` has pool_slots 0: use at least 1"),
-            );
-        }
+        let pool_slots = at_least_one(
+            merged(&own.pool_slots, fallback.map(|d| &d.pool_slots)),
+            "pool_slots",
+            problems,
+        )
+        .unwrap_or(1);
         let mut env = Vec::new();
         for source in [fallback.and_then(|d| d.env.as_ref()), own.env.as_ref()]
             .into_iter()
@@ -674,10 +656,7 @@ fn tasks(
 }
 
 /// Orders tasks so each comes after its upstream tasks; a cycle is reported with its members.
-fn topological_order(
-    built: &[(Task, &Spanned<TaskSpec>)],
-    problems: &mut Problems,
-) -> Option<Vec<Task>> {
+fn topological_order(built: &[(Task, &Spanned<TaskSpec>)], problems: &mut Problems) -> Option<Vec<Task>> {
     let position: HashMap<&TaskId, usize> = built
         .iter()
         .enumerate()
@@ -718,10 +697,7 @@ fn topological_order(
                             .map(|(n, _)| built[*n].0.task_id.as_str())
                             .collect();
                         let first = members.first().copied().unwrap_or_default();
-                        let path = format!(
-                            "{} -> {first} (each depends on the next)",
-                            members.join(" -> ")
-                        );
+                        let path = format!("{} -> {first} (each depends on the next)", members.join(" -> "));
                         let culprit = built[node].1;
                         let entry = culprit
                             .value
@@ -729,9 +705,7 @@ fn topological_order(
                             .iter()
                             .flatten()
                             .find(|entry| entry.value == built[target].0.task_id.as_str());
-                        let message = format!(
-                            "tasks form a cycle: {path}; remove one of these depends_on entries"
-                        );
+                        let message = format!("tasks form a cycle: {path}; remove one of these depends_on entries");
                         match entry {
                             Some(entry) => problems.at(entry, message),
                             None => problems.at(culprit, message),
@@ -770,6 +744,979 @@ fn check_template(value: &Spanned<String>, field: &str, problems: &mut Problems)
         problems.at(
             value,
             format!("template error in `{field}`: {error}; check the {{{{ }}}} and {{% %}} pairs"),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Every YAML below starts on the line after `r"` (the leading newline is dropped), so line 1
+    // is the first line shown.
+
+    fn context() -> ValidationContext {
+        ValidationContext {
+            pools: BTreeSet::from(["default".to_string(), "etl".to_string()]),
+            alert_channels: BTreeSet::from(["ops".to_string()]),
+            ..ValidationContext::default()
+        }
+    }
+
+    fn load_from(path: &str, yaml: &str) -> Result<Dag, DagFileError> {
+        let text = yaml.strip_prefix('\n').unwrap_or(yaml);
+        Dag::from_yaml(Path::new(path), text, &context())
+    }
+
+    fn load(yaml: &str) -> Result<Dag, DagFileError> {
+        load_from("dags/demo.yaml", yaml)
+    }
+
+    /// Every problem as `line:column: message`; empty when the file is valid.
+    fn problems(yaml: &str) -> Vec<String> {
+        match load(yaml) {
+            Ok(_) => Vec::new(),
+            Err(error) => error.problems.iter().map(Problem::to_string).collect(),
+        }
+    }
+
+    fn check(yaml: &str, expected: &[&str]) {
+        assert_eq!(problems(yaml), expected, "problems in:\n{yaml}");
+    }
+
+    /// The single problem, for messages whose wording partly comes from a library.
+    fn only_problem(yaml: &str) -> String {
+        let found = problems(yaml);
+        assert_eq!(found.len(), 1, "expected one problem, got {found:#?}");
+        found[0].clone()
+    }
+
+    #[test]
+    fn a_misspelt_top_level_key_is_reported_with_the_key_it_probably_meant() {
+        check(
+            r"
+dag_id: demo
+schedul: '@daily'
+tasks:
+  hello:
+    command: echo hello
+",
+            &["2:1: unknown key `schedul`: did you mean `schedule`?"],
+        );
+    }
+
+    #[test]
+    fn an_unknown_top_level_key_with_no_near_match_lists_the_allowed_keys() {
+        check(
+            r"
+dag_id: demo
+colour: blue
+tasks:
+  hello:
+    command: echo hello
+",
+            &[
+                "2:1: unknown key `colour`: the keys allowed here are dag_id, description, owner, \
+               tags, schedule, timezone, start_date, end_date, catchup, max_active_runs, \
+               max_active_tasks, is_paused_upon_creation, params, defaults, alerts, sla, tasks",
+            ],
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_in_a_task_is_reported_where_it_is() {
+        check(
+            r"
+dag_id: demo
+tasks:
+  hello:
+    command: echo hello
+    retires: 2
+",
+            &["5:5: unknown key `retires` in `tasks.hello`: did you mean `retries`?"],
+        );
+        check(
+            r"
+tasks:
+  hello: {command: echo hello, retires: 2}
+",
+            &["2:32: unknown key `retires` in `tasks.hello`: did you mean `retries`?"],
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_in_defaults_or_alerts_names_its_section() {
+        check(
+            r"
+defaults:
+  retry_dealy: 30s
+tasks:
+  hello:
+    command: echo hello
+",
+            &["2:3: unknown key `retry_dealy` in `defaults`: did you mean `retry_delay`?"],
+        );
+        check(
+            r"
+alerts: {on_failur: [ops]}
+tasks:
+  hello:
+    command: echo hello
+",
+            &["1:10: unknown key `on_failur` in `alerts`: did you mean `on_failure`?"],
+        );
+    }
+
+    #[test]
+    fn a_key_of_a_task_type_not_yet_supported_is_not_called_a_typo() {
+        check(
+            r"
+tasks:
+  build_summary:
+    type: sql
+    conn: warehouse
+    sql: SELECT 1
+",
+            &[
+                "4:5: unknown key `conn` in `tasks.build_summary`: it belongs to a task type this \
+               version of weir does not run yet; only shell tasks (`command:`) are supported",
+            ],
+        );
+    }
+
+    #[test]
+    fn a_word_where_a_count_belongs_is_reported_at_the_value_with_its_path() {
+        check(
+            r"
+dag_id: demo
+tasks:
+  hello:
+    command: echo hello
+    retries: many
+",
+            &["5:14: `tasks.hello.retries` must be a whole number, 0 or more, not `many`"],
+        );
+        check(
+            r"
+tasks:
+  hello: {command: echo hello, retries: many}
+",
+            &["2:41: `tasks.hello.retries` must be a whole number, 0 or more, not `many`"],
+        );
+    }
+
+    #[test]
+    fn a_negative_or_zero_count_is_reported_at_the_value() {
+        check(
+            r"
+dag_id: demo
+max_active_runs: -1
+tasks:
+  hello:
+    command: echo hello
+",
+            &["2:18: max_active_runs must be at least 1, not -1"],
+        );
+        check(
+            r"
+max_active_tasks: 0
+tasks:
+  hello:
+    command: echo hello
+    pool_slots: 0
+",
+            &[
+                "1:19: max_active_tasks must be at least 1, not 0",
+                "5:17: pool_slots must be at least 1, not 0",
+            ],
+        );
+        check(
+            r"
+max_active_runs: lots
+tasks:
+  hello:
+    command: echo hello
+",
+            &["1:18: `max_active_runs` must be a whole number, not `lots`"],
+        );
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_shape_says_what_shape_is_expected() {
+        check(
+            r"
+tasks:
+  hello:
+    command: echo hello
+    depends_on: other
+",
+            &["4:17: `tasks.hello.depends_on` must be a list, such as `[a, b]`"],
+        );
+        check(
+            r"
+tasks:
+  hello:
+    command: [echo, hello]
+",
+            &["3:14: `tasks.hello.command` must be a single text value, not a list or a map"],
+        );
+        check(
+            r"
+tasks:
+  hello:
+    command: echo hello
+    env: {GREETING: [hi]}
+",
+            &["4:21: `tasks.hello.env.GREETING` must be a single text value, not a list or a map"],
+        );
+        check(
+            r"
+catchup: maybe
+tasks:
+  hello:
+    command: echo hello
+",
+            &["1:10: `catchup` must be true or false, not `maybe`"],
+        );
+        check(
+            r"
+- hello
+",
+            &["1:1: the value must be a map of `key: value` entries"],
+        );
+    }
+
+    #[test]
+    fn a_shell_task_without_a_command_is_reported_at_its_id() {
+        check(
+            r"
+dag_id: demo
+tasks:
+  hello:
+    retries: 1
+  bye:
+    command:
+",
+            &[
+                "3:3: task `hello` is a shell task without `command:`: add the command to run",
+                "5:3: task `bye` is a shell task without `command:`: add the command to run",
+            ],
+        );
+    }
+
+    #[test]
+    fn depending_on_an_unknown_task_is_reported_at_the_entry_with_the_known_tasks() {
+        check(
+            r"
+tasks:
+  extract:
+    command: ./extract.sh
+  load:
+    command: ./load.sh
+    depends_on: [extract, transfrom]
+",
+            &["6:27: task `load` depends on unknown task `transfrom`: known tasks are extract, load"],
+        );
+    }
+
+    #[test]
+    fn a_task_listed_twice_in_depends_on_is_reported_at_the_repeat() {
+        check(
+            r"
+tasks:
+  extract:
+    command: ./extract.sh
+  load:
+    command: ./load.sh
+    depends_on:
+      - extract
+      - extract
+",
+            &["8:9: task `load` lists `extract` twice in depends_on: remove one"],
+        );
+    }
+
+    #[test]
+    fn a_task_depending_on_itself_is_reported() {
+        check(
+            r"
+tasks:
+  load:
+    command: ./load.sh
+    depends_on: [load]
+",
+            &["4:18: task `load` depends on itself: remove it from its own depends_on"],
+        );
+    }
+
+    #[test]
+    fn a_cycle_is_reported_once_naming_every_task_in_it() {
+        check(
+            r"
+tasks:
+  extract:
+    command: ./extract.sh
+    depends_on: [load]
+  transform:
+    command: ./transform.sh
+    depends_on: [extract]
+  load:
+    command: ./load.sh
+    depends_on: [transform]
+  report:
+    command: ./report.sh
+    depends_on: [load]
+",
+            // Reported at the entry that closed the cycle: transform's `extract`.
+            &[
+                "7:18: tasks form a cycle: extract -> load -> transform -> extract (each depends \
+               on the next); remove one of these depends_on entries",
+            ],
+        );
+    }
+
+    #[test]
+    fn an_invalid_cron_expression_is_reported_at_the_schedule() {
+        let problem = only_problem(
+            r"
+dag_id: demo
+schedule: '0 3 * *'
+start_date: 2026-01-01
+tasks:
+  hello:
+    command: echo hello
+",
+        );
+        // The middle part is croner's own explanation.
+        assert!(
+            problem.starts_with("2:11: `0 3 * *` is not a valid cron expression: "),
+            "{problem}"
+        );
+        assert!(problem.contains("5 fields"), "{problem}");
+        assert!(
+            problem.ends_with(
+                "; use 5 fields (minute hour day-of-month month day-of-week) or one of @hourly, \
+                 @daily, @weekly, @monthly, @quarterly, @yearly, @once"
+            ),
+            "{problem}"
+        );
+        check(
+            r"
+schedule: '@fortnightly'
+start_date: 2026-01-01
+tasks:
+  hello:
+    command: echo hello
+",
+            &["1:11: `@fortnightly` is not a valid cron expression: unknown alias \
+               `@fortnightly`; use 5 fields (minute hour day-of-month month day-of-week) or one \
+               of @hourly, @daily, @weekly, @monthly, @quarterly, @yearly, @once"],
+        );
+    }
+
+    #[test]
+    fn an_unknown_time_zone_is_reported_at_its_value() {
+        check(
+            r"
+timezone: Asia/Seol
+tasks:
+  hello:
+    command: echo hello
+",
+            &[
+                "1:11: `Asia/Seol` is not an IANA time zone name: use one like UTC, Europe/Berlin \
+               or Asia/Seoul",
+            ],
+        );
+    }
+
+    #[test]
+    fn a_start_date_after_the_end_date_is_reported_at_the_end_date() {
+        check(
+            r"
+schedule: '@daily'
+start_date: 2026-06-01
+end_date: 2026-01-01
+tasks:
+  hello:
+    command: echo hello
+",
+            &[
+                "3:11: end_date 2026-01-01 is before start_date 2026-06-01: move end_date later or \
+               start_date earlier",
+            ],
+        );
+    }
+
+    #[test]
+    fn an_invalid_date_is_reported_with_the_accepted_forms() {
+        check(
+            r"
+schedule: '@daily'
+start_date: 2026-13-01
+tasks:
+  hello:
+    command: echo hello
+",
+            &["2:13: start_date `2026-13-01` is not a date: write 2026-01-01, \
+               2026-01-01T03:00:00 or an RFC 3339 time"],
+        );
+    }
+
+    #[test]
+    fn an_unknown_trigger_rule_is_reported_with_the_known_ones() {
+        check(
+            r"
+tasks:
+  hello:
+    command: echo hello
+    trigger_rule: all_sucess
+",
+            &[
+                "4:19: unknown trigger rule `all_sucess`; expected one of: all_success, \
+               all_failed, all_done, all_skipped, one_success, one_failed, one_done, \
+               none_failed, none_failed_min_one_success, none_skipped, always",
+            ],
+        );
+    }
+
+    #[test]
+    fn an_unknown_pool_is_reported_with_the_configured_ones() {
+        check(
+            r"
+tasks:
+  hello:
+    command: echo hello
+    pool: gpu
+",
+            &[
+                "4:11: unknown pool `gpu`: add it under [pools] in config.toml (known pools: \
+               default, etl)",
+            ],
+        );
+    }
+
+    #[test]
+    fn an_unknown_alert_channel_is_reported_at_its_name() {
+        check(
+            r"
+alerts:
+  on_failure: [ops, pager]
+tasks:
+  hello:
+    command: echo hello
+",
+            &[
+                "2:21: unknown alert channel `pager`: define [alerts.pager] in config.toml (known \
+               channels: ops)",
+            ],
+        );
+    }
+
+    #[test]
+    fn a_template_syntax_error_is_reported_in_the_command_and_in_env_values() {
+        check(
+            r"
+tasks:
+  hello:
+    command: echo {{ ds
+    env:
+      DAY: '{% if %}'
+",
+            &[
+                "3:14: template error in `command`: syntax error: unexpected end of input, \
+                 expected end of variable block (template line 1); check the {{ }} and {% %} \
+                 pairs",
+                "5:12: template error in `env.DAY`: syntax error: unexpected end of block \
+                 (template line 1); check the {{ }} and {% %} pairs",
+            ],
+        );
+    }
+
+    #[test]
+    fn a_duplicate_key_is_reported_at_its_second_occurrence() {
+        check(
+            r"
+dag_id: demo
+dag_id: other
+tasks:
+  hello:
+    command: echo hello
+",
+            &["2:1: duplicate key `dag_id`: each key may appear once; remove or merge the repeats"],
+        );
+        check(
+            r"
+tasks:
+  hello:
+    command: echo hello
+    retries: 1
+    retries: 2
+  hello:
+    command: echo again
+",
+            &[
+                "5:5: duplicate key `retries` in `tasks.hello`: each key may appear once; remove \
+               or merge the repeats",
+            ],
+        );
+    }
+
+    #[test]
+    fn an_invalid_duration_is_reported_with_examples() {
+        check(
+            r"
+sla: 2 hours
+tasks:
+  hello:
+    command: echo hello
+    retry_delay: 5 minutes
+",
+            &[
+                "1:6: sla: `2 hours` is not a duration: write a number with a unit, e.g. 500ms, \
+                 30s, 5m, 1h30m, 2d",
+                "5:18: retry_delay: `5 minutes` is not a duration: write a number with a unit, \
+                 e.g. 500ms, 30s, 5m, 1h30m, 2d",
+            ],
+        );
+    }
+
+    #[test]
+    fn a_zero_timeout_is_reported_at_the_timeout() {
+        check(
+            r"
+tasks:
+  hello:
+    command: echo hello
+    timeout: 0s
+",
+            &["4:14: task `hello` has a zero timeout: remove it or give a positive duration"],
+        );
+    }
+
+    #[test]
+    fn a_task_type_not_yet_supported_is_reported_at_the_type() {
+        check(
+            r"
+tasks:
+  ping:
+    type: http
+  run:
+    type: docker
+",
+            &[
+                "3:11: task type `http` is not supported by this version of weir yet: use \
+                 `type: shell`",
+                "5:11: unknown task type `docker`: use shell (http, sql, transfer, sensor and \
+                 trigger_dag are planned)",
+            ],
+        );
+    }
+
+    #[test]
+    fn an_invalid_dag_id_is_reported_at_its_value() {
+        check(
+            r"
+dag_id: daily revenue
+tasks:
+  hello:
+    command: echo hello
+",
+            &[
+                "1:9: `daily revenue` is not a valid DAG id: use 1 to 250 characters from A-Z a-z \
+               0-9 _ . -",
+            ],
+        );
+    }
+
+    #[test]
+    fn an_invalid_dag_id_taken_from_the_file_name_asks_for_a_dag_id_key() {
+        let error = load_from(
+            "dags/daily revenue.yaml",
+            r"
+tasks:
+  hello:
+    command: echo hello
+",
+        )
+        .unwrap_err();
+        assert_eq!(
+            error.problems,
+            vec![Problem {
+                line: 1,
+                column: 1,
+                message: "`daily revenue` is not a valid DAG id: use 1 to 250 characters from \
+                          A-Z a-z 0-9 _ . - (taken from the file name): add a `dag_id:` key"
+                    .to_string(),
+            }]
+        );
+    }
+
+    #[test]
+    fn an_invalid_task_id_is_reported_at_the_id() {
+        check(
+            r"
+tasks:
+  'say hello':
+    command: echo hello
+",
+            &[
+                "2:3: `say hello` is not a valid task id: use 1 to 250 characters from A-Z a-z \
+               0-9 _ . -",
+            ],
+        );
+    }
+
+    #[test]
+    fn a_cron_schedule_without_a_start_date_is_reported_at_the_schedule() {
+        check(
+            r"
+dag_id: demo
+schedule: '0 3 * * *'
+tasks:
+  hello:
+    command: echo hello
+",
+            &["2:11: schedule `0 3 * * *` needs a start_date: add e.g. `start_date: 2026-01-01`"],
+        );
+    }
+
+    #[test]
+    fn a_dag_without_tasks_is_reported() {
+        let message = "`tasks:` is missing or empty: a DAG needs at least one task, e.g. \
+                       `tasks: {hello: {command: echo hello}}`";
+        check(
+            r"
+dag_id: demo
+tasks: {}
+",
+            &[&format!("2:8: {message}")],
+        );
+        check(
+            r"
+dag_id: demo
+tasks:
+",
+            &[&format!("2:6: {message}")],
+        );
+        check(
+            r"
+dag_id: demo
+",
+            &[&format!("1:1: {message}")],
+        );
+        check("", &[&format!("1:1: {message}")]);
+    }
+
+    #[test]
+    fn a_yaml_syntax_error_is_one_line_without_a_repeated_location() {
+        let problem = only_problem(
+            r#"
+tasks:
+  hello:
+    command: "echo hello
+"#,
+        );
+        assert!(problem.starts_with("3:14: "), "{problem}");
+        assert!(problem.contains("quote"), "{problem}");
+        assert!(!problem.contains("line"), "{problem}");
+        assert!(!problem.contains('\n'), "{problem}");
+    }
+
+    #[test]
+    fn several_problems_in_one_file_are_all_reported_sorted_by_line() {
+        check(
+            r"
+dag_id: demo
+schedule: '0 3 * * *'
+timezone: Mars/Olympus
+alerts: {on_failure: [pager]}
+tasks:
+  load:
+    command: ./load.sh {{ ds
+    depends_on: [extract, missing]
+    pool: gpu
+  extract:
+    command: ./extract.sh
+    trigger_rule: sometimes
+",
+            &[
+                "2:11: schedule `0 3 * * *` needs a start_date: add e.g. `start_date: 2026-01-01`",
+                "3:11: `Mars/Olympus` is not an IANA time zone name: use one like UTC, \
+                 Europe/Berlin or Asia/Seoul",
+                "4:23: unknown alert channel `pager`: define [alerts.pager] in config.toml \
+                 (known channels: ops)",
+                "7:14: template error in `command`: syntax error: unexpected end of input, \
+                 expected end of variable block (template line 1); check the {{ }} and {% %} \
+                 pairs",
+                "8:27: task `load` depends on unknown task `missing`: known tasks are extract, \
+                 load",
+                "9:11: unknown pool `gpu`: add it under [pools] in config.toml (known pools: \
+                 default, etl)",
+                "12:19: unknown trigger rule `sometimes`; expected one of: all_success, \
+                 all_failed, all_done, all_skipped, one_success, one_failed, one_done, \
+                 none_failed, none_failed_min_one_success, none_skipped, always",
+            ],
+        );
+    }
+
+    #[test]
+    fn defaults_apply_to_every_task_and_a_task_own_value_wins() {
+        let dag = load(
+            r"
+defaults:
+  retries: 2
+  retry_delay: 30s
+  timeout: 1h
+  pool: etl
+  trigger_rule: all_done
+  env: {REGION: kr, MODE: full}
+tasks:
+  extract:
+    command: ./extract.sh
+  load:
+    command: ./load.sh
+    depends_on: [extract]
+    retries: 5
+    pool: default
+    env: {MODE: incremental}
+",
+        )
+        .unwrap();
+        let extract = dag.task("extract").unwrap();
+        assert_eq!(extract.retry.retries, 2);
+        assert_eq!(extract.retry.retry_delay, Duration::from_secs(30));
+        assert_eq!(extract.timeout, Some(Duration::from_secs(3600)));
+        assert_eq!(extract.pool, "etl");
+        assert_eq!(extract.trigger_rule, TriggerRule::AllDone);
+        let load = dag.task("load").unwrap();
+        assert_eq!(load.retry.retries, 5);
+        assert_eq!(load.retry.retry_delay, Duration::from_secs(30));
+        assert_eq!(load.pool, "default");
+        assert_eq!(
+            load.env,
+            vec![
+                ("REGION".to_string(), "kr".to_string()),
+                ("MODE".to_string(), "incremental".to_string()),
+            ]
+        );
+        assert_eq!(load.upstream, vec![TaskId::parse("extract").unwrap()]);
+    }
+
+    #[test]
+    fn without_defaults_tasks_get_the_configured_ones() {
+        let dag = load(
+            r"
+tasks:
+  hello:
+    command: echo hello
+",
+        )
+        .unwrap();
+        let hello = dag.task("hello").unwrap();
+        assert_eq!(hello.retry.retries, 0);
+        assert_eq!(hello.retry.retry_delay, Duration::from_secs(300));
+        assert_eq!(hello.timeout, None);
+        assert_eq!(hello.pool, "default");
+        assert_eq!(hello.pool_slots, 1);
+        assert_eq!(hello.trigger_rule, TriggerRule::AllSuccess);
+    }
+
+    #[test]
+    fn the_dag_id_defaults_to_the_file_stem() {
+        let yaml = r"
+tasks:
+  hello:
+    command: echo hello
+";
+        let dag = load_from("dags/finance/daily_revenue.yaml", yaml).unwrap();
+        assert_eq!(dag.dag_id.as_str(), "daily_revenue");
+        let dag = load_from("dags/finance/daily_revenue.yaml", &format!("dag_id: revenue.v2{yaml}")).unwrap();
+        assert_eq!(dag.dag_id.as_str(), "revenue.v2");
+    }
+
+    #[test]
+    fn a_cron_schedule_map_can_turn_off_data_intervals() {
+        let dag = load(
+            r"
+schedule: {cron: '0 3 * * *', data_interval: false}
+start_date: 2026-01-01
+tasks:
+  hello:
+    command: echo hello
+",
+        )
+        .unwrap();
+        match &dag.timetable.schedule {
+            Schedule::Cron {
+                expression,
+                data_interval,
+                ..
+            } => {
+                assert_eq!(expression, "0 3 * * *");
+                assert!(!data_interval);
+            }
+            other => panic!("expected a cron schedule, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_dataset_schedule_parses() {
+        let dag = load(
+            r"
+schedule: {datasets: [warehouse.orders]}
+tasks:
+  hello:
+    command: echo hello
+",
+        )
+        .unwrap();
+        match &dag.timetable.schedule {
+            Schedule::Datasets(names) => assert_eq!(names, &["warehouse.orders".to_string()]),
+            other => panic!("expected a dataset schedule, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_null_schedule_means_manual_runs_only() {
+        let dag = load(
+            r"
+schedule: null
+tasks:
+  hello:
+    command: echo hello
+",
+        )
+        .unwrap();
+        assert!(matches!(dag.timetable.schedule, Schedule::Never));
+    }
+
+    #[test]
+    fn a_malformed_schedule_map_is_reported_precisely() {
+        check(
+            r"
+schedule: {cron: '0 3 * * *', data_intervall: false}
+start_date: 2026-01-01
+tasks:
+  hello:
+    command: echo hello
+",
+            &["1:31: unknown key `data_intervall` in `schedule`: did you mean `data_interval`?"],
+        );
+        check(
+            r"
+schedule: {cron: '0 3 * * *', datasets: [orders]}
+start_date: 2026-01-01
+tasks:
+  hello:
+    command: echo hello
+",
+            &["1:11: a schedule has `cron:` or `datasets:`, not both: keep one of them"],
+        );
+        check(
+            r"
+schedule: {datasets: []}
+tasks:
+  hello:
+    command: echo hello
+",
+            &["1:11: `datasets:` lists no dataset: name at least one, or use `schedule: null`"],
+        );
+        check(
+            r"
+schedule: {data_interval: false}
+tasks:
+  hello:
+    command: echo hello
+",
+            &["1:11: the schedule map needs `cron:` (e.g. `cron: \"0 3 * * *\"`) or `datasets:`"],
+        );
+        check(
+            r"
+schedule: 5
+tasks:
+  hello:
+    command: echo hello
+",
+            &[
+                "1:1: `schedule` must be a cron expression such as \"0 3 * * *\", an alias such \
+               as @daily, null, or a map with `cron:` or `datasets:`, not integer `5`",
+            ],
+        );
+    }
+
+    #[test]
+    fn a_param_default_that_breaks_its_own_enum_is_reported_at_the_default() {
+        check(
+            r"
+params:
+  region: {type: string, default: eu, enum: [kr, us, jp]}
+tasks:
+  hello:
+    command: echo {{ params.region }}
+",
+            &[
+                "2:35: the default breaks its own declaration: param `region` is \"eu\"; allowed \
+               values: \"kr\", \"us\", \"jp\"",
+            ],
+        );
+    }
+
+    #[test]
+    fn a_misspelt_key_in_a_param_declaration_is_reported() {
+        check(
+            r"
+params:
+  region: {type: string, defualt: kr}
+tasks:
+  hello:
+    command: echo hello
+",
+            &["2:26: unknown key `defualt` in `params.region`: did you mean `default`?"],
+        );
+    }
+
+    #[test]
+    fn a_param_may_be_a_bare_default_or_a_declaration() {
+        let dag = load(
+            r"
+params:
+  limit: 1000
+  regions: [kr, us]
+  region: {type: string, default: kr, enum: [kr, us, jp]}
+tasks:
+  hello:
+    command: echo hello
+",
+        )
+        .unwrap();
+        let params = &dag.params.0;
+        assert_eq!(params["limit"].default, Some(serde_json::json!(1000)));
+        assert_eq!(params["regions"].default, Some(serde_json::json!(["kr", "us"])));
+        assert_eq!(params["region"].default, Some(serde_json::json!("kr")));
+        assert_eq!(params["region"].kind, ParamType::String);
+    }
+
+    #[test]
+    fn the_error_display_prints_path_line_column_and_message_per_problem() {
+        let error = load_from(
+            "dags/demo.yaml",
+            r"
+tasks:
+  hello:
+    command: echo hello
+    pool: gpu
+    trigger_rule: never
+",
+        )
+        .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "dags/demo.yaml:4:11: unknown pool `gpu`: add it under [pools] in config.toml (known \
+             pools: default, etl)\n\
+             dags/demo.yaml:5:19: unknown trigger rule `never`; expected one of: all_success, \
+             all_failed, all_done, all_skipped, one_success, one_failed, one_done, none_failed, \
+             none_failed_min_one_success, none_skipped, always"
         );
     }
 }

@@ -36,15 +36,10 @@ impl RenderedFields {
 }
 
 /// Variables from `WEIR_VAR_<NAME>` (name lower-cased), as Airflow reads `AIRFLOW_VAR_<NAME>`.
-pub fn variables_from_env(
-    environment: impl IntoIterator<Item = (String, String)>,
-) -> BTreeMap<String, String> {
+pub fn variables_from_env(environment: impl IntoIterator<Item = (String, String)>) -> BTreeMap<String, String> {
     environment
         .into_iter()
-        .filter_map(|(name, value)| {
-            name.strip_prefix("WEIR_VAR_")
-                .map(|var| (var.to_lowercase(), value))
-        })
+        .filter_map(|(name, value)| name.strip_prefix("WEIR_VAR_").map(|var| (var.to_lowercase(), value)))
         .collect()
 }
 
@@ -72,17 +67,12 @@ fn rfc3339(time: DateTime<Utc>) -> String {
 }
 
 /// The neighbouring scheduled logical dates, for `prev_ds`/`next_ds`.
-fn neighbours(
-    dag: &Dag,
-    logical_date: DateTime<Utc>,
-) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+fn neighbours(dag: &Dag, logical_date: DateTime<Utc>) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
     let timetable = &dag.timetable;
     if !timetable.schedule.is_time_based() {
         return (None, None);
     }
-    let next = timetable
-        .next_after(Some(logical_date))
-        .map(|run| run.logical_date);
+    let next = timetable.next_after(Some(logical_date)).map(|run| run.logical_date);
     // Widening windows keep this cheap for minutely schedules and correct for yearly ones.
     let previous = [1, 40, 400, 4000].into_iter().find_map(|days| {
         let from = logical_date - ChronoDuration::days(days);
@@ -107,14 +97,12 @@ pub fn template_context(
     let local = run.logical_date.with_timezone(&timezone);
     let ds = local.format("%Y-%m-%d").to_string();
     let (previous, next) = neighbours(dag, run.logical_date);
-    let format_ds = |time: Option<DateTime<Utc>>| {
-        time.map(|time| time.with_timezone(&timezone).format("%Y-%m-%d").to_string())
-    };
+    let format_ds =
+        |time: Option<DateTime<Utc>>| time.map(|time| time.with_timezone(&timezone).format("%Y-%m-%d").to_string());
     let tasks: Map<String, Value> = outputs
         .iter()
         .map(|(task, output)| {
-            let value =
-                serde_json::from_str(output).unwrap_or_else(|_| Value::String(output.clone()));
+            let value = serde_json::from_str(output).unwrap_or_else(|_| Value::String(output.clone()));
             (task.clone(), json!({ "output": value }))
         })
         .collect();
@@ -167,24 +155,13 @@ pub fn render_fields(task: &Task, context: &Value) -> Result<RenderedFields, Ren
     let env = task
         .env
         .iter()
-        .map(|(name, value)| {
-            Ok((
-                name.clone(),
-                template::render(&format!("env.{name}"), value, context)?,
-            ))
-        })
+        .map(|(name, value)| Ok((name.clone(), template::render(&format!("env.{name}"), value, context)?)))
         .collect::<Result<Vec<_>, RenderError>>()?;
     Ok(RenderedFields { command, cwd, env })
 }
 
 /// `<state_dir>/logs/<dag_id>/<run_id>/<task_id>/<try>.log` (§4).
-pub fn log_path(
-    logs_dir: &Path,
-    dag_id: &str,
-    run_id: &str,
-    task_id: &str,
-    try_number: u32,
-) -> PathBuf {
+pub fn log_path(logs_dir: &Path, dag_id: &str, run_id: &str, task_id: &str, try_number: u32) -> PathBuf {
     logs_dir
         .join(dag_id)
         .join(run_id)
@@ -193,13 +170,7 @@ pub fn log_path(
 }
 
 /// Where a task writes its output (`$WEIR_OUTPUT`), next to its log.
-pub fn output_path(
-    logs_dir: &Path,
-    dag_id: &str,
-    run_id: &str,
-    task_id: &str,
-    try_number: u32,
-) -> PathBuf {
+pub fn output_path(logs_dir: &Path, dag_id: &str, run_id: &str, task_id: &str, try_number: u32) -> PathBuf {
     logs_dir
         .join(dag_id)
         .join(run_id)
@@ -229,14 +200,8 @@ pub fn attempt_env(
         ("WEIR_TRY_NUMBER".to_string(), try_number.to_string()),
         ("WEIR_DS".to_string(), ds),
         ("WEIR_LOGICAL_DATE".to_string(), rfc3339(run.logical_date)),
-        (
-            "WEIR_DATA_INTERVAL_START".to_string(),
-            rfc3339(run.data_interval_start),
-        ),
-        (
-            "WEIR_DATA_INTERVAL_END".to_string(),
-            rfc3339(run.data_interval_end),
-        ),
+        ("WEIR_DATA_INTERVAL_START".to_string(), rfc3339(run.data_interval_start)),
+        ("WEIR_DATA_INTERVAL_END".to_string(), rfc3339(run.data_interval_end)),
         ("WEIR_OUTPUT".to_string(), output_file.display().to_string()),
     ]);
     env
@@ -244,12 +209,7 @@ pub fn attempt_env(
 
 /// The markers that identify one attempt's processes (they carry them in their environment), used
 /// to find orphans after a crash.
-pub fn attempt_markers(
-    dag_id: &str,
-    run_id: &str,
-    task_id: &str,
-    try_number: u32,
-) -> Vec<(String, String)> {
+pub fn attempt_markers(dag_id: &str, run_id: &str, task_id: &str, try_number: u32) -> Vec<(String, String)> {
     vec![
         ("WEIR_DAG_ID".to_string(), dag_id.to_string()),
         ("WEIR_RUN_ID".to_string(), run_id.to_string()),
@@ -264,9 +224,7 @@ pub const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
 /// The attempt's output: what it wrote to `$WEIR_OUTPUT` (JSON if it parses, else text), else
 /// its last non-empty stdout line; capped at 1 MiB.
 pub fn read_output(output_file: &Path, last_stdout_line: Option<String>) -> Option<String> {
-    let written = std::fs::read(output_file)
-        .ok()
-        .filter(|bytes| !bytes.is_empty());
+    let written = std::fs::read(output_file).ok().filter(|bytes| !bytes.is_empty());
     let text = match written {
         Some(mut bytes) => {
             bytes.truncate(MAX_OUTPUT_BYTES);

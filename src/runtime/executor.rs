@@ -33,27 +33,16 @@ pub struct AttemptRequest {
 /// How an attempt ended, as the scheduler needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttemptResult {
-    Success {
-        output: Option<String>,
-    },
+    Success { output: Option<String> },
     Skipped,
-    Failed {
-        exit_code: Option<i32>,
-        error: String,
-    },
+    Failed { exit_code: Option<i32>, error: String },
 }
 
 /// What an executor reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExecutorEvent {
-    Started {
-        key: AttemptKey,
-        pid: Option<u32>,
-    },
-    Finished {
-        key: AttemptKey,
-        result: AttemptResult,
-    },
+    Started { key: AttemptKey, pid: Option<u32> },
+    Finished { key: AttemptKey, result: AttemptResult },
 }
 
 pub type ShutdownFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;

@@ -80,9 +80,7 @@ impl DagFolder {
         self.files.retain(|path, _| paths.contains(path));
         for path in &paths {
             let metadata = std::fs::metadata(path).ok();
-            let modified = metadata
-                .as_ref()
-                .and_then(|metadata| metadata.modified().ok());
+            let modified = metadata.as_ref().and_then(|metadata| metadata.modified().ok());
             let len = metadata.as_ref().map_or(0, std::fs::Metadata::len);
             if let Some(entry) = self.files.get(path)
                 && entry.modified == modified
@@ -92,14 +90,7 @@ impl DagFolder {
             }
             changed = true;
             let parsed = parse_file(path, &self.context).map(Arc::new);
-            self.files.insert(
-                path.clone(),
-                FileEntry {
-                    modified,
-                    len,
-                    parsed,
-                },
-            );
+            self.files.insert(path.clone(), FileEntry { modified, len, parsed });
         }
         changed.then(|| self.bag())
     }
@@ -168,10 +159,7 @@ pub fn dag_files(folder: &Path) -> Vec<PathBuf> {
             }
             if path.is_dir() {
                 pending.push(path);
-            } else if matches!(
-                path.extension().and_then(|ext| ext.to_str()),
-                Some("yaml" | "yml")
-            ) {
+            } else if matches!(path.extension().and_then(|ext| ext.to_str()), Some("yaml" | "yml")) {
                 found.push(path);
             }
         }
@@ -239,16 +227,11 @@ pub async fn watch_folder(
             _ = rescan.tick() => {}
         }
         let scanning = Arc::clone(&folder);
-        let refreshed = tokio::task::spawn_blocking(move || {
-            scanning
-                .lock()
-                .map(|mut folder| folder.refresh())
+        let refreshed =
+            tokio::task::spawn_blocking(move || scanning.lock().map(|mut folder| folder.refresh()).ok().flatten())
+                .await
                 .ok()
-                .flatten()
-        })
-        .await
-        .ok()
-        .flatten();
+                .flatten();
         if let Some(new_bag) = refreshed {
             tracing::info!(
                 dags = new_bag.dags.len(),

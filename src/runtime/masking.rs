@@ -133,11 +133,7 @@ fn utf8_boundary_at_or_before(buf: &[u8], cut: usize) -> usize {
             0b1111_0000..=0b1111_0111 => 4,
             _ => 1,
         };
-        return if start + sequence_len > cut {
-            start
-        } else {
-            cut
-        };
+        return if start + sequence_len > cut { start } else { cut };
     }
     cut
 }
@@ -166,10 +162,7 @@ mod tests {
 
     #[test]
     fn empty_secrets_are_ignored() {
-        assert_eq!(
-            mask_secrets("nothing here", &secrets(&["", ""])),
-            "nothing here"
-        );
+        assert_eq!(mask_secrets("nothing here", &secrets(&["", ""])), "nothing here");
     }
 
     #[test]
@@ -186,18 +179,12 @@ mod tests {
 
     #[test]
     fn adjacent_occurrences_are_masked_separately() {
-        assert_eq!(
-            mask_secrets("s3cr3ts3cr3t", &secrets(&["s3cr3t"])),
-            "******"
-        );
+        assert_eq!(mask_secrets("s3cr3ts3cr3t", &secrets(&["s3cr3t"])), "******");
     }
 
     #[test]
     fn non_ascii_text_and_secrets_are_masked() {
-        assert_eq!(
-            mask_secrets("é-pässwörd-é", &secrets(&["pässwörd"])),
-            "é-***-é"
-        );
+        assert_eq!(mask_secrets("é-pässwörd-é", &secrets(&["pässwörd"])), "é-***-é");
     }
 
     #[test]

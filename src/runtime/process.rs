@@ -145,15 +145,12 @@ pub async fn run_shell(
         Ok(child) => child,
         Err(err) => {
             let message = spawn_failure_message(&attempt.cwd, &err).await;
-            log.note(&masker.mask(&format!("failed to start: {message}")))
-                .await;
+            log.note(&masker.mask(&format!("failed to start: {message}"))).await;
             log.finish().await;
             return not_started(ExitReason::SpawnFailed { message });
         }
     };
-    let pid = child
-        .id()
-        .expect("a child that was never waited on still has its pid");
+    let pid = child.id().expect("a child that was never waited on still has its pid");
     let pgid = Pid::from_raw(i32::try_from(pid).expect("Linux pids fit in i32 (pid_max <= 2^22)"));
     let mut guard = GroupKillGuard { pgid, armed: true };
     if let Some(started) = started {
@@ -313,10 +310,7 @@ fn footer(reason: &ExitReason, elapsed: Duration) -> String {
 async fn spawn_failure_message(cwd: &Path, err: &io::Error) -> String {
     match tokio::fs::metadata(cwd).await {
         Err(cwd_err) => {
-            format!(
-                "working directory {} is not accessible: {cwd_err}",
-                cwd.display()
-            )
+            format!("working directory {} is not accessible: {cwd_err}", cwd.display())
         }
         Ok(meta) if !meta.is_dir() => {
             format!("working directory {} is not a directory", cwd.display())
@@ -327,27 +321,13 @@ async fn spawn_failure_message(cwd: &Path, err: &io::Error) -> String {
 
 /// SIGTERM to the group, up to `grace` for it to end, then SIGKILL; finally reaps the
 /// leader. Writes what it did to the log through `notes`.
-async fn terminate_group(
-    child: &mut Child,
-    pgid: Pid,
-    grace: Duration,
-    why: &str,
-    notes: &mpsc::Sender<LogItem>,
-) {
+async fn terminate_group(child: &mut Child, pgid: Pid, grace: Duration, why: &str, notes: &mpsc::Sender<LogItem>) {
     signal_group(pgid, Signal::SIGTERM);
-    note(
-        notes,
-        format!("{why}: sent SIGTERM to process group {pgid}"),
-    )
-    .await;
+    note(notes, format!("{why}: sent SIGTERM to process group {pgid}")).await;
     let deadline = Instant::now() + grace;
     loop {
         if !group_has_live_members(pgid).await {
-            note(
-                notes,
-                format!("process group {pgid} ended within the grace period"),
-            )
-            .await;
+            note(notes, format!("process group {pgid} ended within the grace period")).await;
             break;
         }
         let now = Instant::now();
@@ -374,11 +354,7 @@ async fn terminate_group(
         Ok(Err(err)) => tracing::warn!(%err, %pgid, "could not reap a killed shell attempt"),
         Err(_) => {
             tracing::warn!(%pgid, "killed shell attempt did not exit; leaving it to be reaped later");
-            note(
-                notes,
-                format!("process group {pgid} did not exit after SIGKILL"),
-            )
-            .await;
+            note(notes, format!("process group {pgid} did not exit after SIGKILL")).await;
         }
     }
 }
@@ -412,9 +388,9 @@ async fn group_has_live_members(pgid: Pid) -> bool {
     let pgid = pgid.as_raw();
     // Reading /proc is blocking file I/O.
     tokio::task::spawn_blocking(move || {
-        proc_pids().into_iter().any(|pid| {
-            read_proc_stat(pid).is_some_and(|stat| stat.pgrp == pgid && !stat.is_zombie())
-        })
+        proc_pids()
+            .into_iter()
+            .any(|pid| read_proc_stat(pid).is_some_and(|stat| stat.pgrp == pgid && !stat.is_zombie()))
     })
     .await
     // If the scan could not run, assume the worst: the caller then sends SIGKILL.
@@ -490,12 +466,7 @@ enum LogItem {
 
 /// Reads one pipe line by line (pieces of at most [`MAX_LINE_BYTES`]) until EOF and
 /// sends the masked lines to the log writer.
-async fn read_lines<R: AsyncRead + Unpin>(
-    pipe: R,
-    stdout: bool,
-    masker: Arc<Masker>,
-    log: mpsc::Sender<LogItem>,
-) {
+async fn read_lines<R: AsyncRead + Unpin>(pipe: R, stdout: bool, masker: Arc<Masker>, log: mpsc::Sender<LogItem>) {
     let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, pipe);
     let mut line: Vec<u8> = Vec::new();
     loop {
@@ -556,10 +527,7 @@ async fn send_line(log: &mpsc::Sender<LogItem>, masker: &Masker, raw: &[u8], std
 
 /// Writes everything received to the log until all senders are gone; returns the
 /// writer (for the footer) and the last non-empty stdout line.
-async fn write_log(
-    mut items: mpsc::Receiver<LogItem>,
-    mut log: LogWriter,
-) -> (LogWriter, Option<String>) {
+async fn write_log(mut items: mpsc::Receiver<LogItem>, mut log: LogWriter) -> (LogWriter, Option<String>) {
     let mut last_stdout_line = None;
     while let Some(item) = items.recv().await {
         match item {
@@ -718,8 +686,7 @@ pub fn kill_processes_with_env(markers: &[(&str, &str)]) -> Vec<i32> {
         .iter()
         .map(|(key, value)| format!("{key}={value}").into_bytes())
         .collect();
-    let own_pid =
-        i32::try_from(std::process::id()).expect("Linux pids fit in i32 (pid_max <= 2^22)");
+    let own_pid = i32::try_from(std::process::id()).expect("Linux pids fit in i32 (pid_max <= 2^22)");
     let own_group = getpgrp();
     let mut killed = Vec::new();
     let mut groups = BTreeSet::new();
@@ -731,11 +698,9 @@ pub fn kill_processes_with_env(markers: &[(&str, &str)]) -> Vec<i32> {
         let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
             continue;
         };
-        let matches = wanted.iter().all(|marker| {
-            environ
-                .split(|&byte| byte == 0)
-                .any(|var| var == marker.as_slice())
-        });
+        let matches = wanted
+            .iter()
+            .all(|marker| environ.split(|&byte| byte == 0).any(|var| var == marker.as_slice()));
         if !matches {
             continue;
         }
@@ -790,21 +755,15 @@ mod tests {
 
     async fn run(attempt: ShellAttempt) -> (AttemptReport, String) {
         let log_path = attempt.log_path.clone();
-        let report =
-            tokio::time::timeout(PATIENCE, run_shell(attempt, None, CancellationToken::new()))
-                .await
-                .expect("run_shell should finish");
-        let log = tokio::fs::read_to_string(&log_path)
+        let report = tokio::time::timeout(PATIENCE, run_shell(attempt, None, CancellationToken::new()))
             .await
-            .expect("log file exists");
+            .expect("run_shell should finish");
+        let log = tokio::fs::read_to_string(&log_path).await.expect("log file exists");
         (report, log)
     }
 
     /// Runs `attempt` in a task and returns its handle and the pid sent on `started`.
-    async fn start(
-        attempt: ShellAttempt,
-        cancel: CancellationToken,
-    ) -> (tokio::task::JoinHandle<AttemptReport>, i32) {
+    async fn start(attempt: ShellAttempt, cancel: CancellationToken) -> (tokio::task::JoinHandle<AttemptReport>, i32) {
         let (started_tx, started_rx) = oneshot::channel();
         let handle = tokio::spawn(run_shell(attempt, Some(started_tx), cancel));
         let pid = started_rx.await.expect("pid is sent after spawn");
@@ -854,9 +813,7 @@ mod tests {
     }
 
     fn non_weir_lines(log: &str) -> Vec<&str> {
-        log.lines()
-            .filter(|line| !line.starts_with("[weir] "))
-            .collect()
+        log.lines().filter(|line| !line.starts_with("[weir] ")).collect()
     }
 
     #[tokio::test]
@@ -883,11 +840,7 @@ mod tests {
     #[tokio::test]
     async fn stdout_and_stderr_are_logged_between_header_and_footer() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (report, log) = run(attempt(
-            dir.path(),
-            "echo to-out; echo to-err >&2; printf 'no newline'",
-        ))
-        .await;
+        let (report, log) = run(attempt(dir.path(), "echo to-out; echo to-err >&2; printf 'no newline'")).await;
         assert_eq!(report.reason, ExitReason::Exited { code: 0 });
         let lines: Vec<&str> = log.lines().collect();
         assert_eq!(
@@ -904,10 +857,7 @@ mod tests {
         assert!(lines.contains(&"to-err"), "{log}");
         assert!(lines.contains(&"no newline"), "{log}");
         let last = lines.last().expect("log has lines");
-        assert!(
-            last.starts_with("[weir] exited with code 0 after "),
-            "{log}"
-        );
+        assert!(last.starts_with("[weir] exited with code 0 after "), "{log}");
         assert_eq!(report.last_stdout_line.as_deref(), Some("no newline"));
     }
 
@@ -970,10 +920,7 @@ mod tests {
             "{log}"
         );
         assert!(log.contains("ended within the grace period"), "{log}");
-        assert!(
-            log.contains("[weir] timed out: attempt ended after "),
-            "{log}"
-        );
+        assert!(log.contains("[weir] timed out: attempt ended after "), "{log}");
     }
 
     #[tokio::test]
@@ -981,10 +928,7 @@ mod tests {
         become_subreaper();
         let dir = tempfile::tempdir().expect("tempdir");
         // Cancelled only once the trap is in place, so SIGTERM really is ignored.
-        let mut job = attempt(
-            dir.path(),
-            "trap '' TERM; echo armed; sleep 300 & sleep 300",
-        );
+        let mut job = attempt(dir.path(), "trap '' TERM; echo armed; sleep 300 & sleep 300");
         let grace = Duration::from_millis(500);
         job.kill_grace = grace;
         let log_path = job.log_path.clone();
@@ -1002,9 +946,7 @@ mod tests {
         eventually("the process group is gone", || group_is_gone(pgid)).await;
         let log = std::fs::read_to_string(&log_path).expect("log");
         assert!(
-            log.contains(&format!(
-                "[weir] cancelled: sent SIGTERM to process group {pgid}"
-            )),
+            log.contains(&format!("[weir] cancelled: sent SIGTERM to process group {pgid}")),
             "{log}"
         );
         assert!(
@@ -1033,10 +975,7 @@ mod tests {
         assert_eq!(report.pid, Some(u32::try_from(pgid).expect("pid fits")));
         eventually("the process group is gone", || group_is_gone(pgid)).await;
         let log = std::fs::read_to_string(&log_path).expect("log");
-        assert!(
-            log.contains("[weir] cancelled: attempt ended after "),
-            "{log}"
-        );
+        assert!(log.contains("[weir] cancelled: attempt ended after "), "{log}");
     }
 
     #[tokio::test]
@@ -1068,17 +1007,11 @@ mod tests {
             panic!("expected SpawnFailed, got {:?}", report.reason);
         };
         assert!(
-            message.starts_with(&format!(
-                "working directory {} is not accessible",
-                missing.display()
-            )),
+            message.starts_with(&format!("working directory {} is not accessible", missing.display())),
             "{message}"
         );
         assert_eq!(report.pid, None);
-        assert!(
-            log.contains(&format!("[weir] failed to start: {message}")),
-            "{log}"
-        );
+        assert!(log.contains(&format!("[weir] failed to start: {message}")), "{log}");
     }
 
     #[tokio::test]
@@ -1103,12 +1036,9 @@ mod tests {
         let job = attempt(dir.path(), "sleep 300 & echo done");
         let log_path = job.log_path.clone();
         let begun = Instant::now();
-        let report = tokio::time::timeout(
-            PATIENCE,
-            run_shell(job, Some(started_tx), CancellationToken::new()),
-        )
-        .await
-        .expect("run_shell must not wait for the background sleep");
+        let report = tokio::time::timeout(PATIENCE, run_shell(job, Some(started_tx), CancellationToken::new()))
+            .await
+            .expect("run_shell must not wait for the background sleep");
         let pgid = i32::try_from(started_rx.await.expect("pid sent")).expect("pid fits");
         assert!(begun.elapsed() < OUTPUT_DRAIN_DEADLINE + Duration::from_secs(5));
         assert_eq!(report.reason, ExitReason::Exited { code: 0 });
@@ -1116,10 +1046,7 @@ mod tests {
         let log = std::fs::read_to_string(&log_path).expect("log");
         assert!(log.contains("still holds stdout/stderr open"), "{log}");
         // Like Airflow, a normal exit leaves background processes alone: clean up.
-        assert!(
-            !group_is_gone(pgid),
-            "the background sleep should still run"
-        );
+        assert!(!group_is_gone(pgid), "the background sleep should still run");
         killpg(Pid::from_raw(pgid), Signal::SIGKILL).expect("kill leftover sleep");
         eventually("the leftover sleep is gone", || group_is_gone(pgid)).await;
     }
@@ -1160,11 +1087,7 @@ mod tests {
         let (report, log) = run(job).await;
         assert_eq!(report.reason, ExitReason::Exited { code: 0 });
         let output = non_weir_lines(&log);
-        assert!(
-            output.len() >= 4,
-            "expected the line in pieces: {} lines",
-            output.len()
-        );
+        assert!(output.len() >= 4, "expected the line in pieces: {} lines", output.len());
         assert!(output.iter().all(|line| line.len() <= MAX_LINE_BYTES));
         let joined = output.concat();
         assert!(
@@ -1203,15 +1126,13 @@ mod tests {
         while !proc_pids().into_iter().any(|pid| {
             pid != target_pid
                 && read_proc_stat(pid).is_some_and(|stat| stat.pgrp == target_pid)
-                && std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                    .is_ok_and(|comm| comm == "sleep\n")
+                && std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm == "sleep\n")
         }) {
             assert!(Instant::now() < deadline, "the grandchild never started");
             std::thread::sleep(Duration::from_millis(20));
         }
 
-        let killed =
-            kill_processes_with_env(&[("WEIR_TEST_MARKER", &marker), ("WEIR_TEST_TRY", "1")]);
+        let killed = kill_processes_with_env(&[("WEIR_TEST_MARKER", &marker), ("WEIR_TEST_TRY", "1")]);
 
         assert_eq!(killed, vec![target_pid]);
         let status = target.wait().expect("wait for target");

@@ -140,13 +140,9 @@ impl Scheduler {
                 continue;
             }
             let mut transaction = self.db.begin().await?;
-            let mut last =
-                runs::latest_scheduled_logical_date(&mut transaction, &dag.dag_id).await?;
+            let mut last = runs::latest_scheduled_logical_date(&mut transaction, &dag.dag_id).await?;
             let mut next_planned = None;
-            loop {
-                let Some(planned) = dag.timetable.next_to_create(last, dag.catchup, now) else {
-                    break;
-                };
+            while let Some(planned) = dag.timetable.next_to_create(last, dag.catchup, now) {
                 next_planned = Some(planned);
                 if planned.run_after > now {
                     outcome.next_wake = earliest(outcome.next_wake, Some(planned.run_after));
@@ -165,11 +161,7 @@ impl Scheduler {
                     data_interval_start: planned.data_interval.start,
                     data_interval_end: planned.data_interval.end,
                     run_after: planned.run_after,
-                    conf: serde_json::Value::Object(
-                        dag.params
-                            .resolve(&serde_json::Value::Null)
-                            .unwrap_or_default(),
-                    ),
+                    conf: serde_json::Value::Object(dag.params.resolve(&serde_json::Value::Null).unwrap_or_default()),
                     owner: None,
                 };
                 let run = runs::insert(&mut transaction, &new_run, now).await?;
@@ -178,15 +170,10 @@ impl Scheduler {
                 last = Some(planned.logical_date);
                 next_planned = None;
             }
-            let next_planned =
-                next_planned.or_else(|| dag.timetable.next_to_create(last, dag.catchup, now));
-            let (logical, run_after) =
-                next_planned.map_or((None, None), |p| (Some(p.logical_date), Some(p.run_after)));
-            if record.next_dagrun_logical_date != logical
-                || record.next_dagrun_run_after != run_after
-            {
-                storage::dags::set_next_run(&mut transaction, &dag.dag_id, logical, run_after)
-                    .await?;
+            let next_planned = next_planned.or_else(|| dag.timetable.next_to_create(last, dag.catchup, now));
+            let (logical, run_after) = next_planned.map_or((None, None), |p| (Some(p.logical_date), Some(p.run_after)));
+            if record.next_dagrun_logical_date != logical || record.next_dagrun_run_after != run_after {
+                storage::dags::set_next_run(&mut transaction, &dag.dag_id, logical, run_after).await?;
             }
             transaction.commit().await?;
         }
@@ -259,14 +246,8 @@ impl Scheduler {
             if dag.tasks.iter().any(|task| task.depends_on_past)
                 && let Some(previous) = runs::previous(&mut transaction, &run).await?
             {
-                let previous_states =
-                    task_instances::for_run(&mut transaction, previous.pk).await?;
-                snapshot.previous_run = Some(
-                    previous_states
-                        .into_iter()
-                        .map(|ti| (ti.task_id, ti.state))
-                        .collect(),
-                );
+                let previous_states = task_instances::for_run(&mut transaction, previous.pk).await?;
+                snapshot.previous_run = Some(previous_states.into_iter().map(|ti| (ti.task_id, ti.state)).collect());
             }
             let plan = planner::plan_run(dag, &snapshot, now);
             outcome.next_wake = earliest(outcome.next_wake, plan.wake_at);
@@ -280,25 +261,11 @@ impl Scheduler {
                         let task = dag
                             .task(task_id.as_str())
                             .context("planner created a task the DAG lacks")?;
-                        task_instances::create(
-                            &mut transaction,
-                            run.pk,
-                            &run.dag_id,
-                            &run.run_id,
-                            task,
-                        )
-                        .await?;
+                        task_instances::create(&mut transaction, run.pk, &run.dag_id, &run.run_id, task).await?;
                     }
                     Decision::Remove(task_id) => {
-                        task_instances::set_state(
-                            &mut transaction,
-                            run.pk,
-                            task_id,
-                            TaskState::Removed,
-                            None,
-                            now,
-                        )
-                        .await?;
+                        task_instances::set_state(&mut transaction, run.pk, task_id, TaskState::Removed, None, now)
+                            .await?;
                     }
                     Decision::Schedule(task_id) => {
                         task_instances::set_state(
@@ -312,15 +279,8 @@ impl Scheduler {
                         .await?;
                     }
                     Decision::Skip(task_id) => {
-                        task_instances::set_state(
-                            &mut transaction,
-                            run.pk,
-                            task_id,
-                            TaskState::Skipped,
-                            None,
-                            now,
-                        )
-                        .await?;
+                        task_instances::set_state(&mut transaction, run.pk, task_id, TaskState::Skipped, None, now)
+                            .await?;
                     }
                     Decision::UpstreamFailed(task_id) => {
                         task_instances::set_state(
@@ -345,12 +305,7 @@ impl Scheduler {
         Ok(())
     }
 
-    async fn dispatch(
-        &self,
-        bag: &DagBag,
-        now: DateTime<Utc>,
-        outcome: &mut TickOutcome,
-    ) -> anyhow::Result<()> {
+    async fn dispatch(&self, bag: &DagBag, now: DateTime<Utc>, outcome: &mut TickOutcome) -> anyhow::Result<()> {
         let mut connection = self.db.acquire().await?;
         let waiting = task_instances::scheduled(&mut connection, self.owner()).await?;
         if waiting.is_empty() {
@@ -428,8 +383,7 @@ impl Scheduler {
                 Err(error) => serde_json::json!({ "error": error.to_string() }),
             };
             let Some(try_number) =
-                task_instances::claim(&mut transaction, run.pk, &task.task_id, &rendered_json, now)
-                    .await?
+                task_instances::claim(&mut transaction, run.pk, &task.task_id, &rendered_json, now).await?
             else {
                 transaction.rollback().await?;
                 continue;
@@ -447,8 +401,7 @@ impl Scheduler {
                         exit_code: None,
                         error: error.to_string(),
                     };
-                    self.record_result(&mut transaction, dag, &key, &result, now)
-                        .await?;
+                    self.record_result(&mut transaction, dag, &key, &result, now).await?;
                     transaction.commit().await?;
                     continue;
                 }
@@ -473,14 +426,7 @@ impl Scheduler {
                 Some(cwd) => dag.folder().join(cwd),
                 None => dag.folder(),
             };
-            let env = attempt_env(
-                &run,
-                dag,
-                task.task_id.as_str(),
-                try_number,
-                &fields.env,
-                &output,
-            );
+            let env = attempt_env(&run, dag, task.task_id.as_str(), try_number, &fields.env, &output);
             let request = AttemptRequest {
                 key,
                 shell: ShellAttempt {
@@ -504,11 +450,7 @@ impl Scheduler {
     }
 
     /// Records what the executor reports.
-    pub async fn handle_event(
-        &self,
-        event: ExecutorEvent,
-        now: DateTime<Utc>,
-    ) -> anyhow::Result<()> {
+    pub async fn handle_event(&self, event: ExecutorEvent, now: DateTime<Utc>) -> anyhow::Result<()> {
         match event {
             ExecutorEvent::Started { key, pid } => {
                 let mut transaction = self.db.begin().await?;
@@ -530,10 +472,7 @@ impl Scheduler {
                 let run = runs::get_by_pk(&mut transaction, key.run_pk).await?;
                 let dag = run.as_ref().and_then(|run| bag.get(&run.dag_id)).cloned();
                 match dag {
-                    Some(dag) => {
-                        self.record_result(&mut transaction, &dag, &key, &result, now)
-                            .await?
-                    }
+                    Some(dag) => self.record_result(&mut transaction, &dag, &key, &result, now).await?,
                     None => record_result_without_dag(&mut transaction, &key, &result, now).await?,
                 }
                 transaction.commit().await?;
@@ -553,21 +492,10 @@ impl Scheduler {
         let instance = task_instances::get(connection, key.run_pk, &key.task_id).await?;
         let max_tries = instance.map_or(key.try_number, |instance| instance.max_tries);
         let end = attempt_end(dag, key, result, max_tries, now);
-        if matches!(
-            end.instance_state,
-            TaskState::UpForRetry | TaskState::Failed
-        ) {
+        if matches!(end.instance_state, TaskState::UpForRetry | TaskState::Failed) {
             tracing::warn!(task_id = %key.task_id, try_number = key.try_number, error = end.error.as_deref().unwrap_or(""), state = %end.instance_state, "attempt failed");
         }
-        task_instances::finish_attempt(
-            connection,
-            key.run_pk,
-            &key.task_id,
-            key.try_number,
-            &end,
-            now,
-        )
-        .await?;
+        task_instances::finish_attempt(connection, key.run_pk, &key.task_id, key.try_number, &end, now).await?;
         Ok(())
     }
 
@@ -596,10 +524,7 @@ impl Scheduler {
                 instance.try_number,
             );
             let killed = tokio::task::spawn_blocking(move || {
-                let pairs: Vec<(&str, &str)> = markers
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str()))
-                    .collect();
+                let pairs: Vec<(&str, &str)> = markers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
                 kill_processes_with_env(&pairs)
             })
             .await
@@ -629,10 +554,10 @@ impl Scheduler {
             };
             let result = AttemptResult::Failed {
                 exit_code: None,
-                error: "the scheduler running this attempt stopped (crash or kill); the attempt was ended on restart".to_string(),
+                error: "the scheduler running this attempt stopped (crash or kill); the attempt was ended on restart"
+                    .to_string(),
             };
-            self.handle_event(ExecutorEvent::Finished { key, result }, now)
-                .await?;
+            self.handle_event(ExecutorEvent::Finished { key, result }, now).await?;
         }
         Ok(count)
     }
@@ -649,10 +574,7 @@ impl Scheduler {
             .await
             .context("recovering attempts left by a previous scheduler")?;
         if recovered > 0 {
-            tracing::warn!(
-                recovered,
-                "ended attempts left running by a previous scheduler"
-            );
+            tracing::warn!(recovered, "ended attempts left running by a previous scheduler");
         }
         let mut connection = self.db.acquire().await?;
         let mut seen_change = storage::change_sequence(&mut connection).await?;
@@ -722,13 +644,7 @@ impl Scheduler {
 }
 
 /// The recorded end of an attempt: retried while `try_number < max_tries` (§3.5).
-fn attempt_end(
-    dag: &Dag,
-    key: &AttemptKey,
-    result: &AttemptResult,
-    max_tries: u32,
-    now: DateTime<Utc>,
-) -> AttemptEnd {
+fn attempt_end(dag: &Dag, key: &AttemptKey, result: &AttemptResult, max_tries: u32, now: DateTime<Utc>) -> AttemptEnd {
     match result {
         AttemptResult::Success { output } => AttemptEnd {
             attempt_state: TaskState::Success,
@@ -750,14 +666,11 @@ fn attempt_end(
             let retry = dag.task(key.task_id.as_str()).map(|task| task.retry);
             let (instance_state, next_retry_at) = match retry {
                 Some(policy) if key.try_number < max_tries => {
-                    let delay = chrono::Duration::from_std(policy.delay_after(key.try_number))
-                        .unwrap_or(chrono::Duration::MAX);
+                    let delay =
+                        chrono::Duration::from_std(policy.delay_after(key.try_number)).unwrap_or(chrono::Duration::MAX);
                     (
                         TaskState::UpForRetry,
-                        Some(
-                            now.checked_add_signed(delay)
-                                .unwrap_or(DateTime::<Utc>::MAX_UTC),
-                        ),
+                        Some(now.checked_add_signed(delay).unwrap_or(DateTime::<Utc>::MAX_UTC)),
                     )
                 }
                 _ => (TaskState::Failed, None),
@@ -784,9 +697,7 @@ async fn record_result_without_dag(
     let (state, error, exit_code, output) = match result {
         AttemptResult::Success { output } => (TaskState::Success, None, Some(0), output.clone()),
         AttemptResult::Skipped => (TaskState::Skipped, None, None, None),
-        AttemptResult::Failed { exit_code, error } => {
-            (TaskState::Failed, Some(error.clone()), *exit_code, None)
-        }
+        AttemptResult::Failed { exit_code, error } => (TaskState::Failed, Some(error.clone()), *exit_code, None),
     };
     let end = AttemptEnd {
         attempt_state: state,
@@ -796,15 +707,7 @@ async fn record_result_without_dag(
         output,
         error,
     };
-    task_instances::finish_attempt(
-        connection,
-        key.run_pk,
-        &key.task_id,
-        key.try_number,
-        &end,
-        now,
-    )
-    .await?;
+    task_instances::finish_attempt(connection, key.run_pk, &key.task_id, key.try_number, &end, now).await?;
     Ok(())
 }
 
@@ -813,14 +716,10 @@ fn mask_json(value: serde_json::Value, secrets: &[String]) -> serde_json::Value 
         return value;
     }
     match value {
-        serde_json::Value::String(text) => {
-            serde_json::Value::String(super::masking::mask_secrets(&text, secrets))
+        serde_json::Value::String(text) => serde_json::Value::String(super::masking::mask_secrets(&text, secrets)),
+        serde_json::Value::Object(map) => {
+            serde_json::Value::Object(map.into_iter().map(|(k, v)| (k, mask_json(v, secrets))).collect())
         }
-        serde_json::Value::Object(map) => serde_json::Value::Object(
-            map.into_iter()
-                .map(|(k, v)| (k, mask_json(v, secrets)))
-                .collect(),
-        ),
         other => other,
     }
 }
@@ -830,12 +729,42 @@ async fn append_to_log(path: &std::path::Path, text: &str) {
     if let Some(parent) = path.parent() {
         let _ = tokio::fs::create_dir_all(parent).await;
     }
-    if let Ok(mut file) = tokio::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .await
-    {
+    if let Ok(mut file) = tokio::fs::OpenOptions::new().create(true).append(true).open(path).await {
         let _ = file.write_all(text.as_bytes()).await;
+    }
+}
+
+impl Scheduler {
+    /// Steps until the run `run_pk` has finished, recording executor events as they come; for
+    /// `weir dags test`, which drives one run in its own process.
+    pub async fn drive_until_finished(
+        &self,
+        run_pk: i64,
+        events: &mut mpsc::UnboundedReceiver<ExecutorEvent>,
+    ) -> anyhow::Result<RunState> {
+        loop {
+            let outcome = self.tick(Utc::now()).await?;
+            let mut connection = self.db.acquire().await?;
+            let run = runs::get_by_pk(&mut connection, run_pk)
+                .await?
+                .context("the run being driven disappeared")?;
+            drop(connection);
+            if run.state.is_finished() {
+                return Ok(run.state);
+            }
+            let sleep_for = outcome
+                .next_wake
+                .map(|wake| (wake - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+                .unwrap_or(Duration::from_secs(1));
+            tokio::select! {
+                Some(event) = events.recv() => {
+                    self.handle_event(event, Utc::now()).await?;
+                    while let Ok(more) = events.try_recv() {
+                        self.handle_event(more, Utc::now()).await?;
+                    }
+                }
+                _ = tokio::time::sleep(sleep_for) => {}
+            }
+        }
     }
 }

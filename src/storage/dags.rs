@@ -39,8 +39,7 @@ fn from_row(row: AnyRow) -> Result<DagRecord, StorageError> {
         timezone: row.try_get("timezone")?,
         owner: row.try_get("owner")?,
         description: row.try_get("description")?,
-        tags: serde_json::from_str(&tags)
-            .map_err(|error| StorageError::Corrupt(format!("tags `{tags}`: {error}")))?,
+        tags: serde_json::from_str(&tags).map_err(|error| StorageError::Corrupt(format!("tags `{tags}`: {error}")))?,
         next_dagrun_logical_date: opt_time(row.try_get("next_dagrun_logical_date")?),
         next_dagrun_run_after: opt_time(row.try_get("next_dagrun_run_after")?),
         last_parsed_at: from_micros(row.try_get("last_parsed_at")?),
@@ -54,33 +53,22 @@ impl std::str::FromStr for DagId {
     }
 }
 
-/// Records a parsed DAG: inserted (paused if it asks to be) or updated, and marked active.
-/// Returns whether it was new.
-pub async fn upsert(
-    connection: &mut AnyConnection,
-    dag: &Dag,
-    now: DateTime<Utc>,
-) -> Result<bool, StorageError> {
+/// Records a parsed DAG: inserted (paused if it asks to be) or updated and marked active; returns
+/// whether it was new. The write is one `ON CONFLICT` statement, so two processes recording the
+/// same DAG at once cannot collide.
+pub async fn upsert(connection: &mut AnyConnection, dag: &Dag, now: DateTime<Utc>) -> Result<bool, StorageError> {
+    let existed = sqlx::query("SELECT 1 FROM dag WHERE dag_id = $1")
+        .bind(dag.dag_id.as_str())
+        .fetch_optional(&mut *connection)
+        .await?
+        .is_some();
     let tags = serde_json::to_string(&dag.tags).unwrap_or_else(|_| "[]".to_string());
-    let updated = sqlx::query(
-        "UPDATE dag SET fileloc = $2, is_active = 1, schedule = $3, timezone = $4, owner = $5, description = $6, tags = $7, last_parsed_at = $8 WHERE dag_id = $1",
-    )
-    .bind(dag.dag_id.as_str())
-    .bind(dag.fileloc.display().to_string())
-    .bind(dag.timetable.schedule.describe())
-    .bind(dag.timetable.timezone.name())
-    .bind(&dag.owner)
-    .bind(dag.description.as_deref())
-    .bind(&tags)
-    .bind(micros(now))
-    .execute(&mut *connection)
-    .await?
-    .rows_affected();
-    if updated > 0 {
-        return Ok(false);
-    }
     sqlx::query(
-        "INSERT INTO dag (dag_id, fileloc, is_paused, is_active, schedule, timezone, owner, description, tags, last_parsed_at) VALUES ($1, $2, $3, 1, $4, $5, $6, $7, $8, $9)",
+        "INSERT INTO dag (dag_id, fileloc, is_paused, is_active, schedule, timezone, owner, description, tags, last_parsed_at) \
+         VALUES ($1, $2, $3, 1, $4, $5, $6, $7, $8, $9) \
+         ON CONFLICT (dag_id) DO UPDATE SET fileloc = excluded.fileloc, is_active = 1, schedule = excluded.schedule, \
+         timezone = excluded.timezone, owner = excluded.owner, description = excluded.description, tags = excluded.tags, \
+         last_parsed_at = excluded.last_parsed_at",
     )
     .bind(dag.dag_id.as_str())
     .bind(dag.fileloc.display().to_string())
@@ -91,16 +79,13 @@ pub async fn upsert(
     .bind(dag.description.as_deref())
     .bind(&tags)
     .bind(micros(now))
-    .execute(&mut *connection)
+    .execute(connection)
     .await?;
-    Ok(true)
+    Ok(!existed)
 }
 
 /// Marks every DAG not in `active` as inactive (its file is gone or broken); history stays.
-pub async fn deactivate_others(
-    connection: &mut AnyConnection,
-    active: &[DagId],
-) -> Result<u64, StorageError> {
+pub async fn deactivate_others(connection: &mut AnyConnection, active: &[DagId]) -> Result<u64, StorageError> {
     let current = list(connection).await?;
     let mut changed = 0;
     for record in current {
@@ -125,10 +110,7 @@ pub async fn list(connection: &mut AnyConnection) -> Result<Vec<DagRecord>, Stor
         .collect()
 }
 
-pub async fn get(
-    connection: &mut AnyConnection,
-    dag_id: &DagId,
-) -> Result<Option<DagRecord>, StorageError> {
+pub async fn get(connection: &mut AnyConnection, dag_id: &DagId) -> Result<Option<DagRecord>, StorageError> {
     let sql = format!("SELECT {COLUMNS} FROM dag WHERE dag_id = $1");
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(dag_id.as_str())
@@ -139,11 +121,7 @@ pub async fn get(
 }
 
 /// Pauses or unpauses; NotFound when the DAG was never loaded.
-pub async fn set_paused(
-    connection: &mut AnyConnection,
-    dag_id: &DagId,
-    paused: bool,
-) -> Result<(), StorageError> {
+pub async fn set_paused(connection: &mut AnyConnection, dag_id: &DagId, paused: bool) -> Result<(), StorageError> {
     let changed = sqlx::query("UPDATE dag SET is_paused = $2 WHERE dag_id = $1")
         .bind(dag_id.as_str())
         .bind(i64::from(paused))

@@ -47,9 +47,11 @@ pub async fn replace_all(
 }
 
 pub async fn list(connection: &mut AnyConnection) -> Result<Vec<ImportError>, StorageError> {
-    let rows = sqlx::query("SELECT id, filename, line, col, message, timestamp FROM import_error ORDER BY filename, line, col")
-        .fetch_all(connection)
-        .await?;
+    let rows = sqlx::query(
+        "SELECT id, filename, line, col, message, timestamp FROM import_error ORDER BY filename, line, col",
+    )
+    .fetch_all(connection)
+    .await?;
     rows.into_iter()
         .map(|row| {
             Ok(ImportError {

@@ -28,9 +28,7 @@ pub enum StorageError {
         "the metadata database schema is at version {current} but this weir needs {required}: run `weir db migrate`"
     )]
     SchemaBehind { current: i64, required: i64 },
-    #[error(
-        "the metadata database schema is at version {current}, newer than this weir ({supported}): upgrade weir"
-    )]
+    #[error("the metadata database schema is at version {current}, newer than this weir ({supported}): upgrade weir")]
     SchemaAhead { current: i64, supported: i64 },
     #[error("cannot open the metadata database {url}: {reason}")]
     Open { url: String, reason: String },
@@ -99,9 +97,8 @@ impl Db {
                 if let Some(parent) = std::path::Path::new(path).parent()
                     && !parent.as_os_str().is_empty()
                 {
-                    std::fs::create_dir_all(parent).map_err(|error| {
-                        open_error(format!("cannot create {}: {error}", parent.display()))
-                    })?;
+                    std::fs::create_dir_all(parent)
+                        .map_err(|error| open_error(format!("cannot create {}: {error}", parent.display())))?;
                 }
                 if url.contains('?') {
                     url.to_string()
@@ -170,13 +167,12 @@ impl Db {
         drop(connection);
         for migration in MIGRATIONS {
             let mut transaction = self.begin().await?;
-            let applied: Option<i64> =
-                sqlx::query("SELECT version FROM weir_migrations WHERE version = $1")
-                    .bind(migration.version)
-                    .fetch_optional(&mut *transaction)
-                    .await?
-                    .map(|row| row.try_get(0))
-                    .transpose()?;
+            let applied: Option<i64> = sqlx::query("SELECT version FROM weir_migrations WHERE version = $1")
+                .bind(migration.version)
+                .fetch_optional(&mut *transaction)
+                .await?
+                .map(|row| row.try_get(0))
+                .transpose()?;
             if applied.is_some() {
                 continue;
             }
@@ -273,12 +269,10 @@ pub async fn signal_change(connection: &mut AnyConnection) -> Result<()> {
 }
 
 pub async fn change_sequence(connection: &mut AnyConnection) -> Result<i64> {
-    Ok(
-        sqlx::query("SELECT value FROM weir_meta WHERE key = 'change_seq'")
-            .fetch_one(connection)
-            .await?
-            .try_get(0)?,
-    )
+    Ok(sqlx::query("SELECT value FROM weir_meta WHERE key = 'change_seq'")
+        .fetch_one(connection)
+        .await?
+        .try_get(0)?)
 }
 
 pub async fn record_heartbeat(connection: &mut AnyConnection, now: DateTime<Utc>) -> Result<()> {

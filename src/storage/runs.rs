@@ -61,8 +61,7 @@ fn from_row(row: AnyRow) -> Result<DagRun, StorageError> {
         queued_at: opt_time(row.try_get("queued_at")?),
         start_date: opt_time(row.try_get("start_date")?),
         end_date: opt_time(row.try_get("end_date")?),
-        conf: serde_json::from_str(&conf)
-            .map_err(|error| StorageError::Corrupt(format!("conf `{conf}`: {error}")))?,
+        conf: serde_json::from_str(&conf).map_err(|error| StorageError::Corrupt(format!("conf `{conf}`: {error}")))?,
         owner: row.try_get("owner")?,
         backfill_id: row.try_get("backfill_id")?,
     })
@@ -70,30 +69,20 @@ fn from_row(row: AnyRow) -> Result<DagRun, StorageError> {
 
 /// The run id Airflow would give: `scheduled__2026-03-01T00:00:00+00:00`.
 pub fn generated_run_id(run_type: RunType, logical_date: DateTime<Utc>) -> RunId {
-    let stamp = logical_date
-        .format("%Y-%m-%dT%H:%M:%S%.f+00:00")
-        .to_string();
-    RunId::parse(format!("{}__{stamp}", run_type.as_str()))
-        .expect("generated run ids use only allowed characters")
+    let stamp = logical_date.format("%Y-%m-%dT%H:%M:%S%.f+00:00").to_string();
+    RunId::parse(format!("{}__{stamp}", run_type.as_str())).expect("generated run ids use only allowed characters")
 }
 
 /// Inserts a queued run. A second run for the same id, or for the same logical date of a
 /// scheduled DAG, is a Conflict with a message saying which.
-pub async fn insert(
-    connection: &mut AnyConnection,
-    run: &NewRun,
-    now: DateTime<Utc>,
-) -> Result<DagRun, StorageError> {
+pub async fn insert(connection: &mut AnyConnection, run: &NewRun, now: DateTime<Utc>) -> Result<DagRun, StorageError> {
     let existing = sqlx::query("SELECT run_id FROM dag_run WHERE dag_id = $1 AND run_id = $2")
         .bind(run.dag_id.as_str())
         .bind(run.run_id.as_str())
         .fetch_optional(&mut *connection)
         .await?;
     if existing.is_some() {
-        return Err(StorageError::Conflict(format!(
-            "DAG `{}` already has a run with id `{}`: choose another --run-id",
-            run.dag_id, run.run_id
-        )));
+        return Err(duplicate_run_id(run));
     }
     if matches!(run.run_type, RunType::Scheduled | RunType::Backfill) {
         let same_date = sqlx::query("SELECT run_id FROM dag_run WHERE dag_id = $1 AND logical_date = $2 AND run_type IN ('scheduled', 'backfill')")
@@ -125,8 +114,33 @@ pub async fn insert(
         .bind(run.conf.to_string())
         .bind(run.owner.as_deref())
         .fetch_one(connection)
-        .await?;
+        .await
+        .map_err(|error| match &error {
+            // Another writer inserted the same run between the checks above and this insert
+            // (PostgreSQL's read committed lets both pass the checks): the same Conflict.
+            sqlx::Error::Database(database_error) if database_error.is_unique_violation() => {
+                let on_logical_date = database_error.constraint() == Some("dag_run_one_per_interval")
+                    || database_error.message().contains("logical_date");
+                if on_logical_date {
+                    StorageError::Conflict(format!(
+                        "DAG `{}` already has a run for logical date {}",
+                        run.dag_id,
+                        run.logical_date.to_rfc3339()
+                    ))
+                } else {
+                    duplicate_run_id(run)
+                }
+            }
+            _ => StorageError::from(error),
+        })?;
     from_row(row)
+}
+
+fn duplicate_run_id(run: &NewRun) -> StorageError {
+    StorageError::Conflict(format!(
+        "DAG `{}` already has a run with id `{}`: choose another --run-id",
+        run.dag_id, run.run_id
+    ))
 }
 
 /// The newest logical date among the DAG's scheduled runs: where the timetable continues from.
@@ -134,13 +148,12 @@ pub async fn latest_scheduled_logical_date(
     connection: &mut AnyConnection,
     dag_id: &DagId,
 ) -> Result<Option<DateTime<Utc>>, StorageError> {
-    let value: Option<i64> = sqlx::query(
-        "SELECT MAX(logical_date) FROM dag_run WHERE dag_id = $1 AND run_type = 'scheduled'",
-    )
-    .bind(dag_id.as_str())
-    .fetch_one(connection)
-    .await?
-    .try_get(0)?;
+    let value: Option<i64> =
+        sqlx::query("SELECT MAX(logical_date) FROM dag_run WHERE dag_id = $1 AND run_type = 'scheduled'")
+            .bind(dag_id.as_str())
+            .fetch_one(connection)
+            .await?
+            .try_get(0)?;
     Ok(opt_time(value))
 }
 
@@ -155,10 +168,7 @@ pub struct RunFilter {
     pub newest_first: bool,
 }
 
-pub async fn list(
-    connection: &mut AnyConnection,
-    filter: &RunFilter,
-) -> Result<Vec<DagRun>, StorageError> {
+pub async fn list(connection: &mut AnyConnection, filter: &RunFilter) -> Result<Vec<DagRun>, StorageError> {
     let mut sql = format!("SELECT {COLUMNS} FROM dag_run WHERE 1 = 1");
     let mut binds: Vec<String> = Vec::new();
     if let Some(dag_id) = &filter.dag_id {
@@ -193,12 +203,7 @@ pub async fn list(
     for bind in binds {
         query = query.bind(bind);
     }
-    query
-        .fetch_all(connection)
-        .await?
-        .into_iter()
-        .map(from_row)
-        .collect()
+    query.fetch_all(connection).await?.into_iter().map(from_row).collect()
 }
 
 pub async fn get(
@@ -216,10 +221,7 @@ pub async fn get(
         .transpose()
 }
 
-pub async fn get_by_pk(
-    connection: &mut AnyConnection,
-    pk: i64,
-) -> Result<Option<DagRun>, StorageError> {
+pub async fn get_by_pk(connection: &mut AnyConnection, pk: i64) -> Result<Option<DagRun>, StorageError> {
     let sql = format!("SELECT {COLUMNS} FROM dag_run WHERE id = $1");
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(pk)
@@ -230,10 +232,7 @@ pub async fn get_by_pk(
 }
 
 /// The run just before this one by logical date (any type), for `depends_on_past`.
-pub async fn previous(
-    connection: &mut AnyConnection,
-    run: &DagRun,
-) -> Result<Option<DagRun>, StorageError> {
+pub async fn previous(connection: &mut AnyConnection, run: &DagRun) -> Result<Option<DagRun>, StorageError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM dag_run WHERE dag_id = $1 AND (logical_date < $2 OR (logical_date = $2 AND id < $3)) ORDER BY logical_date DESC, id DESC LIMIT 1"
     );
@@ -248,11 +247,7 @@ pub async fn previous(
 }
 
 /// queued → running.
-pub async fn start(
-    connection: &mut AnyConnection,
-    pk: i64,
-    now: DateTime<Utc>,
-) -> Result<(), StorageError> {
+pub async fn start(connection: &mut AnyConnection, pk: i64, now: DateTime<Utc>) -> Result<(), StorageError> {
     sqlx::query("UPDATE dag_run SET state = 'running', start_date = COALESCE(start_date, $2), end_date = NULL WHERE id = $1 AND state = 'queued'")
         .bind(pk)
         .bind(micros(now))
@@ -269,12 +264,8 @@ pub async fn set_state(
     now: DateTime<Utc>,
 ) -> Result<(), StorageError> {
     let sql = match state {
-        RunState::Success | RunState::Failed => {
-            "UPDATE dag_run SET state = $2, end_date = $3 WHERE id = $1"
-        }
-        RunState::Queued => {
-            "UPDATE dag_run SET state = $2, queued_at = $3, end_date = NULL WHERE id = $1"
-        }
+        RunState::Success | RunState::Failed => "UPDATE dag_run SET state = $2, end_date = $3 WHERE id = $1",
+        RunState::Queued => "UPDATE dag_run SET state = $2, queued_at = $3, end_date = NULL WHERE id = $1",
         RunState::Running => {
             "UPDATE dag_run SET state = $2, start_date = COALESCE(start_date, $3), end_date = NULL WHERE id = $1"
         }
@@ -289,14 +280,13 @@ pub async fn set_state(
 }
 
 /// How many runs of a DAG are queued or running (counts against `max_active_runs`).
-pub async fn count_active(
-    connection: &mut AnyConnection,
-    dag_id: &DagId,
-) -> Result<(u32, u32), StorageError> {
-    let rows = sqlx::query("SELECT state, COUNT(*) FROM dag_run WHERE dag_id = $1 AND state IN ('queued', 'running') GROUP BY state")
-        .bind(dag_id.as_str())
-        .fetch_all(connection)
-        .await?;
+pub async fn count_active(connection: &mut AnyConnection, dag_id: &DagId) -> Result<(u32, u32), StorageError> {
+    let rows = sqlx::query(
+        "SELECT state, COUNT(*) FROM dag_run WHERE dag_id = $1 AND state IN ('queued', 'running') GROUP BY state",
+    )
+    .bind(dag_id.as_str())
+    .fetch_all(connection)
+    .await?;
     let mut queued = 0;
     let mut running = 0;
     for row in rows {

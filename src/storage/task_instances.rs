@@ -73,10 +73,7 @@ fn from_row(row: AnyRow) -> Result<TaskInstance, StorageError> {
     })
 }
 
-pub async fn for_run(
-    connection: &mut AnyConnection,
-    run_pk: i64,
-) -> Result<Vec<TaskInstance>, StorageError> {
+pub async fn for_run(connection: &mut AnyConnection, run_pk: i64) -> Result<Vec<TaskInstance>, StorageError> {
     let sql = format!("SELECT {COLUMNS} FROM task_instance WHERE run_pk = $1 ORDER BY task_id");
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(run_pk)
@@ -170,10 +167,7 @@ pub struct Waiting {
 }
 
 /// Scheduled task instances of running runs driven by `owner` (`None` = the daemon).
-pub async fn scheduled(
-    connection: &mut AnyConnection,
-    owner: Option<&str>,
-) -> Result<Vec<Waiting>, StorageError> {
+pub async fn scheduled(connection: &mut AnyConnection, owner: Option<&str>) -> Result<Vec<Waiting>, StorageError> {
     let owner_clause = if owner.is_some() {
         "r.owner = $1"
     } else {
@@ -374,10 +368,7 @@ pub async fn attempts(
 }
 
 /// The output of each task's latest successful attempt in a run (for `tasks.<id>.output`).
-pub async fn outputs(
-    connection: &mut AnyConnection,
-    run_pk: i64,
-) -> Result<HashMap<String, String>, StorageError> {
+pub async fn outputs(connection: &mut AnyConnection, run_pk: i64) -> Result<HashMap<String, String>, StorageError> {
     let rows = sqlx::query("SELECT task_id, output FROM task_attempt WHERE run_pk = $1 AND state = 'success' AND output IS NOT NULL ORDER BY try_number")
         .bind(run_pk)
         .fetch_all(connection)
@@ -417,13 +408,15 @@ pub async fn mark(
     state: TaskState,
     now: DateTime<Utc>,
 ) -> Result<bool, StorageError> {
-    let changed = sqlx::query("UPDATE task_instance SET state = $3, end_date = $4, next_retry_at = NULL WHERE run_pk = $1 AND task_id = $2")
-        .bind(run_pk)
-        .bind(task_id.as_str())
-        .bind(state.as_str())
-        .bind(micros(now))
-        .execute(connection)
-        .await?
-        .rows_affected();
+    let changed = sqlx::query(
+        "UPDATE task_instance SET state = $3, end_date = $4, next_retry_at = NULL WHERE run_pk = $1 AND task_id = $2",
+    )
+    .bind(run_pk)
+    .bind(task_id.as_str())
+    .bind(state.as_str())
+    .bind(micros(now))
+    .execute(connection)
+    .await?
+    .rows_affected();
     Ok(changed > 0)
 }

@@ -1,0 +1,112 @@
+//! `weir serve`, `weir scheduler` and `weir webserver`: the long-running parts, wired to one
+//! cancellation token that SIGINT and SIGTERM fire.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{App, CliResult};
+use crate::api::{self, ApiState};
+use crate::runtime::attempt::variables_from_env;
+use crate::runtime::executor::LocalExecutor;
+use crate::runtime::loader::{self, DagFolder};
+use crate::runtime::scheduler::{Scheduler, SchedulerSettings};
+
+/// Most bytes of one attempt's output kept in its log file.
+const MAX_LOG_BYTES: u64 = 256 * 1024 * 1024;
+
+pub async fn serve(app: &App, with_scheduler: bool, with_webserver: bool) -> CliResult {
+    let config = &app.config;
+    let db = app.db(with_scheduler).await?;
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+
+    if with_scheduler {
+        let mut folder = DagFolder::new(config.dags_folder.clone(), config.validation_context());
+        if !config.dags_folder.is_dir() {
+            tracing::warn!(folder = %config.dags_folder.display(), "the DAG folder does not exist; it will be read when it appears");
+        }
+        let (folder, initial) = tokio::task::spawn_blocking(move || {
+            let bag = folder.refresh().unwrap_or_default();
+            (folder, bag)
+        })
+        .await?;
+        for error in &initial.errors {
+            tracing::warn!("import error: {error}");
+        }
+        loader::record(&db, &initial)
+            .await
+            .context("recording the DAG folder")?;
+        tracing::info!(dags = initial.dags.len(), import_errors = initial.errors.len(), folder = %config.dags_folder.display(), "loaded DAG folder");
+        let (bag_tx, bag_rx) = watch::channel(Arc::new(initial));
+        tracker.spawn(loader::watch_folder(
+            folder,
+            db.clone(),
+            config.dag_dir_poll,
+            bag_tx,
+            cancel.child_token(),
+        ));
+
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let executor = LocalExecutor::new(events_tx);
+        let settings = SchedulerSettings {
+            parallelism: config.parallelism,
+            pools: config.pools.clone(),
+            logs_dir: config.logs_dir(),
+            kill_grace: config.task_kill_grace,
+            max_log_bytes: MAX_LOG_BYTES,
+            owner: None,
+            variables: variables_from_env(std::env::vars()),
+        };
+        let scheduler = Scheduler::new(db.clone(), settings, bag_rx, executor);
+        let scheduler_cancel = cancel.child_token();
+        let stop_all = cancel.clone();
+        tracker.spawn(async move {
+            if let Err(error) = scheduler.run(events_rx, scheduler_cancel).await {
+                tracing::error!("scheduler stopped: {error:#}");
+                stop_all.cancel();
+            }
+        });
+    }
+
+    if with_webserver {
+        let listener = tokio::net::TcpListener::bind(config.bind)
+            .await
+            .with_context(|| format!("cannot listen on {} ([webserver] bind)", config.bind))?;
+        tracing::info!(address = %config.bind, "web server listening");
+        let router = api::router(ApiState { db: db.clone() });
+        let server_cancel = cancel.child_token();
+        tracker.spawn(async move {
+            let shutdown = async move { server_cancel.cancelled().await };
+            if let Err(error) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
+                tracing::error!("web server stopped: {error}");
+            }
+        });
+    }
+
+    wait_for_signal(&cancel).await;
+    tracing::info!("shutting down");
+    cancel.cancel();
+    tracker.close();
+    tracker.wait().await;
+    db.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal(cancel: &CancellationToken) {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match terminate.as_mut() {
+                Some(signal) => { signal.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
+        _ = cancel.cancelled() => {}
+    }
+}

@@ -1,0 +1,239 @@
+//! The `weir` command line (§7): argument parsing and dispatch to the same library functions the
+//! daemon uses. Exit codes: 0 success, 1 the thing asked for failed, 2 usage or configuration.
+
+mod daemon;
+mod dags;
+pub mod output;
+mod runs;
+mod tasks;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::domain::dag::Dag;
+use crate::domain::ids::DagId;
+use crate::runtime::loader::{self, DagBag};
+use crate::storage::{Backend, Db};
+use output::OutputFormat;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "weir",
+    version,
+    about = "A workflow scheduler for ETL/ELT pipelines written as YAML DAG files"
+)]
+pub struct Cli {
+    /// Config file (default ./config.toml; env WEIR_CONFIG).
+    #[arg(long, global = true, env = "WEIR_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Everything in one process: scheduler, local workers and web server.
+    Serve,
+    /// The scheduler and local workers only.
+    Scheduler,
+    /// The web server only, against the same database.
+    Webserver,
+    /// The metadata database.
+    #[command(subcommand)]
+    Db(DbCommand),
+    /// DAG definitions and their runs.
+    #[command(subcommand)]
+    Dags(dags::DagsCommand),
+    /// Recorded runs.
+    #[command(subcommand)]
+    Runs(runs::RunsCommand),
+    /// Task instances.
+    #[command(subcommand)]
+    Tasks(tasks::TasksCommand),
+    /// DAG files that failed to load, with line and column.
+    ImportErrors {
+        #[arg(long, value_enum, default_value_t)]
+        output: OutputFormat,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DbCommand {
+    /// Creates or upgrades the schema.
+    Migrate,
+    /// Says whether the schema is current.
+    Check,
+}
+
+/// A failure with the exit code it deserves.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Bad usage or configuration: exit 2.
+    #[error("{0}")]
+    Usage(String),
+    /// The thing asked for failed: exit 1.
+    #[error("{0}")]
+    Failed(String),
+}
+
+pub type CliResult = anyhow::Result<ExitCode>;
+
+/// What every command can reach: the configuration, and the database on demand.
+pub struct App {
+    pub config: Config,
+}
+
+impl App {
+    /// Opens the metadata database. SQLite is created and migrated by whichever command needs it
+    /// first; PostgreSQL is migrated only by `serve`/`scheduler`/`db migrate` (§1).
+    pub async fn db(&self, migrate: bool) -> anyhow::Result<Db> {
+        let db = Db::connect(&self.config.database_url).await?;
+        if migrate || db.backend() == Backend::Sqlite {
+            db.migrate().await?;
+        } else {
+            db.ensure_current().await?;
+        }
+        Ok(db)
+    }
+
+    /// Reads the DAG folder, as Airflow's CLI does, so DAG commands work without a daemon.
+    pub fn load_dags(&self) -> DagBag {
+        loader::load_folder(&self.config.dags_folder, &self.config.validation_context())
+    }
+
+    /// One DAG from the folder, or a clear error when it is missing or broken.
+    pub fn dag(&self, dag_id: &str) -> anyhow::Result<std::sync::Arc<Dag>> {
+        let bag = self.load_dags();
+        find_dag(&bag, dag_id, &self.config.dags_folder)
+    }
+}
+
+pub fn find_dag(bag: &DagBag, dag_id: &str, folder: &std::path::Path) -> anyhow::Result<std::sync::Arc<Dag>> {
+    let parsed = DagId::parse(dag_id).map_err(|error| CliError::Usage(error.to_string()))?;
+    if let Some(dag) = bag.get(&parsed) {
+        return Ok(std::sync::Arc::clone(dag));
+    }
+    let broken: Vec<String> = bag
+        .errors
+        .iter()
+        .filter(|error| error.path.file_stem().and_then(|stem| stem.to_str()) == Some(dag_id))
+        .map(ToString::to_string)
+        .collect();
+    if broken.is_empty() {
+        Err(CliError::Failed(format!(
+            "no DAG `{dag_id}` in {}: check the id with `weir dags list`",
+            folder.display()
+        ))
+        .into())
+    } else {
+        Err(CliError::Failed(format!("DAG `{dag_id}` does not load:\n{}", broken.join("\n"))).into())
+    }
+}
+
+/// Parses the command line and runs the command; returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return if error.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let config_path = cli.config.clone().unwrap_or_else(|| PathBuf::from("config.toml"));
+    let config = match Config::load(&config_path, cli.config.is_some(), std::env::vars()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let daemon = matches!(cli.command, Command::Serve | Command::Scheduler | Command::Webserver);
+    crate::telemetry::init(&config, daemon);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    let app = App { config };
+    match runtime.block_on(run(app, cli.command)) {
+        Ok(code) => code,
+        Err(error) => {
+            let code = match error.downcast_ref::<CliError>() {
+                Some(CliError::Usage(_)) => 2,
+                _ => 1,
+            };
+            eprintln!("error: {error:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn run(app: App, command: Command) -> CliResult {
+    match command {
+        Command::Serve => daemon::serve(&app, true, true).await,
+        Command::Scheduler => daemon::serve(&app, true, false).await,
+        Command::Webserver => daemon::serve(&app, false, true).await,
+        Command::Db(DbCommand::Migrate) => {
+            let db = Db::connect(&app.config.database_url).await?;
+            db.migrate().await?;
+            let status = db.schema_status().await?;
+            println!("schema is at version {}", status.current);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Db(DbCommand::Check) => {
+            let db = Db::connect(&app.config.database_url).await?;
+            let status = db.schema_status().await?;
+            if status.current == status.required {
+                println!("schema is current (version {})", status.current);
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!(
+                    "schema is at version {} but this weir needs {}: run `weir db migrate`",
+                    status.current, status.required
+                );
+                Ok(ExitCode::from(1))
+            }
+        }
+        Command::Dags(command) => dags::run(&app, command).await,
+        Command::Runs(command) => runs::run(&app, command).await,
+        Command::Tasks(command) => tasks::run(&app, command).await,
+        Command::ImportErrors { output } => {
+            let db = app.db(false).await?;
+            let mut connection = db.acquire().await?;
+            let errors = crate::storage::import_errors::list(&mut connection).await?;
+            let rows: Vec<serde_json::Value> = errors
+                .iter()
+                .map(|error| {
+                    serde_json::json!({
+                        "filename": error.filename,
+                        "line": error.line,
+                        "column": error.column,
+                        "message": error.message,
+                        "timestamp": output::time(error.timestamp),
+                    })
+                })
+                .collect();
+            output::print_rows(output, &rows, &["filename", "line", "column", "message"]);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Parses a date or time given on the command line, in `timezone` when it has no offset.
+pub fn parse_time_arg(text: &str, timezone: chrono_tz::Tz) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    crate::domain::validate::parse_date_in(text, timezone).ok_or_else(|| {
+        CliError::Usage(format!(
+            "`{text}` is not a date or time: write 2026-03-01, 2026-03-01T03:00:00 or RFC 3339"
+        ))
+        .into()
+    })
+}

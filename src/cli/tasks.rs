@@ -1,0 +1,601 @@
+//! `weir tasks ...`: test, render, states, logs, why, clear, mark.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use chrono::Utc;
+use clap::Subcommand;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::output::{self, OutputFormat};
+use super::runs::{find_run, parse_ids};
+use super::{App, CliError, CliResult, parse_time_arg};
+use crate::domain::dag::{Dag, Operator};
+use crate::domain::ids::TaskId;
+use crate::domain::planner::{self, Candidate, Capacity, RunSnapshot};
+use crate::domain::state::{RunState, RunType, TaskState};
+use crate::runtime::attempt::{self, attempt_env, log_path, render_fields, template_context, variables_from_env};
+use crate::runtime::process::{ExitReason, ShellAttempt, run_shell};
+use crate::storage::runs::{self, DagRun, RunFilter};
+use crate::storage::task_instances;
+use crate::storage::{self, Db};
+
+#[derive(Debug, Subcommand)]
+pub enum TasksCommand {
+    /// Runs one task now, without recording anything; prints its log.
+    Test {
+        dag_id: String,
+        task_id: String,
+        logical_date: Option<String>,
+    },
+    /// The task's templated fields, rendered for a logical date.
+    Render {
+        dag_id: String,
+        task_id: String,
+        logical_date: Option<String>,
+    },
+    /// The task instances of a run.
+    States {
+        dag_id: String,
+        run_id: String,
+        #[arg(long, value_enum, default_value_t)]
+        output: OutputFormat,
+    },
+    /// An attempt's log (the latest unless --try).
+    Logs {
+        dag_id: String,
+        run_id: String,
+        task_id: String,
+        #[arg(long = "try")]
+        try_number: Option<u32>,
+        /// Keeps printing while the attempt runs.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Why a task is not running yet: each unmet condition.
+    Why {
+        dag_id: String,
+        run_id: String,
+        task_id: String,
+    },
+    /// Sets task instances back to `none` so they run again (history kept, retries renewed).
+    Clear {
+        dag_id: String,
+        /// Only tasks whose id matches this regular expression.
+        #[arg(long)]
+        task: Option<String>,
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        run: Option<String>,
+        /// Runs with logical date on or after this date.
+        #[arg(long)]
+        from: Option<String>,
+        /// Runs with logical date on or before this date.
+        #[arg(long)]
+        to: Option<String>,
+        /// Also everything downstream of the matched tasks.
+        #[arg(long)]
+        downstream: bool,
+        /// Only failed and upstream_failed task instances.
+        #[arg(long)]
+        only_failed: bool,
+        /// Lists what would be cleared, changes nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Does not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Marks a task instance success or failed by hand.
+    Mark {
+        dag_id: String,
+        run_id: String,
+        task_id: String,
+        state: MarkState,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MarkState {
+    Success,
+    Failed,
+}
+
+pub async fn run(app: &App, command: TasksCommand) -> CliResult {
+    match command {
+        TasksCommand::Test {
+            dag_id,
+            task_id,
+            logical_date,
+        } => test(app, &dag_id, &task_id, logical_date.as_deref()).await,
+        TasksCommand::Render {
+            dag_id,
+            task_id,
+            logical_date,
+        } => render(app, &dag_id, &task_id, logical_date.as_deref()),
+        TasksCommand::States { dag_id, run_id, output } => {
+            let (dag_id, run_id) = parse_ids(&dag_id, &run_id)?;
+            let db = app.db(false).await?;
+            let mut connection = db.acquire().await?;
+            let run = find_run(&mut connection, &dag_id, &run_id).await?;
+            drop(connection);
+            print_states(&db, &run, output).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        TasksCommand::Logs {
+            dag_id,
+            run_id,
+            task_id,
+            try_number,
+            follow,
+        } => logs(app, &dag_id, &run_id, &task_id, try_number, follow).await,
+        TasksCommand::Why {
+            dag_id,
+            run_id,
+            task_id,
+        } => why(app, &dag_id, &run_id, &task_id).await,
+        TasksCommand::Clear {
+            dag_id,
+            task,
+            run,
+            from,
+            to,
+            downstream,
+            only_failed,
+            dry_run,
+            yes,
+        } => {
+            let selection = ClearSelection {
+                task,
+                run,
+                from,
+                to,
+                downstream,
+                only_failed,
+            };
+            clear(app, &dag_id, &selection, dry_run, yes).await
+        }
+        TasksCommand::Mark {
+            dag_id,
+            run_id,
+            task_id,
+            state,
+        } => mark(app, &dag_id, &run_id, &task_id, state).await,
+    }
+}
+
+fn task_of<'a>(dag: &'a Dag, task_id: &str) -> anyhow::Result<&'a crate::domain::dag::Task> {
+    dag.task(task_id).ok_or_else(|| {
+        let known: Vec<&str> = dag.tasks.iter().map(|task| task.task_id.as_str()).collect();
+        CliError::Failed(format!(
+            "DAG `{}` has no task `{task_id}`; its tasks are {}",
+            dag.dag_id,
+            known.join(", ")
+        ))
+        .into()
+    })
+}
+
+/// A run that exists only in memory, for `tasks test` and `tasks render`: the scheduled interval
+/// when the date is a scheduled logical date, else a manual one.
+fn pretend_run(dag: &Dag, logical_date: Option<&str>) -> anyhow::Result<DagRun> {
+    let logical_date = match logical_date {
+        Some(text) => parse_time_arg(text, dag.timetable.timezone)?,
+        None => Utc::now(),
+    };
+    let scheduled = dag
+        .timetable
+        .runs_between(logical_date, logical_date)
+        .into_iter()
+        .next();
+    let (run_type, interval) = match scheduled {
+        Some(planned) => (RunType::Scheduled, planned.data_interval),
+        None => (RunType::Manual, dag.timetable.manual_interval(logical_date)),
+    };
+    let conf = dag
+        .params
+        .resolve(&Value::Null)
+        .map_err(|error| CliError::Failed(error.to_string()))?;
+    Ok(DagRun {
+        pk: 0,
+        dag_id: dag.dag_id.clone(),
+        run_id: runs::generated_run_id(run_type, logical_date),
+        run_type,
+        state: RunState::Running,
+        logical_date,
+        data_interval_start: interval.start,
+        data_interval_end: interval.end,
+        run_after: logical_date,
+        queued_at: None,
+        start_date: None,
+        end_date: None,
+        conf: Value::Object(conf),
+        owner: None,
+        backfill_id: None,
+    })
+}
+
+fn render(app: &App, dag_id: &str, task_id: &str, logical_date: Option<&str>) -> CliResult {
+    let dag = app.dag(dag_id)?;
+    let task = task_of(&dag, task_id)?;
+    let run = pretend_run(&dag, logical_date)?;
+    let variables = variables_from_env(std::env::vars());
+    let context = template_context(&dag, &run, task_id, 1, &HashMap::new(), &variables);
+    let fields = render_fields(task, &context).map_err(|error| CliError::Failed(error.to_string()))?;
+    let secrets = attempt::secrets(&variables, &task.env);
+    let mask = |text: &str| crate::runtime::masking::mask_secrets(text, &secrets);
+    println!(
+        "# {}.{} for logical date {}",
+        dag.dag_id,
+        task_id,
+        output::time(run.logical_date)
+    );
+    println!("command: {}", mask(&fields.command));
+    if let Some(cwd) = &fields.cwd {
+        println!("cwd: {}", mask(cwd));
+    }
+    for (name, value) in &fields.env {
+        println!("env.{name}: {}", mask(value));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn test(app: &App, dag_id: &str, task_id: &str, logical_date: Option<&str>) -> CliResult {
+    let dag = app.dag(dag_id)?;
+    let task = task_of(&dag, task_id)?;
+    let run = pretend_run(&dag, logical_date)?;
+    let variables = variables_from_env(std::env::vars());
+    let context = template_context(&dag, &run, task_id, 1, &HashMap::new(), &variables);
+    let fields = render_fields(task, &context).map_err(|error| CliError::Failed(error.to_string()))?;
+    let scratch = tempfile::tempdir()?;
+    let log = scratch.path().join("test.log");
+    let output_file = scratch.path().join("test.output");
+    let Operator::Shell { skip_exit_code, .. } = &task.operator;
+    let cwd = fields
+        .cwd
+        .as_ref()
+        .map_or_else(|| dag.folder(), |cwd| dag.folder().join(cwd));
+    let attempt = ShellAttempt {
+        command: fields.command.clone(),
+        cwd,
+        env: attempt_env(&run, &dag, task_id, 1, &fields.env, &output_file),
+        timeout: task.timeout,
+        kill_grace: app.config.task_kill_grace,
+        log_path: log.clone(),
+        secrets: attempt::secrets(&variables, &task.env),
+        max_log_bytes: 64 * 1024 * 1024,
+    };
+    let report = run_shell(attempt, None, CancellationToken::new()).await;
+    print!("{}", tokio::fs::read_to_string(&log).await.unwrap_or_default());
+    let ok = match report.reason {
+        ExitReason::Exited { code: 0 } => true,
+        ExitReason::Exited { code } if code == *skip_exit_code => {
+            println!("task would be skipped (exit code {code})");
+            true
+        }
+        _ => false,
+    };
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn seconds_between(start: Option<chrono::DateTime<Utc>>, end: Option<chrono::DateTime<Utc>>) -> Value {
+    match (start, end) {
+        (Some(start), Some(end)) => json!(((end - start).num_microseconds().unwrap_or(0) as f64) / 1_000_000.0),
+        _ => Value::Null,
+    }
+}
+
+/// Prints a run's task instances (§7 `tasks states` fields).
+pub async fn print_states(db: &Db, run: &DagRun, format: OutputFormat) -> anyhow::Result<()> {
+    let mut connection = db.acquire().await?;
+    let instances = task_instances::for_run(&mut connection, run.pk).await?;
+    let rows: Vec<Value> = instances
+        .iter()
+        .map(|ti| {
+            json!({
+                "dag_id": ti.dag_id.as_str(),
+                "dag_run_id": ti.run_id.as_str(),
+                "task_id": ti.task_id.as_str(),
+                "state": ti.state.as_str(),
+                "try_number": ti.try_number,
+                "max_tries": ti.max_tries,
+                "start_date": output::opt_time(ti.start_date),
+                "end_date": output::opt_time(ti.end_date),
+                "duration": seconds_between(ti.start_date, ti.end_date),
+                "pool": ti.pool,
+                "hostname": ti.hostname,
+                "pid": ti.pid,
+            })
+        })
+        .collect();
+    output::print_rows(
+        format,
+        &rows,
+        &["task_id", "state", "try_number", "start_date", "end_date", "duration"],
+    );
+    Ok(())
+}
+
+async fn logs(
+    app: &App,
+    dag_id: &str,
+    run_id: &str,
+    task_id: &str,
+    try_number: Option<u32>,
+    follow: bool,
+) -> CliResult {
+    let (dag_id, run_id) = parse_ids(dag_id, run_id)?;
+    let task_id = TaskId::parse(task_id).map_err(|error| CliError::Usage(error.to_string()))?;
+    let db = app.db(false).await?;
+    let mut connection = db.acquire().await?;
+    let run = find_run(&mut connection, &dag_id, &run_id).await?;
+    let instance = task_instances::get(&mut connection, run.pk, &task_id)
+        .await?
+        .ok_or_else(|| CliError::Failed(format!("run `{run_id}` has no task instance `{task_id}`")))?;
+    drop(connection);
+    let try_number = try_number.unwrap_or(instance.try_number);
+    if try_number == 0 {
+        return Err(CliError::Failed(format!(
+            "`{task_id}` has not started yet ({}); nothing logged",
+            instance.state
+        ))
+        .into());
+    }
+    let path = log_path(
+        &app.config.logs_dir(),
+        dag_id.as_str(),
+        run_id.as_str(),
+        task_id.as_str(),
+        try_number,
+    );
+    let mut offset = 0usize;
+    loop {
+        let bytes = tokio::fs::read(&path).await.unwrap_or_default();
+        if bytes.len() > offset {
+            print!("{}", String::from_utf8_lossy(&bytes[offset..]));
+            offset = bytes.len();
+        }
+        if !follow {
+            if bytes.is_empty() {
+                return Err(CliError::Failed(format!("no log at {}", path.display())).into());
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        let mut connection = db.acquire().await?;
+        let current = task_instances::get(&mut connection, run.pk, &task_id).await?;
+        let still_running = current.is_some_and(|ti| ti.try_number == try_number && ti.state.is_active());
+        if !still_running {
+            let bytes = tokio::fs::read(&path).await.unwrap_or_default();
+            if bytes.len() > offset {
+                print!("{}", String::from_utf8_lossy(&bytes[offset..]));
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn why(app: &App, dag_id: &str, run_id: &str, task_id: &str) -> CliResult {
+    let dag = app.dag(dag_id)?;
+    let task = task_of(&dag, task_id)?;
+    let (dag_id, run_id) = parse_ids(dag_id, run_id)?;
+    let db = app.db(false).await?;
+    let mut connection = db.acquire().await?;
+    let run = find_run(&mut connection, &dag_id, &run_id).await?;
+    let instances = task_instances::for_run(&mut connection, run.pk).await?;
+    let mut reasons = Vec::new();
+    match run.state {
+        RunState::Queued => {
+            let record = storage::dags::get(&mut connection, &dag_id).await?;
+            if record.is_some_and(|record| record.is_paused) {
+                reasons.push(format!(
+                    "the DAG is paused: `weir dags unpause {dag_id}` lets its queued runs start"
+                ));
+            }
+            let (_, running) = runs::count_active(&mut connection, &dag_id).await?;
+            if running >= dag.max_active_runs {
+                reasons.push(format!(
+                    "max_active_runs reached: {running} of {} runs running",
+                    dag.max_active_runs
+                ));
+            }
+            reasons.push("the run is queued, not started yet".to_string());
+        }
+        state if state.is_finished() => reasons.push(format!("the run is {state}: clear the task to run it again")),
+        _ => {}
+    }
+    let mut snapshot = RunSnapshot {
+        tasks: instances
+            .iter()
+            .map(|ti| (ti.task_id.clone(), ti.planner_view()))
+            .collect(),
+        previous_run: None,
+    };
+    if task.depends_on_past
+        && let Some(previous) = runs::previous(&mut connection, &run).await?
+    {
+        let states = task_instances::for_run(&mut connection, previous.pk).await?;
+        snapshot.previous_run = Some(states.into_iter().map(|ti| (ti.task_id, ti.state)).collect());
+    }
+    reasons.extend(planner::explain(&dag, &snapshot, &task.task_id, Utc::now()));
+    let state = snapshot.tasks.get(&task.task_id).map(|ti| ti.state);
+    if state == Some(TaskState::Scheduled) {
+        let active = task_instances::active(&mut connection).await?;
+        let mut capacity = Capacity {
+            parallelism: app.config.parallelism as usize,
+            running_total: active.len(),
+            pool_size: app
+                .config
+                .pools
+                .iter()
+                .map(|(name, slots)| (name.clone(), *slots))
+                .collect(),
+            ..Capacity::default()
+        };
+        for ti in &active {
+            *capacity.pool_used.entry(ti.pool.clone()).or_insert(0) += ti.pool_slots;
+            *capacity.run_active.entry(ti.run_pk).or_insert(0) += 1;
+        }
+        let candidate = Candidate {
+            key: (),
+            run_key: run.pk,
+            priority_weight: task.priority_weight,
+            logical_date: run.logical_date,
+            pool: task.pool.clone(),
+            pool_slots: task.pool_slots,
+            max_active_tasks: dag.max_active_tasks,
+        };
+        let blockers = planner::capacity_blockers(&candidate, &capacity);
+        if blockers.is_empty() {
+            reasons.push("a slot is free: is the scheduler (`weir serve`) running?".to_string());
+        }
+        reasons.extend(blockers);
+    }
+    for reason in &reasons {
+        println!("- {reason}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+struct ClearSelection {
+    task: Option<String>,
+    run: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    downstream: bool,
+    only_failed: bool,
+}
+
+async fn clear(app: &App, dag_id: &str, selection: &ClearSelection, dry_run: bool, yes: bool) -> CliResult {
+    let dag = app.dag(dag_id)?;
+    let pattern = selection
+        .task
+        .as_deref()
+        .map(regex::Regex::new)
+        .transpose()
+        .map_err(|error| CliError::Usage(format!("--task is not a valid regular expression: {error}")))?;
+    let mut roots: Vec<TaskId> = dag
+        .tasks
+        .iter()
+        .filter(|task| {
+            pattern
+                .as_ref()
+                .is_none_or(|pattern| pattern.is_match(task.task_id.as_str()))
+        })
+        .map(|task| task.task_id.clone())
+        .collect();
+    if selection.downstream {
+        roots = dag.with_downstream(&roots);
+    }
+    let timezone = dag.timetable.timezone;
+    let from = selection
+        .from
+        .as_deref()
+        .map(|text| parse_time_arg(text, timezone))
+        .transpose()?;
+    let to = selection
+        .to
+        .as_deref()
+        .map(|text| parse_time_arg(text, timezone))
+        .transpose()?;
+    let db = app.db(false).await?;
+    let mut connection = db.acquire().await?;
+    let selected_runs: Vec<DagRun> = match &selection.run {
+        Some(run_id) => {
+            let (dag_id, run_id) = parse_ids(dag.dag_id.as_str(), run_id)?;
+            vec![find_run(&mut connection, &dag_id, &run_id).await?]
+        }
+        None => {
+            let filter = RunFilter {
+                dag_id: Some(dag.dag_id.clone()),
+                ..RunFilter::default()
+            };
+            runs::list(&mut connection, &filter)
+                .await?
+                .into_iter()
+                .filter(|run| {
+                    from.is_none_or(|from| run.logical_date >= from) && to.is_none_or(|to| run.logical_date <= to)
+                })
+                .collect()
+        }
+    };
+    let mut plan: BTreeMap<i64, (DagRun, Vec<TaskId>)> = BTreeMap::new();
+    for run in selected_runs {
+        let instances = task_instances::for_run(&mut connection, run.pk).await?;
+        let chosen: Vec<TaskId> = instances
+            .into_iter()
+            .filter(|ti| roots.contains(&ti.task_id))
+            .filter(|ti| !selection.only_failed || matches!(ti.state, TaskState::Failed | TaskState::UpstreamFailed))
+            .filter(|ti| !ti.state.is_active())
+            .map(|ti| ti.task_id)
+            .collect();
+        if !chosen.is_empty() {
+            plan.insert(run.pk, (run, chosen));
+        }
+    }
+    drop(connection);
+    let total: usize = plan.values().map(|(_, tasks)| tasks.len()).sum();
+    for (run, tasks) in plan.values() {
+        let names: Vec<&str> = tasks.iter().map(|task| task.as_str()).collect();
+        println!("{} {}: {}", run.dag_id, run.run_id, names.join(", "));
+    }
+    if total == 0 {
+        println!("nothing to clear");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if dry_run {
+        println!("{total} task instance(s) would be cleared (dry run)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(CliError::Usage(
+                "clearing needs confirmation: pass --yes (stdin is not a terminal)".to_string(),
+            )
+            .into());
+        }
+        eprint!("clear these {total} task instance(s)? [y/N] ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            println!("nothing cleared");
+            return Ok(ExitCode::from(1));
+        }
+    }
+    let now = Utc::now();
+    let mut transaction = db.begin().await?;
+    for (run, tasks) in plan.values() {
+        for task_id in tasks {
+            let retries = dag.task(task_id.as_str()).map_or(0, |task| task.retry.retries);
+            task_instances::clear(&mut transaction, run.pk, task_id, retries).await?;
+        }
+        if run.state.is_finished() {
+            runs::set_state(&mut transaction, run.pk, RunState::Queued, now).await?;
+        }
+    }
+    storage::signal_change(&mut transaction).await?;
+    transaction.commit().await?;
+    println!("cleared {total} task instance(s)");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn mark(app: &App, dag_id: &str, run_id: &str, task_id: &str, state: MarkState) -> CliResult {
+    let (dag_id, run_id) = parse_ids(dag_id, run_id)?;
+    let task_id = TaskId::parse(task_id).map_err(|error| CliError::Usage(error.to_string()))?;
+    let db = app.db(false).await?;
+    let mut transaction = db.begin().await?;
+    let run = find_run(&mut transaction, &dag_id, &run_id).await?;
+    let state = match state {
+        MarkState::Success => TaskState::Success,
+        MarkState::Failed => TaskState::Failed,
+    };
+    if !task_instances::mark(&mut transaction, run.pk, &task_id, state, Utc::now()).await? {
+        return Err(CliError::Failed(format!("run `{run_id}` has no task instance `{task_id}`")).into());
+    }
+    storage::signal_change(&mut transaction).await?;
+    transaction.commit().await?;
+    println!("{dag_id} {run_id} {task_id} marked {state}");
+    Ok(ExitCode::SUCCESS)
+}

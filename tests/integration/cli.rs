@@ -1,0 +1,189 @@
+//! The command line as a user meets it: exit codes 0/1/2, messages that say what and where, and
+//! `--output json` with the REST API's field names (§7).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn weir(project: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+        .current_dir(project)
+        .args(args)
+        .env_remove("WEIR_CONFIG")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A project with a SQLite database and the given DAG files.
+fn project(dags: &[(&str, &str)]) -> tempfile::TempDir {
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(folder.path().join("dags")).unwrap();
+    std::fs::write(folder.path().join("config.toml"), "[core]\ndags_folder = \"dags\"\n").unwrap();
+    for (name, yaml) in dags {
+        std::fs::write(folder.path().join("dags").join(name), yaml).unwrap();
+    }
+    folder
+}
+
+const DAILY: &str = "dag_id: daily\nschedule: '0 3 * * *'\ntimezone: Asia/Seoul\nstart_date: 2026-01-01\ntags: [finance]\ntasks:\n  a: { command: 'true' }\n  b: { command: 'true', depends_on: [a] }\n";
+
+#[test]
+fn validate_prints_file_line_column_and_exits_1_for_a_broken_dag() {
+    let project = project(&[
+        ("good.yaml", DAILY),
+        ("bad.yaml", "tasks:\n  a: { command: 'true', depends_on: [nope] }\n"),
+    ]);
+    let output = weir(project.path(), &["dags", "validate"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("bad.yaml:2:38: task `a` depends on unknown task `nope`"),
+        "{stderr}"
+    );
+    assert!(
+        text(&output.stdout).contains("1 valid, 1 broken"),
+        "{}",
+        text(&output.stdout)
+    );
+}
+
+#[test]
+fn a_bad_config_value_exits_2_naming_the_file_and_key() {
+    let project = project(&[]);
+    std::fs::write(project.path().join("config.toml"), "[core]\nparallelism = 0\n").unwrap();
+    let output = weir(project.path(), &["dags", "list"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("config.toml: [core] parallelism = \"0\": must be at least 1"),
+        "{stderr}"
+    );
+    let missing = weir(project.path(), &["--config", "nowhere.toml", "dags", "list"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        text(&missing.stderr).contains("cannot read config file nowhere.toml"),
+        "{}",
+        text(&missing.stderr)
+    );
+}
+
+#[test]
+fn usage_errors_exit_2_and_a_missing_dag_exits_1() {
+    let project = project(&[("daily.yaml", DAILY)]);
+    assert_eq!(weir(project.path(), &["dags", "frobnicate"]).status.code(), Some(2));
+    let missing = weir(project.path(), &["dags", "show", "nope"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        text(&missing.stderr).contains("no DAG `nope`"),
+        "{}",
+        text(&missing.stderr)
+    );
+    let bad_conf = weir(project.path(), &["dags", "trigger", "daily", "--conf", "{not json"]);
+    assert_eq!(bad_conf.status.code(), Some(2));
+}
+
+#[test]
+fn dags_list_json_carries_the_api_field_names() {
+    let project = project(&[("daily.yaml", DAILY)]);
+    let output = weir(project.path(), &["dags", "list", "--output", "json"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let dags: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let dag = &dags[0];
+    for field in [
+        "dag_id",
+        "is_paused",
+        "is_active",
+        "schedule",
+        "timezone",
+        "tags",
+        "fileloc",
+        "next_dagrun_logical_date",
+    ] {
+        assert!(dag.get(field).is_some(), "missing {field} in {dag}");
+    }
+    assert_eq!(dag["dag_id"], "daily");
+    assert_eq!(dag["timezone"], "Asia/Seoul");
+    assert_eq!(dag["tags"], serde_json::json!(["finance"]));
+    assert!(
+        project.path().join(".weir/weir.db").exists(),
+        "the embedded database is created on first use"
+    );
+}
+
+#[test]
+fn next_runs_lists_runs_after_a_time_in_utc_and_local_time() {
+    let project = project(&[("daily.yaml", DAILY)]);
+    let output = weir(
+        project.path(),
+        &[
+            "dags",
+            "next-runs",
+            "daily",
+            "-n",
+            "2",
+            "--after",
+            "2026-03-01T00:00:00Z",
+            "--output",
+            "json",
+        ],
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let runs: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    // 03:00 in Seoul is 18:00 UTC the day before; the first run created after the given time is
+    // the one whose interval ends at 2026-03-01T18:00Z.
+    assert_eq!(runs[0]["logical_date"], "2026-02-28T18:00:00Z");
+    assert_eq!(runs[0]["data_interval_end"], "2026-03-01T18:00:00Z");
+    assert_eq!(runs[0]["run_after"], "2026-03-01T18:00:00Z");
+    assert_eq!(runs[1]["logical_date"], "2026-03-01T18:00:00Z");
+}
+
+#[test]
+fn dags_test_runs_the_whole_dag_and_records_it() {
+    let project = project(&[("daily.yaml", DAILY)]);
+    let output = weir(project.path(), &["dags", "test", "daily", "2026-03-01"]);
+    assert!(
+        output.status.success(),
+        "{}{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    let listed = weir(project.path(), &["runs", "list", "daily", "--output", "json"]);
+    let runs: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 1);
+    assert_eq!(runs[0]["state"], "success");
+    assert_eq!(runs[0]["run_type"], "manual");
+    for field in [
+        "dag_id",
+        "dag_run_id",
+        "logical_date",
+        "data_interval_start",
+        "data_interval_end",
+        "start_date",
+        "end_date",
+        "backfill_id",
+    ] {
+        assert!(runs[0].get(field).is_some(), "missing {field}");
+    }
+    let run_id = runs[0]["dag_run_id"].as_str().unwrap();
+    let states = weir(
+        project.path(),
+        &["tasks", "states", "daily", run_id, "--output", "json"],
+    );
+    let states: serde_json::Value = serde_json::from_slice(&states.stdout).unwrap();
+    assert_eq!(states.as_array().unwrap().len(), 2);
+    for state in states.as_array().unwrap() {
+        assert_eq!(state["state"], "success");
+        assert_eq!(state["try_number"], 1);
+        assert!(state["duration"].as_f64().is_some());
+    }
+    let failing = project.path().join("dags/failing.yaml");
+    std::fs::write(failing, "tasks:\n  boom: { command: 'exit 4' }\n").unwrap();
+    assert_eq!(
+        weir(project.path(), &["dags", "test", "failing"]).status.code(),
+        Some(1)
+    );
+}

@@ -1,0 +1,315 @@
+//! End-to-end runs through the real scheduler, the local executor and real child processes, on
+//! SQLite and PostgreSQL: retries, failure propagation, skips and timeouts.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::{mpsc, watch};
+use weir::domain::dag::Dag;
+use weir::domain::ids::TaskId;
+use weir::domain::state::{RunState, RunType, TaskState};
+use weir::domain::validate::ValidationContext;
+use weir::runtime::executor::{ExecutorEvent, LocalExecutor};
+use weir::runtime::loader::DagBag;
+use weir::runtime::scheduler::{Scheduler, SchedulerSettings};
+use weir::storage::Db;
+use weir::storage::runs::{self, DagRun, NewRun};
+use weir::storage::task_instances::{self, TaskInstance};
+
+use crate::support;
+
+/// A scheduler in daemon mode over one DAG written to a temporary folder.
+struct Harness {
+    db: Db,
+    scheduler: Scheduler,
+    events: mpsc::UnboundedReceiver<ExecutorEvent>,
+    dag: Arc<Dag>,
+    _bag: watch::Sender<Arc<DagBag>>,
+    _folder: tempfile::TempDir,
+}
+
+impl Harness {
+    async fn new(db: &Db, yaml: &str) -> Harness {
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("dag.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        let dag = Arc::new(
+            Dag::from_yaml(&path, yaml, &ValidationContext::default()).unwrap_or_else(|error| panic!("{error}")),
+        );
+        let mut bag = DagBag::default();
+        bag.dags.insert(dag.dag_id.clone(), Arc::clone(&dag));
+        weir::runtime::loader::record(db, &bag).await.unwrap();
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let settings = SchedulerSettings {
+            parallelism: 8,
+            pools: BTreeMap::from([("default".to_string(), 128)]),
+            logs_dir: folder.path().join("logs"),
+            kill_grace: Duration::from_millis(200),
+            max_log_bytes: 1024 * 1024,
+            owner: None,
+            variables: BTreeMap::new(),
+        };
+        let (bag_tx, bag_rx) = watch::channel(Arc::new(bag));
+        let scheduler = Scheduler::new(db.clone(), settings, bag_rx, LocalExecutor::new(events_tx));
+        Harness {
+            db: db.clone(),
+            scheduler,
+            events,
+            dag,
+            _bag: bag_tx,
+            _folder: folder,
+        }
+    }
+
+    async fn trigger(&self) -> DagRun {
+        let now = Utc::now();
+        let run = NewRun {
+            dag_id: self.dag.dag_id.clone(),
+            run_id: runs::generated_run_id(RunType::Manual, now),
+            run_type: RunType::Manual,
+            logical_date: now,
+            data_interval_start: now,
+            data_interval_end: now,
+            run_after: now,
+            conf: serde_json::json!({}),
+            owner: None,
+        };
+        let mut transaction = self.db.begin().await.unwrap();
+        let run = runs::insert(&mut transaction, &run, now).await.unwrap();
+        transaction.commit().await.unwrap();
+        run
+    }
+
+    async fn run_to_end(&mut self, run: &DagRun) -> RunState {
+        let driving = self.scheduler.drive_until_finished(run.pk, &mut self.events);
+        tokio::time::timeout(Duration::from_secs(60), driving)
+            .await
+            .expect("the run finishes within a minute")
+            .unwrap()
+    }
+
+    async fn instances(&self, run: &DagRun) -> BTreeMap<String, TaskInstance> {
+        let mut connection = self.db.acquire().await.unwrap();
+        task_instances::for_run(&mut connection, run.pk)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|ti| (ti.task_id.to_string(), ti))
+            .collect()
+    }
+
+    async fn states(&self, run: &DagRun) -> BTreeMap<String, TaskState> {
+        self.instances(run)
+            .await
+            .into_iter()
+            .map(|(task, ti)| (task, ti.state))
+            .collect()
+    }
+}
+
+fn states(pairs: &[(&str, TaskState)]) -> BTreeMap<String, TaskState> {
+    pairs.iter().map(|(task, state)| (task.to_string(), *state)).collect()
+}
+
+#[tokio::test]
+async fn a_flaky_task_is_retried_until_it_succeeds() {
+    for test_db in support::databases().await {
+        let mut harness = Harness::new(
+            &test_db.db,
+            r#"
+dag_id: flaky
+tasks:
+  flaky:
+    command: 'echo "try $WEIR_TRY_NUMBER"; [ "$WEIR_TRY_NUMBER" -ge 3 ]'
+    retries: 3
+    retry_delay: 0s
+"#,
+        )
+        .await;
+        let run = harness.trigger().await;
+        assert_eq!(harness.run_to_end(&run).await, RunState::Success, "{}", test_db.label);
+        let flaky = &harness.instances(&run).await["flaky"];
+        assert_eq!(
+            (flaky.state, flaky.try_number),
+            (TaskState::Success, 3),
+            "{}",
+            test_db.label
+        );
+        let mut connection = harness.db.acquire().await.unwrap();
+        let attempts = task_instances::attempts(&mut connection, run.pk, &TaskId::parse("flaky").unwrap())
+            .await
+            .unwrap();
+        let summary: Vec<(u32, TaskState, Option<i64>)> =
+            attempts.iter().map(|a| (a.try_number, a.state, a.exit_code)).collect();
+        assert_eq!(
+            summary,
+            [
+                (1, TaskState::Failed, Some(1)),
+                (2, TaskState::Failed, Some(1)),
+                (3, TaskState::Success, Some(0))
+            ],
+            "{}",
+            test_db.label
+        );
+        assert_eq!(
+            attempts[2].output.as_deref(),
+            Some("\"try 3\""),
+            "the last stdout line is the output"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_failure_propagates_upstream_failed_while_an_all_done_cleanup_still_runs() {
+    for test_db in support::databases().await {
+        let mut harness = Harness::new(
+            &test_db.db,
+            r#"
+dag_id: failing
+tasks:
+  extract: { command: "echo starting; exit 3" }
+  load: { command: "true", depends_on: [extract] }
+  report: { command: "true", depends_on: [load] }
+  cleanup: { command: "echo cleaning", depends_on: [load], trigger_rule: all_done }
+"#,
+        )
+        .await;
+        let run = harness.trigger().await;
+        assert_eq!(harness.run_to_end(&run).await, RunState::Failed, "{}", test_db.label);
+        assert_eq!(
+            harness.states(&run).await,
+            states(&[
+                ("cleanup", TaskState::Success),
+                ("extract", TaskState::Failed),
+                ("load", TaskState::UpstreamFailed),
+                ("report", TaskState::UpstreamFailed),
+            ]),
+            "{}",
+            test_db.label
+        );
+    }
+}
+
+#[tokio::test]
+async fn exit_code_99_skips_a_branch_and_none_failed_joins_it() {
+    for test_db in support::databases().await {
+        let mut harness = Harness::new(
+            &test_db.db,
+            r#"
+dag_id: branching
+tasks:
+  start: { command: "true" }
+  weekend_only: { command: "exit 99", depends_on: [start] }
+  weekend_report: { command: "true", depends_on: [weekend_only] }
+  daily_report: { command: "true", depends_on: [start] }
+  publish: { command: "true", depends_on: [weekend_report, daily_report], trigger_rule: none_failed }
+"#,
+        )
+        .await;
+        let run = harness.trigger().await;
+        assert_eq!(harness.run_to_end(&run).await, RunState::Success, "{}", test_db.label);
+        assert_eq!(
+            harness.states(&run).await,
+            states(&[
+                ("daily_report", TaskState::Success),
+                ("publish", TaskState::Success),
+                ("start", TaskState::Success),
+                ("weekend_only", TaskState::Skipped),
+                ("weekend_report", TaskState::Skipped),
+            ]),
+            "{}",
+            test_db.label
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_timed_out_task_fails_and_its_whole_process_tree_is_gone() {
+    for test_db in support::databases().await {
+        let mut harness = Harness::new(
+            &test_db.db,
+            r#"
+dag_id: slow
+tasks:
+  slow:
+    command: "sleep 300 & sleep 300"
+    timeout: 500ms
+"#,
+        )
+        .await;
+        let run = harness.trigger().await;
+        assert_eq!(harness.run_to_end(&run).await, RunState::Failed, "{}", test_db.label);
+        let slow = &harness.instances(&run).await["slow"];
+        assert_eq!(slow.state, TaskState::Failed);
+        let group = i32::try_from(slow.pid.expect("the attempt's pid is recorded")).unwrap();
+        support::wait_until("the timed-out process group is gone", Duration::from_secs(10), || {
+            support::live_processes_in_group(group).is_empty()
+        })
+        .await;
+        let mut connection = harness.db.acquire().await.unwrap();
+        let attempts = task_instances::attempts(&mut connection, run.pk, &TaskId::parse("slow").unwrap())
+            .await
+            .unwrap();
+        let error = attempts[0].error.clone().unwrap_or_default();
+        assert!(error.starts_with("timed out after 500ms"), "{}: {error}", test_db.label);
+    }
+}
+
+#[tokio::test]
+async fn a_template_that_cannot_render_fails_the_attempt_and_names_the_field() {
+    for test_db in support::databases().await {
+        let mut harness = Harness::new(
+            &test_db.db,
+            "dag_id: typo\ntasks:\n  t: { command: \"echo {{ params.regoin }}\" }\n",
+        )
+        .await;
+        let run = harness.trigger().await;
+        assert_eq!(harness.run_to_end(&run).await, RunState::Failed, "{}", test_db.label);
+        let mut connection = harness.db.acquire().await.unwrap();
+        let attempts = task_instances::attempts(&mut connection, run.pk, &TaskId::parse("t").unwrap())
+            .await
+            .unwrap();
+        let error = attempts[0].error.clone().unwrap_or_default();
+        assert!(
+            error.starts_with("cannot render `command`: undefined value"),
+            "{}: {error}",
+            test_db.label
+        );
+    }
+}
+
+#[tokio::test]
+async fn outputs_flow_downstream_and_rendered_fields_are_stored_with_secrets_masked() {
+    for test_db in support::databases().await {
+        let mut harness = Harness::new(
+            &test_db.db,
+            r#"
+dag_id: outputs
+tasks:
+  count:
+    command: 'echo "{\"rows\": 42}" > "$WEIR_OUTPUT"'
+  report:
+    command: 'echo "rows={{ tasks.count.output.rows }} token=$API_TOKEN"'
+    env: { API_TOKEN: "s3cr3t-value" }
+    depends_on: [count]
+"#,
+        )
+        .await;
+        let run = harness.trigger().await;
+        assert_eq!(harness.run_to_end(&run).await, RunState::Success, "{}", test_db.label);
+        let mut connection = harness.db.acquire().await.unwrap();
+        let attempts = task_instances::attempts(&mut connection, run.pk, &TaskId::parse("report").unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            attempts[0].output.as_deref(),
+            Some("\"rows=42 token=***\""),
+            "{}",
+            test_db.label
+        );
+        assert_eq!(attempts[0].rendered["env"]["API_TOKEN"], "***", "{}", test_db.label);
+        assert_eq!(attempts[0].rendered["command"], "echo \"rows=42 token=$API_TOKEN\"");
+    }
+}

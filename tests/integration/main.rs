@@ -1,0 +1,11 @@
+//! The one integration test binary: each module is a surface tested against real dependencies.
+
+// Helpers outside #[test] functions unwrap too: a failed set-up step should fail the test loudly.
+#![allow(clippy::unwrap_used)]
+
+mod cli;
+mod daemon;
+mod e2e;
+mod storage;
+mod support;
+mod tidy;

@@ -1,0 +1,116 @@
+//! Import errors, and the values the scheduler shares with other processes: the change
+//! counter and its heartbeat.
+
+use weir::storage::import_errors::{self, NewImportError};
+use weir::storage::{self, Db};
+
+use super::at;
+use crate::support::{TestDb, databases};
+
+#[tokio::test]
+async fn import_errors_are_replaced_as_a_whole_and_listed_by_place() {
+    let problem = |filename: &str, line: u32, column: u32, message: &str| NewImportError {
+        filename: filename.to_string(),
+        line,
+        column,
+        message: message.to_string(),
+    };
+    for TestDb { db, label, .. } in &databases().await {
+        let mut connection = db.acquire().await.expect(label);
+        let first_scan = at("2026-03-01T12:00:00.000001Z");
+        import_errors::replace_all(
+            &mut connection,
+            &[
+                problem("dags/b.yaml", 3, 5, "unknown task `x`"),
+                problem("dags/a.yaml", 9, 1, "cycle: a -> b -> a"),
+                problem("dags/a.yaml", 2, 7, "`every day` is not a schedule"),
+            ],
+            first_scan,
+        )
+        .await
+        .expect(label);
+        let listed = import_errors::list(&mut connection).await.expect(label);
+        let places: Vec<String> = listed
+            .iter()
+            .map(|error| format!("{}:{}:{}: {}", error.filename, error.line, error.column, error.message))
+            .collect();
+        assert_eq!(
+            places,
+            [
+                "dags/a.yaml:2:7: `every day` is not a schedule",
+                "dags/a.yaml:9:1: cycle: a -> b -> a",
+                "dags/b.yaml:3:5: unknown task `x`",
+            ],
+            "{label}"
+        );
+        assert!(
+            listed.iter().all(|error| error.timestamp == first_scan),
+            "{label}: {listed:?}"
+        );
+
+        let second_scan = at("2026-03-01T12:01:00Z");
+        import_errors::replace_all(
+            &mut connection,
+            &[problem("dags/c.yaml", 1, 1, "empty file")],
+            second_scan,
+        )
+        .await
+        .expect(label);
+        let listed = import_errors::list(&mut connection).await.expect(label);
+        assert_eq!(listed.len(), 1, "{label}: {listed:?}");
+        assert_eq!(
+            (listed[0].filename.as_str(), listed[0].timestamp),
+            ("dags/c.yaml", second_scan),
+            "{label}"
+        );
+
+        import_errors::replace_all(&mut connection, &[], second_scan)
+            .await
+            .expect(label);
+        assert!(
+            import_errors::list(&mut connection).await.expect(label).is_empty(),
+            "{label}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_change_signalled_by_another_process_bumps_the_change_sequence() {
+    for TestDb { db, url, label, .. } in &databases().await {
+        let mut scheduler = db.acquire().await.expect(label);
+        let before = storage::change_sequence(&mut scheduler).await.expect(label);
+
+        let cli = Db::connect(url).await.expect(label);
+        let mut transaction = cli.begin().await.expect(label);
+        storage::signal_change(&mut transaction).await.expect(label);
+        storage::signal_change(&mut transaction).await.expect(label);
+        transaction.commit().await.expect(label);
+        cli.close().await;
+
+        assert_eq!(
+            storage::change_sequence(&mut scheduler).await.expect(label),
+            before + 2,
+            "{label}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_scheduler_heartbeat_is_absent_until_recorded_then_round_trips() {
+    for TestDb { db, label, .. } in &databases().await {
+        let mut connection = db.acquire().await.expect(label);
+        assert_eq!(
+            storage::last_heartbeat(&mut connection).await.expect(label),
+            None,
+            "{label}"
+        );
+        for beat in [at("2026-03-01T12:00:00.000001Z"), at("2026-03-01T12:00:05.123456Z")] {
+            storage::record_heartbeat(&mut connection, beat).await.expect(label);
+            assert_eq!(
+                storage::last_heartbeat(&mut connection).await.expect(label),
+                Some(beat),
+                "{label}"
+            );
+        }
+    }
+}

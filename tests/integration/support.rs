@@ -1,0 +1,317 @@
+//! The shared harness: a fresh database per test (SQLite always, PostgreSQL when reachable and
+//! required under `CI=true`), DAGs from YAML, and tracing that stays silent unless `TEST_LOG` is set.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Once;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::postgres::PgConnection;
+use sqlx::{Connection, Row};
+use tokio::sync::OnceCell;
+use weir::domain::dag::Dag;
+use weir::domain::validate::ValidationContext;
+use weir::storage::{Db, redact};
+
+const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+/// Every database a test creates is named `weir_test_<pid>_<counter>_<nanos>`.
+const DATABASE_PREFIX: &str = "weir_test_";
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One fresh database and what keeps it alive: dropping it deletes the SQLite folder or drops
+/// the PostgreSQL database.
+pub struct TestDb {
+    pub db: Db,
+    pub url: String,
+    /// `sqlite` or `postgres`, for assertion messages.
+    pub label: &'static str,
+    _guard: Guard,
+}
+
+/// What removes a test database when dropped.
+#[allow(dead_code, reason = "the values are held only for their Drop")]
+enum Guard {
+    Sqlite(tempfile::TempDir),
+    Postgres(PostgresDatabase),
+}
+
+/// A database created for one test on the shared server, dropped (with `FORCE`, which ends the
+/// pool's connections) when this goes out of scope.
+struct PostgresDatabase {
+    server_url: String,
+    name: String,
+}
+
+impl Drop for PostgresDatabase {
+    fn drop(&mut self) {
+        let server_url = self.server_url.clone();
+        let name = self.name.clone();
+        // Drop cannot await, and the test's runtime may be the current-thread one we are on: a
+        // thread with its own small runtime does the work, and we wait for it so nothing is left
+        // behind when the test binary exits. Failing here only leaves a database for the next
+        // run's sweep, so errors are reported, never raised.
+        let dropper = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a current-thread runtime can always be built");
+            runtime.block_on(async {
+                if let Err(error) = drop_database(&server_url, &name).await {
+                    notice(&format!("note: could not drop test database {name}: {error}"));
+                }
+            });
+        });
+        let _ = dropper.join();
+    }
+}
+
+/// Fresh, migrated databases: SQLite, and PostgreSQL when it is reachable.
+pub async fn databases() -> Vec<TestDb> {
+    let test_dbs = unmigrated_databases().await;
+    for test_db in &test_dbs {
+        test_db
+            .db
+            .migrate()
+            .await
+            .unwrap_or_else(|error| panic!("{}: migrating a fresh database: {error}", test_db.label));
+    }
+    test_dbs
+}
+
+/// Fresh, empty databases (no schema at all): SQLite, and PostgreSQL when it is reachable.
+pub async fn unmigrated_databases() -> Vec<TestDb> {
+    init_tracing();
+    let mut test_dbs = vec![sqlite().await];
+    if let Some(server_url) = postgres_url().await {
+        test_dbs.push(postgres(server_url).await);
+    }
+    test_dbs
+}
+
+/// The PostgreSQL server's URL (`WEIR_TEST_POSTGRES_URL`, or the local default) once it is known
+/// to accept connections; `None` with a notice when it does not, unless `CI=true`, which makes an
+/// unreachable server a failure. Tests that need a database of their own should use
+/// [`databases`]; this is the server, shared by every test.
+pub async fn postgres_url() -> Option<String> {
+    static REACHABLE: OnceCell<Option<String>> = OnceCell::const_new();
+    REACHABLE.get_or_init(probe_postgres).await.clone()
+}
+
+/// A validated DAG from YAML, read as if from `dags/test.yaml`; panics with every problem found.
+pub fn dag(yaml: &str) -> Dag {
+    Dag::from_yaml(Path::new("dags/test.yaml"), yaml, &ValidationContext::default())
+        .unwrap_or_else(|error| panic!("the test DAG is invalid:\n{error}"))
+}
+
+/// Writes to the real stderr: the test harness captures `eprintln!`, and a notice that only shows
+/// when a test fails would be missed.
+fn notice(message: &str) {
+    let _ = writeln!(std::io::stderr(), "{message}");
+}
+
+fn init_tracing() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        if let Ok(filter) = std::env::var("TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
+async fn sqlite() -> TestDb {
+    let folder = tempfile::tempdir().expect("a temporary folder can be created");
+    let url = format!("sqlite://{}", folder.path().join("weir.db").display());
+    let db = Db::connect(&url)
+        .await
+        .unwrap_or_else(|error| panic!("sqlite: opening {url}: {error}"));
+    TestDb {
+        db,
+        url,
+        label: "sqlite",
+        _guard: Guard::Sqlite(folder),
+    }
+}
+
+async fn postgres(server_url: String) -> TestDb {
+    let name = unique_database_name();
+    let mut admin = admin_connection(&server_url)
+        .await
+        .unwrap_or_else(|error| panic!("postgres: connecting to {}: {error}", redact(&server_url)));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap_or_else(|error| panic!("postgres: creating database {name}: {error}"));
+    let _ = admin.close().await;
+    // From here on the guard drops the database, even if connecting to it fails.
+    let guard = PostgresDatabase {
+        server_url: server_url.clone(),
+        name,
+    };
+    let url = with_database(&server_url, &guard.name);
+    let db = Db::connect(&url)
+        .await
+        .unwrap_or_else(|error| panic!("postgres: opening {}: {error}", redact(&url)));
+    TestDb {
+        db,
+        url,
+        label: "postgres",
+        _guard: Guard::Postgres(guard),
+    }
+}
+
+async fn probe_postgres() -> Option<String> {
+    let server_url = std::env::var("WEIR_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_string());
+    match admin_connection(&server_url).await {
+        Ok(mut admin) => {
+            sweep_leftovers(&mut admin).await;
+            let _ = admin.close().await;
+            Some(server_url)
+        }
+        Err(error) => {
+            let reason = format!("cannot connect to {}: {error}", redact(&server_url));
+            if std::env::var("CI").is_ok_and(|value| value == "true") {
+                panic!("PostgreSQL is required under CI=true: {reason} (start it, or set WEIR_TEST_POSTGRES_URL)");
+            }
+            notice(&format!("note: PostgreSQL tests skipped, only SQLite runs: {reason}"));
+            None
+        }
+    }
+}
+
+async fn admin_connection(server_url: &str) -> Result<PgConnection, String> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect(server_url)).await {
+        Ok(Ok(connection)) => Ok(connection),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!("no answer within {CONNECT_TIMEOUT:?}")),
+    }
+}
+
+async fn drop_database(server_url: &str, name: &str) -> Result<(), String> {
+    let mut admin = admin_connection(server_url).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    .map_err(|error| error.to_string())?;
+    let _ = admin.close().await;
+    Ok(())
+}
+
+/// Drops databases left by test processes that died before their guards ran (killed, aborted).
+/// A database whose process is still alive belongs to a concurrent test run and is kept.
+async fn sweep_leftovers(admin: &mut PgConnection) {
+    let names: Vec<String> = match sqlx::query("SELECT datname FROM pg_database")
+        .fetch_all(&mut *admin)
+        .await
+    {
+        Ok(rows) => rows.iter().filter_map(|row| row.try_get::<String, _>(0).ok()).collect(),
+        Err(_) => return,
+    };
+    for name in names {
+        let Some(pid) = name
+            .strip_prefix(DATABASE_PREFIX)
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut *admin)
+        .await;
+    }
+}
+
+fn unique_database_name() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos());
+    format!(
+        "{DATABASE_PREFIX}{}_{}_{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The server URL with its database path replaced by `name`, query string kept.
+fn with_database(server_url: &str, name: &str) -> String {
+    let (base, query) = match server_url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (server_url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |position| position + 3);
+    let authority_end = base[authority_start..]
+        .find('/')
+        .map_or(base.len(), |position| authority_start + position);
+    let mut url = format!("{}/{name}", &base[..authority_end]);
+    if let Some(query) = query {
+        url.push('?');
+        url.push_str(query);
+    }
+    url
+}
+
+/// Polls `condition` until it holds, failing the test with `what` after `deadline`. For waiting on
+/// another process or thread; never a fixed sleep standing in for synchronisation.
+pub async fn wait_until(what: &str, deadline: Duration, mut condition: impl FnMut() -> bool) {
+    let give_up = tokio::time::Instant::now() + deadline;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "timed out after {deadline:?} waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// [`wait_until`] for conditions that query the database.
+pub async fn wait_until_async<F, Fut>(what: &str, deadline: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let give_up = tokio::time::Instant::now() + deadline;
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "timed out after {deadline:?} waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Processes of process group `group` that are still running (zombies left for init to reap do
+/// not count: this machine's init does not reap them).
+pub fn live_processes_in_group(group: i32) -> Vec<i32> {
+    let mut live = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return live;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // Fields after the parenthesised command name: state, ppid, pgrp, ...
+        let Some(after_name) = stat.rfind(')').map(|end| &stat[end + 2..]) else {
+            continue;
+        };
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        if fields.len() > 2 && fields[0] != "Z" && fields[2].parse::<i32>().ok() == Some(group) {
+            live.push(pid);
+        }
+    }
+    live
+}
