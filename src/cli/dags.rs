@@ -14,14 +14,15 @@ use tokio::sync::{mpsc, watch};
 use super::output::{self, OutputFormat};
 use super::{App, CliError, CliResult, parse_time_arg};
 use crate::domain::dag::Dag;
-use crate::domain::ids::{DagId, RunId};
-use crate::domain::state::{RunState, RunType};
+use crate::domain::ids::DagId;
+use crate::domain::state::RunState;
 use crate::runtime::attempt::variables_from_env;
 use crate::runtime::executor::LocalExecutor;
 use crate::runtime::loader::{self, DagBag};
+use crate::runtime::operations;
 use crate::runtime::scheduler::{Scheduler, SchedulerSettings};
-use crate::storage::runs::{self, DagRun, NewRun};
-use crate::storage::{self, Db, StorageError};
+use crate::storage::runs;
+use crate::storage::{self, Db};
 
 #[derive(Debug, Subcommand)]
 pub enum DagsCommand {
@@ -339,62 +340,13 @@ fn next_runs(app: &App, dag_id: &str, n: usize, after: Option<&str>, output: Out
     Ok(ExitCode::SUCCESS)
 }
 
-/// Builds a manual run of `dag` (§3.3): conf checked against params, data interval from the
-/// schedule.
-pub fn manual_run(
-    dag: &Dag,
-    conf: Option<&str>,
-    logical_date: Option<DateTime<Utc>>,
-    run_id: Option<&str>,
-    owner: Option<String>,
-) -> anyhow::Result<NewRun> {
-    let conf: Value = match conf {
-        Some(text) => {
-            serde_json::from_str(text).map_err(|error| CliError::Usage(format!("--conf is not valid JSON: {error}")))?
-        }
-        None => Value::Null,
-    };
-    let conf = dag
-        .params
-        .resolve(&conf)
-        .map_err(|error| CliError::Failed(error.to_string()))?;
-    // Stored times have microsecond precision; the run id must match the stored logical date.
-    let logical_date = logical_date.unwrap_or_else(Utc::now);
-    let logical_date = DateTime::from_timestamp_micros(logical_date.timestamp_micros()).unwrap_or(logical_date);
-    let run_id = match run_id {
-        Some(run_id) => RunId::parse(run_id).map_err(|error| CliError::Usage(error.to_string()))?,
-        None => runs::generated_run_id(RunType::Manual, logical_date),
-    };
-    let interval = dag.timetable.manual_interval(logical_date);
-    Ok(NewRun {
-        dag_id: dag.dag_id.clone(),
-        run_id,
-        run_type: RunType::Manual,
-        logical_date,
-        data_interval_start: interval.start,
-        data_interval_end: interval.end,
-        run_after: logical_date,
-        conf: Value::Object(conf),
-        owner,
-    })
-}
-
-/// Inserts a run, recording the DAG row if the daemon never has, and tells a running scheduler.
-pub async fn insert_run(db: &Db, dag: &Dag, run: &NewRun) -> anyhow::Result<DagRun> {
-    let now = Utc::now();
-    let mut transaction = db.begin().await?;
-    if storage::dags::get(&mut transaction, &dag.dag_id).await?.is_none() {
-        storage::dags::upsert(&mut transaction, dag, now).await?;
+/// Reads `--conf` (usage error when it is not JSON).
+fn parse_conf(conf: Option<&str>) -> anyhow::Result<Value> {
+    match conf {
+        Some(text) => Ok(serde_json::from_str(text)
+            .map_err(|error| CliError::Usage(format!("--conf is not valid JSON: {error}")))?),
+        None => Ok(Value::Null),
     }
-    let inserted = runs::insert(&mut transaction, run, now)
-        .await
-        .map_err(|error| match error {
-            StorageError::Conflict(message) => anyhow::Error::new(CliError::Failed(message)),
-            other => other.into(),
-        })?;
-    storage::signal_change(&mut transaction).await?;
-    transaction.commit().await?;
-    Ok(inserted)
 }
 
 async fn trigger(
@@ -409,9 +361,9 @@ async fn trigger(
     let logical_date = logical_date
         .map(|text| parse_time_arg(text, dag.timetable.timezone))
         .transpose()?;
-    let new_run = manual_run(&dag, conf, logical_date, run_id, None)?;
+    let new_run = operations::manual_run(&dag, &parse_conf(conf)?, logical_date, run_id, None)?;
     let db = app.db(false).await?;
-    let run = insert_run(&db, &dag, &new_run).await?;
+    let run = operations::trigger(&db, &dag, &new_run).await?;
     println!(
         "created run {} of {} (logical date {})",
         run.run_id,
@@ -442,13 +394,7 @@ async fn trigger(
 async fn set_paused(app: &App, dag_id: &str, paused: bool) -> CliResult {
     let dag = app.dag(dag_id)?;
     let db = app.db(false).await?;
-    let mut transaction = db.begin().await?;
-    if storage::dags::get(&mut transaction, &dag.dag_id).await?.is_none() {
-        storage::dags::upsert(&mut transaction, &dag, Utc::now()).await?;
-    }
-    storage::dags::set_paused(&mut transaction, &dag.dag_id, paused).await?;
-    storage::signal_change(&mut transaction).await?;
-    transaction.commit().await?;
+    operations::set_paused(&db, &dag, paused).await?;
     println!("{} is {}", dag.dag_id, if paused { "paused" } else { "unpaused" });
     Ok(ExitCode::SUCCESS)
 }
@@ -460,9 +406,9 @@ async fn test(app: &App, dag_id: &str, logical_date: Option<&str>) -> CliResult 
         .map(|text| parse_time_arg(text, dag.timetable.timezone))
         .transpose()?;
     let owner = format!("test:{}:{}", std::process::id(), Utc::now().timestamp_micros());
-    let new_run = manual_run(&dag, None, logical_date, None, Some(owner.clone()))?;
+    let new_run = operations::manual_run(&dag, &Value::Null, logical_date, None, Some(owner.clone()))?;
     let db = app.db(false).await?;
-    let run = insert_run(&db, &dag, &new_run).await?;
+    let run = operations::trigger(&db, &dag, &new_run).await?;
     println!("testing {} run {}", dag.dag_id, run.run_id);
     let state = drive_run(app, &db, single_dag_bag(&dag), owner, run.pk).await?;
     super::tasks::print_states(&db, &run, OutputFormat::Table).await?;

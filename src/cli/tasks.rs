@@ -1,6 +1,6 @@
 //! `weir tasks ...`: test, render, states, logs, why, clear, mark.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -14,12 +14,13 @@ use super::output::{self, OutputFormat};
 use super::runs::{find_run, parse_ids};
 use super::{App, CliError, CliResult, parse_time_arg};
 use crate::domain::dag::{Dag, Operator};
-use crate::domain::ids::TaskId;
+use crate::domain::ids::{RunId, TaskId};
 use crate::domain::planner::{self, Candidate, Capacity, RunSnapshot};
 use crate::domain::state::{RunState, RunType, TaskState};
 use crate::runtime::attempt::{self, attempt_env, log_path, render_fields, template_context, variables_from_env};
+use crate::runtime::operations::{self, ClearRequest};
 use crate::runtime::process::{ExitReason, ShellAttempt, run_shell};
-use crate::storage::runs::{self, DagRun, RunFilter};
+use crate::storage::runs::{self, DagRun};
 use crate::storage::task_instances;
 use crate::storage::{self, Db};
 
@@ -470,72 +471,35 @@ struct ClearSelection {
 
 async fn clear(app: &App, dag_id: &str, selection: &ClearSelection, dry_run: bool, yes: bool) -> CliResult {
     let dag = app.dag(dag_id)?;
-    let pattern = selection
-        .task
-        .as_deref()
-        .map(regex::Regex::new)
-        .transpose()
-        .map_err(|error| CliError::Usage(format!("--task is not a valid regular expression: {error}")))?;
-    let mut roots: Vec<TaskId> = dag
-        .tasks
-        .iter()
-        .filter(|task| {
-            pattern
-                .as_ref()
-                .is_none_or(|pattern| pattern.is_match(task.task_id.as_str()))
-        })
-        .map(|task| task.task_id.clone())
-        .collect();
-    if selection.downstream {
-        roots = dag.with_downstream(&roots);
-    }
     let timezone = dag.timetable.timezone;
-    let from = selection
-        .from
-        .as_deref()
-        .map(|text| parse_time_arg(text, timezone))
-        .transpose()?;
-    let to = selection
-        .to
-        .as_deref()
-        .map(|text| parse_time_arg(text, timezone))
-        .transpose()?;
-    let db = app.db(false).await?;
-    let mut connection = db.acquire().await?;
-    let selected_runs: Vec<DagRun> = match &selection.run {
-        Some(run_id) => {
-            let (dag_id, run_id) = parse_ids(dag.dag_id.as_str(), run_id)?;
-            vec![find_run(&mut connection, &dag_id, &run_id).await?]
-        }
-        None => {
-            let filter = RunFilter {
-                dag_id: Some(dag.dag_id.clone()),
-                ..RunFilter::default()
-            };
-            runs::list(&mut connection, &filter)
-                .await?
-                .into_iter()
-                .filter(|run| {
-                    from.is_none_or(|from| run.logical_date >= from) && to.is_none_or(|to| run.logical_date <= to)
-                })
-                .collect()
-        }
+    let request = ClearRequest {
+        run_id: selection
+            .run
+            .as_deref()
+            .map(RunId::parse)
+            .transpose()
+            .map_err(|error| CliError::Usage(error.to_string()))?,
+        from: selection
+            .from
+            .as_deref()
+            .map(|text| parse_time_arg(text, timezone))
+            .transpose()?,
+        to: selection
+            .to
+            .as_deref()
+            .map(|text| parse_time_arg(text, timezone))
+            .transpose()?,
+        task_pattern: selection
+            .task
+            .as_deref()
+            .map(regex::Regex::new)
+            .transpose()
+            .map_err(|error| CliError::Usage(format!("--task is not a valid regular expression: {error}")))?,
+        include_downstream: selection.downstream,
+        only_failed: selection.only_failed,
     };
-    let mut plan: BTreeMap<i64, (DagRun, Vec<TaskId>)> = BTreeMap::new();
-    for run in selected_runs {
-        let instances = task_instances::for_run(&mut connection, run.pk).await?;
-        let chosen: Vec<TaskId> = instances
-            .into_iter()
-            .filter(|ti| roots.contains(&ti.task_id))
-            .filter(|ti| !selection.only_failed || matches!(ti.state, TaskState::Failed | TaskState::UpstreamFailed))
-            .filter(|ti| !ti.state.is_active())
-            .map(|ti| ti.task_id)
-            .collect();
-        if !chosen.is_empty() {
-            plan.insert(run.pk, (run, chosen));
-        }
-    }
-    drop(connection);
+    let db = app.db(false).await?;
+    let plan = operations::plan_clear(&db, &dag, &request).await?;
     let total: usize = plan.values().map(|(_, tasks)| tasks.len()).sum();
     for (run, tasks) in plan.values() {
         let names: Vec<&str> = tasks.iter().map(|task| task.as_str()).collect();
@@ -564,20 +528,8 @@ async fn clear(app: &App, dag_id: &str, selection: &ClearSelection, dry_run: boo
             return Ok(ExitCode::from(1));
         }
     }
-    let now = Utc::now();
-    let mut transaction = db.begin().await?;
-    for (run, tasks) in plan.values() {
-        for task_id in tasks {
-            let retries = dag.task(task_id.as_str()).map_or(0, |task| task.retry.retries);
-            task_instances::clear(&mut transaction, run.pk, task_id, retries).await?;
-        }
-        if run.state.is_finished() {
-            runs::set_state(&mut transaction, run.pk, RunState::Queued, now).await?;
-        }
-    }
-    storage::signal_change(&mut transaction).await?;
-    transaction.commit().await?;
-    println!("cleared {total} task instance(s)");
+    let cleared = operations::apply_clear(&db, &dag, &plan).await?;
+    println!("cleared {cleared} task instance(s)");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -585,17 +537,11 @@ async fn mark(app: &App, dag_id: &str, run_id: &str, task_id: &str, state: MarkS
     let (dag_id, run_id) = parse_ids(dag_id, run_id)?;
     let task_id = TaskId::parse(task_id).map_err(|error| CliError::Usage(error.to_string()))?;
     let db = app.db(false).await?;
-    let mut transaction = db.begin().await?;
-    let run = find_run(&mut transaction, &dag_id, &run_id).await?;
     let state = match state {
         MarkState::Success => TaskState::Success,
         MarkState::Failed => TaskState::Failed,
     };
-    if !task_instances::mark(&mut transaction, run.pk, &task_id, state, Utc::now()).await? {
-        return Err(CliError::Failed(format!("run `{run_id}` has no task instance `{task_id}`")).into());
-    }
-    storage::signal_change(&mut transaction).await?;
-    transaction.commit().await?;
+    operations::mark_task(&db, &dag_id, &run_id, &task_id, state).await?;
     println!("{dag_id} {run_id} {task_id} marked {state}");
     Ok(ExitCode::SUCCESS)
 }

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::dag::{Dag, Task};
 use super::ids::TaskId;
+use super::schedule::{PlannedRun, Timetable};
 use super::state::{RunState, TaskState};
 use super::trigger_rule::{UpstreamCounts, Verdict};
 
@@ -353,6 +354,43 @@ pub fn runs_to_start(queued_oldest_first: &[i64], running: u32, max_active_runs:
     queued_oldest_first.iter().copied().take(free).collect()
 }
 
+/// The scheduled runs a DAG's timetable asks for at `now` (§3.1, §3.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduledRunsPlan {
+    /// Runs to create now, oldest first.
+    pub create: Vec<PlannedRun>,
+    /// The next run after those, created later: when its `run_after` comes (if `run_after > now`)
+    /// or when an active run finishes (if `max_active_runs` holds it back).
+    pub next: Option<PlannedRun>,
+}
+
+/// Decides which scheduled runs to create: every due interval after `last` (the newest scheduled
+/// logical date) with catchup, only the newest due one without, and never more than
+/// `max_active_runs` active at once.
+pub fn plan_scheduled_runs(
+    timetable: &Timetable,
+    catchup: bool,
+    last: Option<DateTime<Utc>>,
+    active_runs: u32,
+    max_active_runs: u32,
+    now: DateTime<Utc>,
+) -> ScheduledRunsPlan {
+    let mut create = Vec::new();
+    let mut last = last;
+    while let Some(planned) = timetable.next_to_create(last, catchup, now) {
+        let active = active_runs.saturating_add(u32::try_from(create.len()).unwrap_or(u32::MAX));
+        if planned.run_after > now || active >= max_active_runs {
+            return ScheduledRunsPlan {
+                create,
+                next: Some(planned),
+            };
+        }
+        last = Some(planned.logical_date);
+        create.push(planned);
+    }
+    ScheduledRunsPlan { create, next: None }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -653,5 +691,80 @@ tasks:
         assert_eq!(runs_to_start(&[11, 12, 13], 1, 2), [11]);
         assert_eq!(runs_to_start(&[11, 12, 13], 2, 2), Vec::<i64>::new());
         assert_eq!(runs_to_start(&[11], 5, 2), Vec::<i64>::new());
+    }
+
+    fn hourly(start: &str, end: Option<&str>) -> Timetable {
+        Timetable {
+            schedule: crate::domain::schedule::Schedule::parse("@hourly", true).unwrap(),
+            timezone: chrono_tz::Tz::UTC,
+            start_date: Some(at(start)),
+            end_date: end.map(at),
+        }
+    }
+
+    fn logical_dates(plan: &ScheduledRunsPlan) -> Vec<String> {
+        plan.create
+            .iter()
+            .map(|run| run.logical_date.format("%H:%M").to_string())
+            .collect()
+    }
+
+    #[test]
+    fn scheduled_run_creation_follows_catchup_max_active_runs_and_end_date() {
+        let now = at("2026-03-01T05:30:00Z");
+        let timetable = hourly("2026-03-01T00:00:00Z", None);
+        // (catchup, last created, active runs, max_active_runs) -> runs created, next logical date
+        type Case = (
+            bool,
+            Option<&'static str>,
+            u32,
+            u32,
+            &'static [&'static str],
+            Option<&'static str>,
+        );
+        let table: &[Case] = &[
+            (
+                true,
+                None,
+                0,
+                16,
+                &["00:00", "01:00", "02:00", "03:00", "04:00"],
+                Some("05:00"),
+            ),
+            (true, None, 0, 2, &["00:00", "01:00"], Some("02:00")),
+            (true, None, 1, 2, &["00:00"], Some("01:00")),
+            (true, None, 2, 2, &[], Some("00:00")),
+            (false, None, 0, 16, &["04:00"], Some("05:00")),
+            // A daemon back after being down since the 01:00 run: with catchup every missed
+            // interval gets its run, oldest first, and nothing is repeated.
+            (
+                true,
+                Some("2026-03-01T01:00:00Z"),
+                0,
+                16,
+                &["02:00", "03:00", "04:00"],
+                Some("05:00"),
+            ),
+            (false, Some("2026-03-01T01:00:00Z"), 0, 16, &["04:00"], Some("05:00")),
+            (false, Some("2026-03-01T04:00:00Z"), 0, 16, &[], Some("05:00")),
+        ];
+        for (catchup, last, active, max, expected, next) in table {
+            let plan = plan_scheduled_runs(&timetable, *catchup, last.map(at), *active, *max, now);
+            assert_eq!(
+                logical_dates(&plan),
+                *expected,
+                "catchup {catchup}, last {last:?}, {active} of {max} active"
+            );
+            let next_logical = plan.next.map(|run| run.logical_date.format("%H:%M").to_string());
+            assert_eq!(next_logical.as_deref(), *next, "catchup {catchup}, last {last:?}");
+        }
+        let ended = hourly("2026-03-01T00:00:00Z", Some("2026-03-01T02:00:00Z"));
+        let plan = plan_scheduled_runs(&ended, true, None, 0, 16, now);
+        assert_eq!(
+            logical_dates(&plan),
+            ["00:00", "01:00", "02:00"],
+            "the interval starting at end_date is the last"
+        );
+        assert_eq!(plan.next, None);
     }
 }

@@ -5,5 +5,6 @@ pub mod attempt;
 pub mod executor;
 pub mod loader;
 pub mod masking;
+pub mod operations;
 pub mod process;
 pub mod scheduler;

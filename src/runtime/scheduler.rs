@@ -19,6 +19,7 @@ use super::executor::{AttemptKey, AttemptRequest, AttemptResult, Executor, Execu
 use super::loader::DagBag;
 use super::process::{ShellAttempt, kill_processes_with_env};
 use crate::domain::dag::{Dag, Operator};
+use crate::domain::ids::DagId;
 use crate::domain::planner::{self, Candidate, Capacity, Decision, RunSnapshot};
 use crate::domain::state::{RunState, RunType, TaskState};
 use crate::storage::runs::{self, DagRun, NewRun, RunFilter};
@@ -58,6 +59,9 @@ pub struct Scheduler {
     dags: watch::Receiver<Arc<DagBag>>,
     executor: Arc<dyn Executor>,
     hostname: String,
+    /// Per DAG, the time before which its timetable has nothing to create: lets a step skip the
+    /// database for DAGs that are not due. Cleared whenever DAGs or recorded state change.
+    not_due: std::sync::Mutex<HashMap<DagId, DateTime<Utc>>>,
 }
 
 fn earliest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
@@ -84,6 +88,24 @@ impl Scheduler {
             dags,
             executor,
             hostname,
+            not_due: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn not_due_before(&self, dag_id: &DagId) -> Option<DateTime<Utc>> {
+        self.not_due.lock().ok().and_then(|memo| memo.get(dag_id).copied())
+    }
+
+    fn remember_not_due_before(&self, dag_id: &DagId, due: DateTime<Utc>) {
+        if let Ok(mut memo) = self.not_due.lock() {
+            memo.insert(dag_id.clone(), due);
+        }
+    }
+
+    /// Forgets what is known about schedules; the next step looks at every DAG again.
+    pub fn forget_schedule_memo(&self) {
+        if let Ok(mut memo) = self.not_due.lock() {
+            memo.clear();
         }
     }
 
@@ -139,20 +161,24 @@ impl Scheduler {
             if record.is_paused {
                 continue;
             }
+            if let Some(due) = self.not_due_before(&dag.dag_id)
+                && due > now
+            {
+                outcome.next_wake = earliest(outcome.next_wake, Some(due));
+                continue;
+            }
             let mut transaction = self.db.begin().await?;
-            let mut last = runs::latest_scheduled_logical_date(&mut transaction, &dag.dag_id).await?;
-            let mut next_planned = None;
-            while let Some(planned) = dag.timetable.next_to_create(last, dag.catchup, now) {
-                next_planned = Some(planned);
-                if planned.run_after > now {
-                    outcome.next_wake = earliest(outcome.next_wake, Some(planned.run_after));
-                    break;
-                }
-                let (queued, running) = runs::count_active(&mut transaction, &dag.dag_id).await?;
-                if queued + running >= dag.max_active_runs {
-                    // A run finishing wakes the loop; nothing to wait for in time.
-                    break;
-                }
+            let last = runs::latest_scheduled_logical_date(&mut transaction, &dag.dag_id).await?;
+            let (queued, running) = runs::count_active(&mut transaction, &dag.dag_id).await?;
+            let plan = planner::plan_scheduled_runs(
+                &dag.timetable,
+                dag.catchup,
+                last,
+                queued + running,
+                dag.max_active_runs,
+                now,
+            );
+            for planned in &plan.create {
                 let new_run = NewRun {
                     dag_id: dag.dag_id.clone(),
                     run_id: runs::generated_run_id(RunType::Scheduled, planned.logical_date),
@@ -167,15 +193,20 @@ impl Scheduler {
                 let run = runs::insert(&mut transaction, &new_run, now).await?;
                 tracing::info!(dag_id = %dag.dag_id, run_id = %run.run_id, "created scheduled run");
                 outcome.runs_created += 1;
-                last = Some(planned.logical_date);
-                next_planned = None;
             }
-            let next_planned = next_planned.or_else(|| dag.timetable.next_to_create(last, dag.catchup, now));
-            let (logical, run_after) = next_planned.map_or((None, None), |p| (Some(p.logical_date), Some(p.run_after)));
+            let (logical, run_after) = plan
+                .next
+                .map_or((None, None), |p| (Some(p.logical_date), Some(p.run_after)));
             if record.next_dagrun_logical_date != logical || record.next_dagrun_run_after != run_after {
                 storage::dags::set_next_run(&mut transaction, &dag.dag_id, logical, run_after).await?;
             }
             transaction.commit().await?;
+            // Held back by time, not by max_active_runs: nothing to do for this DAG until then,
+            // unless its file, its pause flag or its runs change (which clears the memo).
+            if let Some(next) = plan.next.filter(|next| next.run_after > now) {
+                outcome.next_wake = earliest(outcome.next_wake, Some(next.run_after));
+                self.remember_not_due_before(&dag.dag_id, next.run_after);
+            }
         }
         Ok(())
     }
@@ -234,27 +265,20 @@ impl Scheduler {
             let Some(dag) = bag.get(&run.dag_id) else {
                 continue;
             };
-            let mut transaction = self.db.begin().await?;
-            let instances = task_instances::for_run(&mut transaction, run.pk).await?;
-            let mut snapshot = RunSnapshot {
-                tasks: instances
-                    .iter()
-                    .map(|ti| (ti.task_id.clone(), ti.planner_view()))
-                    .collect(),
-                previous_run: None,
-            };
-            if dag.tasks.iter().any(|task| task.depends_on_past)
-                && let Some(previous) = runs::previous(&mut transaction, &run).await?
-            {
-                let previous_states = task_instances::for_run(&mut transaction, previous.pk).await?;
-                snapshot.previous_run = Some(previous_states.into_iter().map(|ti| (ti.task_id, ti.state)).collect());
-            }
+            // Most runs have nothing to do at a given step: decide that from a plain read, and
+            // take the write lock only when there is something to write.
+            let mut connection = self.db.acquire().await?;
+            let snapshot = run_snapshot(&mut connection, dag, &run).await?;
+            drop(connection);
             let plan = planner::plan_run(dag, &snapshot, now);
             outcome.next_wake = earliest(outcome.next_wake, plan.wake_at);
             if plan.decisions.is_empty() {
-                transaction.rollback().await?;
                 continue;
             }
+            let mut transaction = self.db.begin().await?;
+            // Re-read inside the transaction: a clear or a mark from the CLI may have landed since.
+            let snapshot = run_snapshot(&mut transaction, dag, &run).await?;
+            let plan = planner::plan_run(dag, &snapshot, now);
             for decision in &plan.decisions {
                 match decision {
                     Decision::Create(task_id) => {
@@ -294,7 +318,7 @@ impl Scheduler {
                         .await?;
                     }
                     Decision::FinishRun(state) => {
-                        runs::set_state(&mut transaction, run.pk, *state, now).await?;
+                        runs::finish(&mut transaction, run.pk, *state, now).await?;
                         tracing::info!(dag_id = %run.dag_id, run_id = %run.run_id, state = %state, "run finished");
                         outcome.runs_finished += 1;
                     }
@@ -616,13 +640,17 @@ impl Scheduler {
                     }
                     step_needed = true;
                 }
-                Ok(()) = self.dags.changed() => step_needed = true,
+                Ok(()) = self.dags.changed() => {
+                    self.forget_schedule_memo();
+                    step_needed = true;
+                }
                 _ = tokio::time::sleep(sleep_for) => step_needed = true,
                 _ = change_poll.tick() => {
                     let mut connection = self.db.acquire().await?;
                     let current = storage::change_sequence(&mut connection).await?;
                     if current != seen_change {
                         seen_change = current;
+                        self.forget_schedule_memo();
                         step_needed = true;
                     }
                     if last_heartbeat.elapsed() >= Duration::from_secs(10) {
@@ -641,6 +669,26 @@ impl Scheduler {
         }
         Ok(())
     }
+}
+
+/// What the planner needs about one run: its task instances, and the previous run's states when
+/// a task depends on the past.
+async fn run_snapshot(connection: &mut sqlx::AnyConnection, dag: &Dag, run: &DagRun) -> anyhow::Result<RunSnapshot> {
+    let instances = task_instances::for_run(connection, run.pk).await?;
+    let mut snapshot = RunSnapshot {
+        tasks: instances
+            .iter()
+            .map(|ti| (ti.task_id.clone(), ti.planner_view()))
+            .collect(),
+        previous_run: None,
+    };
+    if dag.tasks.iter().any(|task| task.depends_on_past)
+        && let Some(previous) = runs::previous(connection, run).await?
+    {
+        let previous_states = task_instances::for_run(connection, previous.pk).await?;
+        snapshot.previous_run = Some(previous_states.into_iter().map(|ti| (ti.task_id, ti.state)).collect());
+    }
+    Ok(snapshot)
 }
 
 /// The recorded end of an attempt: retried while `try_number < max_tries` (§3.5).

@@ -279,6 +279,23 @@ pub async fn set_state(
     Ok(())
 }
 
+/// running → success/failed, only if the run is still running (a concurrent clear or mark wins).
+pub async fn finish(
+    connection: &mut AnyConnection,
+    pk: i64,
+    state: RunState,
+    now: DateTime<Utc>,
+) -> Result<bool, StorageError> {
+    let changed = sqlx::query("UPDATE dag_run SET state = $2, end_date = $3 WHERE id = $1 AND state = 'running'")
+        .bind(pk)
+        .bind(state.as_str())
+        .bind(micros(now))
+        .execute(connection)
+        .await?
+        .rows_affected();
+    Ok(changed > 0)
+}
+
 /// How many runs of a DAG are queued or running (counts against `max_active_runs`).
 pub async fn count_active(connection: &mut AnyConnection, dag_id: &DagId) -> Result<(u32, u32), StorageError> {
     let rows = sqlx::query(

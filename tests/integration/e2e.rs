@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DurationRound, Utc};
 use tokio::sync::{mpsc, watch};
 use weir::domain::dag::Dag;
 use weir::domain::ids::TaskId;
@@ -311,5 +311,220 @@ tasks:
         );
         assert_eq!(attempts[0].rendered["env"]["API_TOKEN"], "***", "{}", test_db.label);
         assert_eq!(attempts[0].rendered["command"], "echo \"rows=42 token=$API_TOKEN\"");
+    }
+}
+
+async fn all_runs(db: &Db, dag: &Dag) -> Vec<DagRun> {
+    let mut connection = db.acquire().await.unwrap();
+    let filter = weir::storage::runs::RunFilter {
+        dag_id: Some(dag.dag_id.clone()),
+        ..Default::default()
+    };
+    runs::list(&mut connection, &filter).await.unwrap()
+}
+
+#[tokio::test]
+async fn catchup_creates_missed_runs_oldest_first_within_max_active_runs_and_a_restart_repeats_none() {
+    for test_db in support::databases().await {
+        let now = Utc::now();
+        let start = now.duration_trunc(chrono::TimeDelta::hours(1)).unwrap() - chrono::TimeDelta::hours(5);
+        let yaml = format!(
+            "dag_id: hourly\nschedule: '@hourly'\nstart_date: '{}'\ncatchup: true\nmax_active_runs: 2\ntasks:\n  t: {{ command: 'true' }}\n",
+            start.to_rfc3339()
+        );
+        let mut harness = Harness::new(&test_db.db, &yaml).await;
+        let first = harness.scheduler.tick(now).await.unwrap();
+        assert_eq!(first.runs_created, 2, "{}: held back by max_active_runs", test_db.label);
+        let created: Vec<_> = all_runs(&harness.db, &harness.dag)
+            .await
+            .iter()
+            .map(|run| run.logical_date)
+            .collect();
+        assert_eq!(
+            created,
+            [start, start + chrono::TimeDelta::hours(1)],
+            "{}: oldest first",
+            test_db.label
+        );
+
+        // Drive until every due interval has a finished run.
+        for _ in 0..20 {
+            let runs = all_runs(&harness.db, &harness.dag).await;
+            if runs.len() == 5 && runs.iter().all(|run| run.state.is_finished()) {
+                break;
+            }
+            let unfinished = runs.iter().find(|run| !run.state.is_finished()).cloned();
+            match unfinished {
+                Some(run) if run.state == RunState::Running => {
+                    harness.run_to_end(&run).await;
+                }
+                _ => {
+                    harness.scheduler.tick(Utc::now()).await.unwrap();
+                }
+            }
+        }
+        let runs = all_runs(&harness.db, &harness.dag).await;
+        let dates: Vec<_> = runs.iter().map(|run| run.logical_date).collect();
+        let expected: Vec<_> = (0..5).map(|hour| start + chrono::TimeDelta::hours(hour)).collect();
+        assert_eq!(dates, expected, "{}: every missed interval once", test_db.label);
+        assert!(
+            runs.iter()
+                .all(|run| run.state == RunState::Success && run.run_type == RunType::Scheduled)
+        );
+
+        // A scheduler that comes back three hours later catches up on exactly those hours.
+        let later = now + chrono::TimeDelta::hours(3);
+        let mut created_later = 0;
+        for _ in 0..3 {
+            created_later += harness.scheduler.tick(later).await.unwrap().runs_created;
+            for run in all_runs(&harness.db, &harness.dag)
+                .await
+                .into_iter()
+                .filter(|run| !run.state.is_finished())
+            {
+                harness.run_to_end(&run).await;
+            }
+        }
+        let runs = all_runs(&harness.db, &harness.dag).await;
+        assert_eq!(
+            (created_later, runs.len()),
+            (3, 8),
+            "{}: nothing repeated, nothing skipped",
+            test_db.label
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_paused_dag_gets_no_new_runs_and_its_queued_runs_wait() {
+    for test_db in support::databases().await {
+        let start = Utc::now() - chrono::TimeDelta::hours(3);
+        let yaml = format!(
+            "dag_id: paused\nschedule: '@hourly'\nstart_date: '{}'\ntasks:\n  t: {{ command: 'true' }}\n",
+            start.to_rfc3339()
+        );
+        let harness = Harness::new(&test_db.db, &yaml).await;
+        weir::runtime::operations::set_paused(&harness.db, &harness.dag, true)
+            .await
+            .unwrap();
+        let manual = harness.trigger().await;
+        let outcome = harness.scheduler.tick(Utc::now()).await.unwrap();
+        assert_eq!(
+            (outcome.runs_created, outcome.runs_started),
+            (0, 0),
+            "{}",
+            test_db.label
+        );
+        weir::runtime::operations::set_paused(&harness.db, &harness.dag, false)
+            .await
+            .unwrap();
+        harness.scheduler.forget_schedule_memo();
+        let outcome = harness.scheduler.tick(Utc::now()).await.unwrap();
+        assert_eq!(
+            outcome.runs_created, 1,
+            "{}: unpaused, the newest interval gets its run",
+            test_db.label
+        );
+        assert!(
+            outcome.runs_started >= 1,
+            "{}: the waiting manual run {} starts",
+            test_db.label,
+            manual.run_id
+        );
+    }
+}
+
+#[tokio::test]
+async fn clearing_a_failed_task_with_downstream_reruns_it_in_place_with_a_fresh_retry_budget() {
+    let check_only = regex::Regex::new("^check$").unwrap();
+    for test_db in support::databases().await {
+        let marker = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+        let marker_path = marker.to_path_buf();
+        drop(marker);
+        let yaml = format!(
+            "dag_id: fixable\ntasks:\n  check: {{ command: 'test -f {}' }}\n  publish: {{ command: 'true', depends_on: [check] }}\n",
+            marker_path.display()
+        );
+        let mut harness = Harness::new(&test_db.db, &yaml).await;
+        let run = harness.trigger().await;
+        assert_eq!(harness.run_to_end(&run).await, RunState::Failed, "{}", test_db.label);
+        assert_eq!(harness.states(&run).await["publish"], TaskState::UpstreamFailed);
+
+        std::fs::write(&marker_path, "fixed").unwrap();
+        let request = weir::runtime::operations::ClearRequest {
+            run_id: Some(run.run_id.clone()),
+            task_pattern: Some(check_only.clone()),
+            include_downstream: true,
+            only_failed: true,
+            ..Default::default()
+        };
+        let plan = weir::runtime::operations::plan_clear(&harness.db, &harness.dag, &request)
+            .await
+            .unwrap();
+        let planned: Vec<String> = plan
+            .values()
+            .flat_map(|(_, tasks)| tasks.iter().map(ToString::to_string))
+            .collect();
+        assert_eq!(planned, ["check", "publish"], "{}", test_db.label);
+        weir::runtime::operations::apply_clear(&harness.db, &harness.dag, &plan)
+            .await
+            .unwrap();
+
+        assert_eq!(harness.run_to_end(&run).await, RunState::Success, "{}", test_db.label);
+        let instances = harness.instances(&run).await;
+        assert_eq!(
+            (instances["check"].try_number, instances["check"].max_tries),
+            (2, 2),
+            "{}",
+            test_db.label
+        );
+        assert_eq!(
+            all_runs(&harness.db, &harness.dag).await.len(),
+            1,
+            "{}: re-run in place",
+            test_db.label
+        );
+        let _ = std::fs::remove_file(&marker_path);
+    }
+}
+
+#[tokio::test]
+async fn a_task_marked_success_by_hand_lets_its_downstream_run() {
+    let after_only = regex::Regex::new("^after$").unwrap();
+    for test_db in support::databases().await {
+        let mut harness = Harness::new(
+            &test_db.db,
+            "dag_id: manual_fix\ntasks:\n  broken: { command: 'exit 1' }\n  after: { command: 'true', depends_on: [broken], trigger_rule: all_success }\n",
+        )
+        .await;
+        let run = harness.trigger().await;
+        assert_eq!(harness.run_to_end(&run).await, RunState::Failed, "{}", test_db.label);
+        let broken = TaskId::parse("broken").unwrap();
+        let after = TaskId::parse("after").unwrap();
+        weir::runtime::operations::mark_task(&harness.db, &run.dag_id, &run.run_id, &broken, TaskState::Success)
+            .await
+            .unwrap();
+        let request = weir::runtime::operations::ClearRequest {
+            run_id: Some(run.run_id.clone()),
+            task_pattern: Some(after_only.clone()),
+            ..Default::default()
+        };
+        let plan = weir::runtime::operations::plan_clear(&harness.db, &harness.dag, &request)
+            .await
+            .unwrap();
+        weir::runtime::operations::apply_clear(&harness.db, &harness.dag, &plan)
+            .await
+            .unwrap();
+        assert_eq!(harness.run_to_end(&run).await, RunState::Success, "{}", test_db.label);
+        let states = harness.states(&run).await;
+        assert_eq!(
+            (states[broken.as_str()], states[after.as_str()]),
+            (TaskState::Success, TaskState::Success)
+        );
+        let error =
+            weir::runtime::operations::mark_task(&harness.db, &run.dag_id, &run.run_id, &after, TaskState::Running)
+                .await
+                .unwrap_err();
+        assert_eq!(error.to_string(), "a task can be marked success or failed, not running");
     }
 }

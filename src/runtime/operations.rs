@@ -1,0 +1,219 @@
+//! What people do to runs and tasks: trigger, pause, clear, mark. Shared by the CLI and the web
+//! server, so both refuse the same things with the same words.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::domain::dag::Dag;
+use crate::domain::ids::{DagId, RunId, TaskId};
+use crate::domain::state::{RunState, RunType, TaskState};
+use crate::storage::runs::{self, DagRun, NewRun, RunFilter};
+use crate::storage::{self, Db, StorageError, task_instances};
+
+/// Why an operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum OperationError {
+    /// The request breaks a rule (conf against params, a bad id): fix the request.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Storage(StorageError),
+}
+
+impl From<StorageError> for OperationError {
+    fn from(error: StorageError) -> Self {
+        match error {
+            StorageError::Conflict(message) => OperationError::Conflict(message),
+            StorageError::NotFound(message) => OperationError::NotFound(message),
+            other => OperationError::Storage(other),
+        }
+    }
+}
+
+impl From<sqlx::Error> for OperationError {
+    fn from(error: sqlx::Error) -> Self {
+        OperationError::Storage(StorageError::Database(error))
+    }
+}
+
+/// A manual run of `dag` (§3.3): `conf` checked against the DAG's params with defaults filled in,
+/// logical date now unless given, data interval from the schedule.
+pub fn manual_run(
+    dag: &Dag,
+    conf: &Value,
+    logical_date: Option<DateTime<Utc>>,
+    run_id: Option<&str>,
+    owner: Option<String>,
+) -> Result<NewRun, OperationError> {
+    let conf = dag
+        .params
+        .resolve(conf)
+        .map_err(|error| OperationError::Invalid(error.to_string()))?;
+    // Stored times have microsecond precision; the run id must match the stored logical date.
+    let logical_date = logical_date.unwrap_or_else(Utc::now);
+    let logical_date = DateTime::from_timestamp_micros(logical_date.timestamp_micros()).unwrap_or(logical_date);
+    let run_id = match run_id {
+        Some(run_id) => RunId::parse(run_id).map_err(|error| OperationError::Invalid(error.to_string()))?,
+        None => runs::generated_run_id(RunType::Manual, logical_date),
+    };
+    let interval = dag.timetable.manual_interval(logical_date);
+    Ok(NewRun {
+        dag_id: dag.dag_id.clone(),
+        run_id,
+        run_type: RunType::Manual,
+        logical_date,
+        data_interval_start: interval.start,
+        data_interval_end: interval.end,
+        run_after: logical_date,
+        conf: Value::Object(conf),
+        owner,
+    })
+}
+
+/// Records a new run (and the DAG, if no daemon has yet) and tells a running scheduler.
+pub async fn trigger(db: &Db, dag: &Dag, run: &NewRun) -> Result<DagRun, OperationError> {
+    let now = Utc::now();
+    let mut transaction = db.begin().await?;
+    if storage::dags::get(&mut transaction, &dag.dag_id).await?.is_none() {
+        storage::dags::upsert(&mut transaction, dag, now).await?;
+    }
+    let inserted = runs::insert(&mut transaction, run, now).await?;
+    storage::signal_change(&mut transaction).await?;
+    transaction.commit().await?;
+    Ok(inserted)
+}
+
+/// Pauses or unpauses a DAG (recording it first if no daemon has).
+pub async fn set_paused(db: &Db, dag: &Dag, paused: bool) -> Result<(), OperationError> {
+    let mut transaction = db.begin().await?;
+    if storage::dags::get(&mut transaction, &dag.dag_id).await?.is_none() {
+        storage::dags::upsert(&mut transaction, dag, Utc::now()).await?;
+    }
+    storage::dags::set_paused(&mut transaction, &dag.dag_id, paused).await?;
+    storage::signal_change(&mut transaction).await?;
+    transaction.commit().await?;
+    Ok(())
+}
+
+/// Which task instances to clear (§3.7).
+#[derive(Debug, Clone, Default)]
+pub struct ClearRequest {
+    /// One run, or every run whose logical date is within the range (both ends optional).
+    pub run_id: Option<RunId>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// Tasks whose id matches; `None` = every task.
+    pub task_pattern: Option<regex::Regex>,
+    pub include_downstream: bool,
+    pub only_failed: bool,
+}
+
+/// The task instances a clear would reset, per run. Instances still queued or running are left
+/// alone: they are busy, and their attempt decides their state.
+pub type ClearPlan = BTreeMap<i64, (DagRun, Vec<TaskId>)>;
+
+pub async fn plan_clear(db: &Db, dag: &Dag, request: &ClearRequest) -> Result<ClearPlan, OperationError> {
+    let mut roots: Vec<TaskId> = dag
+        .tasks
+        .iter()
+        .filter(|task| {
+            request
+                .task_pattern
+                .as_ref()
+                .is_none_or(|pattern| pattern.is_match(task.task_id.as_str()))
+        })
+        .map(|task| task.task_id.clone())
+        .collect();
+    if request.include_downstream {
+        roots = dag.with_downstream(&roots);
+    }
+    let mut connection = db.acquire().await?;
+    let selected: Vec<DagRun> = match &request.run_id {
+        Some(run_id) => vec![
+            runs::get(&mut connection, &dag.dag_id, run_id)
+                .await?
+                .ok_or_else(|| OperationError::NotFound(format!("DAG `{}` has no run `{run_id}`", dag.dag_id)))?,
+        ],
+        None => {
+            let filter = RunFilter {
+                dag_id: Some(dag.dag_id.clone()),
+                ..RunFilter::default()
+            };
+            runs::list(&mut connection, &filter)
+                .await?
+                .into_iter()
+                .filter(|run| request.from.is_none_or(|from| run.logical_date >= from))
+                .filter(|run| request.to.is_none_or(|to| run.logical_date <= to))
+                .collect()
+        }
+    };
+    let mut plan = ClearPlan::new();
+    for run in selected {
+        let chosen: Vec<TaskId> = task_instances::for_run(&mut connection, run.pk)
+            .await?
+            .into_iter()
+            .filter(|ti| roots.contains(&ti.task_id))
+            .filter(|ti| !request.only_failed || matches!(ti.state, TaskState::Failed | TaskState::UpstreamFailed))
+            .filter(|ti| !ti.state.is_active())
+            .map(|ti| ti.task_id)
+            .collect();
+        if !chosen.is_empty() {
+            plan.insert(run.pk, (run, chosen));
+        }
+    }
+    Ok(plan)
+}
+
+/// Resets the planned task instances to `none` with a renewed retry budget, and puts finished
+/// runs back to `queued` so the scheduler runs them again. Returns how many were cleared.
+pub async fn apply_clear(db: &Db, dag: &Dag, plan: &ClearPlan) -> Result<usize, OperationError> {
+    let now = Utc::now();
+    let mut cleared = 0;
+    let mut transaction = db.begin().await?;
+    for (run, tasks) in plan.values() {
+        for task_id in tasks {
+            let retries = dag.task(task_id.as_str()).map_or(0, |task| task.retry.retries);
+            task_instances::clear(&mut transaction, run.pk, task_id, retries).await?;
+            cleared += 1;
+        }
+        if run.state.is_finished() {
+            runs::set_state(&mut transaction, run.pk, RunState::Queued, now).await?;
+        }
+    }
+    storage::signal_change(&mut transaction).await?;
+    transaction.commit().await?;
+    Ok(cleared)
+}
+
+/// Marks one task instance success or failed by hand.
+pub async fn mark_task(
+    db: &Db,
+    dag_id: &DagId,
+    run_id: &RunId,
+    task_id: &TaskId,
+    state: TaskState,
+) -> Result<(), OperationError> {
+    if !matches!(state, TaskState::Success | TaskState::Failed) {
+        return Err(OperationError::Invalid(format!(
+            "a task can be marked success or failed, not {state}"
+        )));
+    }
+    let mut transaction = db.begin().await?;
+    let run = runs::get(&mut transaction, dag_id, run_id)
+        .await?
+        .ok_or_else(|| OperationError::NotFound(format!("DAG `{dag_id}` has no run `{run_id}`")))?;
+    if !task_instances::mark(&mut transaction, run.pk, task_id, state, Utc::now()).await? {
+        return Err(OperationError::NotFound(format!(
+            "run `{run_id}` has no task instance `{task_id}`"
+        )));
+    }
+    storage::signal_change(&mut transaction).await?;
+    transaction.commit().await?;
+    Ok(())
+}
