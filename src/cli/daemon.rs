@@ -11,7 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use super::{App, CliResult};
 use crate::api::{self, ApiState};
-use crate::runtime::attempt::variables_from_env;
+use crate::runtime::attempt::{connection_passwords_from_env, variables_from_env};
 use crate::runtime::executor::LocalExecutor;
 use crate::runtime::loader::{self, DagFolder};
 use crate::runtime::scheduler::{Scheduler, SchedulerSettings};
@@ -61,6 +61,7 @@ pub async fn serve(app: &App, with_scheduler: bool, with_webserver: bool) -> Cli
             max_log_bytes: MAX_LOG_BYTES,
             owner: None,
             variables: variables_from_env(std::env::vars()),
+            connection_passwords: connection_passwords_from_env(std::env::vars()),
         };
         let scheduler = Scheduler::new(db.clone(), settings, bag_rx, executor);
         let scheduler_cancel = cancel.child_token();

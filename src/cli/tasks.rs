@@ -225,7 +225,11 @@ fn render(app: &App, dag_id: &str, task_id: &str, logical_date: Option<&str>) ->
     let variables = variables_from_env(std::env::vars());
     let context = template_context(&dag, &run, task_id, 1, &HashMap::new(), &variables);
     let fields = render_fields(task, &context).map_err(|error| CliError::Failed(error.to_string()))?;
-    let secrets = attempt::secrets(&variables, &task.env);
+    let secrets = attempt::secrets(
+        &variables,
+        &task.env,
+        &attempt::connection_passwords_from_env(std::env::vars()),
+    );
     let mask = |text: &str| crate::runtime::masking::mask_secrets(text, &secrets);
     println!(
         "# {}.{} for logical date {}",
@@ -265,7 +269,11 @@ async fn test(app: &App, dag_id: &str, task_id: &str, logical_date: Option<&str>
         timeout: task.timeout,
         kill_grace: app.config.task_kill_grace,
         log_path: log.clone(),
-        secrets: attempt::secrets(&variables, &task.env),
+        secrets: attempt::secrets(
+            &variables,
+            &task.env,
+            &attempt::connection_passwords_from_env(std::env::vars()),
+        ),
         max_log_bytes: 64 * 1024 * 1024,
     };
     let report = run_shell(attempt, None, CancellationToken::new()).await;

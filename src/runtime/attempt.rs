@@ -51,15 +51,36 @@ pub fn is_secret_name(name: &str) -> bool {
         .any(|word| lower.contains(word))
 }
 
-/// Values to mask in logs and rendered fields.
-pub fn secrets(variables: &BTreeMap<String, String>, task_env: &[(String, String)]) -> Vec<String> {
-    variables
+/// Passwords of connections given as `WEIR_CONN_<NAME>=<url>` (§5.8): never shown.
+pub fn connection_passwords_from_env(environment: impl IntoIterator<Item = (String, String)>) -> Vec<String> {
+    environment
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("WEIR_CONN_"))
+        .filter_map(|(_, url)| {
+            let after_scheme = url.split_once("://")?.1;
+            let credentials = after_scheme.rsplit_once('@')?.0;
+            let password = credentials.split_once(':')?.1;
+            (!password.is_empty()).then(|| password.to_string())
+        })
+        .collect()
+}
+
+/// Values to mask in logs and rendered fields: secret-named variables and task env values, and
+/// connection passwords.
+pub fn secrets(
+    variables: &BTreeMap<String, String>,
+    task_env: &[(String, String)],
+    connection_passwords: &[String],
+) -> Vec<String> {
+    let mut secrets: Vec<String> = variables
         .iter()
         .map(|(name, value)| (name.as_str(), value))
         .chain(task_env.iter().map(|(name, value)| (name.as_str(), value)))
         .filter(|(name, value)| is_secret_name(name) && !value.is_empty())
         .map(|(_, value)| value.clone())
-        .collect()
+        .collect();
+    secrets.extend(connection_passwords.iter().cloned());
+    secrets
 }
 
 fn rfc3339(time: DateTime<Utc>) -> String {
@@ -237,4 +258,43 @@ pub fn read_output(output_file: &Path, last_stdout_line: Option<String>) -> Opti
         None => serde_json::to_string(&last_stdout_line?).unwrap_or_default(),
     };
     Some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_secret_named_variables_and_env_values_and_connection_passwords() {
+        let variables = BTreeMap::from([
+            ("api_token".to_string(), "tok-1".to_string()),
+            ("region".to_string(), "kr".to_string()),
+        ]);
+        let env = vec![
+            ("DB_PASSWORD".to_string(), "pw-2".to_string()),
+            ("MODE".to_string(), "full".to_string()),
+        ];
+        let passwords = connection_passwords_from_env([
+            (
+                "WEIR_CONN_WAREHOUSE".to_string(),
+                "postgres://loader:pw-3@db.internal:5432/dw".to_string(),
+            ),
+            ("WEIR_CONN_PUBLIC".to_string(), "https://api.example.com".to_string()),
+            ("OTHER".to_string(), "postgres://x:not-ours@h/db".to_string()),
+        ]);
+        assert_eq!(passwords, ["pw-3"]);
+        assert_eq!(secrets(&variables, &env, &passwords), ["tok-1", "pw-2", "pw-3"]);
+    }
+
+    #[test]
+    fn variables_come_from_weir_var_with_lower_cased_names() {
+        let variables = variables_from_env([
+            ("WEIR_VAR_WORK_DIR".to_string(), "/data".to_string()),
+            ("HOME".to_string(), "/root".to_string()),
+        ]);
+        assert_eq!(
+            variables,
+            BTreeMap::from([("work_dir".to_string(), "/data".to_string())])
+        );
+    }
 }

@@ -33,9 +33,16 @@ pub struct AttemptRequest {
 /// How an attempt ended, as the scheduler needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttemptResult {
-    Success { output: Option<String> },
+    Success {
+        output: Option<String>,
+    },
     Skipped,
-    Failed { exit_code: Option<i32>, error: String },
+    Failed {
+        exit_code: Option<i32>,
+        error: String,
+    },
+    /// Stopped because weir shut down: tried again after the restart, without using up a retry.
+    Interrupted,
 }
 
 /// What an executor reports.
@@ -137,10 +144,7 @@ async fn run_attempt(
                 crate::domain::duration::format_duration(timeout.unwrap_or(Duration::ZERO))
             ),
         },
-        ExitReason::Cancelled => AttemptResult::Failed {
-            exit_code: None,
-            error: "cancelled: weir shut down during the attempt".to_string(),
-        },
+        ExitReason::Cancelled => AttemptResult::Interrupted,
         ExitReason::SpawnFailed { message } => AttemptResult::Failed {
             exit_code: None,
             error: format!("could not start: {message}"),

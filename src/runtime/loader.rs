@@ -213,6 +213,7 @@ pub async fn watch_folder(
     .map_err(|error| tracing::warn!(folder = %watch_path.display(), %error, "cannot watch the DAG folder; relying on periodic rescans"))
     .ok();
     let folder = Arc::new(Mutex::new(folder));
+    let mut unrecorded: Option<Arc<DagBag>> = None;
     let mut rescan = tokio::time::interval(poll);
     rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -241,10 +242,18 @@ pub async fn watch_folder(
             for error in &new_bag.errors {
                 tracing::warn!("import error: {error}");
             }
-            if let Err(error) = record(&db, &new_bag).await {
-                tracing::error!(%error, "cannot record the DAG folder in the metadata database");
+            let new_bag = Arc::new(new_bag);
+            bag.send_replace(Arc::clone(&new_bag));
+            unrecorded = Some(new_bag);
+        }
+        // A database hiccup must not lose a change: keep trying at every rescan until it is recorded.
+        if let Some(pending) = &unrecorded {
+            match record(&db, pending).await {
+                Ok(()) => unrecorded = None,
+                Err(error) => {
+                    tracing::error!(%error, "cannot record the DAG folder in the metadata database; will retry")
+                }
             }
-            bag.send_replace(Arc::new(new_bag));
         }
     }
 }

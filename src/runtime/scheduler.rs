@@ -39,6 +39,8 @@ pub struct SchedulerSettings {
     /// `Some(owner)`: `weir dags test`, which drives only the runs it owns.
     pub owner: Option<String>,
     pub variables: BTreeMap<String, String>,
+    /// Connection passwords to mask wherever task output or fields are shown.
+    pub connection_passwords: Vec<String>,
 }
 
 /// What one step did.
@@ -401,7 +403,7 @@ impl Scheduler {
                 &self.settings.variables,
             );
             let rendered = render_fields(task, &context);
-            let secrets = attempt::secrets(&self.settings.variables, &task.env);
+            let secrets = attempt::secrets(&self.settings.variables, &task.env, &self.settings.connection_passwords);
             let rendered_json = match &rendered {
                 Ok(fields) => mask_json(fields.to_json(), &secrets),
                 Err(error) => serde_json::json!({ "error": error.to_string() }),
@@ -628,6 +630,20 @@ impl Scheduler {
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break,
+                // Before events, so a steady stream of them cannot starve the poll and the heartbeat.
+                _ = change_poll.tick() => {
+                    let mut connection = self.db.acquire().await?;
+                    let current = storage::change_sequence(&mut connection).await?;
+                    if current != seen_change {
+                        seen_change = current;
+                        self.forget_schedule_memo();
+                        step_needed = true;
+                    }
+                    if last_heartbeat.elapsed() >= Duration::from_secs(10) {
+                        storage::record_heartbeat(&mut connection, Utc::now()).await?;
+                        last_heartbeat = tokio::time::Instant::now();
+                    }
+                }
                 Some(event) = events.recv() => {
                     let mut batch = vec![event];
                     while let Ok(more) = events.try_recv() {
@@ -645,19 +661,6 @@ impl Scheduler {
                     step_needed = true;
                 }
                 _ = tokio::time::sleep(sleep_for) => step_needed = true,
-                _ = change_poll.tick() => {
-                    let mut connection = self.db.acquire().await?;
-                    let current = storage::change_sequence(&mut connection).await?;
-                    if current != seen_change {
-                        seen_change = current;
-                        self.forget_schedule_memo();
-                        step_needed = true;
-                    }
-                    if last_heartbeat.elapsed() >= Duration::from_secs(10) {
-                        storage::record_heartbeat(&mut connection, Utc::now()).await?;
-                        last_heartbeat = tokio::time::Instant::now();
-                    }
-                }
             }
         }
         tracing::info!("scheduler stopping: ending running attempts");
@@ -701,6 +704,7 @@ fn attempt_end(dag: &Dag, key: &AttemptKey, result: &AttemptResult, max_tries: u
             exit_code: Some(0),
             output: output.clone(),
             error: None,
+            refund_try: false,
         },
         AttemptResult::Skipped => AttemptEnd {
             attempt_state: TaskState::Skipped,
@@ -709,6 +713,17 @@ fn attempt_end(dag: &Dag, key: &AttemptKey, result: &AttemptResult, max_tries: u
             exit_code: None,
             output: None,
             error: None,
+            refund_try: false,
+        },
+        // A clean shutdown is nobody's failure: the task is scheduled again, budget intact.
+        AttemptResult::Interrupted => AttemptEnd {
+            attempt_state: TaskState::Failed,
+            instance_state: TaskState::Scheduled,
+            next_retry_at: None,
+            exit_code: None,
+            output: None,
+            error: Some("interrupted: weir shut down during the attempt; it runs again after the restart".to_string()),
+            refund_try: true,
         },
         AttemptResult::Failed { exit_code, error } => {
             let retry = dag.task(key.task_id.as_str()).map(|task| task.retry);
@@ -730,6 +745,7 @@ fn attempt_end(dag: &Dag, key: &AttemptKey, result: &AttemptResult, max_tries: u
                 exit_code: *exit_code,
                 output: None,
                 error: Some(error.clone()),
+                refund_try: false,
             }
         }
     }
@@ -746,6 +762,12 @@ async fn record_result_without_dag(
         AttemptResult::Success { output } => (TaskState::Success, None, Some(0), output.clone()),
         AttemptResult::Skipped => (TaskState::Skipped, None, None, None),
         AttemptResult::Failed { exit_code, error } => (TaskState::Failed, Some(error.clone()), *exit_code, None),
+        AttemptResult::Interrupted => (
+            TaskState::Failed,
+            Some("interrupted: weir shut down".to_string()),
+            None,
+            None,
+        ),
     };
     let end = AttemptEnd {
         attempt_state: state,
@@ -754,6 +776,7 @@ async fn record_result_without_dag(
         exit_code,
         output,
         error,
+        refund_try: false,
     };
     task_instances::finish_attempt(connection, key.run_pk, &key.task_id, key.try_number, &end, now).await?;
     Ok(())

@@ -285,6 +285,8 @@ pub struct AttemptEnd {
     pub exit_code: Option<i32>,
     pub output: Option<String>,
     pub error: Option<String>,
+    /// The attempt does not count against the retry budget (it was interrupted by a shutdown).
+    pub refund_try: bool,
 }
 
 /// Records an attempt's end. The task instance changes only if it is still on this attempt (a
@@ -308,13 +310,14 @@ pub async fn finish_attempt(
         .bind(end.error.as_deref())
         .execute(&mut *connection)
         .await?;
-    let changed = sqlx::query("UPDATE task_instance SET state = $4, end_date = $5, next_retry_at = $6, start_date = COALESCE(start_date, $5) WHERE run_pk = $1 AND task_id = $2 AND try_number = $3 AND state IN ('queued', 'running')")
+    let changed = sqlx::query("UPDATE task_instance SET state = $4, end_date = $5, next_retry_at = $6, start_date = COALESCE(start_date, $5), max_tries = max_tries + $7 WHERE run_pk = $1 AND task_id = $2 AND try_number = $3 AND state IN ('queued', 'running')")
         .bind(run_pk)
         .bind(task_id.as_str())
         .bind(i64::from(try_number))
         .bind(end.instance_state.as_str())
         .bind(micros(now))
         .bind(end.next_retry_at.map(micros))
+        .bind(i64::from(end.refund_try))
         .execute(connection)
         .await?
         .rows_affected();

@@ -69,6 +69,13 @@ struct Daemon {
 }
 
 impl Daemon {
+    /// SIGTERM, then wait for the process to exit by itself.
+    fn stop(&mut self) -> std::process::ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        self.child.wait().unwrap()
+    }
+
     fn sigkill(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
@@ -273,6 +280,70 @@ async fn a_running_daemon_picks_up_cli_triggers_new_dag_files_and_broken_ones() 
             only_run(db, "first").await.len(),
             1,
             "{}: its history stays",
+            test_db.label
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_clean_shutdown_interrupts_a_task_without_using_its_retry_and_it_runs_after_restart() {
+    for test_db in support::databases().await {
+        let project = Project::new(&test_db.url);
+        project.write_dag(
+            "deploy.yaml",
+            "dag_id: deploy\ntasks:\n  work:\n    command: 'if [ \"$WEIR_TRY_NUMBER\" = 1 ]; then sleep 300; fi; echo ok'\n",
+        );
+        assert!(project.weir(&["db", "migrate"]).status.success());
+        let mut first = project.serve();
+        assert!(project.weir(&["dags", "trigger", "deploy"]).status.success());
+        let db = &test_db.db;
+        let work = TaskId::parse("work").unwrap();
+        let instance = || async {
+            let run = only_run(db, "deploy").await.into_iter().next()?;
+            let mut connection = db.acquire().await.unwrap();
+            task_instances::get(&mut connection, run.pk, &work).await.unwrap()
+        };
+        support::wait_until_async("the attempt runs", Duration::from_secs(30), || async {
+            instance()
+                .await
+                .is_some_and(|ti| ti.state == TaskState::Running && ti.pid.is_some())
+        })
+        .await;
+        let group = i32::try_from(instance().await.unwrap().pid.unwrap()).unwrap();
+        assert!(
+            first.stop().success(),
+            "{}: weir serve exits 0 on SIGTERM",
+            test_db.label
+        );
+        assert!(
+            support::live_processes_in_group(group).is_empty(),
+            "{}: the task was stopped with weir",
+            test_db.label
+        );
+        let interrupted = instance().await.unwrap();
+        assert_eq!(
+            (interrupted.state, interrupted.try_number, interrupted.max_tries),
+            (TaskState::Scheduled, 1, 2),
+            "{}: scheduled again with its single try refunded",
+            test_db.label
+        );
+
+        let _second = project.serve();
+        support::wait_until_async(
+            "the run finishes after the restart",
+            Duration::from_secs(60),
+            || async {
+                only_run(db, "deploy")
+                    .await
+                    .first()
+                    .is_some_and(|run| run.state.is_finished())
+            },
+        )
+        .await;
+        assert_eq!(
+            only_run(db, "deploy").await[0].state,
+            RunState::Success,
+            "{}",
             test_db.label
         );
     }

@@ -50,6 +50,7 @@ impl Harness {
             max_log_bytes: 1024 * 1024,
             owner: None,
             variables: BTreeMap::new(),
+            connection_passwords: Vec::new(),
         };
         let (bag_tx, bag_rx) = watch::channel(Arc::new(bag));
         let scheduler = Scheduler::new(db.clone(), settings, bag_rx, LocalExecutor::new(events_tx));

@@ -65,6 +65,7 @@ fn failed_attempt() -> AttemptEnd {
         exit_code: Some(1),
         output: None,
         error: Some("exit code 1".to_string()),
+        refund_try: false,
     }
 }
 
@@ -301,6 +302,7 @@ async fn an_attempt_that_starts_and_succeeds_is_recorded_in_full_with_its_output
             exit_code: Some(0),
             output: Some("42 rows".to_string()),
             error: None,
+            refund_try: false,
         };
         assert!(
             task_instances::finish_attempt(&mut connection, run.pk, &extract, try_number, &end, ended_at)
