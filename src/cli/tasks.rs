@@ -15,11 +15,12 @@ use super::runs::{find_run, parse_ids};
 use super::{App, CliError, CliResult, parse_time_arg};
 use crate::domain::dag::{Dag, Operator};
 use crate::domain::ids::{RunId, TaskId};
-use crate::domain::planner::{self, Candidate, Capacity, RunSnapshot};
+use crate::domain::planner::{self, Candidate};
 use crate::domain::state::{RunState, RunType, TaskState};
 use crate::runtime::attempt::{self, attempt_env, log_path, render_fields, template_context, variables_from_env};
 use crate::runtime::operations::{self, ClearRequest};
 use crate::runtime::process::{ExitReason, ShellAttempt, run_shell};
+use crate::runtime::scheduler::{capacity, run_snapshot};
 use crate::storage::runs::{self, DagRun};
 use crate::storage::task_instances;
 use crate::storage::{self, Db};
@@ -393,7 +394,6 @@ async fn why(app: &App, dag_id: &str, run_id: &str, task_id: &str) -> CliResult 
     let db = app.db(false).await?;
     let mut connection = db.acquire().await?;
     let run = find_run(&mut connection, &dag_id, &run_id).await?;
-    let instances = task_instances::for_run(&mut connection, run.pk).await?;
     let mut reasons = Vec::new();
     match run.state {
         RunState::Queued => {
@@ -415,38 +415,12 @@ async fn why(app: &App, dag_id: &str, run_id: &str, task_id: &str) -> CliResult 
         state if state.is_finished() => reasons.push(format!("the run is {state}: clear the task to run it again")),
         _ => {}
     }
-    let mut snapshot = RunSnapshot {
-        tasks: instances
-            .iter()
-            .map(|ti| (ti.task_id.clone(), ti.planner_view()))
-            .collect(),
-        previous_run: None,
-    };
-    if task.depends_on_past
-        && let Some(previous) = runs::previous(&mut connection, &run).await?
-    {
-        let states = task_instances::for_run(&mut connection, previous.pk).await?;
-        snapshot.previous_run = Some(states.into_iter().map(|ti| (ti.task_id, ti.state)).collect());
-    }
+    let snapshot = run_snapshot(&mut connection, &dag, &run).await?;
     reasons.extend(planner::explain(&dag, &snapshot, &task.task_id, Utc::now()));
     let state = snapshot.tasks.get(&task.task_id).map(|ti| ti.state);
     if state == Some(TaskState::Scheduled) {
         let active = task_instances::active(&mut connection).await?;
-        let mut capacity = Capacity {
-            parallelism: app.config.parallelism as usize,
-            running_total: active.len(),
-            pool_size: app
-                .config
-                .pools
-                .iter()
-                .map(|(name, slots)| (name.clone(), *slots))
-                .collect(),
-            ..Capacity::default()
-        };
-        for ti in &active {
-            *capacity.pool_used.entry(ti.pool.clone()).or_insert(0) += ti.pool_slots;
-            *capacity.run_active.entry(ti.run_pk).or_insert(0) += 1;
-        }
+        let capacity = capacity(&active, app.config.parallelism, &app.config.pools);
         let candidate = Candidate {
             key: (),
             run_key: run.pk,

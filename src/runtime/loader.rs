@@ -203,7 +203,14 @@ pub async fn watch_folder(
     let watch_path = folder.folder().to_path_buf();
     // inotify makes changes visible at once; the periodic rescan covers file systems where it
     // does not work (network mounts) and a folder created after start-up.
-    let _watcher = notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
+    let _watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // Reading the folder opens it, and inotify reports opens: reacting to those would rescan
+        // forever. Only changes matter.
+        if let Ok(event) = &event
+            && matches!(event.kind, notify::EventKind::Access(_))
+        {
+            return;
+        }
         let _ = events_tx.send(());
     })
     .and_then(|mut watcher| {

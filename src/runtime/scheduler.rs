@@ -23,7 +23,7 @@ use crate::domain::ids::DagId;
 use crate::domain::planner::{self, Candidate, Capacity, Decision, RunSnapshot};
 use crate::domain::state::{RunState, RunType, TaskState};
 use crate::storage::runs::{self, DagRun, NewRun, RunFilter};
-use crate::storage::task_instances::{self, AttemptEnd};
+use crate::storage::task_instances::{self, AttemptEnd, TaskInstance};
 use crate::storage::{self, Db};
 
 /// How a scheduler is set up.
@@ -339,21 +339,7 @@ impl Scheduler {
         }
         let active = task_instances::active(&mut connection).await?;
         drop(connection);
-        let mut capacity = Capacity {
-            parallelism: self.settings.parallelism as usize,
-            running_total: active.len(),
-            pool_size: self
-                .settings
-                .pools
-                .iter()
-                .map(|(name, slots)| (name.clone(), *slots))
-                .collect(),
-            ..Capacity::default()
-        };
-        for instance in &active {
-            *capacity.pool_used.entry(instance.pool.clone()).or_insert(0) += instance.pool_slots;
-            *capacity.run_active.entry(instance.run_pk).or_insert(0) += 1;
-        }
+        let capacity = capacity(&active, self.settings.parallelism, &self.settings.pools);
         let candidates: Vec<Candidate<usize>> = waiting
             .iter()
             .enumerate()
@@ -674,9 +660,28 @@ impl Scheduler {
     }
 }
 
+/// How many slots the task instances holding one (queued or running) take, against the limits.
+pub fn capacity(active: &[TaskInstance], parallelism: u32, pools: &BTreeMap<String, u32>) -> Capacity {
+    let mut capacity = Capacity {
+        parallelism: parallelism as usize,
+        running_total: active.len(),
+        pool_size: pools.iter().map(|(name, slots)| (name.clone(), *slots)).collect(),
+        ..Capacity::default()
+    };
+    for instance in active {
+        *capacity.pool_used.entry(instance.pool.clone()).or_insert(0) += instance.pool_slots;
+        *capacity.run_active.entry(instance.run_pk).or_insert(0) += 1;
+    }
+    capacity
+}
+
 /// What the planner needs about one run: its task instances, and the previous run's states when
 /// a task depends on the past.
-async fn run_snapshot(connection: &mut sqlx::AnyConnection, dag: &Dag, run: &DagRun) -> anyhow::Result<RunSnapshot> {
+pub async fn run_snapshot(
+    connection: &mut sqlx::AnyConnection,
+    dag: &Dag,
+    run: &DagRun,
+) -> anyhow::Result<RunSnapshot> {
     let instances = task_instances::for_run(connection, run.pk).await?;
     let mut snapshot = RunSnapshot {
         tasks: instances

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# weir benchmarks, first cut (issue 7 grows this): W1 fan-out and W2 chain hand-off, measured with
+# the release binary on embedded SQLite (and PostgreSQL when WEIR_BENCH_POSTGRES_URL is set).
+# Usage: bench/run.sh            (builds target/release/weir first)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/weir-target}"
+cargo build --release --quiet
+weir="$CARGO_TARGET_DIR/release/weir"
+work=$(mktemp -d /tmp/weir-bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+
+make_project() { # folder database_url
+  mkdir -p "$1/dags"
+  printf '[core]\ndags_folder = "dags"\nstate_dir = "state"\nparallelism = 256\n[pools]\ndefault = 1024\n[database]\nurl = "%s"\n' "$2" > "$1/config.toml"
+  {
+    echo "dag_id: fanout"; echo "max_active_tasks: 256"; echo "tasks:"; echo "  start: { command: 'true' }"
+    for i in $(seq 1 200); do echo "  t$i: { command: 'true', depends_on: [start] }"; done
+    printf '  finish: { command: "true", depends_on: ['; for i in $(seq 1 200); do printf 't%s' "$i"; [ "$i" -lt 200 ] && printf ', '; done; echo '] }'
+  } > "$1/dags/fanout.yaml"
+  {
+    echo "dag_id: chain"; echo "tasks:"; echo "  c1: { command: 'true' }"
+    for i in $(seq 2 50); do echo "  c$i: { command: 'true', depends_on: [c$((i - 1))] }"; done
+  } > "$1/dags/chain.yaml"
+}
+
+now_ms() { date +%s%3N; }
+
+measure() { # label database_url
+  local project="$work/$1"
+  make_project "$project" "$2"
+  "$weir" --config "$project/config.toml" db migrate > /dev/null
+
+  local t0 t1 spawn0 spawn1
+  spawn0=$(now_ms); seq 1 202 | xargs -P 2 -I{} true; spawn1=$(now_ms)
+  t0=$(now_ms); "$weir" --config "$project/config.toml" dags test fanout > /dev/null; t1=$(now_ms)
+  local fanout=$((t1 - t0)) spawn=$((spawn1 - spawn0))
+
+  "$weir" --config "$project/config.toml" dags test chain > /dev/null
+  local run_id
+  run_id=$("$weir" --config "$project/config.toml" runs list chain --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["dag_run_id"])')
+  "$weir" --config "$project/config.toml" tasks states chain "$run_id" --output json > "$project/chain.json"
+  python3 - "$1" "$fanout" "$spawn" "$project/chain.json" <<'PY'
+import json, sys
+from datetime import datetime
+label, fanout, spawn, path = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+t = lambda s: datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+tasks = sorted(json.load(open(path)), key=lambda ti: int(ti["task_id"][1:]))
+gaps = sorted((t(b["start_date"]) - t(a["end_date"])) * 1000 for a, b in zip(tasks, tasks[1:]))
+span = (t(tasks[-1]["end_date"]) - t(tasks[0]["start_date"])) * 1000
+pct = lambda p: gaps[min(len(gaps) - 1, int(round(p / 100 * (len(gaps) - 1))))]
+print(f"| {label} | W1 fan-out 1→200→1 | {fanout} ms | xargs -P 2 spawn limit {spawn} ms | ratio {fanout / max(spawn, 1):.2f}x |")
+print(f"| {label} | W2 chain of 50 | mean hand-off {span / 50:.2f} ms | gap p50 {pct(50):.2f} ms | gap p99 {pct(99):.2f} ms |")
+PY
+}
+
+echo "weir bench $(git rev-parse --short HEAD) on $(nproc) cores, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+echo "| database | workload | weir | reference | figure |"
+echo "|---|---|---|---|---|"
+measure sqlite "sqlite://state/weir.db"
+if [ -n "${WEIR_BENCH_POSTGRES_URL:-}" ]; then
+  psql "$WEIR_BENCH_POSTGRES_URL" -qc "DROP DATABASE IF EXISTS weir_bench" -c "CREATE DATABASE weir_bench" > /dev/null
+  measure postgres "${WEIR_BENCH_POSTGRES_URL%/*}/weir_bench"
+fi
