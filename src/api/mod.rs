@@ -1,40 +1,51 @@
-//! The HTTP surface. For now `GET /api/v2/monitor/health` in Airflow 3's shape; the REST API and
-//! UI of §8 grow here.
+//! The HTTP surface (§8): the REST API under `/api/v2` (Airflow 3's stable API for the resources
+//! weir has), the web UI at `/`, and `/metrics`. Handlers only translate: every decision and every
+//! query is in the layers below.
 
-use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
-use chrono::SecondsFormat;
-use serde_json::{Value, json};
+pub mod error;
+pub mod rest;
+pub mod ui;
 
-use crate::storage::{self, Db};
+use std::sync::Arc;
+use std::time::Duration;
 
+use axum::Router;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::runtime::loader::DagBag;
+use crate::storage::Db;
+
+/// What every handler can reach.
 #[derive(Clone)]
 pub struct ApiState {
     pub db: Db,
+    /// The DAG definitions as currently loaded from the folder.
+    pub dags: watch::Receiver<Arc<DagBag>>,
+    pub config: Arc<Config>,
 }
 
+impl ApiState {
+    pub fn bag(&self) -> Arc<DagBag> {
+        Arc::clone(&self.dags.borrow())
+    }
+}
+
+/// Largest request body accepted (DAG run conf, variables, connections).
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Longest a request may take, except streams (logs) which have their own rules.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The whole HTTP application.
 pub fn router(state: ApiState) -> Router {
     Router::new()
-        .route("/api/v2/monitor/health", get(health))
+        .merge(rest::router())
+        .merge(ui::router())
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
         .with_state(state)
-}
-
-/// Healthy when the database answers and the scheduler wrote a heartbeat in the last 30 s.
-async fn health(State(state): State<ApiState>) -> Json<Value> {
-    let database = storage::ping(&state.db).await;
-    let heartbeat = match state.db.acquire().await {
-        Ok(mut connection) => storage::last_heartbeat(&mut connection).await.ok().flatten(),
-        Err(_) => None,
-    };
-    let scheduler_healthy = heartbeat.is_some_and(|beat| chrono::Utc::now() - beat < chrono::Duration::seconds(30));
-    Json(json!({
-        "metadatabase": { "status": if database.is_ok() { "healthy" } else { "unhealthy" } },
-        "scheduler": {
-            "status": if scheduler_healthy { "healthy" } else { "unhealthy" },
-            "latest_scheduler_heartbeat": heartbeat.map(|beat| beat.to_rfc3339_opts(SecondsFormat::Micros, false)),
-        },
-        "triggerer": { "status": Value::Null, "latest_triggerer_heartbeat": Value::Null },
-        "dag_processor": { "status": if scheduler_healthy { "healthy" } else { "unhealthy" }, "latest_dag_processor_heartbeat": heartbeat.map(|beat| beat.to_rfc3339_opts(SecondsFormat::Micros, false)) },
-    }))
 }

@@ -25,32 +25,35 @@ pub async fn serve(app: &App, with_scheduler: bool, with_webserver: bool) -> Cli
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
 
+    let mut folder = DagFolder::new(config.dags_folder.clone(), config.validation_context());
+    if !config.dags_folder.is_dir() {
+        tracing::warn!(folder = %config.dags_folder.display(), "the DAG folder does not exist; it will be read when it appears");
+    }
+    let (folder, initial) = tokio::task::spawn_blocking(move || {
+        let bag = folder.refresh().unwrap_or_default();
+        (folder, bag)
+    })
+    .await?;
+    for error in &initial.errors {
+        tracing::warn!("import error: {error}");
+    }
     if with_scheduler {
-        let mut folder = DagFolder::new(config.dags_folder.clone(), config.validation_context());
-        if !config.dags_folder.is_dir() {
-            tracing::warn!(folder = %config.dags_folder.display(), "the DAG folder does not exist; it will be read when it appears");
-        }
-        let (folder, initial) = tokio::task::spawn_blocking(move || {
-            let bag = folder.refresh().unwrap_or_default();
-            (folder, bag)
-        })
-        .await?;
-        for error in &initial.errors {
-            tracing::warn!("import error: {error}");
-        }
         loader::record(&db, &initial)
             .await
             .context("recording the DAG folder")?;
-        tracing::info!(dags = initial.dags.len(), import_errors = initial.errors.len(), folder = %config.dags_folder.display(), "loaded DAG folder");
-        let (bag_tx, bag_rx) = watch::channel(Arc::new(initial));
-        tracker.spawn(loader::watch_folder(
-            folder,
-            db.clone(),
-            config.dag_dir_poll,
-            bag_tx,
-            cancel.child_token(),
-        ));
+    }
+    tracing::info!(dags = initial.dags.len(), import_errors = initial.errors.len(), folder = %config.dags_folder.display(), "loaded DAG folder");
+    let (bag_tx, bag_rx) = watch::channel(Arc::new(initial));
+    let recorder = with_scheduler.then(|| db.clone());
+    tracker.spawn(loader::watch_folder(
+        folder,
+        recorder,
+        config.dag_dir_poll,
+        bag_tx,
+        cancel.child_token(),
+    ));
 
+    if with_scheduler {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let executor = LocalExecutor::new(events_tx);
         let settings = SchedulerSettings {
@@ -63,7 +66,7 @@ pub async fn serve(app: &App, with_scheduler: bool, with_webserver: bool) -> Cli
             variables: variables_from_env(std::env::vars()),
             connection_passwords: connection_passwords_from_env(std::env::vars()),
         };
-        let scheduler = Scheduler::new(db.clone(), settings, bag_rx, executor);
+        let scheduler = Scheduler::new(db.clone(), settings, bag_rx.clone(), executor);
         let scheduler_cancel = cancel.child_token();
         let stop_all = cancel.clone();
         tracker.spawn(async move {
@@ -78,8 +81,13 @@ pub async fn serve(app: &App, with_scheduler: bool, with_webserver: bool) -> Cli
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("cannot listen on {} ([webserver] bind)", config.bind))?;
-        tracing::info!(address = %config.bind, "web server listening");
-        let router = api::router(ApiState { db: db.clone() });
+        tracing::info!(address = %listener.local_addr()?, "web server listening");
+        let state = ApiState {
+            db: db.clone(),
+            dags: bag_rx,
+            config: Arc::new(config.clone()),
+        };
+        let router = api::router(state);
         let server_cancel = cancel.child_token();
         tracker.spawn(async move {
             let shutdown = async move { server_cancel.cancelled().await };

@@ -191,10 +191,11 @@ pub async fn record(db: &Db, bag: &DagBag) -> Result<(), StorageError> {
     Ok(())
 }
 
-/// Watches the folder until cancelled: every change is parsed, recorded, and published on `bag`.
+/// Watches the folder until cancelled: every change is parsed, published on `bag`, and recorded
+/// in the database when `db` is given (the scheduler's copy records; the web server's only reads).
 pub async fn watch_folder(
     folder: DagFolder,
-    db: Db,
+    db: Option<Db>,
     poll: Duration,
     bag: watch::Sender<Arc<DagBag>>,
     cancel: CancellationToken,
@@ -251,11 +252,13 @@ pub async fn watch_folder(
             }
             let new_bag = Arc::new(new_bag);
             bag.send_replace(Arc::clone(&new_bag));
-            unrecorded = Some(new_bag);
+            if db.is_some() {
+                unrecorded = Some(new_bag);
+            }
         }
         // A database hiccup must not lose a change: keep trying at every rescan until it is recorded.
-        if let Some(pending) = &unrecorded {
-            match record(&db, pending).await {
+        if let (Some(pending), Some(db)) = (&unrecorded, &db) {
+            match record(db, pending).await {
                 Ok(()) => unrecorded = None,
                 Err(error) => {
                     tracing::error!(%error, "cannot record the DAG folder in the metadata database; will retry")

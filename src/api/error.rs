@@ -1,0 +1,129 @@
+//! The API's one error type and its mapping to responses: 4xx bodies say precisely what is wrong
+//! in Airflow's shape (`{"detail": ...}`); 5xx bodies are generic and the cause is logged.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::runtime::operations::OperationError;
+use crate::storage::StorageError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// The request is well-formed but its content is invalid (FastAPI's 422).
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("internal error: {0}")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let detail = match &self {
+            ApiError::Internal(error) => {
+                tracing::error!("API request failed: {error:#}");
+                "internal server error; the cause is in the weir server log".to_string()
+            }
+            other => other.to_string(),
+        };
+        (status, Json(json!({ "detail": detail }))).into_response()
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(error: StorageError) -> Self {
+        match error {
+            StorageError::Conflict(message) => ApiError::Conflict(message),
+            StorageError::NotFound(message) => ApiError::NotFound(message),
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<OperationError> for ApiError {
+    fn from(error: OperationError) -> Self {
+        match error {
+            OperationError::Invalid(message) => ApiError::BadRequest(message),
+            OperationError::NotFound(message) => ApiError::NotFound(message),
+            OperationError::Conflict(message) => ApiError::Conflict(message),
+            OperationError::Storage(error) => ApiError::from(error),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        ApiError::Internal(error.into())
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::JsonDataError(error) => {
+                ApiError::Unprocessable(format!("invalid request body: {}", error.body_text()))
+            }
+            JsonRejection::JsonSyntaxError(error) => {
+                ApiError::BadRequest(format!("malformed JSON body: {}", error.body_text()))
+            }
+            JsonRejection::MissingJsonContentType(_) => {
+                ApiError::BadRequest("send the body as JSON with `Content-Type: application/json`".to_string())
+            }
+            other => ApiError::BadRequest(other.body_text()),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::Unprocessable(format!("invalid query parameters: {}", rejection.body_text()))
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        ApiError::BadRequest(format!("invalid path: {}", rejection.body_text()))
+    }
+}
+
+/// `axum::Json` whose rejections come back in our error shape.
+#[derive(Debug, Clone, Copy, Default, axum::extract::FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+impl<T: serde::Serialize> IntoResponse for ApiJson<T> {
+    fn into_response(self) -> Response {
+        Json(self.0).into_response()
+    }
+}
+
+/// Query strings whose rejections come back in our error shape.
+#[derive(Debug, Clone, Copy, Default, axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+/// Path parameters whose rejections come back in our error shape.
+#[derive(Debug, Clone, Copy, Default, axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
