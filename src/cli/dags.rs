@@ -75,6 +75,8 @@ pub enum DagsCommand {
         dag_id: String,
         logical_date: Option<String>,
     },
+    /// Creates (or re-runs) the scheduled runs of a date range, as a backfill the scheduler drives.
+    Backfill(super::backfills::BackfillArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
@@ -116,6 +118,7 @@ pub async fn run(app: &App, command: DagsCommand) -> CliResult {
         DagsCommand::Pause { dag_id } => set_paused(app, &dag_id, true).await,
         DagsCommand::Unpause { dag_id } => set_paused(app, &dag_id, false).await,
         DagsCommand::Test { dag_id, logical_date } => test(app, &dag_id, logical_date.as_deref()).await,
+        DagsCommand::Backfill(args) => super::backfills::create(app, args).await,
     }
 }
 

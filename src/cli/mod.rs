@@ -1,6 +1,7 @@
 //! The `weir` command line (§7): argument parsing and dispatch to the same library functions the
 //! daemon uses. Exit codes: 0 success, 1 the thing asked for failed, 2 usage or configuration.
 
+mod backfills;
 mod daemon;
 mod dags;
 pub mod output;
@@ -50,6 +51,9 @@ enum Command {
     /// Recorded runs.
     #[command(subcommand)]
     Runs(runs::RunsCommand),
+    /// Backfills: re-processing a range of logical dates.
+    #[command(subcommand)]
+    Backfills(backfills::BackfillsCommand),
     /// Task instances.
     #[command(subcommand)]
     Tasks(tasks::TasksCommand),
@@ -205,6 +209,7 @@ async fn run(app: App, command: Command) -> CliResult {
         }
         Command::Dags(command) => dags::run(&app, command).await,
         Command::Runs(command) => runs::run(&app, command).await,
+        Command::Backfills(command) => backfills::run(&app, command).await,
         Command::Tasks(command) => tasks::run(&app, command).await,
         Command::ImportErrors { output } => {
             let db = app.db(false).await?;

@@ -6,9 +6,11 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use crate::domain::backfill::{BackfillState, ExistingRun, PlannedDate, Reprocess, plan_dates};
 use crate::domain::dag::Dag;
 use crate::domain::ids::{DagId, RunId, TaskId};
 use crate::domain::state::{RunState, RunType, TaskState};
+use crate::storage::backfills::{self, Backfill, NewBackfill};
 use crate::storage::runs::{self, DagRun, NewRun, RunFilter};
 use crate::storage::{self, Db, StorageError, task_instances};
 
@@ -216,4 +218,129 @@ pub async fn mark_task(
     storage::signal_change(&mut transaction).await?;
     transaction.commit().await?;
     Ok(())
+}
+
+/// A backfill request (§3.8), as the CLI, the API and the UI give it.
+#[derive(Debug, Clone)]
+pub struct BackfillRequest {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub reprocess: Reprocess,
+    pub max_active_runs: u32,
+    pub reverse: bool,
+    pub conf: Value,
+}
+
+/// The dates a backfill would cover and what would happen to each, before anything is created.
+pub async fn plan_backfill(db: &Db, dag: &Dag, request: &BackfillRequest) -> Result<Vec<PlannedDate>, OperationError> {
+    if !dag.timetable.schedule.is_time_based() {
+        return Err(OperationError::Invalid(format!(
+            "DAG `{}` has schedule `{}`: only scheduled DAGs have logical dates to backfill",
+            dag.dag_id,
+            dag.timetable.schedule.describe()
+        )));
+    }
+    if request.from > request.to {
+        return Err(OperationError::Invalid(format!(
+            "the range is empty: from {} is after to {}",
+            request.from.to_rfc3339(),
+            request.to.to_rfc3339()
+        )));
+    }
+    if request.max_active_runs == 0 {
+        return Err(OperationError::Invalid(
+            "max_active_runs must be at least 1".to_string(),
+        ));
+    }
+    dag.params
+        .resolve(&request.conf)
+        .map_err(|error| OperationError::Invalid(error.to_string()))?;
+    let mut connection = db.acquire().await?;
+    let filter = RunFilter {
+        dag_id: Some(dag.dag_id.clone()),
+        ..RunFilter::default()
+    };
+    let existing: Vec<ExistingRun> = runs::list(&mut connection, &filter)
+        .await?
+        .into_iter()
+        .filter(|run| matches!(run.run_type, RunType::Scheduled | RunType::Backfill))
+        .map(|run| ExistingRun {
+            logical_date: run.logical_date,
+            run_id: run.run_id.to_string(),
+            state: run.state,
+        })
+        .collect();
+    let dates = plan_dates(
+        &dag.timetable,
+        request.from,
+        request.to,
+        request.reprocess,
+        &existing,
+        request.reverse,
+    );
+    if dates.is_empty() {
+        return Err(OperationError::Invalid(format!(
+            "schedule `{}` has no logical dates between {} and {}",
+            dag.timetable.schedule.describe(),
+            request.from.to_rfc3339(),
+            request.to.to_rfc3339()
+        )));
+    }
+    Ok(dates)
+}
+
+/// Creates a backfill; the scheduler starts its runs. One active backfill per DAG.
+pub async fn create_backfill(db: &Db, dag: &Dag, request: &BackfillRequest) -> Result<Backfill, OperationError> {
+    let dates = plan_backfill(db, dag, request).await?;
+    let now = Utc::now();
+    let mut transaction = db.begin().await?;
+    if storage::dags::get(&mut transaction, &dag.dag_id).await?.is_none() {
+        storage::dags::upsert(&mut transaction, dag, now).await?;
+    }
+    let backfill = NewBackfill {
+        dag_id: dag.dag_id.clone(),
+        from_date: request.from,
+        to_date: request.to,
+        reprocess: request.reprocess,
+        max_active_runs: request.max_active_runs,
+        run_backwards: request.reverse,
+        conf: request.conf.clone(),
+    };
+    let created = backfills::insert(&mut transaction, &backfill, &dates, now).await?;
+    storage::signal_change(&mut transaction).await?;
+    transaction.commit().await?;
+    Ok(created)
+}
+
+/// Pauses, resumes or cancels a backfill. Cancelling starts no further runs, lets running ones
+/// finish, and fails the ones that had not started, so none is left queued.
+pub async fn change_backfill(db: &Db, id: i64, to: BackfillState) -> Result<Backfill, OperationError> {
+    let now = Utc::now();
+    let mut transaction = db.begin().await?;
+    let backfill = backfills::get(&mut transaction, id)
+        .await?
+        .ok_or_else(|| OperationError::NotFound(format!("there is no backfill with id {id}")))?;
+    let allowed = matches!(
+        (backfill.state, to),
+        (BackfillState::Running, BackfillState::Paused)
+            | (BackfillState::Paused, BackfillState::Running)
+            | (BackfillState::Running | BackfillState::Paused, BackfillState::Cancelled)
+    );
+    if !allowed {
+        return Err(OperationError::Conflict(format!(
+            "backfill {id} is {}: it cannot become {to}",
+            backfill.state
+        )));
+    }
+    backfills::set_state(&mut transaction, id, to, now).await?;
+    if to == BackfillState::Cancelled {
+        runs::fail_queued_of_backfill(&mut transaction, id, now).await?;
+    }
+    storage::signal_change(&mut transaction).await?;
+    transaction.commit().await?;
+    Ok(Backfill {
+        state: to,
+        updated_at: now,
+        ..backfill
+    })
 }

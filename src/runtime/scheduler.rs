@@ -18,13 +18,15 @@ use super::attempt::{self, attempt_env, log_path, output_path, render_fields, te
 use super::executor::{AttemptKey, AttemptRequest, AttemptResult, Executor, ExecutorEvent};
 use super::loader::DagBag;
 use super::process::{ShellAttempt, kill_processes_with_env};
+use crate::domain::backfill::{BackfillState, DateAction, DateProgress, backfill_step};
 use crate::domain::dag::{Dag, Operator};
-use crate::domain::ids::DagId;
+use crate::domain::ids::{DagId, RunId};
 use crate::domain::planner::{self, Candidate, Capacity, Decision, RunSnapshot};
 use crate::domain::state::{RunState, RunType, TaskState};
+use crate::storage::backfills::{self, Backfill, BackfillDate};
 use crate::storage::runs::{self, DagRun, NewRun, RunFilter};
 use crate::storage::task_instances::{self, AttemptEnd, TaskInstance};
-use crate::storage::{self, Db};
+use crate::storage::{self, Db, StorageError};
 
 /// How a scheduler is set up.
 #[derive(Debug, Clone)]
@@ -134,6 +136,9 @@ impl Scheduler {
         if self.settings.owner.is_none() {
             self.create_scheduled_runs(&bag, now, &mut outcome).await?;
         }
+        if self.settings.owner.is_none() {
+            self.advance_backfills(&bag, now, &mut outcome).await?;
+        }
         self.start_queued_runs(&bag, now, &mut outcome).await?;
         self.plan_running_runs(&bag, now, &mut outcome).await?;
         self.dispatch(&bag, now, &mut outcome).await?;
@@ -213,6 +218,106 @@ impl Scheduler {
         Ok(())
     }
 
+    /// Starts the next dates of each running backfill within its own `max_active_runs`, and
+    /// completes the backfills that are done.
+    async fn advance_backfills(
+        &self,
+        bag: &DagBag,
+        now: DateTime<Utc>,
+        outcome: &mut TickOutcome,
+    ) -> anyhow::Result<()> {
+        let mut connection = self.db.acquire().await?;
+        let running = backfills::list(&mut connection, None, Some(BackfillState::Running)).await?;
+        drop(connection);
+        for backfill in running {
+            let Some(dag) = bag.get(&backfill.dag_id) else {
+                continue;
+            };
+            let mut transaction = self.db.begin().await?;
+            let dates = backfills::dates(&mut transaction, backfill.id).await?;
+            let mut progress = Vec::with_capacity(dates.len());
+            for date in &dates {
+                let active = match date.run_pk {
+                    Some(pk) => runs::get_by_pk(&mut transaction, pk)
+                        .await?
+                        .is_some_and(|run| !run.state.is_finished()),
+                    None => false,
+                };
+                progress.push(DateProgress {
+                    action: date.action,
+                    started: date.run_pk.is_some(),
+                    active,
+                });
+            }
+            let step = backfill_step(&progress, backfill.state, backfill.max_active_runs);
+            for position in step.start {
+                let date = &dates[position];
+                self.start_backfill_date(&mut transaction, dag, &backfill, date, now)
+                    .await?;
+                outcome.runs_created += 1;
+            }
+            if step.completed {
+                backfills::set_state(&mut transaction, backfill.id, BackfillState::Completed, now).await?;
+                tracing::info!(dag_id = %backfill.dag_id, backfill_id = backfill.id, "backfill completed");
+            }
+            transaction.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Creates a date's run, or clears its existing run in place (§3.8: a re-run never creates a
+    /// second run for a date).
+    async fn start_backfill_date(
+        &self,
+        connection: &mut sqlx::AnyConnection,
+        dag: &Dag,
+        backfill: &Backfill,
+        date: &BackfillDate,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let existing = match &date.existing_run_id {
+            Some(run_id) => runs::get(connection, &dag.dag_id, &RunId::parse(run_id.clone())?).await?,
+            None => None,
+        };
+        let run_pk = match (date.action, existing) {
+            (DateAction::Rerun, Some(run)) => {
+                for instance in task_instances::for_run(connection, run.pk).await? {
+                    let retries = dag.task(instance.task_id.as_str()).map_or(0, |task| task.retry.retries);
+                    task_instances::clear(connection, run.pk, &instance.task_id, retries).await?;
+                }
+                runs::set_state(connection, run.pk, RunState::Queued, now).await?;
+                run.pk
+            }
+            _ => {
+                let conf = dag.params.resolve(&backfill.conf).unwrap_or_default();
+                let new_run = NewRun {
+                    dag_id: dag.dag_id.clone(),
+                    run_id: runs::generated_run_id(RunType::Backfill, date.logical_date),
+                    run_type: RunType::Backfill,
+                    logical_date: date.logical_date,
+                    data_interval_start: date.data_interval_start,
+                    data_interval_end: date.data_interval_end,
+                    run_after: date.run_after,
+                    conf: serde_json::Value::Object(conf),
+                    owner: None,
+                };
+                match runs::insert(connection, &new_run, now).await {
+                    Ok(run) => run.pk,
+                    // The schedule created a run for this date after the backfill was planned.
+                    Err(StorageError::Conflict(reason)) => {
+                        backfills::set_date_run(connection, backfill.id, date.ordinal, None, Some(&reason)).await?;
+                        return Ok(());
+                    }
+                    Err(error) => return Err(error.into()),
+                }
+            }
+        };
+        runs::set_backfill(connection, run_pk, backfill.id).await?;
+        backfills::set_date_run(connection, backfill.id, date.ordinal, Some(run_pk), None).await?;
+        tracing::info!(dag_id = %dag.dag_id, backfill_id = backfill.id, logical_date = %date.logical_date, action = %date.action, "backfill date started");
+        Ok(())
+    }
+
     async fn start_queued_runs(
         &self,
         bag: &DagBag,
@@ -238,11 +343,20 @@ impl Scheduler {
             let Some(dag) = bag.get(&dag_id) else {
                 continue;
             };
+            let mut transaction = self.db.begin().await?;
+            // A backfill's runs ignore pause and the DAG's max_active_runs: the backfill created
+            // them within its own limit.
+            let (backfill_runs, waiting): (Vec<&DagRun>, Vec<&DagRun>) =
+                waiting.into_iter().partition(|run| run.backfill_id.is_some());
+            for run in backfill_runs {
+                runs::start(&mut transaction, run.pk, now).await?;
+                outcome.runs_started += 1;
+            }
             // A paused DAG keeps its queued runs waiting (the daemon's rule); `dags test` runs anyway.
             if self.settings.owner.is_none() && paused.get(&dag_id).copied().unwrap_or(false) {
+                transaction.commit().await?;
                 continue;
             }
-            let mut transaction = self.db.begin().await?;
             let (_, running) = runs::count_active(&mut transaction, &dag_id).await?;
             let keys: Vec<i64> = waiting.iter().map(|run| run.pk).collect();
             for pk in planner::runs_to_start(&keys, running, dag.max_active_runs) {
@@ -602,7 +716,15 @@ impl Scheduler {
         loop {
             if step_needed {
                 match self.tick(Utc::now()).await {
-                    Ok(outcome) => next_wake = outcome.next_wake,
+                    Ok(outcome) => {
+                        next_wake = outcome.next_wake;
+                        // A finished run frees capacity (max_active_runs, a backfill's limit) and
+                        // may complete a backfill: look again at once rather than at the next event.
+                        if outcome.runs_finished > 0 {
+                            step_needed = true;
+                            continue;
+                        }
+                    }
                     Err(error) => {
                         tracing::error!("scheduler step failed: {error:#}");
                         next_wake = Some(Utc::now() + chrono::Duration::seconds(1));

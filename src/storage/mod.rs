@@ -1,6 +1,7 @@
 //! The metadata database: the only module that knows SQL. One code path for SQLite (embedded
 //! default, WAL) and PostgreSQL through sqlx's `Any` driver; rows become domain types here.
 
+pub mod backfills;
 pub mod dags;
 pub mod import_errors;
 pub mod runs;
@@ -51,12 +52,20 @@ struct Migration {
 
 /// Embedded with `include_str!` rather than `sqlx::migrate!`, which would pull sqlx's macro stack
 /// into the build.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "initial schema",
-    sqlite: include_str!("../../migrations/sqlite/0001_init.sql"),
-    postgres: include_str!("../../migrations/postgres/0001_init.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "initial schema",
+        sqlite: include_str!("../../migrations/sqlite/0001_init.sql"),
+        postgres: include_str!("../../migrations/postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 3,
+        description: "backfills",
+        sqlite: include_str!("../../migrations/sqlite/0003_backfill.sql"),
+        postgres: include_str!("../../migrations/postgres/0003_backfill.sql"),
+    },
+];
 
 /// A handle on the metadata database.
 #[derive(Clone, Debug)]
@@ -210,14 +219,30 @@ impl Db {
                     .try_get::<i64, _>(0)?
             }
         };
-        let current = if exists == 0 {
-            0
+        let applied: Vec<i64> = if exists == 0 {
+            Vec::new()
         } else {
-            sqlx::query("SELECT COALESCE(MAX(version), 0) FROM weir_migrations")
-                .fetch_one(&mut *connection)
+            sqlx::query("SELECT version FROM weir_migrations")
+                .fetch_all(&mut *connection)
                 .await?
-                .try_get::<i64, _>(0)?
+                .into_iter()
+                .map(|row| row.try_get::<i64, _>(0))
+                .collect::<Result<_, _>>()?
         };
+        // The schema is at version N when every migration up to N is applied (a gap means an
+        // older migration is still missing, whatever the newest applied one is).
+        let mut current = 0;
+        for migration in MIGRATIONS {
+            if !applied.contains(&migration.version) {
+                break;
+            }
+            current = migration.version;
+        }
+        if let Some(newest) = applied.iter().copied().max()
+            && newest > required
+        {
+            current = newest;
+        }
         Ok(SchemaStatus { current, required })
     }
 

@@ -296,10 +296,11 @@ pub async fn finish(
     Ok(changed > 0)
 }
 
-/// How many runs of a DAG are queued or running (counts against `max_active_runs`).
+/// How many runs of a DAG are queued or running, outside backfills (counts against the DAG's
+/// `max_active_runs`; a backfill has its own).
 pub async fn count_active(connection: &mut AnyConnection, dag_id: &DagId) -> Result<(u32, u32), StorageError> {
     let rows = sqlx::query(
-        "SELECT state, COUNT(*) FROM dag_run WHERE dag_id = $1 AND state IN ('queued', 'running') GROUP BY state",
+        "SELECT state, COUNT(*) FROM dag_run WHERE dag_id = $1 AND state IN ('queued', 'running') AND backfill_id IS NULL GROUP BY state",
     )
     .bind(dag_id.as_str())
     .fetch_all(connection)
@@ -316,4 +317,30 @@ pub async fn count_active(connection: &mut AnyConnection, dag_id: &DagId) -> Res
         }
     }
     Ok((queued, running))
+}
+
+/// Hands a run to a backfill (a run it created, or an existing one it re-runs).
+pub async fn set_backfill(connection: &mut AnyConnection, pk: i64, backfill_id: i64) -> Result<(), StorageError> {
+    sqlx::query("UPDATE dag_run SET backfill_id = $2 WHERE id = $1")
+        .bind(pk)
+        .bind(backfill_id)
+        .execute(connection)
+        .await?;
+    Ok(())
+}
+
+/// Fails the backfill's runs that have not started (cancelling leaves none stranded in queued).
+pub async fn fail_queued_of_backfill(
+    connection: &mut AnyConnection,
+    backfill_id: i64,
+    now: DateTime<Utc>,
+) -> Result<u64, StorageError> {
+    Ok(
+        sqlx::query("UPDATE dag_run SET state = 'failed', end_date = $2 WHERE backfill_id = $1 AND state = 'queued'")
+            .bind(backfill_id)
+            .bind(micros(now))
+            .execute(connection)
+            .await?
+            .rows_affected(),
+    )
 }

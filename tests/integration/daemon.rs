@@ -13,12 +13,12 @@ use weir::storage::{Db, task_instances};
 use crate::support;
 
 /// A project folder with a config pointing at the test database.
-struct Project {
+pub struct Project {
     folder: tempfile::TempDir,
 }
 
 impl Project {
-    fn new(database_url: &str) -> Project {
+    pub fn new(database_url: &str) -> Project {
         let folder = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(folder.path().join("dags")).unwrap();
         let config = format!(
@@ -32,14 +32,14 @@ impl Project {
         self.folder.path()
     }
 
-    fn write_dag(&self, name: &str, yaml: &str) {
+    pub fn write_dag(&self, name: &str, yaml: &str) {
         // Written to a hidden name first and renamed, so the watcher never reads half a file.
         let hidden = self.path().join("dags").join(format!(".{name}.tmp"));
         std::fs::write(&hidden, yaml).unwrap();
         std::fs::rename(&hidden, self.path().join("dags").join(name)).unwrap();
     }
 
-    fn weir(&self, args: &[&str]) -> std::process::Output {
+    pub fn weir(&self, args: &[&str]) -> std::process::Output {
         Command::new(env!("CARGO_BIN_EXE_weir"))
             .arg("--config")
             .arg(self.path().join("config.toml"))
@@ -49,7 +49,7 @@ impl Project {
             .unwrap()
     }
 
-    fn serve(&self) -> Daemon {
+    pub fn serve(&self) -> Daemon {
         let log = std::fs::File::create(self.path().join(format!("serve-{}.log", std::process::id()))).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_weir"))
             .arg("--config")
@@ -64,19 +64,19 @@ impl Project {
     }
 }
 
-struct Daemon {
+pub struct Daemon {
     child: Child,
 }
 
 impl Daemon {
     /// SIGTERM, then wait for the process to exit by itself.
-    fn stop(&mut self) -> std::process::ExitStatus {
+    pub fn stop(&mut self) -> std::process::ExitStatus {
         let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
         self.child.wait().unwrap()
     }
 
-    fn sigkill(&mut self) {
+    pub fn sigkill(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }

@@ -21,17 +21,17 @@ use weir::storage::task_instances::{self, TaskInstance};
 use crate::support;
 
 /// A scheduler in daemon mode over one DAG written to a temporary folder.
-struct Harness {
-    db: Db,
-    scheduler: Scheduler,
+pub struct Harness {
+    pub db: Db,
+    pub scheduler: Scheduler,
     events: mpsc::UnboundedReceiver<ExecutorEvent>,
-    dag: Arc<Dag>,
+    pub dag: Arc<Dag>,
     _bag: watch::Sender<Arc<DagBag>>,
     _folder: tempfile::TempDir,
 }
 
 impl Harness {
-    async fn new(db: &Db, yaml: &str) -> Harness {
+    pub async fn new(db: &Db, yaml: &str) -> Harness {
         let folder = tempfile::tempdir().unwrap();
         let path = folder.path().join("dag.yaml");
         std::fs::write(&path, yaml).unwrap();
@@ -64,7 +64,7 @@ impl Harness {
         }
     }
 
-    async fn trigger(&self) -> DagRun {
+    pub async fn trigger(&self) -> DagRun {
         let now = Utc::now();
         let run = NewRun {
             dag_id: self.dag.dag_id.clone(),
@@ -83,7 +83,7 @@ impl Harness {
         run
     }
 
-    async fn run_to_end(&mut self, run: &DagRun) -> RunState {
+    pub async fn run_to_end(&mut self, run: &DagRun) -> RunState {
         let driving = self.scheduler.drive_until_finished(run.pk, &mut self.events);
         tokio::time::timeout(Duration::from_secs(60), driving)
             .await
@@ -91,7 +91,40 @@ impl Harness {
             .unwrap()
     }
 
-    async fn instances(&self, run: &DagRun) -> BTreeMap<String, TaskInstance> {
+    /// Steps the scheduler (recording executor events as they come) until `done` holds.
+    pub async fn drive_until<F, Fut>(&mut self, what: &str, mut done: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let give_up = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let outcome = self.scheduler.tick(Utc::now()).await.unwrap();
+            if done().await {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < give_up,
+                "timed out driving the scheduler until {what}"
+            );
+            let wait = outcome
+                .next_wake
+                .map(|wake| (wake - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+                .unwrap_or(Duration::from_millis(200))
+                .min(Duration::from_millis(200));
+            tokio::select! {
+                Some(event) = self.events.recv() => {
+                    self.scheduler.handle_event(event, Utc::now()).await.unwrap();
+                    while let Ok(more) = self.events.try_recv() {
+                        self.scheduler.handle_event(more, Utc::now()).await.unwrap();
+                    }
+                }
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    pub async fn instances(&self, run: &DagRun) -> BTreeMap<String, TaskInstance> {
         let mut connection = self.db.acquire().await.unwrap();
         task_instances::for_run(&mut connection, run.pk)
             .await
@@ -101,7 +134,7 @@ impl Harness {
             .collect()
     }
 
-    async fn states(&self, run: &DagRun) -> BTreeMap<String, TaskState> {
+    pub async fn states(&self, run: &DagRun) -> BTreeMap<String, TaskState> {
         self.instances(run)
             .await
             .into_iter()
@@ -315,7 +348,7 @@ tasks:
     }
 }
 
-async fn all_runs(db: &Db, dag: &Dag) -> Vec<DagRun> {
+pub async fn all_runs(db: &Db, dag: &Dag) -> Vec<DagRun> {
     let mut connection = db.acquire().await.unwrap();
     let filter = weir::storage::runs::RunFilter {
         dag_id: Some(dag.dag_id.clone()),

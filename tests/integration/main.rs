@@ -3,6 +3,7 @@
 // Helpers outside #[test] functions unwrap too: a failed set-up step should fail the test loudly.
 #![allow(clippy::unwrap_used)]
 
+mod backfill;
 mod cli;
 mod daemon;
 mod e2e;

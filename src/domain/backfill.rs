@@ -1,0 +1,318 @@
+//! Backfills (§3.8) as decisions: which logical dates a backfill covers and what happens to each
+//! (a new run, a re-run of an existing one, or nothing), and which of them start at each step.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+
+use super::schedule::{PlannedRun, Timetable};
+use super::state::{RunState, UnknownVariant};
+
+/// Which existing runs a backfill re-runs (Airflow 3's `reprocess_behavior`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reprocess {
+    /// Dates that already have a run are skipped.
+    #[default]
+    None,
+    /// Failed runs are cleared and run again; others are skipped.
+    Failed,
+    /// Every finished run is cleared and run again.
+    Completed,
+}
+
+/// A backfill's lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackfillState {
+    Running,
+    Paused,
+    Completed,
+    Cancelled,
+}
+
+/// What a backfill does with one logical date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DateAction {
+    Create,
+    Rerun,
+    Skip,
+}
+
+macro_rules! spelled {
+    ($name:ident, $kind:literal, { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+        impl FromStr for $name {
+            type Err = UnknownVariant;
+            fn from_str(value: &str) -> Result<Self, Self::Err> {
+                match value {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(UnknownVariant { kind: $kind, value: value.to_string(), expected: [$($text),+].join(", ") }),
+                }
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+spelled!(Reprocess, "reprocess behavior", { None => "none", Failed => "failed", Completed => "completed" });
+spelled!(BackfillState, "backfill state", { Running => "running", Paused => "paused", Completed => "completed", Cancelled => "cancelled" });
+spelled!(DateAction, "backfill action", { Create => "create", Rerun => "rerun", Skip => "skip" });
+
+impl BackfillState {
+    /// Running or paused: it still owns its DAG (one active backfill per DAG).
+    pub fn is_active(self) -> bool {
+        matches!(self, BackfillState::Running | BackfillState::Paused)
+    }
+}
+
+/// A run that already exists for a logical date (scheduled or backfill: unique per date).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExistingRun {
+    pub logical_date: DateTime<Utc>,
+    pub run_id: String,
+    pub state: RunState,
+}
+
+/// One logical date of a backfill and what happens to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedDate {
+    pub run: PlannedRun,
+    pub action: DateAction,
+    /// The run that exists for this date, if any.
+    pub existing_run_id: Option<String>,
+    /// Why a date is skipped, for the dry run.
+    pub reason: Option<String>,
+}
+
+/// Every scheduled logical date in `[from, to]`, oldest first (newest first with `reverse`), and
+/// what the backfill does with each.
+pub fn plan_dates(
+    timetable: &Timetable,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    reprocess: Reprocess,
+    existing: &[ExistingRun],
+    reverse: bool,
+) -> Vec<PlannedDate> {
+    let mut dates: Vec<PlannedDate> = timetable
+        .runs_between(from, to)
+        .into_iter()
+        .map(|run| {
+            let found = existing
+                .iter()
+                .find(|existing| existing.logical_date == run.logical_date);
+            let (action, reason) = match found {
+                None => (DateAction::Create, None),
+                Some(existing) if !existing.state.is_finished() => (
+                    DateAction::Skip,
+                    Some(format!("run {} is {}", existing.run_id, existing.state)),
+                ),
+                Some(existing) => match (reprocess, existing.state) {
+                    (Reprocess::Completed, _) | (Reprocess::Failed, RunState::Failed) => (DateAction::Rerun, None),
+                    _ => (
+                        DateAction::Skip,
+                        Some(format!("run {} exists ({})", existing.run_id, existing.state)),
+                    ),
+                },
+            };
+            PlannedDate {
+                run,
+                action,
+                existing_run_id: found.map(|existing| existing.run_id.clone()),
+                reason,
+            }
+        })
+        .collect();
+    if reverse {
+        dates.reverse();
+    }
+    dates
+}
+
+/// One planned date as the backfill tracks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DateProgress {
+    pub action: DateAction,
+    /// Started: its run was created or cleared.
+    pub started: bool,
+    /// Its run is queued or running.
+    pub active: bool,
+}
+
+/// What a backfill step does: the positions (in order) of dates to start now, and whether the
+/// backfill is complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackfillStep {
+    pub start: Vec<usize>,
+    pub completed: bool,
+}
+
+/// Starts dates in their order while fewer than `max_active_runs` of the backfill's runs are
+/// active; complete when every date to run has started and none is active any more.
+pub fn backfill_step(dates: &[DateProgress], state: BackfillState, max_active_runs: u32) -> BackfillStep {
+    let active = dates.iter().filter(|date| date.active).count();
+    let pending: Vec<usize> = dates
+        .iter()
+        .enumerate()
+        .filter(|(_, date)| date.action != DateAction::Skip && !date.started)
+        .map(|(position, _)| position)
+        .collect();
+    let start = if state == BackfillState::Running {
+        let free = (max_active_runs as usize).saturating_sub(active);
+        pending.iter().copied().take(free).collect()
+    } else {
+        Vec::new()
+    };
+    let completed = state == BackfillState::Running && pending.is_empty() && active == 0;
+    BackfillStep { start, completed }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::schedule::Schedule;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+    }
+
+    fn daily() -> Timetable {
+        Timetable {
+            schedule: Schedule::parse("@daily", true).unwrap(),
+            timezone: chrono_tz::Tz::UTC,
+            start_date: Some(at("2026-01-01T00:00:00Z")),
+            end_date: None,
+        }
+    }
+
+    fn existing(day: &str, state: RunState) -> ExistingRun {
+        ExistingRun {
+            logical_date: at(&format!("{day}T00:00:00Z")),
+            run_id: format!("scheduled__{day}"),
+            state,
+        }
+    }
+
+    fn summary(dates: &[PlannedDate]) -> Vec<String> {
+        dates
+            .iter()
+            .map(|date| format!("{} {}", date.run.logical_date.format("%m-%d"), date.action))
+            .collect()
+    }
+
+    #[test]
+    fn each_reprocess_behavior_decides_what_happens_to_existing_runs() {
+        let runs = [
+            existing("2026-03-02", RunState::Success),
+            existing("2026-03-03", RunState::Failed),
+            existing("2026-03-04", RunState::Running),
+        ];
+        let table = [
+            (
+                Reprocess::None,
+                ["03-01 create", "03-02 skip", "03-03 skip", "03-04 skip"],
+            ),
+            (
+                Reprocess::Failed,
+                ["03-01 create", "03-02 skip", "03-03 rerun", "03-04 skip"],
+            ),
+            (
+                Reprocess::Completed,
+                ["03-01 create", "03-02 rerun", "03-03 rerun", "03-04 skip"],
+            ),
+        ];
+        for (reprocess, expected) in table {
+            let dates = plan_dates(
+                &daily(),
+                at("2026-03-01T00:00:00Z"),
+                at("2026-03-04T00:00:00Z"),
+                reprocess,
+                &runs,
+                false,
+            );
+            assert_eq!(summary(&dates), expected, "{reprocess}");
+        }
+        let dates = plan_dates(
+            &daily(),
+            at("2026-03-01T00:00:00Z"),
+            at("2026-03-04T00:00:00Z"),
+            Reprocess::None,
+            &runs,
+            false,
+        );
+        assert_eq!(dates[3].reason.as_deref(), Some("run scheduled__2026-03-04 is running"));
+    }
+
+    #[test]
+    fn reverse_runs_newest_first() {
+        let dates = plan_dates(
+            &daily(),
+            at("2026-03-01T00:00:00Z"),
+            at("2026-03-03T00:00:00Z"),
+            Reprocess::None,
+            &[],
+            true,
+        );
+        assert_eq!(summary(&dates), ["03-03 create", "03-02 create", "03-01 create"]);
+    }
+
+    fn progress(spec: &str) -> Vec<DateProgress> {
+        // c = to create, not started; A = started and active; d = started and done; s = skipped
+        spec.chars()
+            .map(|c| match c {
+                'c' => DateProgress {
+                    action: DateAction::Create,
+                    started: false,
+                    active: false,
+                },
+                'A' => DateProgress {
+                    action: DateAction::Create,
+                    started: true,
+                    active: true,
+                },
+                'd' => DateProgress {
+                    action: DateAction::Create,
+                    started: true,
+                    active: false,
+                },
+                _ => DateProgress {
+                    action: DateAction::Skip,
+                    started: false,
+                    active: false,
+                },
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_step_starts_dates_in_order_up_to_max_active_runs() {
+        let table: [(&str, BackfillState, u32, &[usize], bool); 7] = [
+            ("cccccc", BackfillState::Running, 3, &[0, 1, 2], false),
+            ("AAdccc", BackfillState::Running, 3, &[3], false),
+            ("AAAccc", BackfillState::Running, 3, &[], false),
+            ("ddsdsd", BackfillState::Running, 3, &[], true),
+            ("ddAsdd", BackfillState::Running, 3, &[], false),
+            ("dAcccc", BackfillState::Paused, 3, &[], false),
+            ("dAcccc", BackfillState::Cancelled, 3, &[], false),
+        ];
+        for (spec, state, max, start, completed) in table {
+            let step = backfill_step(&progress(spec), state, max);
+            assert_eq!(
+                step,
+                BackfillStep {
+                    start: start.to_vec(),
+                    completed
+                },
+                "{spec} {state}"
+            );
+        }
+    }
+}
