@@ -1,10 +1,12 @@
 //! The metadata database: the only module that knows SQL. One code path for SQLite (embedded
 //! default, WAL) and PostgreSQL through sqlx's `Any` driver; rows become domain types here.
 
+pub mod connections;
 pub mod dags;
 pub mod import_errors;
 pub mod runs;
 pub mod task_instances;
+pub mod variables;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -51,12 +53,20 @@ struct Migration {
 
 /// Embedded with `include_str!` rather than `sqlx::migrate!`, which would pull sqlx's macro stack
 /// into the build.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "initial schema",
-    sqlite: include_str!("../../migrations/sqlite/0001_init.sql"),
-    postgres: include_str!("../../migrations/postgres/0001_init.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "initial schema",
+        sqlite: include_str!("../../migrations/sqlite/0001_init.sql"),
+        postgres: include_str!("../../migrations/postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "variables and connections",
+        sqlite: include_str!("../../migrations/sqlite/0002_variables_connections.sql"),
+        postgres: include_str!("../../migrations/postgres/0002_variables_connections.sql"),
+    },
+];
 
 /// A handle on the metadata database.
 #[derive(Clone, Debug)]
