@@ -21,6 +21,9 @@ pub enum ApiError {
     /// The request is well-formed but its content is invalid (FastAPI's 422).
     #[error("{0}")]
     Unprocessable(String),
+    /// The resource exists but cannot be changed this way (pools come from config.toml).
+    #[error("{0}")]
+    MethodNotAllowed(String),
     #[error("internal error: {0}")]
     Internal(#[from] anyhow::Error),
 }
@@ -32,6 +35,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

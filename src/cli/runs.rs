@@ -92,6 +92,7 @@ pub async fn run(app: &App, command: RunsCommand) -> CliResult {
                 owner: None,
                 limit: Some(limit),
                 newest_first: true,
+                ..RunFilter::default()
             };
             let rows: Vec<Value> = runs::list(&mut connection, &filter)
                 .await?

@@ -477,6 +477,7 @@ async fn clear(app: &App, dag_id: &str, selection: &ClearSelection, dry_run: boo
             .map(regex::Regex::new)
             .transpose()
             .map_err(|error| CliError::Usage(format!("--task is not a valid regular expression: {error}")))?,
+        task_ids: Vec::new(),
         include_downstream: selection.downstream,
         only_failed: selection.only_failed,
     };

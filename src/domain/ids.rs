@@ -12,8 +12,14 @@ pub struct InvalidId {
     pub value: String,
 }
 
+/// `.` and `..` (and other all-dot names) would be path navigation in log paths, never ids.
+fn is_dots_only(value: &str) -> bool {
+    value.bytes().all(|byte| byte == b'.')
+}
+
 fn is_valid_identifier(value: &str) -> bool {
     !value.is_empty()
+        && !is_dots_only(value)
         && value.len() <= 250
         && value
             .bytes()
@@ -90,7 +96,7 @@ impl RunId {
     pub fn parse(value: impl Into<String>) -> Result<Self, InvalidId> {
         let value = value.into();
         let allowed = |byte: u8| byte.is_ascii_alphanumeric() || b"_.-:+~".contains(&byte);
-        if !value.is_empty() && value.len() <= 250 && value.bytes().all(allowed) {
+        if !value.is_empty() && !is_dots_only(&value) && value.len() <= 250 && value.bytes().all(allowed) {
             Ok(Self(value))
         } else {
             Err(InvalidId { kind: "run id", value })
@@ -138,5 +144,9 @@ mod tests {
         );
         assert!(RunId::parse("scheduled__2026-03-01T00:00:00+00:00").is_ok());
         assert!(RunId::parse("../etc").is_err());
+        assert!(RunId::parse("..").is_err());
+        assert!(DagId::parse(".").is_err());
+        assert!(TaskId::parse("...").is_err());
+        assert!(DagId::parse("v1.2").is_ok());
     }
 }

@@ -103,6 +103,15 @@ pub async fn set_paused(db: &Db, dag: &Dag, paused: bool) -> Result<(), Operatio
     Ok(())
 }
 
+/// Pauses or unpauses a DAG the database knows but the DAG folder no longer holds.
+pub async fn set_paused_recorded(db: &Db, dag_id: &DagId, paused: bool) -> Result<(), OperationError> {
+    let mut transaction = db.begin().await?;
+    storage::dags::set_paused(&mut transaction, dag_id, paused).await?;
+    storage::signal_change(&mut transaction).await?;
+    transaction.commit().await?;
+    Ok(())
+}
+
 /// Which task instances to clear (§3.7).
 #[derive(Debug, Clone, Default)]
 pub struct ClearRequest {
@@ -112,6 +121,8 @@ pub struct ClearRequest {
     pub to: Option<DateTime<Utc>>,
     /// Tasks whose id matches; `None` = every task.
     pub task_pattern: Option<regex::Regex>,
+    /// Only these tasks (on top of `task_pattern`); empty = no restriction.
+    pub task_ids: Vec<TaskId>,
     pub include_downstream: bool,
     pub only_failed: bool,
 }
@@ -130,6 +141,7 @@ pub async fn plan_clear(db: &Db, dag: &Dag, request: &ClearRequest) -> Result<Cl
                 .as_ref()
                 .is_none_or(|pattern| pattern.is_match(task.task_id.as_str()))
         })
+        .filter(|task| request.task_ids.is_empty() || request.task_ids.contains(&task.task_id))
         .map(|task| task.task_id.clone())
         .collect();
     if request.include_downstream {
@@ -343,4 +355,52 @@ pub async fn change_backfill(db: &Db, id: i64, to: BackfillState) -> Result<Back
         updated_at: now,
         ..backfill
     })
+}
+
+/// Sets a run's state by hand, as Airflow does: `success` marks every unfinished task instance
+/// success; `failed` marks queued and running ones failed and the rest of the unfinished ones
+/// skipped; `queued` puts the run back in the queue and leaves its task instances alone.
+pub async fn set_run_state(db: &Db, dag_id: &DagId, run_id: &RunId, state: RunState) -> Result<DagRun, OperationError> {
+    if state == RunState::Running {
+        return Err(OperationError::Invalid(
+            "a run can be set to queued, success or failed, not running".to_string(),
+        ));
+    }
+    let now = Utc::now();
+    let mut transaction = db.begin().await?;
+    let run = runs::get(&mut transaction, dag_id, run_id)
+        .await?
+        .ok_or_else(|| OperationError::NotFound(format!("DAG `{dag_id}` has no run `{run_id}`")))?;
+    if state != RunState::Queued {
+        for ti in task_instances::for_run(&mut transaction, run.pk).await? {
+            if ti.state.is_finished() {
+                continue;
+            }
+            let new_state = match state {
+                RunState::Success => TaskState::Success,
+                _ if ti.state.is_active() => TaskState::Failed,
+                _ => TaskState::Skipped,
+            };
+            task_instances::mark(&mut transaction, run.pk, &ti.task_id, new_state, now).await?;
+        }
+    }
+    runs::set_state(&mut transaction, run.pk, state, now).await?;
+    storage::signal_change(&mut transaction).await?;
+    let updated = runs::get_by_pk(&mut transaction, run.pk)
+        .await?
+        .ok_or_else(|| OperationError::NotFound(format!("DAG `{dag_id}` has no run `{run_id}`")))?;
+    transaction.commit().await?;
+    Ok(updated)
+}
+
+/// Deletes a run with its task instances and their history (log files stay on disk).
+pub async fn delete_run(db: &Db, dag_id: &DagId, run_id: &RunId) -> Result<(), OperationError> {
+    let mut transaction = db.begin().await?;
+    let run = runs::get(&mut transaction, dag_id, run_id)
+        .await?
+        .ok_or_else(|| OperationError::NotFound(format!("DAG `{dag_id}` has no run `{run_id}`")))?;
+    runs::delete(&mut transaction, run.pk).await?;
+    storage::signal_change(&mut transaction).await?;
+    transaction.commit().await?;
+    Ok(())
 }

@@ -65,3 +65,7 @@ pub async fn list(connection: &mut AnyConnection) -> Result<Vec<ImportError>, St
         })
         .collect()
 }
+
+pub async fn get(connection: &mut AnyConnection, id: i64) -> Result<Option<ImportError>, StorageError> {
+    Ok(list(connection).await?.into_iter().find(|error| error.id == id))
+}

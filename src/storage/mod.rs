@@ -2,10 +2,12 @@
 //! default, WAL) and PostgreSQL through sqlx's `Any` driver; rows become domain types here.
 
 pub mod backfills;
+pub mod connections;
 pub mod dags;
 pub mod import_errors;
 pub mod runs;
 pub mod task_instances;
+pub mod variables;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -58,6 +60,12 @@ const MIGRATIONS: &[Migration] = &[
         description: "initial schema",
         sqlite: include_str!("../../migrations/sqlite/0001_init.sql"),
         postgres: include_str!("../../migrations/postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "variables and connections",
+        sqlite: include_str!("../../migrations/sqlite/0002_variables_connections.sql"),
+        postgres: include_str!("../../migrations/postgres/0002_variables_connections.sql"),
     },
     Migration {
         version: 3,

@@ -165,11 +165,58 @@ pub struct RunFilter {
     /// `Some(None)`: only daemon-driven runs; `Some(Some(x))`: only runs owned by `x`.
     pub owner: Option<Option<String>>,
     pub limit: Option<u32>,
+    /// Rows to skip before the first one returned (pagination).
+    pub offset: u32,
     pub newest_first: bool,
+    /// An explicit order; when set, it wins over `newest_first`.
+    pub order: Option<RunOrder>,
 }
 
-pub async fn list(connection: &mut AnyConnection, filter: &RunFilter) -> Result<Vec<DagRun>, StorageError> {
-    let mut sql = format!("SELECT {COLUMNS} FROM dag_run WHERE 1 = 1");
+/// A column runs can be sorted by, for the API's `order_by`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunSortColumn {
+    Id,
+    DagId,
+    RunId,
+    State,
+    RunType,
+    LogicalDate,
+    RunAfter,
+    QueuedAt,
+    StartDate,
+    EndDate,
+    DataIntervalStart,
+    DataIntervalEnd,
+}
+
+impl RunSortColumn {
+    fn column(self) -> &'static str {
+        match self {
+            RunSortColumn::Id => "id",
+            RunSortColumn::DagId => "dag_id",
+            RunSortColumn::RunId => "run_id",
+            RunSortColumn::State => "state",
+            RunSortColumn::RunType => "run_type",
+            RunSortColumn::LogicalDate => "logical_date",
+            RunSortColumn::RunAfter => "run_after",
+            RunSortColumn::QueuedAt => "queued_at",
+            RunSortColumn::StartDate => "start_date",
+            RunSortColumn::EndDate => "end_date",
+            RunSortColumn::DataIntervalStart => "data_interval_start",
+            RunSortColumn::DataIntervalEnd => "data_interval_end",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunOrder {
+    pub column: RunSortColumn,
+    pub descending: bool,
+}
+
+/// The `WHERE` clause of a filter and its bind values.
+fn where_clause(filter: &RunFilter) -> (String, Vec<String>) {
+    let mut sql = String::from(" WHERE 1 = 1");
     let mut binds: Vec<String> = Vec::new();
     if let Some(dag_id) = &filter.dag_id {
         binds.push(dag_id.to_string());
@@ -191,19 +238,73 @@ pub async fn list(connection: &mut AnyConnection, filter: &RunFilter) -> Result<
         }
         None => {}
     }
-    sql.push_str(if filter.newest_first {
-        " ORDER BY logical_date DESC, id DESC"
-    } else {
-        " ORDER BY logical_date, id"
-    });
-    if let Some(limit) = filter.limit {
-        sql.push_str(&format!(" LIMIT {limit}"));
+    (sql, binds)
+}
+
+pub async fn list(connection: &mut AnyConnection, filter: &RunFilter) -> Result<Vec<DagRun>, StorageError> {
+    let (where_sql, binds) = where_clause(filter);
+    let mut sql = format!("SELECT {COLUMNS} FROM dag_run{where_sql}");
+    match filter.order {
+        Some(order) => {
+            let direction = if order.descending { "DESC" } else { "ASC" };
+            sql.push_str(&format!(
+                " ORDER BY {} {direction}, id {direction}",
+                order.column.column()
+            ));
+        }
+        None => sql.push_str(if filter.newest_first {
+            " ORDER BY logical_date DESC, id DESC"
+        } else {
+            " ORDER BY logical_date, id"
+        }),
+    }
+    match filter.limit {
+        Some(limit) => sql.push_str(&format!(" LIMIT {limit} OFFSET {}", filter.offset)),
+        None if filter.offset > 0 => sql.push_str(&format!(" LIMIT {} OFFSET {}", i64::MAX, filter.offset)),
+        None => {}
     }
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for bind in binds {
         query = query.bind(bind);
     }
     query.fetch_all(connection).await?.into_iter().map(from_row).collect()
+}
+
+/// How many runs match the filter (its limit and offset aside), for `total_entries`.
+pub async fn count(connection: &mut AnyConnection, filter: &RunFilter) -> Result<i64, StorageError> {
+    let (where_sql, binds) = where_clause(filter);
+    let sql = format!("SELECT COUNT(*) FROM dag_run{where_sql}");
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for bind in binds {
+        query = query.bind(bind);
+    }
+    Ok(query.fetch_one(connection).await?.try_get(0)?)
+}
+
+/// Deletes a run with its task instances and attempts (their log files stay on disk).
+pub async fn delete(connection: &mut AnyConnection, pk: i64) -> Result<bool, StorageError> {
+    for table in ["task_attempt", "task_instance"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE run_pk = $1")))
+            .bind(pk)
+            .execute(&mut *connection)
+            .await?;
+    }
+    let deleted = sqlx::query("DELETE FROM dag_run WHERE id = $1")
+        .bind(pk)
+        .execute(connection)
+        .await?
+        .rows_affected();
+    Ok(deleted > 0)
+}
+
+/// How many runs are in each state, everywhere (for `/metrics`).
+pub async fn count_by_state(connection: &mut AnyConnection) -> Result<Vec<(String, i64)>, StorageError> {
+    let rows = sqlx::query("SELECT state, COUNT(*) FROM dag_run GROUP BY state ORDER BY state")
+        .fetch_all(connection)
+        .await?;
+    rows.into_iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect()
 }
 
 pub async fn get(

@@ -423,3 +423,30 @@ pub async fn mark(
     .rows_affected();
     Ok(changed > 0)
 }
+
+/// How many task instances are in each state, everywhere (for `/metrics`).
+pub async fn count_by_state(connection: &mut AnyConnection) -> Result<Vec<(String, i64)>, StorageError> {
+    let rows = sqlx::query("SELECT state, COUNT(*) FROM task_instance GROUP BY state ORDER BY state")
+        .fetch_all(connection)
+        .await?;
+    rows.into_iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect()
+}
+
+/// Slots taken per pool and state, for the states that hold or wait for a slot (scheduled,
+/// queued, running).
+pub async fn pool_usage(connection: &mut AnyConnection) -> Result<Vec<(String, TaskState, i64)>, StorageError> {
+    let rows = sqlx::query("SELECT pool, state, SUM(pool_slots) FROM task_instance WHERE state IN ('scheduled', 'queued', 'running') GROUP BY pool, state")
+        .fetch_all(connection)
+        .await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok((
+                row.try_get("pool")?,
+                parse_column(row.try_get(1)?, "state")?,
+                row.try_get(2)?,
+            ))
+        })
+        .collect()
+}

@@ -245,7 +245,8 @@ async fn commands_refuse_a_postgres_schema_that_is_behind_and_say_to_migrate() {
     let listed = weir(project.path(), &["runs", "list"]);
     assert_eq!(listed.status.code(), Some(1));
     assert!(
-        text(&listed.stderr).contains("schema is at version 0 but this weir needs 3: run `weir db migrate`"),
+        text(&listed.stderr).contains("schema is at version 0 but this weir needs ")
+            && text(&listed.stderr).contains(": run `weir db migrate`"),
         "{}",
         text(&listed.stderr)
     );

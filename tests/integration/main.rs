@@ -3,6 +3,8 @@
 // Helpers outside #[test] functions unwrap too: a failed set-up step should fail the test loudly.
 #![allow(clippy::unwrap_used)]
 
+mod airflow_client;
+mod api;
 mod backfill;
 mod cli;
 mod daemon;

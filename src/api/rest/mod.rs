@@ -1,15 +1,469 @@
 //! The REST API under `/api/v2`, following Airflow 3's stable REST API: paths, field names,
-//! `limit`/`offset` pagination with `total_entries`, errors as `{"detail": ...}`.
+//! `limit`/`offset` pagination with `total_entries`, errors as `{"detail": ...}`. Every route is
+//! one row of [`entries`], which builds both the router and the OpenAPI document. No
+//! authentication yet: any `Authorization` header (Airflow clients send a bearer token) is
+//! accepted and ignored.
 
+mod connections;
+mod dag_runs;
+mod dags;
+mod import_errors;
+mod metrics;
 mod monitor;
+mod openapi;
+mod pools;
+pub mod query;
+mod task_instances;
+mod tasks;
+mod variables;
 
 use axum::Router;
-use axum::routing::get;
+use axum::handler::Handler;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, MethodRouter, any, on};
 
 use super::ApiState;
+use super::error::ApiError;
+
+pub use dag_runs::{DagRunResponse, run_type_name, run_view};
+pub use task_instances::{TaskInstanceResponse, instance_uuid, instance_view};
+
+/// An HTTP method the API serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Get,
+    Post,
+    Patch,
+    Delete,
+}
+
+impl Verb {
+    /// The lower-case name OpenAPI uses as a key.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Get => "get",
+            Verb::Post => "post",
+            Verb::Patch => "patch",
+            Verb::Delete => "delete",
+        }
+    }
+
+    fn filter(self) -> MethodFilter {
+        match self {
+            Verb::Get => MethodFilter::GET,
+            Verb::Post => MethodFilter::POST,
+            Verb::Patch => MethodFilter::PATCH,
+            Verb::Delete => MethodFilter::DELETE,
+        }
+    }
+}
+
+/// What the OpenAPI document says about one route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteInfo {
+    pub verb: Verb,
+    /// Axum's and OpenAPI's shared syntax: `/api/v2/dags/{dag_id}`.
+    pub path: &'static str,
+    pub operation_id: &'static str,
+    pub summary: &'static str,
+    pub tag: &'static str,
+    /// The status of a successful answer.
+    pub success: u16,
+}
+
+struct Entry {
+    info: RouteInfo,
+    handler: MethodRouter<ApiState>,
+}
+
+fn entry<H, T>(
+    verb: Verb,
+    path: &'static str,
+    operation_id: &'static str,
+    summary: &'static str,
+    tag: &'static str,
+    handler: H,
+) -> Entry
+where
+    H: Handler<T, ApiState>,
+    T: 'static,
+{
+    let success = match (verb, tag) {
+        (Verb::Delete, _) => 204,
+        (Verb::Post, "Variable" | "Connection") => 201,
+        _ => 200,
+    };
+    Entry {
+        info: RouteInfo {
+            verb,
+            path,
+            operation_id,
+            summary,
+            tag,
+            success,
+        },
+        handler: on(verb.filter(), handler),
+    }
+}
+
+/// Every route the API serves, in the order the OpenAPI document lists them.
+fn entries() -> Vec<Entry> {
+    use Verb::{Delete, Get, Patch, Post};
+    vec![
+        entry(
+            Get,
+            "/api/v2/monitor/health",
+            "get_health",
+            "Health of the metadata database and scheduler",
+            "Monitor",
+            monitor::health,
+        ),
+        entry(
+            Get,
+            "/api/v2/version",
+            "get_version",
+            "weir's version",
+            "Version",
+            monitor::version,
+        ),
+        entry(
+            Get,
+            "/api/v2/openapi.json",
+            "get_openapi",
+            "This OpenAPI document",
+            "Monitor",
+            openapi::document,
+        ),
+        entry(
+            Get,
+            "/metrics",
+            "get_metrics",
+            "Prometheus metrics",
+            "Monitor",
+            metrics::metrics,
+        ),
+        entry(Get, "/api/v2/dags", "get_dags", "List DAGs", "DAG", dags::list),
+        entry(Get, "/api/v2/dags/{dag_id}", "get_dag", "Get a DAG", "DAG", dags::get),
+        entry(
+            Patch,
+            "/api/v2/dags/{dag_id}",
+            "patch_dag",
+            "Pause or unpause a DAG",
+            "DAG",
+            dags::patch,
+        ),
+        entry(
+            Get,
+            "/api/v2/dags/{dag_id}/details",
+            "get_dag_details",
+            "Get a DAG with its settings",
+            "DAG",
+            dags::details,
+        ),
+        entry(
+            Get,
+            "/api/v2/dags/{dag_id}/tasks",
+            "get_tasks",
+            "List a DAG's tasks",
+            "Task",
+            tasks::list,
+        ),
+        entry(
+            Get,
+            "/api/v2/dags/{dag_id}/tasks/{task_id}",
+            "get_task",
+            "Get a task",
+            "Task",
+            tasks::get,
+        ),
+        entry(
+            Get,
+            "/api/v2/dags/{dag_id}/dagRuns",
+            "get_dag_runs",
+            "List runs (`~` for every DAG)",
+            "DagRun",
+            dag_runs::list,
+        ),
+        entry(
+            Post,
+            "/api/v2/dags/{dag_id}/dagRuns",
+            "trigger_dag_run",
+            "Trigger a run",
+            "DagRun",
+            dag_runs::trigger,
+        ),
+        entry(
+            Get,
+            "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}",
+            "get_dag_run",
+            "Get a run",
+            "DagRun",
+            dag_runs::get,
+        ),
+        entry(
+            Patch,
+            "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}",
+            "patch_dag_run",
+            "Set a run's state",
+            "DagRun",
+            dag_runs::patch,
+        ),
+        entry(
+            Delete,
+            "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}",
+            "delete_dag_run",
+            "Delete a run",
+            "DagRun",
+            dag_runs::delete,
+        ),
+        entry(
+            Post,
+            "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/clear",
+            "clear_dag_run",
+            "Clear a run's task instances",
+            "DagRun",
+            dag_runs::clear,
+        ),
+        entry(
+            Get,
+            "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances",
+            "get_task_instances",
+            "List a run's task instances",
+            "TaskInstance",
+            task_instances::list,
+        ),
+        entry(
+            Get,
+            "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}",
+            "get_task_instance",
+            "Get a task instance",
+            "TaskInstance",
+            task_instances::get,
+        ),
+        entry(
+            Patch,
+            "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}",
+            "patch_task_instance",
+            "Mark a task instance success or failed",
+            "TaskInstance",
+            task_instances::patch,
+        ),
+        entry(
+            Patch,
+            "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/dry_run",
+            "patch_task_instance_dry_run",
+            "What marking a task instance would change",
+            "TaskInstance",
+            task_instances::patch_dry_run,
+        ),
+        entry(
+            Get,
+            "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/tries",
+            "get_task_instance_tries",
+            "List a task instance's attempts",
+            "TaskInstance",
+            task_instances::tries,
+        ),
+        entry(
+            Get,
+            "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/logs/{try_number}",
+            "get_log",
+            "An attempt's log (JSON, or text with Accept: text/plain)",
+            "TaskInstance",
+            task_instances::logs,
+        ),
+        entry(
+            Post,
+            "/api/v2/dags/{dag_id}/clearTaskInstances",
+            "post_clear_task_instances",
+            "Clear task instances",
+            "TaskInstance",
+            task_instances::clear,
+        ),
+        entry(
+            Get,
+            "/api/v2/importErrors",
+            "get_import_errors",
+            "List import errors",
+            "ImportError",
+            import_errors::list,
+        ),
+        entry(
+            Get,
+            "/api/v2/importErrors/{import_error_id}",
+            "get_import_error",
+            "Get an import error",
+            "ImportError",
+            import_errors::get,
+        ),
+        entry(
+            Get,
+            "/api/v2/variables",
+            "get_variables",
+            "List variables",
+            "Variable",
+            variables::list,
+        ),
+        entry(
+            Post,
+            "/api/v2/variables",
+            "post_variable",
+            "Create a variable",
+            "Variable",
+            variables::create,
+        ),
+        entry(
+            Get,
+            "/api/v2/variables/{variable_key}",
+            "get_variable",
+            "Get a variable",
+            "Variable",
+            variables::get,
+        ),
+        entry(
+            Patch,
+            "/api/v2/variables/{variable_key}",
+            "patch_variable",
+            "Update a variable",
+            "Variable",
+            variables::patch,
+        ),
+        entry(
+            Delete,
+            "/api/v2/variables/{variable_key}",
+            "delete_variable",
+            "Delete a variable",
+            "Variable",
+            variables::delete,
+        ),
+        entry(
+            Get,
+            "/api/v2/connections",
+            "get_connections",
+            "List connections (passwords never shown)",
+            "Connection",
+            connections::list,
+        ),
+        entry(
+            Post,
+            "/api/v2/connections",
+            "post_connection",
+            "Create a connection",
+            "Connection",
+            connections::create,
+        ),
+        entry(
+            Get,
+            "/api/v2/connections/{connection_id}",
+            "get_connection",
+            "Get a connection",
+            "Connection",
+            connections::get,
+        ),
+        entry(
+            Patch,
+            "/api/v2/connections/{connection_id}",
+            "patch_connection",
+            "Update a connection",
+            "Connection",
+            connections::patch,
+        ),
+        entry(
+            Delete,
+            "/api/v2/connections/{connection_id}",
+            "delete_connection",
+            "Delete a connection",
+            "Connection",
+            connections::delete,
+        ),
+        entry(
+            Get,
+            "/api/v2/pools",
+            "get_pools",
+            "List pools (from config.toml)",
+            "Pool",
+            pools::list,
+        ),
+        entry(
+            Post,
+            "/api/v2/pools",
+            "post_pool",
+            "Refused: pools come from config.toml",
+            "Pool",
+            pools::read_only,
+        ),
+        entry(
+            Get,
+            "/api/v2/pools/{pool_name}",
+            "get_pool",
+            "Get a pool",
+            "Pool",
+            pools::get,
+        ),
+        entry(
+            Patch,
+            "/api/v2/pools/{pool_name}",
+            "patch_pool",
+            "Refused: pools come from config.toml",
+            "Pool",
+            pools::read_only,
+        ),
+        entry(
+            Delete,
+            "/api/v2/pools/{pool_name}",
+            "delete_pool",
+            "Refused: pools come from config.toml",
+            "Pool",
+            pools::read_only,
+        ),
+    ]
+}
+
+/// Every route served, for the OpenAPI document and for tests that check it is complete.
+pub fn route_table() -> Vec<RouteInfo> {
+    entries().into_iter().map(|entry| entry.info).collect()
+}
 
 pub fn router() -> Router<ApiState> {
-    Router::new()
-        .route("/api/v2/monitor/health", get(monitor::health))
-        .route("/api/v2/version", get(monitor::version))
+    let mut router = Router::new();
+    for entry in entries() {
+        router = router.route(entry.info.path, entry.handler);
+    }
+    router
+        .route("/api/v2/{*rest}", any(unknown_path))
+        .layer(axum::middleware::map_response(json_method_not_allowed))
+}
+
+async fn unknown_path(uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!(
+        "no such API path `{}`: see /api/v2/openapi.json for the paths weir serves",
+        uri.path()
+    ))
+}
+
+/// axum answers a known path with an unserved method with an empty 405: give it our shape.
+async fn json_method_not_allowed(response: Response) -> Response {
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED && !response.headers().contains_key(header::CONTENT_TYPE) {
+        let allow = response.headers().get(header::ALLOW).cloned();
+        let mut replaced = ApiError::MethodNotAllowed(match allow.as_ref().and_then(|value| value.to_str().ok()) {
+            Some(allowed) => format!("method not allowed here; this path accepts {allowed}"),
+            None => "method not allowed here".to_string(),
+        })
+        .into_response();
+        if let Some(allow) = allow {
+            replaced.headers_mut().insert(header::ALLOW, allow);
+        }
+        return replaced;
+    }
+    response
+}
+
+/// FNV-1a, 128 bits: a stable, dependency-free hash for derived ids and tokens (not for secrets).
+pub(crate) fn fnv1a_128(bytes: &[u8]) -> u128 {
+    const OFFSET: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+    const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
+    bytes
+        .iter()
+        .fold(OFFSET, |hash, &byte| (hash ^ u128::from(byte)).wrapping_mul(PRIME))
 }
