@@ -317,3 +317,48 @@ pub async fn count_active(connection: &mut AnyConnection, dag_id: &DagId) -> Res
     }
     Ok((queued, running))
 }
+
+/// One page of a DAG's runs, newest logical date first (the UI's grid and run history).
+pub async fn page(
+    connection: &mut AnyConnection,
+    dag_id: &DagId,
+    limit: u32,
+    offset: u32,
+) -> Result<Vec<DagRun>, StorageError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM dag_run WHERE dag_id = $1 ORDER BY logical_date DESC, id DESC LIMIT $2 OFFSET $3"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(dag_id.as_str())
+        .bind(i64::from(limit))
+        .bind(i64::from(offset))
+        .fetch_all(connection)
+        .await?
+        .into_iter()
+        .map(from_row)
+        .collect()
+}
+
+/// How many runs a DAG has.
+pub async fn count(connection: &mut AnyConnection, dag_id: &DagId) -> Result<u64, StorageError> {
+    let total: i64 = sqlx::query("SELECT COUNT(*) FROM dag_run WHERE dag_id = $1")
+        .bind(dag_id.as_str())
+        .fetch_one(connection)
+        .await?
+        .try_get(0)?;
+    Ok(u64::try_from(total).unwrap_or(0))
+}
+
+/// The newest `per_dag` runs of every DAG, newest first within each DAG (the DAG list's dots).
+pub async fn recent_per_dag(connection: &mut AnyConnection, per_dag: u32) -> Result<Vec<DagRun>, StorageError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM (SELECT {COLUMNS}, ROW_NUMBER() OVER (PARTITION BY dag_id ORDER BY logical_date DESC, id DESC) AS position FROM dag_run) ranked WHERE position <= $1 ORDER BY dag_id, logical_date DESC, id DESC"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(i64::from(per_dag))
+        .fetch_all(connection)
+        .await?
+        .into_iter()
+        .map(from_row)
+        .collect()
+}

@@ -3,9 +3,11 @@
 // Helpers outside #[test] functions unwrap too: a failed set-up step should fail the test loudly.
 #![allow(clippy::unwrap_used)]
 
+mod browser;
 mod cli;
 mod daemon;
 mod e2e;
 mod storage;
 mod support;
 mod tidy;
+mod ui;
