@@ -445,3 +445,38 @@ pub async fn fail_queued_of_backfill(
             .rows_affected(),
     )
 }
+
+/// One page of a DAG's runs, newest logical date first (the UI's grid and run history).
+pub async fn page(
+    connection: &mut AnyConnection,
+    dag_id: &DagId,
+    limit: u32,
+    offset: u32,
+) -> Result<Vec<DagRun>, StorageError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM dag_run WHERE dag_id = $1 ORDER BY logical_date DESC, id DESC LIMIT $2 OFFSET $3"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(dag_id.as_str())
+        .bind(i64::from(limit))
+        .bind(i64::from(offset))
+        .fetch_all(connection)
+        .await?
+        .into_iter()
+        .map(from_row)
+        .collect()
+}
+
+/// The newest `per_dag` runs of every DAG, newest first within each DAG (the DAG list's dots).
+pub async fn recent_per_dag(connection: &mut AnyConnection, per_dag: u32) -> Result<Vec<DagRun>, StorageError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM (SELECT {COLUMNS}, ROW_NUMBER() OVER (PARTITION BY dag_id ORDER BY logical_date DESC, id DESC) AS position FROM dag_run) ranked WHERE position <= $1 ORDER BY dag_id, logical_date DESC, id DESC"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(i64::from(per_dag))
+        .fetch_all(connection)
+        .await?
+        .into_iter()
+        .map(from_row)
+        .collect()
+}

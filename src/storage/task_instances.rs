@@ -84,6 +84,23 @@ pub async fn for_run(connection: &mut AnyConnection, run_pk: i64) -> Result<Vec<
         .collect()
 }
 
+/// The task instances of several runs at once (the UI's grid), ordered by run then task.
+pub async fn for_runs(connection: &mut AnyConnection, run_pks: &[i64]) -> Result<Vec<TaskInstance>, StorageError> {
+    if run_pks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders: Vec<String> = (1..=run_pks.len()).map(|position| format!("${position}")).collect();
+    let sql = format!(
+        "SELECT {COLUMNS} FROM task_instance WHERE run_pk IN ({}) ORDER BY run_pk, task_id",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for run_pk in run_pks {
+        query = query.bind(*run_pk);
+    }
+    query.fetch_all(connection).await?.into_iter().map(from_row).collect()
+}
+
 pub async fn get(
     connection: &mut AnyConnection,
     run_pk: i64,
@@ -368,6 +385,23 @@ pub async fn attempts(
             })
         })
         .collect()
+}
+
+/// The state of one attempt, without its fields (polled while its log streams).
+pub async fn attempt_state(
+    connection: &mut AnyConnection,
+    run_pk: i64,
+    task_id: &TaskId,
+    try_number: u32,
+) -> Result<Option<TaskState>, StorageError> {
+    sqlx::query("SELECT state FROM task_attempt WHERE run_pk = $1 AND task_id = $2 AND try_number = $3")
+        .bind(run_pk)
+        .bind(task_id.as_str())
+        .bind(i64::from(try_number))
+        .fetch_optional(connection)
+        .await?
+        .map(|row| parse_column(row.try_get("state")?, "state"))
+        .transpose()
 }
 
 /// The output of each task's latest successful attempt in a run (for `tasks.<id>.output`).

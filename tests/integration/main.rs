@@ -6,9 +6,11 @@
 mod airflow_client;
 mod api;
 mod backfill;
+mod browser;
 mod cli;
 mod daemon;
 mod e2e;
 mod storage;
 mod support;
 mod tidy;
+mod ui;

@@ -1,0 +1,626 @@
+//! The DAG list, the DAG page (grid, graph, code, runs, trigger form), pause/unpause, triggering
+//! a run from the form, and the import errors page.
+
+use std::collections::{BTreeSet, HashMap};
+
+use axum::Extension;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use minijinja::context;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::error::{UiError, UiForm, UiPath, UiQuery};
+use super::graph::{self, GraphCache};
+use super::views::{self, Pager, RunView, TaskInstanceView};
+use super::{back_to, find_dag, render};
+use crate::api::ApiState;
+use crate::domain::dag::Dag;
+use crate::domain::params::{Param, ParamType};
+use crate::runtime::operations::{self, OperationError};
+use crate::storage::{dags as dag_rows, import_errors, runs as run_rows, task_instances};
+
+/// Runs per grid or history page.
+const RUNS_PER_PAGE: u32 = 25;
+/// Coloured dots per DAG in the list.
+const RECENT_RUNS: u32 = 8;
+
+#[derive(Debug, Serialize)]
+struct DagRow {
+    dag_id: String,
+    url: String,
+    description: Option<String>,
+    owner: String,
+    tags: Vec<String>,
+    paused: bool,
+    schedule: String,
+    schedule_words: Option<String>,
+    timezone: String,
+    next_run: Option<String>,
+    recent: Vec<RunView>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    tag: String,
+    notice: Option<String>,
+}
+
+/// `GET /`: every loaded DAG, filtered by a search text and a tag.
+pub async fn list(State(state): State<ApiState>, UiQuery(query): UiQuery<ListQuery>) -> Result<Response, UiError> {
+    let bag = state.bag();
+    let now = Utc::now();
+    let mut connection = state.db.acquire().await?;
+    let records: HashMap<String, dag_rows::DagRecord> = dag_rows::list(&mut connection)
+        .await?
+        .into_iter()
+        .map(|record| (record.dag_id.to_string(), record))
+        .collect();
+    let mut recent: HashMap<String, Vec<RunView>> = HashMap::new();
+    for run in run_rows::recent_per_dag(&mut connection, RECENT_RUNS).await? {
+        recent
+            .entry(run.dag_id.to_string())
+            .or_default()
+            .push(RunView::new(&run, now));
+    }
+    let n_import_errors = import_errors::list(&mut connection).await?.len().max(bag.errors.len());
+    drop(connection);
+
+    let all_tags: BTreeSet<String> = bag.dags.values().flat_map(|dag| dag.tags.iter().cloned()).collect();
+    let search = query.q.trim().to_lowercase();
+    let rows: Vec<DagRow> = bag
+        .dags
+        .values()
+        .filter(|dag| {
+            search.is_empty()
+                || dag.dag_id.as_str().to_lowercase().contains(&search)
+                || dag
+                    .description
+                    .as_deref()
+                    .is_some_and(|text| text.to_lowercase().contains(&search))
+                || dag.owner.to_lowercase().contains(&search)
+        })
+        .filter(|dag| query.tag.is_empty() || dag.tags.contains(&query.tag))
+        .map(|dag| {
+            let record = records.get(dag.dag_id.as_str());
+            let (schedule, schedule_words) = views::schedule(dag);
+            let mut runs = recent.remove(dag.dag_id.as_str()).unwrap_or_default();
+            // Oldest on the left, as a timeline reads.
+            runs.reverse();
+            DagRow {
+                dag_id: dag.dag_id.to_string(),
+                url: views::dag_url(dag.dag_id.as_str()),
+                description: dag.description.clone(),
+                owner: dag.owner.clone(),
+                tags: dag.tags.clone(),
+                paused: record.map_or(dag.is_paused_upon_creation, |record| record.is_paused),
+                schedule,
+                schedule_words,
+                timezone: dag.timetable.timezone.name().to_string(),
+                next_run: record.and_then(|record| views::opt_time(record.next_dagrun_logical_date)),
+                recent: runs,
+            }
+        })
+        .collect();
+    let live = rows.iter().any(|row| row.recent.iter().any(|run| run.active));
+    let html = render::page(
+        "dags.html",
+        context! {
+            rows,
+            n_dags => bag.dags.len(),
+            all_tags,
+            q => query.q,
+            tag => query.tag,
+            n_import_errors,
+            notice => query.notice,
+            live,
+        },
+    )?;
+    Ok(html.into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DagQuery {
+    tab: Option<String>,
+    #[serde(default)]
+    offset: u32,
+    run_id: Option<String>,
+    notice: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct GridRow {
+    task_id: String,
+    cells: Vec<TaskInstanceView>,
+}
+
+/// One input of the trigger form.
+#[derive(Debug, Serialize)]
+struct ParamField {
+    name: String,
+    kind: &'static str,
+    input: &'static str,
+    value: String,
+    checked: bool,
+    options: Vec<ParamOption>,
+    description: Option<String>,
+    required: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct ParamOption {
+    value: String,
+    label: String,
+    selected: bool,
+}
+
+/// `GET /dags/{dag_id}`: the DAG's header and one tab.
+pub async fn show(
+    State(state): State<ApiState>,
+    Extension(graphs): Extension<GraphCache>,
+    UiPath(dag_id): UiPath<String>,
+    UiQuery(query): UiQuery<DagQuery>,
+) -> Result<Response, UiError> {
+    let dag = find_dag(&state, &dag_id)?;
+    let tab = match query.tab.as_deref() {
+        None | Some("" | "grid") => "grid",
+        Some("graph") => "graph",
+        Some("code") => "code",
+        Some("runs") => "runs",
+        Some("trigger") => "trigger",
+        Some(other) => {
+            return Err(UiError::BadRequest(format!(
+                "there is no tab `{other}`: use grid, graph, code, runs or trigger"
+            )));
+        }
+    };
+    let page = DagPage::load(&state, &dag, tab, &query, &graphs).await?;
+    page.render(&dag, query.notice.as_deref(), &[], None, StatusCode::OK)
+}
+
+/// What every tab of the DAG page needs, loaded once.
+struct DagPage {
+    tab: &'static str,
+    header: minijinja::Value,
+    tab_context: minijinja::Value,
+    live: bool,
+}
+
+impl DagPage {
+    async fn load(
+        state: &ApiState,
+        dag: &Dag,
+        tab: &'static str,
+        query: &DagQuery,
+        graphs: &GraphCache,
+    ) -> Result<DagPage, UiError> {
+        let now = Utc::now();
+        let mut connection = state.db.acquire().await?;
+        let record = dag_rows::get(&mut connection, &dag.dag_id).await?;
+        let filter = run_rows::RunFilter {
+            dag_id: Some(dag.dag_id.clone()),
+            ..run_rows::RunFilter::default()
+        };
+        let total_runs = u64::try_from(run_rows::count(&mut connection, &filter).await?).unwrap_or(0);
+        let runs = run_rows::page(&mut connection, &dag.dag_id, RUNS_PER_PAGE, query.offset).await?;
+        let live = runs.iter().any(|run| !run.state.is_finished());
+        let (schedule, schedule_words) = views::schedule(dag);
+        let dag_url = views::dag_url(dag.dag_id.as_str());
+        let header = context! {
+            dag_id => dag.dag_id.as_str(),
+            url => &dag_url,
+            description => &dag.description,
+            owner => &dag.owner,
+            tags => &dag.tags,
+            paused => record.as_ref().map_or(dag.is_paused_upon_creation, |record| record.is_paused),
+            schedule,
+            schedule_words,
+            timezone => dag.timetable.timezone.name(),
+            next_run => record.as_ref().and_then(|record| views::opt_time(record.next_dagrun_logical_date)),
+            fileloc => dag.fileloc.display().to_string(),
+            n_tasks => dag.tasks.len(),
+            total_runs,
+        };
+        let tab_url = format!("{dag_url}?tab={tab}");
+        let pager = Pager::new(
+            &tab_url,
+            u64::from(query.offset),
+            u64::from(RUNS_PER_PAGE),
+            total_runs,
+            runs.len() as u64,
+        );
+        let tab_context = match tab {
+            "grid" => {
+                let run_pks: Vec<i64> = runs.iter().map(|run| run.pk).collect();
+                let instances = task_instances::for_runs(&mut connection, &run_pks).await?;
+                let mut by_cell: HashMap<(i64, String), TaskInstanceView> = instances
+                    .iter()
+                    .map(|ti| ((ti.run_pk, ti.task_id.to_string()), TaskInstanceView::new(ti, now)))
+                    .collect();
+                let rows: Vec<GridRow> = dag
+                    .tasks
+                    .iter()
+                    .map(|task| GridRow {
+                        task_id: task.task_id.to_string(),
+                        cells: runs
+                            .iter()
+                            .map(|run| {
+                                by_cell.remove(&(run.pk, task.task_id.to_string())).unwrap_or_else(|| {
+                                    TaskInstanceView::missing(
+                                        dag.dag_id.as_str(),
+                                        run.run_id.as_str(),
+                                        task.task_id.as_str(),
+                                    )
+                                })
+                            })
+                            .collect(),
+                    })
+                    .collect();
+                let runs: Vec<RunView> = runs.iter().map(|run| RunView::new(run, now)).collect();
+                context! { runs, rows, pager }
+            }
+            "graph" => {
+                let selected = match &query.run_id {
+                    Some(run_id) if !run_id.is_empty() => {
+                        let run_id = crate::domain::ids::RunId::parse(run_id.as_str())
+                            .map_err(|error| UiError::BadRequest(error.to_string()))?;
+                        Some(
+                            run_rows::get(&mut connection, &dag.dag_id, &run_id)
+                                .await?
+                                .ok_or_else(|| {
+                                    UiError::NotFound(format!("DAG `{}` has no run `{run_id}`.", dag.dag_id))
+                                })?,
+                        )
+                    }
+                    _ => runs.first().cloned(),
+                };
+                let instances = match &selected {
+                    Some(run) => task_instances::for_run(&mut connection, run.pk).await?,
+                    None => Vec::new(),
+                };
+                let states: Vec<(String, String)> = dag
+                    .tasks
+                    .iter()
+                    .map(|task| {
+                        let state = instances
+                            .iter()
+                            .find(|ti| ti.task_id == task.task_id)
+                            .map_or("none".to_string(), |ti| ti.state.to_string());
+                        (task.task_id.to_string(), state)
+                    })
+                    .collect();
+                let svg = graph::colour(&graphs.svg(dag), &states);
+                let tasks: Vec<TaskInstanceView> = dag
+                    .tasks
+                    .iter()
+                    .map(
+                        |task| match (&selected, instances.iter().find(|ti| ti.task_id == task.task_id)) {
+                            (_, Some(ti)) => TaskInstanceView::new(ti, now),
+                            (Some(run), None) => TaskInstanceView::missing(
+                                dag.dag_id.as_str(),
+                                run.run_id.as_str(),
+                                task.task_id.as_str(),
+                            ),
+                            (None, None) => TaskInstanceView {
+                                url: String::new(),
+                                ..TaskInstanceView::missing(dag.dag_id.as_str(), "-", task.task_id.as_str())
+                            },
+                        },
+                    )
+                    .collect();
+                let upstream: Vec<(String, Vec<String>)> = dag
+                    .tasks
+                    .iter()
+                    .map(|task| {
+                        (
+                            task.task_id.to_string(),
+                            task.upstream.iter().map(ToString::to_string).collect(),
+                        )
+                    })
+                    .collect();
+                let run_choices: Vec<RunView> = runs.iter().map(|run| RunView::new(run, now)).collect();
+                context! {
+                    svg,
+                    tasks,
+                    upstream,
+                    selected => selected.as_ref().map(|run| RunView::new(run, now)),
+                    run_choices,
+                }
+            }
+            "code" => {
+                let lines: Vec<&str> = dag.source.lines().collect();
+                context! { lines }
+            }
+            "runs" => {
+                let runs: Vec<RunView> = runs.iter().map(|run| RunView::new(run, now)).collect();
+                context! { runs, pager }
+            }
+            _ => context! {},
+        };
+        Ok(DagPage {
+            tab,
+            header,
+            tab_context,
+            live,
+        })
+    }
+
+    fn render(
+        self,
+        dag: &Dag,
+        notice: Option<&str>,
+        errors: &[String],
+        submitted: Option<&HashMap<String, String>>,
+        status: StatusCode,
+    ) -> Result<Response, UiError> {
+        let fields = param_fields(dag, submitted);
+        let html = render::page(
+            "dag.html",
+            context! {
+                dag => self.header,
+                tab => self.tab,
+                t => self.tab_context,
+                fields,
+                errors,
+                run_id_value => submitted.and_then(|values| values.get("run_id")).cloned().unwrap_or_default(),
+                notice,
+                live => self.live,
+                legend_states => views::LEGEND,
+            },
+        )?;
+        Ok((status, html).into_response())
+    }
+}
+
+fn param_fields(dag: &Dag, submitted: Option<&HashMap<String, String>>) -> Vec<ParamField> {
+    dag.params
+        .0
+        .iter()
+        .map(|(name, param)| {
+            let submitted_value = submitted.and_then(|values| values.get(&format!("param:{name}")));
+            let default_text = param.default.as_ref().map(value_text).unwrap_or_default();
+            let value = submitted_value.cloned().unwrap_or(default_text);
+            let input = match (param.kind, &param.allowed) {
+                (_, Some(_)) => "select",
+                (ParamType::Boolean, None) => "checkbox",
+                (ParamType::Integer | ParamType::Number, None) => "number",
+                (ParamType::Array | ParamType::Object | ParamType::Any, None) => "textarea",
+                (ParamType::String, None) => "text",
+            };
+            let options = param
+                .allowed
+                .iter()
+                .flatten()
+                .map(|allowed| {
+                    let json = allowed.to_string();
+                    let selected = match submitted_value {
+                        Some(chosen) => *chosen == json,
+                        None => param.default.as_ref() == Some(allowed),
+                    };
+                    ParamOption {
+                        value: json,
+                        label: value_text(allowed),
+                        selected,
+                    }
+                })
+                .collect();
+            ParamField {
+                name: name.clone(),
+                kind: param.kind.as_str(),
+                input,
+                checked: value == "true",
+                value,
+                options,
+                description: param.description.clone(),
+                required: param.default.is_none(),
+            }
+        })
+        .collect()
+}
+
+/// A value as a person types it: strings bare, everything else as JSON.
+fn value_text(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The typed value of one submitted field, or what is wrong with it. Empty fields are left out
+/// (the param's default applies, or it is reported as required).
+fn field_value(name: &str, param: &Param, text: &str) -> Result<Option<Value>, String> {
+    if param.allowed.is_some() {
+        return serde_json::from_str(text)
+            .map(Some)
+            .map_err(|_| format!("param `{name}`: choose one of the listed values"));
+    }
+    let trimmed = text.trim();
+    if trimmed.is_empty() && param.kind != ParamType::String {
+        return Ok(None);
+    }
+    match param.kind {
+        ParamType::String => Ok(Some(Value::String(text.to_string()))),
+        ParamType::Integer => trimmed
+            .parse::<i64>()
+            .map(|number| Some(Value::from(number)))
+            .map_err(|_| format!("param `{name}` must be a whole number, got `{trimmed}`")),
+        ParamType::Number => trimmed
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map(|number| Some(Value::Number(number)))
+            .ok_or_else(|| format!("param `{name}` must be a number, got `{trimmed}`")),
+        ParamType::Boolean => match trimmed {
+            "true" | "on" => Ok(Some(Value::Bool(true))),
+            "false" => Ok(Some(Value::Bool(false))),
+            other => Err(format!("param `{name}` must be true or false, got `{other}`")),
+        },
+        ParamType::Array | ParamType::Object => serde_json::from_str(trimmed)
+            .map(Some)
+            .map_err(|error| format!("param `{name}` must be JSON ({}): {error}", param.kind.as_str())),
+        ParamType::Any => Ok(Some(
+            serde_json::from_str(trimmed).unwrap_or_else(|_| Value::String(text.to_string())),
+        )),
+    }
+}
+
+/// `POST /dags/{dag_id}/trigger`: a manual run with the form's params as conf. A bad value
+/// shows the form again with every problem listed.
+pub async fn trigger(
+    State(state): State<ApiState>,
+    Extension(graphs): Extension<GraphCache>,
+    UiPath(dag_id): UiPath<String>,
+    UiForm(fields): UiForm<Vec<(String, String)>>,
+) -> Result<Response, UiError> {
+    let dag = find_dag(&state, &dag_id)?;
+    // The last value wins: a checkbox posts a hidden `false` and, when ticked, `true` after it.
+    let submitted: HashMap<String, String> = fields.into_iter().collect();
+    let mut problems = Vec::new();
+    let mut unreadable: Vec<&str> = Vec::new();
+    let mut conf = Map::new();
+    for (name, param) in &dag.params.0 {
+        let Some(text) = submitted.get(&format!("param:{name}")) else {
+            continue;
+        };
+        match field_value(name, param, text) {
+            Ok(Some(value)) => {
+                conf.insert(name.clone(), value);
+            }
+            Ok(None) => {}
+            Err(problem) => {
+                problems.push(problem);
+                unreadable.push(name);
+            }
+        }
+    }
+    let run_id = submitted
+        .get("run_id")
+        .map(|run_id| run_id.trim())
+        .filter(|run_id| !run_id.is_empty());
+    if let Some(run_id) = run_id
+        && (run_id == "." || run_id == "..")
+    {
+        problems.push(format!("`{run_id}` cannot be a run id"));
+    }
+    // The same check `manual_run` makes, here for its list of problems, each shown on its own.
+    // Params whose field could not be read are already reported.
+    if let Err(error) = dag.params.resolve(&Value::Object(conf.clone())) {
+        problems.extend(error.problems.into_iter().filter(|problem| {
+            !unreadable
+                .iter()
+                .any(|name| problem.starts_with(&format!("param `{name}` ")))
+        }));
+    }
+    let outcome = if problems.is_empty() {
+        match operations::manual_run(&dag, &Value::Object(conf), None, run_id, None) {
+            Ok(new_run) => operations::trigger(&state.db, &dag, &new_run).await.map(Some),
+            Err(error) => Err(error),
+        }
+    } else {
+        Ok(None)
+    };
+    let status = match outcome {
+        Ok(Some(run)) => {
+            let next = format!("{}?tab=grid", views::dag_url(dag.dag_id.as_str()));
+            return Ok(back_to(Some(&next), &next, &format!("Triggered run {}", run.run_id)).into_response());
+        }
+        Ok(None) => StatusCode::BAD_REQUEST,
+        Err(OperationError::Invalid(message)) => {
+            problems.push(message);
+            StatusCode::BAD_REQUEST
+        }
+        Err(OperationError::Conflict(message)) => {
+            problems.push(message);
+            StatusCode::CONFLICT
+        }
+        Err(other) => return Err(other.into()),
+    };
+    let query = DagQuery {
+        tab: Some("trigger".to_string()),
+        offset: 0,
+        run_id: None,
+        notice: None,
+    };
+    let page = DagPage::load(&state, &dag, "trigger", &query, &graphs).await?;
+    page.render(&dag, None, &problems, Some(&submitted), status)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PauseForm {
+    paused: String,
+    next: Option<String>,
+}
+
+/// `POST /dags/{dag_id}/pause` with `paused=true|false`.
+pub async fn pause(
+    State(state): State<ApiState>,
+    UiPath(dag_id): UiPath<String>,
+    UiForm(form): UiForm<PauseForm>,
+) -> Result<Response, UiError> {
+    let dag = find_dag(&state, &dag_id)?;
+    let paused = match form.paused.as_str() {
+        "true" => true,
+        "false" => false,
+        other => {
+            return Err(UiError::BadRequest(format!(
+                "`paused` must be true or false, got `{other}`"
+            )));
+        }
+    };
+    operations::set_paused(&state.db, &dag, paused).await?;
+    let notice = if paused {
+        format!("Paused {}", dag.dag_id)
+    } else {
+        format!("Unpaused {}", dag.dag_id)
+    };
+    Ok(back_to(form.next.as_deref(), &views::dag_url(dag.dag_id.as_str()), &notice).into_response())
+}
+
+#[derive(Debug, Serialize)]
+struct ImportErrorRow {
+    filename: String,
+    line: u32,
+    column: u32,
+    message: String,
+    timestamp: String,
+}
+
+/// `GET /import-errors`: the DAG files that failed, with where and why. What the loader of this
+/// process found counts too (a web server without a scheduler records nothing).
+pub async fn import_errors(State(state): State<ApiState>) -> Result<Response, UiError> {
+    let mut connection = state.db.acquire().await?;
+    let mut rows: Vec<ImportErrorRow> = import_errors::list(&mut connection)
+        .await?
+        .into_iter()
+        .map(|error| ImportErrorRow {
+            filename: error.filename,
+            line: error.line,
+            column: error.column,
+            message: error.message,
+            timestamp: views::time(error.timestamp),
+        })
+        .collect();
+    if rows.is_empty() {
+        let now = views::time(Utc::now());
+        rows = state
+            .bag()
+            .import_errors()
+            .into_iter()
+            .map(|error| ImportErrorRow {
+                filename: error.filename,
+                line: error.line,
+                column: error.column,
+                message: error.message,
+                timestamp: now.clone(),
+            })
+            .collect();
+    }
+    let n_import_errors = rows.len();
+    let html = render::page("import_errors.html", context! { rows, n_import_errors })?;
+    Ok(html.into_response())
+}

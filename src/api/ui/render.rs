@@ -1,0 +1,93 @@
+//! Templates and static files, embedded in the binary from `web/` (rust-embed): the minijinja
+//! environment that renders every page, and the handler that serves CSS and JS.
+
+use std::sync::LazyLock;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use minijinja::Environment;
+
+use super::error::{UiError, UiPath};
+
+#[derive(rust_embed::Embed)]
+#[folder = "web/templates"]
+struct Templates;
+
+#[derive(rust_embed::Embed)]
+#[folder = "web/static"]
+struct Static;
+
+static ENVIRONMENT: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut environment = Environment::new();
+    environment
+        .set_loader(|name| Ok(Templates::get(name).map(|file| String::from_utf8_lossy(&file.data).into_owned())));
+    environment.add_filter("urlencode", |value: String| super::views::encode(&value));
+    environment.set_formatter(html_formatter);
+    environment.set_trim_blocks(true);
+    environment.set_lstrip_blocks(true);
+    environment
+});
+
+/// minijinja's HTML escaping, except that `/` stays `/` (minijinja writes `&#x2f;`, which is
+/// valid but makes every URL in the page source unreadable).
+fn html_formatter(
+    output: &mut minijinja::Output<'_>,
+    state: &minijinja::State<'_, '_>,
+    value: &minijinja::Value,
+) -> Result<(), minijinja::Error> {
+    if value.is_safe() || matches!(state.auto_escape(), minijinja::AutoEscape::None) {
+        return minijinja::escape_formatter(output, state, value);
+    }
+    let text = if value.is_undefined() {
+        String::new()
+    } else {
+        value.to_string()
+    };
+    let mut escaped = String::with_capacity(text.len());
+    for character in text.chars() {
+        match character {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#x27;"),
+            other => escaped.push(other),
+        }
+    }
+    output
+        .write_str(&escaped)
+        .map_err(|error| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, error.to_string()))
+}
+
+/// Renders template `name` (HTML-escaped) with `context`.
+pub fn page(name: &str, context: minijinja::Value) -> Result<Html<String>, UiError> {
+    let template = ENVIRONMENT
+        .get_template(name)
+        .map_err(|error| UiError::Internal(anyhow::anyhow!("loading template {name}: {error:#}")))?;
+    let html = template
+        .render(context)
+        .map_err(|error| UiError::Internal(anyhow::anyhow!("rendering template {name}: {error:#}")))?;
+    Ok(Html(html))
+}
+
+/// `GET /static/{*path}`: CSS, JS and images from `web/static`.
+pub async fn asset(UiPath(path): UiPath<String>) -> Result<Response, UiError> {
+    let file = Static::get(&path).ok_or_else(|| UiError::NotFound(format!("no static file `{path}`")))?;
+    let content_type = match path.rsplit_once('.').map(|(_, extension)| extension) {
+        Some("css") => "text/css; charset=utf-8",
+        Some("js") => "text/javascript; charset=utf-8",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("ico") => "image/x-icon",
+        _ => "application/octet-stream",
+    };
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        file.data.into_owned(),
+    )
+        .into_response())
+}

@@ -1,0 +1,600 @@
+//! The web UI through its router, without a socket, on SQLite and PostgreSQL: every page renders
+//! with its key content, unknown ids and bad forms give readable 4xx pages, buttons change state
+//! and redirect back, the graph names every task, logs are served in windows and streamed live.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use chrono::Utc;
+use http_body_util::BodyExt;
+use serde_json::json;
+use tokio::sync::watch;
+use tower::ServiceExt;
+use weir::api::{ApiState, router};
+use weir::config::Config;
+use weir::domain::dag::Dag;
+use weir::domain::ids::{DagId, TaskId};
+use weir::domain::state::{RunState, TaskState};
+use weir::domain::validate::ValidationContext;
+use weir::runtime::attempt::log_path;
+use weir::runtime::loader::{self, DagBag};
+use weir::runtime::operations;
+use weir::storage::runs::{self, DagRun, RunFilter};
+use weir::storage::task_instances::{self, AttemptEnd};
+use weir::storage::{Db, dags as dag_rows};
+
+use crate::support::{self, TestDb};
+
+const DAG_YAML: &str = r#"
+dag_id: shop
+description: Orders <b>pipeline</b>
+tags: [sales, nightly]
+schedule: "0 3 * * *"
+start_date: 2026-01-01
+params:
+  region: { type: string, default: kr, enum: [kr, us] }
+  rows: { type: integer, default: 10, minimum: 1 }
+tasks:
+  extract: { command: echo extract }
+  transform: { command: echo transform, depends_on: [extract] }
+  load: { command: echo load, depends_on: [transform] }
+"#;
+
+/// A UI over one DAG, with a project folder for the config and the logs.
+struct Ui {
+    state: ApiState,
+    dag: Arc<Dag>,
+    _bag: watch::Sender<Arc<DagBag>>,
+    _folder: tempfile::TempDir,
+}
+
+impl Ui {
+    async fn new(test_db: &TestDb) -> Ui {
+        let folder = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(folder.path().join("dags")).unwrap();
+        let config_path = folder.path().join("config.toml");
+        std::fs::write(
+            &config_path,
+            format!(
+                "[core]\ndags_folder = \"dags\"\nstate_dir = \"state\"\n\n[database]\nurl = \"{}\"\n",
+                test_db.url
+            ),
+        )
+        .unwrap();
+        let config = Config::load(&config_path, true, Vec::<(String, String)>::new()).unwrap();
+        let dag_path = folder.path().join("dags").join("shop.yaml");
+        std::fs::write(&dag_path, DAG_YAML).unwrap();
+        let dag = Arc::new(Dag::from_yaml(&dag_path, DAG_YAML, &ValidationContext::default()).unwrap());
+        let mut bag = DagBag::default();
+        bag.dags.insert(dag.dag_id.clone(), Arc::clone(&dag));
+        loader::record(&test_db.db, &bag).await.unwrap();
+        let (bag_tx, bag_rx) = watch::channel(Arc::new(bag));
+        let state = ApiState {
+            db: test_db.db.clone(),
+            dags: bag_rx,
+            config: Arc::new(config),
+        };
+        Ui {
+            state,
+            dag,
+            _bag: bag_tx,
+            _folder: folder,
+        }
+    }
+
+    fn db(&self) -> &Db {
+        &self.state.db
+    }
+
+    async fn get(&self, uri: &str) -> (StatusCode, String) {
+        let response = router(self.state.clone())
+            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// Posts a form; returns the status, the `Location` header and the body.
+    async fn post(&self, uri: &str, form: &str) -> (StatusCode, Option<String>, String) {
+        let request = Request::post(uri)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(form.to_string()))
+            .unwrap();
+        let response = router(self.state.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let location = response
+            .headers()
+            .get(header::LOCATION)
+            .map(|value| value.to_str().unwrap().to_string());
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, location, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// A manual run with every task instance created, as the scheduler would.
+    async fn run(&self) -> DagRun {
+        let new_run = operations::manual_run(&self.dag, &json!({}), None, None, None).unwrap();
+        let run = operations::trigger(self.db(), &self.dag, &new_run).await.unwrap();
+        let mut connection = self.db().acquire().await.unwrap();
+        for task in &self.dag.tasks {
+            task_instances::create(&mut connection, run.pk, &run.dag_id, &run.run_id, task)
+                .await
+                .unwrap();
+        }
+        run
+    }
+
+    /// Claims and starts try 1 of `task` with `log` already written; returns the log's path.
+    async fn start(&self, run: &DagRun, task: &str, log: &[u8]) -> std::path::PathBuf {
+        let task_id = TaskId::parse(task).unwrap();
+        let now = Utc::now();
+        let mut connection = self.db().acquire().await.unwrap();
+        task_instances::set_state(&mut connection, run.pk, &task_id, TaskState::Scheduled, None, now)
+            .await
+            .unwrap();
+        let rendered = json!({ "command": format!("echo {task}"), "env": {} });
+        let try_number = task_instances::claim(&mut connection, run.pk, &task_id, &rendered, now)
+            .await
+            .unwrap()
+            .unwrap();
+        task_instances::mark_started(
+            &mut connection,
+            run.pk,
+            &task_id,
+            try_number,
+            Some(4242),
+            "testhost",
+            now,
+        )
+        .await
+        .unwrap();
+        let path = log_path(
+            &self.state.config.logs_dir(),
+            run.dag_id.as_str(),
+            run.run_id.as_str(),
+            task,
+            try_number,
+        );
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, log).unwrap();
+        path
+    }
+
+    async fn finish(&self, run: &DagRun, task: &str, state: TaskState) {
+        let end = AttemptEnd {
+            attempt_state: state,
+            instance_state: state,
+            next_retry_at: None,
+            exit_code: Some(if state == TaskState::Success { 0 } else { 1 }),
+            output: Some("\"rows: 42\"".to_string()),
+            error: (state == TaskState::Failed).then(|| "boom".to_string()),
+            refund_try: false,
+        };
+        let mut connection = self.db().acquire().await.unwrap();
+        let task_id = TaskId::parse(task).unwrap();
+        task_instances::finish_attempt(&mut connection, run.pk, &task_id, 1, &end, Utc::now())
+            .await
+            .unwrap();
+    }
+}
+
+fn run_url(run: &DagRun) -> String {
+    format!("/dags/{}/runs/{}", run.dag_id, encode(run.run_id.as_str()))
+}
+
+fn encode(value: &str) -> String {
+    value.replace(':', "%3A").replace('+', "%2B")
+}
+
+#[tokio::test]
+async fn every_page_renders_with_its_key_content() {
+    for test_db in support::databases().await {
+        let ui = Ui::new(&test_db).await;
+        let run = ui.run().await;
+        ui.start(&run, "extract", b"line one\nline two\n").await;
+        ui.finish(&run, "extract", TaskState::Success).await;
+        let label = test_db.label;
+
+        let (status, body) = ui.get("/").await;
+        assert_eq!(status, StatusCode::OK, "{label}: {body}");
+        assert!(body.contains("href=\"/dags/shop\""), "{label}: {body}");
+        assert!(
+            body.contains("0 3 * * *") && body.contains("At 03:00"),
+            "{label}: schedule in words"
+        );
+        assert!(
+            body.contains("Orders &lt;b&gt;pipeline&lt;/b&gt;"),
+            "{label}: escaped description"
+        );
+        assert!(body.contains("class=\"dot state-queued\""), "{label}: recent run dot");
+        assert!(body.contains("role=\"switch\""), "{label}: pause toggle");
+
+        let (_, body) = ui.get("/?q=nothing-matches").await;
+        assert!(body.contains("No DAG matches"), "{label}");
+        let (_, body) = ui.get("/?tag=sales").await;
+        assert!(body.contains("href=\"/dags/shop\""), "{label}");
+
+        let (status, body) = ui.get("/dags/shop").await;
+        assert_eq!(status, StatusCode::OK, "{label}: {body}");
+        for task in ["extract", "transform", "load"] {
+            assert!(body.contains(&format!(">{task}</th>")), "{label}: grid row {task}");
+        }
+        assert!(body.contains("class=\"cell state-success\""), "{label}: coloured cell");
+        assert!(body.contains("class=\"run-bar state-queued\""), "{label}: run column");
+
+        let (status, body) = ui.get("/dags/shop?tab=graph").await;
+        assert_eq!(status, StatusCode::OK, "{label}: {body}");
+        assert!(body.contains("<svg"), "{label}: {body}");
+        for task in ["extract", "transform", "load"] {
+            assert!(
+                body.contains(&format!("data-task-id=\"{task}\"")),
+                "{label}: node {task}"
+            );
+        }
+        assert!(
+            body.contains("class=\"node state-success\" data-task-id=\"extract\""),
+            "{label}: node coloured by the run"
+        );
+
+        let (_, body) = ui.get("/dags/shop?tab=code").await;
+        assert!(
+            body.contains("description: Orders &lt;b&gt;pipeline&lt;/b&gt;"),
+            "{label}: escaped YAML"
+        );
+
+        let (_, body) = ui.get("/dags/shop?tab=runs").await;
+        assert!(body.contains(run.run_id.as_str()), "{label}: run history");
+
+        let (_, body) = ui.get("/dags/shop?tab=trigger").await;
+        assert!(body.contains("name=\"param:region\""), "{label}: enum param");
+        assert!(
+            body.contains("<select id=\"param-region\""),
+            "{label}: enum param is a select"
+        );
+        assert!(
+            body.contains("name=\"param:rows\" value=\"10\""),
+            "{label}: default filled in"
+        );
+
+        let (status, body) = ui.get(&run_url(&run)).await;
+        assert_eq!(status, StatusCode::OK, "{label}: {body}");
+        assert!(
+            body.contains("Gantt") && body.contains("gantt-bar state-success"),
+            "{label}: gantt"
+        );
+        assert!(body.contains("Mark success"), "{label}: mark buttons");
+
+        let (status, body) = ui.get(&format!("{}/tasks/extract", run_url(&run))).await;
+        assert_eq!(status, StatusCode::OK, "{label}: {body}");
+        assert!(body.contains("line one\nline two"), "{label}: log shown");
+        assert!(
+            body.contains("Rendered fields") && body.contains("echo extract"),
+            "{label}: rendered"
+        );
+        assert!(body.contains("rows: 42"), "{label}: output");
+        assert!(body.contains("testhost"), "{label}: attempt host");
+        assert!(
+            !body.contains("data-stream"),
+            "{label}: a finished attempt does not stream"
+        );
+
+        let (status, body) = ui.get("/import-errors").await;
+        assert_eq!(status, StatusCode::OK, "{label}: {body}");
+        assert!(body.contains("No import errors"), "{label}");
+
+        let (status, body) = ui.get("/static/weir.css").await;
+        assert_eq!(status, StatusCode::OK, "{label}");
+        assert!(body.contains("--success: #008000"), "{label}: palette");
+    }
+}
+
+#[tokio::test]
+async fn unknown_or_invalid_ids_give_readable_pages_not_500s() {
+    for test_db in support::databases().await {
+        let ui = Ui::new(&test_db).await;
+        let run = ui.run().await;
+        let label = test_db.label;
+        let cases = [
+            ("/dags/nope", StatusCode::NOT_FOUND, "There is no DAG `nope`"),
+            ("/dags/bad%20id", StatusCode::BAD_REQUEST, "is not a valid DAG id"),
+            ("/dags/..%2F..%2Fetc", StatusCode::BAD_REQUEST, "is not a valid DAG id"),
+            ("/dags/shop/runs/nope", StatusCode::NOT_FOUND, "has no run `nope`"),
+            (
+                "/dags/shop/runs/a%2Fb",
+                StatusCode::BAD_REQUEST,
+                "is not a valid run id",
+            ),
+            (
+                "/dags/shop?tab=bogus",
+                StatusCode::BAD_REQUEST,
+                "there is no tab `bogus`",
+            ),
+            (
+                "/dags/shop?offset=lots",
+                StatusCode::BAD_REQUEST,
+                "invalid query parameters",
+            ),
+            ("/static/nope.css", StatusCode::NOT_FOUND, "no static file"),
+        ];
+        for (uri, expected, text) in cases {
+            let (status, body) = ui.get(uri).await;
+            assert_eq!(status, expected, "{label}: {uri}: {body}");
+            assert!(body.contains(text), "{label}: {uri}: {body}");
+            assert!(body.contains("<!doctype html>"), "{label}: {uri} is a page");
+        }
+        let task_page = format!("{}/tasks/nope", run_url(&run));
+        let (status, body) = ui.get(&task_page).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{label}: {body}");
+        assert!(body.contains("has no task `nope`"), "{label}: {body}");
+        let (status, body) = ui.get(&format!("{}/tasks/extract?try=9", run_url(&run))).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{label}: {body}");
+        assert!(body.contains("has no try 9"), "{label}: {body}");
+        let (status, _) = ui.get(&format!("{}/tasks/extract/logs/1/stream", run_url(&run))).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{label}: no try 1 yet");
+        let (status, body) = ui
+            .get(&format!("{}/tasks/extract/logs/first/stream", run_url(&run)))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{label}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn the_trigger_form_creates_a_run_or_shows_every_problem() {
+    for test_db in support::databases().await {
+        let ui = Ui::new(&test_db).await;
+        let label = test_db.label;
+
+        let (status, _, body) = ui
+            .post("/dags/shop/trigger", "param%3Aregion=%22eu%22&param%3Arows=many")
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{label}: {body}");
+        assert!(
+            body.contains("param `rows` must be a whole number, got `many`"),
+            "{label}: {body}"
+        );
+        assert!(
+            body.contains("param `region` is &quot;eu&quot;; allowed values: &quot;kr&quot;, &quot;us&quot;"),
+            "{label}: {body}"
+        );
+        assert!(body.contains("value=\"many\""), "{label}: the typed value is kept");
+
+        let (status, _, body) = ui.post("/dags/shop/trigger", "param%3Arows=0").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{label}: {body}");
+        assert!(
+            body.contains("param `rows` is 0, below the minimum 1"),
+            "{label}: {body}"
+        );
+
+        let (status, location, body) = ui
+            .post(
+                "/dags/shop/trigger",
+                "param%3Aregion=%22us%22&param%3Arows=3&run_id=from_ui",
+            )
+            .await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{label}: {body}");
+        let location = location.unwrap();
+        assert!(
+            location.starts_with("/dags/shop?tab=grid&notice=Triggered"),
+            "{label}: {location}"
+        );
+        let mut connection = ui.db().acquire().await.unwrap();
+        let filter = RunFilter {
+            dag_id: Some(DagId::parse("shop").unwrap()),
+            ..RunFilter::default()
+        };
+        let created = runs::list(&mut connection, &filter).await.unwrap();
+        assert_eq!(created.len(), 1, "{label}");
+        assert_eq!(created[0].run_id.as_str(), "from_ui");
+        assert_eq!(created[0].conf, json!({"region": "us", "rows": 3}), "{label}");
+        drop(connection);
+
+        let (status, _, body) = ui.post("/dags/shop/trigger", "run_id=from_ui").await;
+        assert_eq!(status, StatusCode::CONFLICT, "{label}: {body}");
+        assert!(body.contains("already has a run with id `from_ui`"), "{label}: {body}");
+        let (status, _, body) = ui.post("/dags/shop/trigger", "run_id=..").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{label}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn buttons_pause_clear_and_mark_then_redirect_back() {
+    for test_db in support::databases().await {
+        let ui = Ui::new(&test_db).await;
+        let label = test_db.label;
+        let run = ui.run().await;
+        ui.start(&run, "extract", b"x\n").await;
+        ui.finish(&run, "extract", TaskState::Failed).await;
+
+        let (status, location, _) = ui.post("/dags/shop/pause", "paused=true&next=%2F").await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{label}");
+        assert_eq!(location.as_deref(), Some("/?notice=Paused%20shop"), "{label}");
+        let mut connection = ui.db().acquire().await.unwrap();
+        let record = dag_rows::get(&mut connection, &ui.dag.dag_id).await.unwrap().unwrap();
+        assert!(record.is_paused, "{label}");
+        drop(connection);
+        let (status, location, _) = ui
+            .post("/dags/shop/pause", "paused=false&next=%2F%2Fevil.example")
+            .await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{label}");
+        assert_eq!(
+            location.as_deref(),
+            Some("/dags/shop?notice=Unpaused%20shop"),
+            "{label}: no open redirect"
+        );
+
+        let (status, _, body) = ui.post("/dags/shop/pause", "paused=maybe").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{label}");
+        assert!(body.contains("`paused` must be true or false"), "{label}: {body}");
+        let (status, _, body) = ui.post("/dags/shop/pause", "").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{label}");
+        assert!(body.contains("invalid form"), "{label}: {body}");
+
+        let task_url = format!("{}/tasks/extract", run_url(&run));
+        let (status, _, body) = ui.post(&format!("{task_url}/mark"), "state=running").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{label}");
+        assert!(body.contains("marked `success` or `failed`"), "{label}: {body}");
+
+        let (status, location, _) = ui.post(&format!("{}/clear", run_url(&run)), "which=failed").await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{label}");
+        assert!(location.unwrap().contains("Cleared%201%20task%20instance"), "{label}");
+        let mut connection = ui.db().acquire().await.unwrap();
+        let extract = TaskId::parse("extract").unwrap();
+        let ti = task_instances::get(&mut connection, run.pk, &extract)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ti.state, TaskState::None, "{label}: cleared");
+        drop(connection);
+
+        let (status, location, _) = ui.post(&format!("{task_url}/mark"), "state=success").await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{label}");
+        assert!(
+            location.unwrap().starts_with(&format!("{task_url}?notice=Marked")),
+            "{label}"
+        );
+        let mut connection = ui.db().acquire().await.unwrap();
+        let ti = task_instances::get(&mut connection, run.pk, &extract)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ti.state, TaskState::Success, "{label}: marked");
+        drop(connection);
+
+        let (status, location, _) = ui.post(&format!("{task_url}/clear"), "downstream=true").await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{label}");
+        assert!(
+            location.unwrap().contains("Cleared%203%20task%20instances"),
+            "{label}: extract and its downstream"
+        );
+        let mut connection = ui.db().acquire().await.unwrap();
+        let run_now = runs::get(&mut connection, &run.dag_id, &run.run_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(run_now.state, RunState::Queued, "{label}");
+    }
+}
+
+#[tokio::test]
+async fn a_large_log_is_served_in_windows_never_whole() {
+    for test_db in support::databases().await {
+        let ui = Ui::new(&test_db).await;
+        let label = test_db.label;
+        let run = ui.run().await;
+        let mut log = String::new();
+        let mut number = 0;
+        while log.len() < 3 * 1024 * 1024 {
+            log.push_str(&format!("log line {number:07} with some padding to make it longer\n"));
+            number += 1;
+        }
+        let last_line = format!("log line {:07}", number - 1);
+        ui.start(&run, "extract", log.as_bytes()).await;
+        ui.finish(&run, "extract", TaskState::Success).await;
+        let task_url = format!("{}/tasks/extract", run_url(&run));
+
+        let (status, body) = ui.get(&task_url).await;
+        assert_eq!(status, StatusCode::OK, "{label}");
+        assert!(body.len() < 400 * 1024, "{label}: page is {} bytes", body.len());
+        assert!(body.contains(&last_line), "{label}: the tail is shown");
+        assert!(!body.contains("log line 0000000 "), "{label}: the head is not");
+        assert!(body.contains("Load earlier"), "{label}");
+
+        let (status, body) = ui.get(&format!("{task_url}?try=1&offset=0")).await;
+        assert_eq!(status, StatusCode::OK, "{label}");
+        assert!(body.len() < 400 * 1024, "{label}: page is {} bytes", body.len());
+        assert!(body.contains("log line 0000000 "), "{label}: the head is shown");
+        assert!(!body.contains(&last_line), "{label}: the tail is not");
+        assert!(body.contains("Load later") && !body.contains("Load earlier"), "{label}");
+    }
+}
+
+/// Reads the stream's frames until `wanted` has been seen or the deadline passes.
+async fn read_until(body: &mut Body, seen: &mut String, wanted: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !seen.contains(wanted) {
+        let frame = tokio::time::timeout_at(deadline, body.frame())
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {wanted:?}; got {seen:?}"));
+        match frame {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    seen.push_str(&String::from_utf8_lossy(data));
+                }
+            }
+            Some(Err(error)) => panic!("stream failed: {error}"),
+            None => panic!("stream ended before {wanted:?}; got {seen:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_log_stream_sends_what_exists_then_new_lines_then_ends() {
+    for test_db in support::databases().await {
+        let ui = Ui::new(&test_db).await;
+        let label = test_db.label;
+        let run = ui.run().await;
+        let path = ui.start(&run, "extract", b"first line\nsecond line\n").await;
+        let uri = format!("{}/tasks/extract/logs/1/stream", run_url(&run));
+
+        // A running attempt: the task page offers the stream from where its window ends.
+        let (_, page) = ui.get(&format!("{}/tasks/extract", run_url(&run))).await;
+        assert!(page.contains("/logs/1/stream?from=23"), "{label}: {page}");
+
+        let response = router(ui.state.clone())
+            .oneshot(Request::get(&uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{label}");
+        assert_eq!(
+            response.headers().get(header::CONTENT_TYPE).unwrap(),
+            "text/event-stream",
+            "{label}"
+        );
+        let mut body = response.into_body();
+        let mut seen = String::new();
+        read_until(&mut body, &mut seen, "second line").await;
+        assert!(seen.contains("event: log"), "{label}: {seen}");
+        assert!(
+            seen.contains(r#"{"text":"first line\nsecond line\n"}"#),
+            "{label}: {seen}"
+        );
+        assert!(seen.contains("id: 23"), "{label}: the offset is the event id: {seen}");
+
+        // Appended while streaming.
+        let mut file = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        std::io::Write::write_all(&mut file, b"third line\nunfinished").unwrap();
+        drop(file);
+        read_until(&mut body, &mut seen, "third line").await;
+        assert!(!seen.contains("unfinished"), "{label}: a partial line waits: {seen}");
+
+        // The attempt ends: the rest is sent, then `end`, then the stream closes.
+        ui.finish(&run, "extract", TaskState::Success).await;
+        read_until(&mut body, &mut seen, "event: end").await;
+        assert!(seen.contains("unfinished"), "{label}: {seen}");
+        let rest = tokio::time::timeout(Duration::from_secs(5), body.collect())
+            .await
+            .expect("the stream closes after `end`");
+        assert!(rest.is_ok(), "{label}");
+
+        // Resuming from an offset (a reconnecting browser) sends only what follows it.
+        let request = Request::get(&uri)
+            .header("last-event-id", "23")
+            .body(Body::empty())
+            .unwrap();
+        let response = router(ui.state.clone()).oneshot(request).await.unwrap();
+        let bytes = tokio::time::timeout(Duration::from_secs(10), response.into_body().collect())
+            .await
+            .unwrap()
+            .unwrap()
+            .to_bytes();
+        let resumed = String::from_utf8_lossy(&bytes);
+        assert!(
+            resumed.contains("third line") && !resumed.contains("first line"),
+            "{label}: {resumed}"
+        );
+        assert!(resumed.contains("event: end"), "{label}: {resumed}");
+    }
+}
