@@ -71,6 +71,7 @@ struct RawCore {
     default_task_retries: u32,
     default_task_retry_delay: String,
     task_kill_grace: String,
+    retention_days: u32,
 }
 
 impl Default for RawCore {
@@ -86,6 +87,7 @@ impl Default for RawCore {
             default_task_retries: 0,
             default_task_retry_delay: "5m".into(),
             task_kill_grace: "5s".into(),
+            retention_days: 0,
         }
     }
 }
@@ -155,6 +157,8 @@ pub struct Config {
     pub default_task_retries: u32,
     pub default_task_retry_delay: Duration,
     pub task_kill_grace: Duration,
+    /// Finished runs older than this many days are removed daily by the daemon; `None` keeps all.
+    pub retention_days: Option<u32>,
     pub database_url: String,
     pub bind: std::net::SocketAddr,
     pub log_level: String,
@@ -282,6 +286,7 @@ impl Config {
             default_task_retries: core.default_task_retries,
             default_task_retry_delay: duration("default_task_retry_delay", &core.default_task_retry_delay)?,
             task_kill_grace: duration("task_kill_grace", &core.task_kill_grace)?,
+            retention_days: (core.retention_days > 0).then_some(core.retention_days),
             database_url,
             bind,
             log_level: raw.logging.level.clone(),

@@ -77,6 +77,10 @@ pub async fn serve(app: &App, with_scheduler: bool, with_webserver: bool) -> Cli
         });
     }
 
+    if with_scheduler && let Some(days) = config.retention_days {
+        tracker.spawn(clean_daily(db.clone(), config.logs_dir(), days, cancel.child_token()));
+    }
+
     if with_webserver {
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
@@ -117,5 +121,29 @@ async fn wait_for_signal(cancel: &CancellationToken) {
             }
         } => {}
         _ = cancel.cancelled() => {}
+    }
+}
+
+/// `[core] retention_days`: once at start and then every day, removes finished runs (and their
+/// task instances, attempts and logs) older than that many days.
+async fn clean_daily(db: crate::storage::Db, logs_dir: std::path::PathBuf, days: u32, cancel: CancellationToken) {
+    let mut daily = tokio::time::interval(std::time::Duration::from_secs(24 * 3600));
+    loop {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            _ = daily.tick() => {}
+        }
+        let cutoff = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
+        match crate::runtime::operations::clean_history(&db, &logs_dir, cutoff, None, false).await {
+            Ok(report) => tracing::info!(
+                runs = report.runs,
+                task_instances = report.task_instances,
+                log_folders = report.log_folders,
+                days,
+                "retention: removed old history"
+            ),
+            Err(error) => tracing::error!(%error, "retention: cannot remove old history"),
+        }
     }
 }

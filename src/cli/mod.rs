@@ -70,6 +70,18 @@ enum DbCommand {
     Migrate,
     /// Says whether the schema is current.
     Check,
+    /// Deletes finished runs older than a date, with their task instances, attempts and logs.
+    Clean {
+        /// Runs whose logical date is before this date or time are removed.
+        #[arg(long)]
+        before: String,
+        /// Only this DAG's runs.
+        #[arg(long)]
+        dag: Option<String>,
+        /// Says what would be removed; removes nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// A failure with the exit code it deserves.
@@ -206,6 +218,32 @@ async fn run(app: App, command: Command) -> CliResult {
                 );
                 Ok(ExitCode::from(1))
             }
+        }
+        Command::Db(DbCommand::Clean { before, dag, dry_run }) => {
+            let cutoff = parse_time_arg(&before, app.config.timezone)?;
+            let dag_id = dag
+                .map(DagId::parse)
+                .transpose()
+                .map_err(|error| CliError::Usage(error.to_string()))?;
+            let db = app.db(false).await?;
+            let report = crate::runtime::operations::clean_history(
+                &db,
+                &app.config.logs_dir(),
+                cutoff,
+                dag_id.as_ref(),
+                dry_run,
+            )
+            .await?;
+            let verb = if dry_run { "would remove" } else { "removed" };
+            println!(
+                "{verb} {} run(s), {} task instance(s), {} attempt(s) and {} log folder(s) older than {}",
+                report.runs,
+                report.task_instances,
+                report.attempts,
+                report.log_folders,
+                output::time(cutoff)
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Dags(command) => dags::run(&app, command).await,
         Command::Runs(command) => runs::run(&app, command).await,

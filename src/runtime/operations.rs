@@ -404,3 +404,53 @@ pub async fn delete_run(db: &Db, dag_id: &DagId, run_id: &RunId) -> Result<(), O
     transaction.commit().await?;
     Ok(())
 }
+
+/// What `weir db clean` removed (or would remove, on a dry run).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CleanReport {
+    pub runs: u64,
+    pub task_instances: u64,
+    pub attempts: u64,
+    pub log_folders: u64,
+}
+
+/// Deletes finished runs whose logical date is before `cutoff`, with their task instances,
+/// attempts (outputs, rendered fields) and log folders. Nothing newer, nothing still running.
+pub async fn clean_history(
+    db: &Db,
+    logs_dir: &std::path::Path,
+    cutoff: DateTime<Utc>,
+    dag_id: Option<&DagId>,
+    dry_run: bool,
+) -> Result<CleanReport, OperationError> {
+    let mut report = CleanReport::default();
+    let mut connection = db.acquire().await?;
+    let old = runs::finished_before(&mut connection, cutoff, dag_id).await?;
+    drop(connection);
+    for run in old {
+        let mut transaction = db.begin().await?;
+        let (instances, attempts) = runs::history_size(&mut transaction, run.pk).await?;
+        if !dry_run {
+            runs::delete(&mut transaction, run.pk).await?;
+        }
+        transaction.commit().await?;
+        report.runs += 1;
+        report.task_instances += instances;
+        report.attempts += attempts;
+        // Ids are validated newtypes, so the folder is always inside the logs folder.
+        let folder = logs_dir.join(run.dag_id.as_str()).join(run.run_id.as_str());
+        if folder.is_dir() {
+            report.log_folders += 1;
+            if !dry_run {
+                let removing = folder.clone();
+                tokio::task::spawn_blocking(move || std::fs::remove_dir_all(removing))
+                    .await
+                    .map_err(|error| OperationError::Storage(StorageError::Corrupt(error.to_string())))?
+                    .map_err(|error| {
+                        OperationError::Invalid(format!("cannot remove the log folder {}: {error}", folder.display()))
+                    })?;
+            }
+        }
+    }
+    Ok(report)
+}

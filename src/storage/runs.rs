@@ -480,3 +480,41 @@ pub async fn recent_per_dag(connection: &mut AnyConnection, per_dag: u32) -> Res
         .map(from_row)
         .collect()
 }
+
+/// Finished runs whose logical date is before `cutoff` (optionally of one DAG), oldest first: what
+/// `weir db clean` removes. Runs still queued or running are never included.
+pub async fn finished_before(
+    connection: &mut AnyConnection,
+    cutoff: DateTime<Utc>,
+    dag_id: Option<&DagId>,
+) -> Result<Vec<DagRun>, StorageError> {
+    let mut sql = format!("SELECT {COLUMNS} FROM dag_run WHERE logical_date < $1 AND state IN ('success', 'failed')");
+    if dag_id.is_some() {
+        sql.push_str(" AND dag_id = $2");
+    }
+    sql.push_str(" ORDER BY logical_date, id");
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(micros(cutoff));
+    if let Some(dag_id) = dag_id {
+        query = query.bind(dag_id.to_string());
+    }
+    query.fetch_all(connection).await?.into_iter().map(from_row).collect()
+}
+
+/// How many task instances and recorded attempts a run has (for `weir db clean` reports).
+pub async fn history_size(connection: &mut AnyConnection, pk: i64) -> Result<(u64, u64), StorageError> {
+    let count = |table: &'static str| format!("SELECT COUNT(*) FROM {table} WHERE run_pk = $1");
+    let instances: i64 = sqlx::query(sqlx::AssertSqlSafe(count("task_instance")))
+        .bind(pk)
+        .fetch_one(&mut *connection)
+        .await?
+        .try_get(0)?;
+    let attempts: i64 = sqlx::query(sqlx::AssertSqlSafe(count("task_attempt")))
+        .bind(pk)
+        .fetch_one(connection)
+        .await?
+        .try_get(0)?;
+    Ok((
+        u64::try_from(instances).unwrap_or(0),
+        u64::try_from(attempts).unwrap_or(0),
+    ))
+}

@@ -253,3 +253,44 @@ async fn commands_refuse_a_postgres_schema_that_is_behind_and_say_to_migrate() {
     assert!(weir(project.path(), &["db", "migrate"]).status.success());
     assert!(weir(project.path(), &["runs", "list"]).status.success());
 }
+
+#[test]
+fn db_clean_reports_what_it_removes_and_a_dry_run_removes_nothing() {
+    let project = project(&[("daily.yaml", DAILY)]);
+    assert!(
+        weir(project.path(), &["dags", "test", "daily", "2026-01-05"])
+            .status
+            .success()
+    );
+    assert!(
+        weir(project.path(), &["dags", "test", "daily", "2026-06-05"])
+            .status
+            .success()
+    );
+    let dry = weir(project.path(), &["db", "clean", "--before", "2026-03-01", "--dry-run"]);
+    assert!(dry.status.success(), "{}", text(&dry.stderr));
+    assert!(
+        text(&dry.stdout).starts_with("would remove 1 run(s), 2 task instance(s), 2 attempt(s) and 1 log folder(s)"),
+        "{}",
+        text(&dry.stdout)
+    );
+    let done = weir(
+        project.path(),
+        &["db", "clean", "--before", "2026-03-01", "--dag", "daily"],
+    );
+    assert!(
+        text(&done.stdout).starts_with("removed 1 run(s)"),
+        "{}",
+        text(&done.stdout)
+    );
+    let listed = weir(project.path(), &["runs", "list", "--output", "json"]);
+    let runs: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 1);
+    assert!(runs[0]["logical_date"].as_str().unwrap().starts_with("2026-06-0"));
+    assert_eq!(
+        weir(project.path(), &["db", "clean", "--before", "someday"])
+            .status
+            .code(),
+        Some(2)
+    );
+}

@@ -64,6 +64,10 @@ impl Harness {
         }
     }
 
+    pub fn logs_dir(&self) -> std::path::PathBuf {
+        self._folder.path().join("logs")
+    }
+
     pub async fn trigger(&self) -> DagRun {
         let now = Utc::now();
         let run = NewRun {

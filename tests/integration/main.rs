@@ -10,6 +10,7 @@ mod browser;
 mod cli;
 mod daemon;
 mod e2e;
+mod retention;
 mod storage;
 mod support;
 mod tidy;

@@ -1,0 +1,118 @@
+//! `weir db clean` and `[core] retention_days` (issue 4): old finished runs go with their task
+//! instances, attempts and log folders; nothing newer and nothing running is touched.
+
+use chrono::{DateTime, Utc};
+use weir::domain::state::RunState;
+use weir::runtime::operations::{self, CleanReport};
+use weir::storage::runs::{self, DagRun};
+
+use crate::e2e::{Harness, all_runs};
+use crate::support;
+
+fn at(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+}
+
+async fn finished_run_at(harness: &mut Harness, logical: &str) -> DagRun {
+    let new_run =
+        operations::manual_run(&harness.dag, &serde_json::Value::Null, Some(at(logical)), None, None).unwrap();
+    let run = operations::trigger(&harness.db, &harness.dag, &new_run).await.unwrap();
+    assert_eq!(harness.run_to_end(&run).await, RunState::Success);
+    run
+}
+
+#[tokio::test]
+async fn db_clean_removes_old_runs_their_history_and_logs_and_nothing_newer() {
+    for test_db in support::databases().await {
+        let mut harness = Harness::new(
+            &test_db.db,
+            "dag_id: kept_tidy\ntasks:\n  a: { command: 'echo a' }\n  b: { command: 'echo b', depends_on: [a] }\n",
+        )
+        .await;
+        let old = finished_run_at(&mut harness, "2026-01-01T00:00:00Z").await;
+        let recent = finished_run_at(&mut harness, "2026-06-01T00:00:00Z").await;
+        let old_logs = harness.logs_dir().join("kept_tidy").join(old.run_id.as_str());
+        let recent_logs = harness.logs_dir().join("kept_tidy").join(recent.run_id.as_str());
+        assert!(
+            old_logs.is_dir() && recent_logs.is_dir(),
+            "{}: both runs wrote logs",
+            test_db.label
+        );
+
+        let cutoff = at("2026-03-01T00:00:00Z");
+        let expected = CleanReport {
+            runs: 1,
+            task_instances: 2,
+            attempts: 2,
+            log_folders: 1,
+        };
+        let dry = operations::clean_history(&harness.db, &harness.logs_dir(), cutoff, None, true)
+            .await
+            .unwrap();
+        assert_eq!(dry, expected, "{}", test_db.label);
+        assert_eq!(
+            all_runs(&harness.db, &harness.dag).await.len(),
+            2,
+            "{}: a dry run removes nothing",
+            test_db.label
+        );
+        assert!(old_logs.is_dir());
+
+        let done = operations::clean_history(&harness.db, &harness.logs_dir(), cutoff, None, false)
+            .await
+            .unwrap();
+        assert_eq!(done, expected, "{}", test_db.label);
+        let left = all_runs(&harness.db, &harness.dag).await;
+        assert_eq!(
+            left.iter().map(|run| run.run_id.to_string()).collect::<Vec<_>>(),
+            [recent.run_id.to_string()],
+            "{}",
+            test_db.label
+        );
+        assert!(
+            !old_logs.exists() && recent_logs.is_dir(),
+            "{}: only the old logs go",
+            test_db.label
+        );
+        let mut connection = harness.db.acquire().await.unwrap();
+        assert_eq!(
+            runs::history_size(&mut connection, old.pk).await.unwrap(),
+            (0, 0),
+            "{}: no orphaned rows",
+            test_db.label
+        );
+        assert_eq!(
+            runs::history_size(&mut connection, recent.pk).await.unwrap(),
+            (2, 2),
+            "{}",
+            test_db.label
+        );
+    }
+}
+
+#[tokio::test]
+async fn db_clean_never_removes_a_run_that_is_still_active() {
+    for test_db in support::databases().await {
+        let harness = Harness::new(&test_db.db, "dag_id: busy\ntasks:\n  a: { command: 'true' }\n").await;
+        let new_run = operations::manual_run(
+            &harness.dag,
+            &serde_json::Value::Null,
+            Some(at("2026-01-01T00:00:00Z")),
+            None,
+            None,
+        )
+        .unwrap();
+        operations::trigger(&harness.db, &harness.dag, &new_run).await.unwrap();
+        let report = operations::clean_history(
+            &harness.db,
+            &harness.logs_dir(),
+            at("2026-12-01T00:00:00Z"),
+            None,
+            false,
+        )
+        .await
+        .unwrap();
+        assert_eq!(report, CleanReport::default(), "{}: a queued run stays", test_db.label);
+        assert_eq!(all_runs(&harness.db, &harness.dag).await.len(), 1);
+    }
+}
