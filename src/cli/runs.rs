@@ -23,6 +23,12 @@ pub enum RunsCommand {
         #[arg(long, value_enum, default_value_t)]
         output: OutputFormat,
     },
+    /// Marks a whole run success or failed by hand (its unfinished tasks follow, as in Airflow).
+    Mark {
+        dag_id: String,
+        run_id: String,
+        state: super::tasks::MarkState,
+    },
     /// One run and its task states.
     Show {
         dag_id: String,
@@ -112,6 +118,17 @@ pub async fn run(app: &App, command: RunsCommand) -> CliResult {
                     "end_date",
                 ],
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        RunsCommand::Mark { dag_id, run_id, state } => {
+            let (dag_id, run_id) = parse_ids(&dag_id, &run_id)?;
+            let state = match state {
+                super::tasks::MarkState::Success => RunState::Success,
+                super::tasks::MarkState::Failed => RunState::Failed,
+            };
+            let db = app.db(false).await?;
+            let run = crate::runtime::operations::set_run_state(&db, &dag_id, &run_id, state).await?;
+            println!("{} {} marked {}", run.dag_id, run.run_id, run.state);
             Ok(ExitCode::SUCCESS)
         }
         RunsCommand::Show { dag_id, run_id, output } => {

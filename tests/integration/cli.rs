@@ -294,3 +294,28 @@ fn db_clean_reports_what_it_removes_and_a_dry_run_removes_nothing() {
         Some(2)
     );
 }
+
+#[test]
+fn a_run_marked_failed_by_hand_takes_its_unfinished_tasks_with_it() {
+    let project = project(&[("daily.yaml", DAILY)]);
+    assert!(
+        weir(project.path(), &["dags", "trigger", "daily", "--run-id", "by_hand"])
+            .status
+            .success()
+    );
+    let marked = weir(project.path(), &["runs", "mark", "daily", "by_hand", "failed"]);
+    assert!(marked.status.success(), "{}", text(&marked.stderr));
+    assert_eq!(text(&marked.stdout).trim(), "daily by_hand marked failed");
+    let shown = weir(
+        project.path(),
+        &["runs", "show", "daily", "by_hand", "--output", "json"],
+    );
+    let run: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(run["state"], "failed");
+    assert_eq!(
+        weir(project.path(), &["runs", "mark", "daily", "nope", "success"])
+            .status
+            .code(),
+        Some(1)
+    );
+}
