@@ -23,6 +23,8 @@ pub struct ApiState {
     /// The DAG definitions as currently loaded from the folder.
     pub dags: watch::Receiver<Arc<DagBag>>,
     pub config: Arc<Config>,
+    /// The in-process scheduler's own measurements (`weir serve`); `None` for `weir webserver`.
+    pub scheduler_metrics: Option<Arc<crate::runtime::metrics::SchedulerMetrics>>,
 }
 
 impl ApiState {

@@ -14,6 +14,7 @@ use crate::api::{self, ApiState};
 use crate::runtime::attempt::{connection_passwords_from_env, variables_from_env};
 use crate::runtime::executor::LocalExecutor;
 use crate::runtime::loader::{self, DagFolder};
+use crate::runtime::metrics::SchedulerMetrics;
 use crate::runtime::scheduler::{Scheduler, SchedulerSettings};
 
 /// Most bytes of one attempt's output kept in its log file.
@@ -53,7 +54,8 @@ pub async fn serve(app: &App, with_scheduler: bool, with_webserver: bool) -> Cli
         cancel.child_token(),
     ));
 
-    if with_scheduler {
+    let scheduler_metrics = with_scheduler.then(|| Arc::new(SchedulerMetrics::default()));
+    if let Some(metrics) = &scheduler_metrics {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let executor = LocalExecutor::new(events_tx);
         let settings = SchedulerSettings {
@@ -66,7 +68,8 @@ pub async fn serve(app: &App, with_scheduler: bool, with_webserver: bool) -> Cli
             variables: variables_from_env(std::env::vars()),
             connection_passwords: connection_passwords_from_env(std::env::vars()),
         };
-        let scheduler = Scheduler::new(db.clone(), settings, bag_rx.clone(), executor);
+        let scheduler =
+            Scheduler::new(db.clone(), settings, bag_rx.clone(), executor).with_metrics(Arc::clone(metrics));
         let scheduler_cancel = cancel.child_token();
         let stop_all = cancel.clone();
         tracker.spawn(async move {
@@ -90,6 +93,7 @@ pub async fn serve(app: &App, with_scheduler: bool, with_webserver: bool) -> Cli
             db: db.clone(),
             dags: bag_rx,
             config: Arc::new(config.clone()),
+            scheduler_metrics,
         };
         let router = api::router(state);
         let server_cancel = cancel.child_token();

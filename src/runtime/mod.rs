@@ -5,6 +5,7 @@ pub mod attempt;
 pub mod executor;
 pub mod loader;
 pub mod masking;
+pub mod metrics;
 pub mod operations;
 pub mod process;
 pub mod scheduler;

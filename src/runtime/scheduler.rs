@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::attempt::{self, attempt_env, log_path, output_path, render_fields, template_context};
 use super::executor::{AttemptKey, AttemptRequest, AttemptResult, Executor, ExecutorEvent};
 use super::loader::DagBag;
+use super::metrics::SchedulerMetrics;
 use super::process::{ShellAttempt, kill_processes_with_env};
 use crate::domain::backfill::{BackfillState, DateAction, DateProgress, backfill_step};
 use crate::domain::dag::{Dag, Operator};
@@ -66,6 +67,7 @@ pub struct Scheduler {
     /// Per DAG, the time before which its timetable has nothing to create: lets a step skip the
     /// database for DAGs that are not due. Cleared whenever DAGs or recorded state change.
     not_due: std::sync::Mutex<HashMap<DagId, DateTime<Utc>>>,
+    metrics: Arc<SchedulerMetrics>,
 }
 
 fn earliest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
@@ -93,6 +95,7 @@ impl Scheduler {
             executor,
             hostname,
             not_due: std::sync::Mutex::new(HashMap::new()),
+            metrics: Arc::new(SchedulerMetrics::default()),
         }
     }
 
@@ -113,6 +116,12 @@ impl Scheduler {
         }
     }
 
+    /// Shares this scheduler's measurements (with the web server's `/metrics`).
+    pub fn with_metrics(mut self, metrics: Arc<SchedulerMetrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
     fn bag(&self) -> Arc<DagBag> {
         Arc::clone(&self.dags.borrow())
     }
@@ -131,6 +140,13 @@ impl Scheduler {
 
     /// One scheduling step at `now`.
     pub async fn tick(&self, now: DateTime<Utc>) -> anyhow::Result<TickOutcome> {
+        let started = std::time::Instant::now();
+        let outcome = self.step(now).await;
+        self.metrics.record_step(started.elapsed());
+        outcome
+    }
+
+    async fn step(&self, now: DateTime<Utc>) -> anyhow::Result<TickOutcome> {
         let bag = self.bag();
         let mut outcome = TickOutcome::default();
         if self.settings.owner.is_none() {
@@ -616,6 +632,10 @@ impl Scheduler {
         now: DateTime<Utc>,
     ) -> anyhow::Result<()> {
         let instance = task_instances::get(connection, key.run_pk, &key.task_id).await?;
+        if let Some(started) = instance.as_ref().and_then(|instance| instance.start_date) {
+            self.metrics
+                .record_attempt((now - started).to_std().unwrap_or_default());
+        }
         let max_tries = instance.map_or(key.try_number, |instance| instance.max_tries);
         let end = attempt_end(dag, key, result, max_tries, now);
         if matches!(end.instance_state, TaskState::UpForRetry | TaskState::Failed) {

@@ -97,6 +97,7 @@ pub async fn apis() -> Vec<Api> {
             db: test_db.db.clone(),
             dags: receiver,
             config: Arc::new(config),
+            scheduler_metrics: None,
         };
         apis.push(Api {
             router: api::router(state.clone()),

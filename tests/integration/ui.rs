@@ -75,6 +75,7 @@ impl Ui {
             db: test_db.db.clone(),
             dags: bag_rx,
             config: Arc::new(config),
+            scheduler_metrics: None,
         };
         Ui {
             state,

@@ -1,5 +1,6 @@
 //! `GET /metrics`: Prometheus text exposition, written by hand from database counts (runs and
-//! task instances by state, queue depth, pool slots, import errors, scheduler heartbeat age).
+//! task instances by state, queue depth, pool slots, import errors, scheduler heartbeat age) and,
+//! under `weir serve`, the in-process scheduler's step times and task attempt durations.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -53,6 +54,9 @@ pub async fn metrics(State(state): State<ApiState>) -> Result<impl IntoResponse,
         .map(|(_, count)| count)
         .sum();
     let mut out = String::new();
+    if let Some(scheduler) = &state.scheduler_metrics {
+        scheduler.render(&mut out);
+    }
     gauge(
         &mut out,
         "weir_dag_runs",
