@@ -360,31 +360,34 @@ async fn logs(
         task_id.as_str(),
         try_number,
     );
-    let mut offset = 0usize;
+    let Ok(mut file) = tokio::fs::File::open(&path).await else {
+        return Err(CliError::Failed(format!("no log at {}", path.display())).into());
+    };
     loop {
-        let bytes = tokio::fs::read(&path).await.unwrap_or_default();
-        if bytes.len() > offset {
-            print!("{}", String::from_utf8_lossy(&bytes[offset..]));
-            offset = bytes.len();
-        }
+        // Copies whatever was appended since the last read, a bounded buffer at a time, so a
+        // log of any size streams without being held in memory.
+        copy_to_stdout(&mut file).await?;
         if !follow {
-            if bytes.is_empty() {
-                return Err(CliError::Failed(format!("no log at {}", path.display())).into());
-            }
             return Ok(ExitCode::SUCCESS);
         }
         let mut connection = db.acquire().await?;
         let current = task_instances::get(&mut connection, run.pk, &task_id).await?;
+        drop(connection);
         let still_running = current.is_some_and(|ti| ti.try_number == try_number && ti.state.is_active());
         if !still_running {
-            let bytes = tokio::fs::read(&path).await.unwrap_or_default();
-            if bytes.len() > offset {
-                print!("{}", String::from_utf8_lossy(&bytes[offset..]));
-            }
+            copy_to_stdout(&mut file).await?;
             return Ok(ExitCode::SUCCESS);
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+async fn copy_to_stdout(file: &mut tokio::fs::File) -> anyhow::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut stdout = tokio::io::stdout();
+    tokio::io::copy(file, &mut stdout).await?;
+    stdout.flush().await?;
+    Ok(())
 }
 
 async fn why(app: &App, dag_id: &str, run_id: &str, task_id: &str) -> CliResult {

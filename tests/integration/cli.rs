@@ -319,3 +319,27 @@ fn a_run_marked_failed_by_hand_takes_its_unfinished_tasks_with_it() {
         Some(1)
     );
 }
+
+#[test]
+fn tasks_logs_prints_an_attempts_log_and_says_when_there_is_none() {
+    let project = project(&[(
+        "talk.yaml",
+        "dag_id: talk\ntasks:\n  say: { command: 'echo hello from the log' }\n",
+    )]);
+    assert!(
+        weir(project.path(), &["dags", "test", "talk", "2026-03-01"])
+            .status
+            .success()
+    );
+    let run_id = "manual__2026-03-01T00:00:00+00:00";
+    let logs = weir(project.path(), &["tasks", "logs", "talk", run_id, "say"]);
+    assert!(logs.status.success(), "{}", text(&logs.stderr));
+    let log = text(&logs.stdout);
+    assert!(
+        log.contains("hello from the log") && log.contains("[weir] exited with code 0"),
+        "{log}"
+    );
+    let missing = weir(project.path(), &["tasks", "logs", "talk", run_id, "say", "--try", "7"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(text(&missing.stderr).contains("no log at"), "{}", text(&missing.stderr));
+}
