@@ -1,23 +1,27 @@
 """Drives a running `weir serve` with the official Airflow 3 Python client (apache-airflow-client
 3.3.x), whose pydantic models validate every response strictly.
 
-Usage: client_check.py BASE_URL DAG_ID
+Usage: client_check.py BASE_URL DAG_ID SCHEDULED_DAG_ID
 Exits 0 when every step passed; prints the failing step and the error otherwise.
 """
 
+import datetime
 import sys
 import time
 
 import airflow_client.client as client
+from airflow_client.client.api.backfill_api import BackfillApi
 from airflow_client.client.api.dag_api import DAGApi
 from airflow_client.client.api.dag_run_api import DagRunApi
 from airflow_client.client.api.monitor_api import MonitorApi
 from airflow_client.client.api.task_api import TaskApi
 from airflow_client.client.api.task_instance_api import TaskInstanceApi
 from airflow_client.client.api.version_api import VersionApi
+from airflow_client.client.models.backfill_post_body import BackfillPostBody
 from airflow_client.client.models.clear_task_instances_body import ClearTaskInstancesBody
 from airflow_client.client.models.clear_task_instances_body_task_ids_inner import ClearTaskInstancesBodyTaskIdsInner
 from airflow_client.client.models.dag_patch_body import DAGPatchBody
+from airflow_client.client.models.reprocess_behavior import ReprocessBehavior
 from airflow_client.client.models.trigger_dag_run_post_body import TriggerDAGRunPostBody
 
 
@@ -26,7 +30,7 @@ def step(name):
 
 
 def main():
-    base_url, dag_id = sys.argv[1], sys.argv[2]
+    base_url, dag_id, scheduled_dag_id = sys.argv[1], sys.argv[2], sys.argv[3]
     # Airflow 3 clients send a bearer token; weir has no auth yet and accepts any.
     configuration = client.Configuration(host=base_url, access_token="weir-has-no-auth-yet")
     with client.ApiClient(configuration) as api_client:
@@ -98,7 +102,68 @@ def main():
         assert sorted(ti.task_id for ti in cleared.task_instances) == ["first", "second"], cleared
         assert runs.get_dag_run(dag_id, run.dag_run_id).state.value == "success", "a dry run changed the run"
 
+        check_backfills(api_client, scheduled_dag_id)
+
     print("all client checks passed")
+
+
+def check_backfills(api_client, dag_id):
+    backfills = BackfillApi(api_client)
+    utc = datetime.timezone.utc
+    # 59 daily dates, one run at a time: long enough to pause and cancel it while it runs.
+    body = BackfillPostBody(
+        dag_id=dag_id,
+        from_date=datetime.datetime(2026, 1, 1, tzinfo=utc),
+        to_date=datetime.datetime(2026, 2, 28, tzinfo=utc),
+        max_active_runs=1,
+        reprocess_behavior=ReprocessBehavior.NONE,
+        run_backwards=False,
+        dag_run_conf={},
+    )
+
+    step("backfill: dry run")
+    dry = backfills.create_backfill_dry_run(body)
+    assert dry.total_entries == 59 and len(dry.backfills) == 59, dry.total_entries
+    assert dry.backfills[0].logical_date == datetime.datetime(2026, 1, 1, tzinfo=utc), dry.backfills[0]
+    assert backfills.list_backfills(dag_id=dag_id).total_entries == 0, "a dry run created a backfill"
+
+    step("backfill: create")
+    created = backfills.create_backfill(body)
+    assert created.dag_id == dag_id and created.is_paused is False, created
+    assert created.reprocess_behavior == ReprocessBehavior.NONE and created.max_active_runs == 1, created
+    assert created.from_date == datetime.datetime(2026, 1, 1, tzinfo=utc), created
+    assert created.completed_at is None, created
+
+    step("backfill: a second one is refused")
+    try:
+        backfills.create_backfill(body)
+        raise AssertionError("a second active backfill was accepted")
+    except client.exceptions.ApiException as error:
+        assert error.status == 409 and f"id {created.id}" in error.body, (error.status, error.body)
+
+    step("backfill: get and list")
+    got = backfills.get_backfill(created.id)
+    assert got.id == created.id and got.dag_id == dag_id, got
+    listed = backfills.list_backfills(dag_id=dag_id, limit=10, offset=0, order_by=["-id"])
+    assert listed.total_entries == 1 and listed.backfills[0].id == created.id, listed
+
+    step("backfill: pause, unpause, cancel")
+    assert backfills.pause_backfill(created.id).is_paused is True
+    assert backfills.unpause_backfill(created.id).is_paused is False
+    cancelled = backfills.cancel_backfill(created.id)
+    assert cancelled.is_paused is False and cancelled.completed_at is not None, cancelled
+    try:
+        backfills.pause_backfill(created.id)
+        raise AssertionError("a cancelled backfill was paused")
+    except client.exceptions.ApiException as error:
+        assert error.status == 409, (error.status, error.body)
+
+    step("backfill: bad input")
+    try:
+        backfills.get_backfill(999999)
+        raise AssertionError("an unknown backfill was found")
+    except client.exceptions.ApiException as error:
+        assert error.status == 404, (error.status, error.body)
 
 
 if __name__ == "__main__":

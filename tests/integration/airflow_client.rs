@@ -18,6 +18,16 @@ tasks:
   second: { command: echo done, depends_on: [first] }
 ";
 
+/// A scheduled DAG to backfill; paused, so only the backfill makes runs (backfills ignore pause).
+const DAILY_DAG: &str = "
+schedule: '@daily'
+start_date: 2026-01-01
+catchup: false
+is_paused_upon_creation: true
+tasks:
+  work: { command: echo backfilled }
+";
+
 /// The Python interpreter with the client installed, or why there is none.
 fn python() -> Result<String, String> {
     let python = std::env::var("WEIR_TEST_PYTHON").map_err(|_| "WEIR_TEST_PYTHON is not set".to_string())?;
@@ -62,7 +72,7 @@ fn wait_for_port(port: u16, log: &Path) {
 }
 
 #[test]
-fn the_official_airflow_python_client_lists_triggers_and_reads_a_run() {
+fn the_official_airflow_python_client_lists_triggers_reads_a_run_and_backfills() {
     let python = match python() {
         Ok(python) => python,
         Err(reason) => {
@@ -79,6 +89,7 @@ fn the_official_airflow_python_client_lists_triggers_and_reads_a_run() {
     let project = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(project.path().join("dags")).unwrap();
     std::fs::write(project.path().join("dags/client_dag.yaml"), DAG).unwrap();
+    std::fs::write(project.path().join("dags/client_daily.yaml"), DAILY_DAG).unwrap();
     let port = free_port();
     std::fs::write(
         project.path().join("config.toml"),
@@ -103,6 +114,7 @@ fn the_official_airflow_python_client_lists_triggers_and_reads_a_run() {
         .arg(&script)
         .arg(format!("http://127.0.0.1:{port}"))
         .arg("client_dag")
+        .arg("client_daily")
         .output()
         .unwrap();
     drop(daemon);

@@ -2,6 +2,7 @@
 //! endpoint's success and its refusals of bad input (4xx with a precise `detail`, never a 500),
 //! the OpenAPI document against the route table, `/metrics`, and one real server on port 0.
 
+mod backfills;
 mod dags;
 mod resources;
 mod run_routes;
@@ -70,6 +71,11 @@ impl Answer {
 
 /// The API over each fresh database, with the test DAG loaded and recorded, and one broken file.
 pub async fn apis() -> Vec<Api> {
+    apis_with(&[]).await
+}
+
+/// As [`apis`], with more DAGs loaded (each YAML names its `dag_id`).
+pub async fn apis_with(extra_dags: &[&str]) -> Vec<Api> {
     let mut apis = Vec::new();
     for test_db in support::databases().await {
         let folder = tempfile::tempdir().unwrap();
@@ -83,6 +89,10 @@ pub async fn apis() -> Vec<Api> {
         let dag = Arc::new(support::dag(DAG_YAML));
         let mut bag = DagBag::default();
         bag.dags.insert(dag.dag_id.clone(), Arc::clone(&dag));
+        for yaml in extra_dags {
+            let extra = Arc::new(support::dag(yaml));
+            bag.dags.insert(extra.dag_id.clone(), extra);
+        }
         bag.errors.push(DagFileError {
             path: Path::new("dags/broken.yaml").to_path_buf(),
             problems: vec![Problem {
@@ -288,7 +298,8 @@ async fn the_openapi_document_lists_every_route_the_router_serves() {
             .replace("{import_error_id}", "1")
             .replace("{variable_key}", "nope")
             .replace("{connection_id}", "nope")
-            .replace("{pool_name}", "nope");
+            .replace("{pool_name}", "nope")
+            .replace("{backfill_id}", "1");
         let method = Method::from_bytes(route.verb.as_str().to_uppercase().as_bytes()).unwrap();
         let body = matches!(route.verb, weir::api::rest::Verb::Post | weir::api::rest::Verb::Patch).then(|| json!({}));
         let answer = api.call(method, &uri, body).await;

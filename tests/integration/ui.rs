@@ -599,3 +599,189 @@ async fn the_log_stream_sends_what_exists_then_new_lines_then_ends() {
         assert!(resumed.contains("event: end"), "{label}: {resumed}");
     }
 }
+
+#[tokio::test]
+async fn the_backfill_form_previews_then_starts_a_backfill_with_its_own_page() {
+    for test_db in support::databases().await {
+        let ui = Ui::new(&test_db).await;
+        let label = test_db.label;
+
+        let (status, body) = ui.get("/dags/shop?tab=backfill").await;
+        assert_eq!(status, StatusCode::OK, "{label}: {body}");
+        assert!(body.contains("id=\"backfill-form\""), "{label}: {body}");
+        assert!(body.contains("id=\"backfill-preview\""), "{label}: preview button");
+        assert!(body.contains("No backfills yet"), "{label}");
+        assert!(body.contains("href=\"/dags/shop?tab=backfill\""), "{label}: tab link");
+
+        // The shop DAG fires at 03:00 UTC: 03-01 and 03-02 fall in [03-01, 03-03 00:00].
+        let form = "from=2026-03-01&to=2026-03-03&reprocess=none&max_active_runs=1&reverse=true";
+        let (status, _, body) = ui.post("/dags/shop/backfill", &format!("{form}&intent=preview")).await;
+        assert_eq!(status, StatusCode::OK, "{label}: {body}");
+        assert!(body.contains("2 new runs, 0 re-runs, 0 skipped"), "{label}: {body}");
+        let newest = body.find("2026-03-02 03:00:00").unwrap();
+        let oldest = body.find("2026-03-01 03:00:00").unwrap();
+        assert!(newest < oldest, "{label}: newest first when reversed");
+        assert!(body.contains("action-tag action-create"), "{label}");
+        assert!(
+            body.contains("value=\"2026-03-01\""),
+            "{label}: the form keeps its values"
+        );
+        assert!(
+            body.contains("id=\"backfill-reverse\" type=\"checkbox\" name=\"reverse\" value=\"true\" checked"),
+            "{label}"
+        );
+        let mut connection = ui.db().acquire().await.unwrap();
+        assert!(
+            weir::storage::backfills::list(&mut connection, None, None)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{label}: a preview creates nothing"
+        );
+        drop(connection);
+
+        let (status, location, body) = ui.post("/dags/shop/backfill", &format!("{form}&intent=start")).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{label}: {body}");
+        let location = location.unwrap();
+        assert!(
+            location.starts_with("/dags/shop/backfills/") && location.contains("?notice=Started%20backfill"),
+            "{label}: {location}"
+        );
+        let page = location.split('?').next().unwrap().to_string();
+        let (status, body) = ui.get(&location).await;
+        assert_eq!(status, StatusCode::OK, "{label}: {body}");
+        assert!(body.contains("0/2 runs done"), "{label}: {body}");
+        assert!(body.contains("badge state-running"), "{label}: state");
+        assert!(body.contains("progress-segment state-none"), "{label}: progress bar");
+        assert!(
+            body.contains("id=\"backfill-pause\"") && body.contains("id=\"backfill-cancel\""),
+            "{label}"
+        );
+        assert!(body.contains("newest first"), "{label}");
+        assert!(body.contains("2026-03-02 03:00:00"), "{label}: its dates");
+
+        let (_, body) = ui.get("/dags/shop").await;
+        assert!(body.contains("id=\"active-backfill\""), "{label}: {body}");
+        assert!(
+            body.contains(&format!("href=\"{page}\"")),
+            "{label}: linked from the DAG page"
+        );
+        let (_, body) = ui.get("/dags/shop?tab=backfill").await;
+        assert!(body.contains(&format!("href=\"{page}\"")), "{label}: listed on the tab");
+
+        let (status, _, body) = ui.post("/dags/shop/backfill", &format!("{form}&intent=start")).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{label}: {body}");
+        assert!(body.contains("already has an active backfill"), "{label}: {body}");
+        assert!(body.contains("Nothing was created"), "{label}: {body}");
+
+        let (status, location, _) = ui.post(&format!("{page}/state"), "to=paused").await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{label}");
+        assert!(location.unwrap().contains("notice=Paused%20backfill"), "{label}");
+        let (_, body) = ui.get(&page).await;
+        assert!(
+            body.contains("badge state-paused") && body.contains("id=\"backfill-resume\""),
+            "{label}: {body}"
+        );
+        assert!(!body.contains("id=\"backfill-pause\""), "{label}");
+        let (status, location, _) = ui.post(&format!("{page}/state"), "to=running").await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{label}");
+        assert!(location.unwrap().contains("notice=Resumed%20backfill"), "{label}");
+        let (status, location, _) = ui.post(&format!("{page}/state"), "to=cancelled").await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{label}");
+        assert!(location.unwrap().contains("notice=Cancelled%20backfill"), "{label}");
+        let (_, body) = ui.get(&page).await;
+        assert!(body.contains("badge state-cancelled"), "{label}: {body}");
+        assert!(
+            !body.contains("id=\"backfill-cancel\"") && !body.contains("id=\"backfill-pause\""),
+            "{label}"
+        );
+        let (_, body) = ui.get("/dags/shop").await;
+        assert!(!body.contains("id=\"active-backfill\""), "{label}: no longer active");
+
+        let (status, _, body) = ui.post(&format!("{page}/state"), "to=paused").await;
+        assert_eq!(status, StatusCode::CONFLICT, "{label}: {body}");
+        assert!(
+            body.contains("is cancelled: it cannot become paused"),
+            "{label}: {body}"
+        );
+        let (status, _, body) = ui.post(&format!("{page}/state"), "to=sideways").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{label}: {body}");
+        assert!(body.contains("not `sideways`"), "{label}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn bad_backfill_input_gets_readable_messages_not_500s() {
+    for test_db in support::databases().await {
+        let ui = Ui::new(&test_db).await;
+        let label = test_db.label;
+        let (status, _, body) = ui
+            .post(
+                "/dags/shop/backfill",
+                "from=&to=soon&reprocess=sometimes&max_active_runs=lots&conf=%5B1%5D&intent=preview",
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{label}: {body}");
+        for problem in [
+            "From: give a logical date",
+            "To: `soon` is not a date or time",
+            "unknown reprocess behavior `sometimes`",
+            "Max active runs must be a whole number of at least 1, got `lots`",
+            "Conf must be a JSON object",
+        ] {
+            assert!(body.contains(problem), "{label}: `{problem}` in {body}");
+        }
+        assert!(body.contains("value=\"soon\""), "{label}: typed values are kept");
+
+        let cases = [
+            ("from=2026-03-05&to=2026-03-01&intent=preview", "the range is empty"),
+            (
+                "from=2025-01-01&to=2025-01-02&intent=start",
+                "has no logical dates between",
+            ),
+            (
+                "from=2026-03-01&to=2026-03-03&max_active_runs=0&intent=start",
+                "max_active_runs must be at least 1",
+            ),
+            (
+                "from=2026-03-01&to=2026-03-03&conf=%7B%22rows%22%3A0%7D&intent=preview",
+                "param `rows` is 0",
+            ),
+            (
+                "from=2026-03-01&to=2026-03-03&conf=%7Bnope&intent=preview",
+                "Conf is not valid JSON",
+            ),
+            (
+                "from=2026-03-01&to=2026-03-03&intent=explode",
+                "unknown action `explode`",
+            ),
+        ];
+        for (form, needle) in cases {
+            let (status, _, body) = ui.post("/dags/shop/backfill", form).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{label} {form}: {body}");
+            assert!(body.contains(needle), "{label} {form}: {body}");
+            assert!(body.contains("id=\"backfill-errors\""), "{label} {form}");
+        }
+        for (uri, expected, text) in [
+            ("/dags/shop/backfills/999", StatusCode::NOT_FOUND, "has no backfill 999"),
+            (
+                "/dags/shop/backfills/abc",
+                StatusCode::BAD_REQUEST,
+                "is not a backfill id",
+            ),
+            (
+                "/dags/nope/backfills/1",
+                StatusCode::NOT_FOUND,
+                "There is no DAG `nope`",
+            ),
+        ] {
+            let (status, body) = ui.get(uri).await;
+            assert_eq!(status, expected, "{label}: {uri}: {body}");
+            assert!(body.contains(text), "{label}: {uri}: {body}");
+        }
+        let (status, _, body) = ui.post("/dags/shop/backfills/999/state", "to=paused").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{label}: {body}");
+        let (status, _, body) = ui.post("/dags/nope/backfill", "from=2026-03-01").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{label}: {body}");
+    }
+}

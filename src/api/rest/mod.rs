@@ -4,6 +4,7 @@
 //! authentication yet: any `Authorization` header (Airflow clients send a bearer token) is
 //! accepted and ignored.
 
+mod backfills;
 mod connections;
 mod dag_runs;
 mod dags;
@@ -34,6 +35,7 @@ pub use task_instances::{TaskInstanceResponse, instance_uuid, instance_view};
 pub enum Verb {
     Get,
     Post,
+    Put,
     Patch,
     Delete,
 }
@@ -44,6 +46,7 @@ impl Verb {
         match self {
             Verb::Get => "get",
             Verb::Post => "post",
+            Verb::Put => "put",
             Verb::Patch => "patch",
             Verb::Delete => "delete",
         }
@@ -53,6 +56,7 @@ impl Verb {
         match self {
             Verb::Get => MethodFilter::GET,
             Verb::Post => MethodFilter::POST,
+            Verb::Put => MethodFilter::PUT,
             Verb::Patch => MethodFilter::PATCH,
             Verb::Delete => MethodFilter::DELETE,
         }
@@ -109,7 +113,7 @@ where
 
 /// Every route the API serves, in the order the OpenAPI document lists them.
 fn entries() -> Vec<Entry> {
-    use Verb::{Delete, Get, Patch, Post};
+    use Verb::{Delete, Get, Patch, Post, Put};
     vec![
         entry(
             Get,
@@ -280,6 +284,62 @@ fn entries() -> Vec<Entry> {
             "Clear task instances",
             "TaskInstance",
             task_instances::clear,
+        ),
+        entry(
+            Get,
+            "/api/v2/backfills",
+            "list_backfills",
+            "List backfills",
+            "Backfill",
+            backfills::list,
+        ),
+        entry(
+            Post,
+            "/api/v2/backfills",
+            "create_backfill",
+            "Create a backfill",
+            "Backfill",
+            backfills::create,
+        ),
+        entry(
+            Post,
+            "/api/v2/backfills/dry_run",
+            "create_backfill_dry_run",
+            "The dates a backfill would run, creating nothing",
+            "Backfill",
+            backfills::dry_run,
+        ),
+        entry(
+            Get,
+            "/api/v2/backfills/{backfill_id}",
+            "get_backfill",
+            "Get a backfill with its progress",
+            "Backfill",
+            backfills::get,
+        ),
+        entry(
+            Put,
+            "/api/v2/backfills/{backfill_id}/pause",
+            "pause_backfill",
+            "Pause a backfill",
+            "Backfill",
+            backfills::pause,
+        ),
+        entry(
+            Put,
+            "/api/v2/backfills/{backfill_id}/unpause",
+            "unpause_backfill",
+            "Resume a paused backfill",
+            "Backfill",
+            backfills::unpause,
+        ),
+        entry(
+            Put,
+            "/api/v2/backfills/{backfill_id}/cancel",
+            "cancel_backfill",
+            "Cancel a backfill",
+            "Backfill",
+            backfills::cancel,
         ),
         entry(
             Get,

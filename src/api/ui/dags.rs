@@ -1,5 +1,5 @@
-//! The DAG list, the DAG page (grid, graph, code, runs, trigger form), pause/unpause, triggering
-//! a run from the form, and the import errors page.
+//! The DAG list, the DAG page (grid, graph, code, runs, trigger form, backfill form),
+//! pause/unpause, triggering a run from the form, and the import errors page.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use super::error::{UiError, UiForm, UiPath, UiQuery};
 use super::graph::{self, GraphCache};
 use super::views::{self, Pager, RunView, TaskInstanceView};
-use super::{back_to, find_dag, render};
+use super::{back_to, backfills, find_dag, render};
 use crate::api::ApiState;
 use crate::domain::dag::Dag;
 use crate::domain::params::{Param, ParamType};
@@ -173,9 +173,10 @@ pub async fn show(
         Some("code") => "code",
         Some("runs") => "runs",
         Some("trigger") => "trigger",
+        Some("backfill") => "backfill",
         Some(other) => {
             return Err(UiError::BadRequest(format!(
-                "there is no tab `{other}`: use grid, graph, code, runs or trigger"
+                "there is no tab `{other}`: use grid, graph, code, runs, trigger or backfill"
             )));
         }
     };
@@ -184,14 +185,30 @@ pub async fn show(
 }
 
 /// What every tab of the DAG page needs, loaded once.
-struct DagPage {
+pub(super) struct DagPage {
     tab: &'static str,
     header: minijinja::Value,
-    tab_context: minijinja::Value,
+    pub(super) tab_context: minijinja::Value,
     live: bool,
 }
 
 impl DagPage {
+    /// The first page of `tab`, as a form handler shows it again.
+    pub(super) async fn load_tab(
+        state: &ApiState,
+        dag: &Dag,
+        tab: &'static str,
+        graphs: &GraphCache,
+    ) -> Result<DagPage, UiError> {
+        let query = DagQuery {
+            tab: Some(tab.to_string()),
+            offset: 0,
+            run_id: None,
+            notice: None,
+        };
+        DagPage::load(state, dag, tab, &query, graphs).await
+    }
+
     async fn load(
         state: &ApiState,
         dag: &Dag,
@@ -208,7 +225,8 @@ impl DagPage {
         };
         let total_runs = u64::try_from(run_rows::count(&mut connection, &filter).await?).unwrap_or(0);
         let runs = run_rows::page(&mut connection, &dag.dag_id, RUNS_PER_PAGE, query.offset).await?;
-        let live = runs.iter().any(|run| !run.state.is_finished());
+        let active_backfill = backfills::active_view(&mut connection, dag).await?;
+        let live = runs.iter().any(|run| !run.state.is_finished()) || active_backfill.is_some();
         let (schedule, schedule_words) = views::schedule(dag);
         let dag_url = views::dag_url(dag.dag_id.as_str());
         let header = context! {
@@ -225,6 +243,8 @@ impl DagPage {
             fileloc => dag.fileloc.display().to_string(),
             n_tasks => dag.tasks.len(),
             total_runs,
+            active_backfill,
+            time_based => dag.timetable.schedule.is_time_based(),
         };
         let tab_url = format!("{dag_url}?tab={tab}");
         let pager = Pager::new(
@@ -340,6 +360,7 @@ impl DagPage {
                 let runs: Vec<RunView> = runs.iter().map(|run| RunView::new(run, now)).collect();
                 context! { runs, pager }
             }
+            "backfill" => backfills::tab_context(&mut connection, dag, &backfills::FormValues::default(), None).await?,
             _ => context! {},
         };
         Ok(DagPage {
@@ -350,7 +371,7 @@ impl DagPage {
         })
     }
 
-    fn render(
+    pub(super) fn render(
         self,
         dag: &Dag,
         notice: Option<&str>,
@@ -540,13 +561,7 @@ pub async fn trigger(
         }
         Err(other) => return Err(other.into()),
     };
-    let query = DagQuery {
-        tab: Some("trigger".to_string()),
-        offset: 0,
-        run_id: None,
-        notice: None,
-    };
-    let page = DagPage::load(&state, &dag, "trigger", &query, &graphs).await?;
+    let page = DagPage::load_tab(&state, &dag, "trigger", &graphs).await?;
     page.render(&dag, None, &problems, Some(&submitted), status)
 }
 

@@ -3,6 +3,7 @@
 //! minijinja templates and plain CSS/JS embedded in the binary. Buttons post forms to routes here
 //! that call `runtime::operations`, then redirect back (Post/Redirect/Get).
 
+mod backfills;
 mod dags;
 mod error;
 mod graph;
@@ -32,6 +33,9 @@ pub fn router() -> Router<ApiState> {
         .route("/dags/{dag_id}", get(dags::show))
         .route("/dags/{dag_id}/pause", post(dags::pause))
         .route("/dags/{dag_id}/trigger", post(dags::trigger))
+        .route("/dags/{dag_id}/backfill", post(backfills::submit))
+        .route("/dags/{dag_id}/backfills/{backfill_id}", get(backfills::show))
+        .route("/dags/{dag_id}/backfills/{backfill_id}/state", post(backfills::change))
         .route("/dags/{dag_id}/runs/{run_id}", get(runs::show))
         .route("/dags/{dag_id}/runs/{run_id}/clear", post(runs::clear))
         .route("/dags/{dag_id}/runs/{run_id}/tasks/{task_id}", get(tasks::show))
