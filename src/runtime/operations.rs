@@ -349,12 +349,12 @@ pub async fn change_backfill(db: &Db, id: i64, to: BackfillState) -> Result<Back
         runs::fail_queued_of_backfill(&mut transaction, id, now).await?;
     }
     storage::signal_change(&mut transaction).await?;
+    // As stored: state, updated_at and completed_at exactly as the next read will see them.
+    let changed = backfills::get(&mut transaction, id)
+        .await?
+        .ok_or_else(|| OperationError::NotFound(format!("backfill {id} vanished while it was changed")))?;
     transaction.commit().await?;
-    Ok(Backfill {
-        state: to,
-        updated_at: now,
-        ..backfill
-    })
+    Ok(changed)
 }
 
 /// Sets a run's state by hand, as Airflow does: `success` marks every unfinished task instance
