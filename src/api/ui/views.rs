@@ -43,9 +43,13 @@ pub fn opt_time(value: Option<DateTime<Utc>>) -> Option<String> {
     value.map(time)
 }
 
-/// `4.2s`, `3m 05s`, `2h 01m`.
+/// `12ms`, `4.2s`, `3m 05s`, `2h 01m`: weir's tasks often take milliseconds, and `0.0s` says
+/// nothing.
 pub fn duration(seconds: f64) -> String {
     let seconds = seconds.max(0.0);
+    if seconds < 1.0 {
+        return format!("{}ms", (seconds * 1000.0).round() as u64);
+    }
     if seconds < 60.0 {
         return format!("{seconds:.1}s");
     }
@@ -253,6 +257,7 @@ mod tests {
 
     #[test]
     fn durations_read_like_a_clock() {
+        assert_eq!(duration(0.0123), "12ms");
         assert_eq!(duration(4.0), "4.0s");
         assert_eq!(duration(185.0), "3m 05s");
         assert_eq!(duration(7260.0), "2h 01m");
