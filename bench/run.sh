@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# weir benchmarks, first cut (issue 7 grows this): W1 fan-out and W2 chain hand-off, measured with
+# weir benchmarks (issue 7 grows this): W1 fan-out, W2 chain hand-off and W5 history, measured with
 # the release binary on embedded SQLite (and PostgreSQL when WEIR_BENCH_POSTGRES_URL is set).
-# Usage: bench/run.sh            (builds target/release/weir first)
+# Usage: bench/run.sh [all|tasks|history]    (builds target/release/weir first; default all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+section=${1:-all}
+case "$section" in all | tasks | history) ;; *) echo "usage: bench/run.sh [all|tasks|history]" >&2; exit 2 ;; esac
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/weir-target}"
 cargo build --release --quiet
 weir="$CARGO_TARGET_DIR/release/weir"
@@ -57,8 +59,19 @@ PY
 echo "weir bench $(git rev-parse --short HEAD) on $(nproc) cores, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "| database | workload | weir | reference | figure |"
 echo "|---|---|---|---|---|"
-measure sqlite "sqlite://state/weir.db"
+if [ "$section" != history ]; then
+  measure sqlite "sqlite://state/weir.db"
+fi
+if [ "$section" != tasks ]; then
+  bench/history.sh "$weir" sqlite "sqlite://state/weir.db" "$work/history-sqlite"
+fi
 if [ -n "${WEIR_BENCH_POSTGRES_URL:-}" ]; then
-  psql "$WEIR_BENCH_POSTGRES_URL" -qc "DROP DATABASE IF EXISTS weir_bench" -c "CREATE DATABASE weir_bench" > /dev/null
-  measure postgres "${WEIR_BENCH_POSTGRES_URL%/*}/weir_bench"
+  if [ "$section" != history ]; then
+    psql "$WEIR_BENCH_POSTGRES_URL" -qc "DROP DATABASE IF EXISTS weir_bench" -c "CREATE DATABASE weir_bench" > /dev/null
+    measure postgres "${WEIR_BENCH_POSTGRES_URL%/*}/weir_bench"
+  fi
+  if [ "$section" != tasks ]; then
+    PGOPTIONS='-c client_min_messages=warning' psql "$WEIR_BENCH_POSTGRES_URL" -qc "DROP DATABASE IF EXISTS weir_bench_history" -c "CREATE DATABASE weir_bench_history" > /dev/null
+    bench/history.sh "$weir" postgres "${WEIR_BENCH_POSTGRES_URL%/*}/weir_bench_history" "$work/history-postgres"
+  fi
 fi

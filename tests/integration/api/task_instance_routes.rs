@@ -196,6 +196,97 @@ async fn logs_come_as_json_lines_or_plain_text_and_bad_ids_never_reach_the_disk(
     }
 }
 
+/// The window one JSON log response holds at most (`MAX_LOG_CHUNK` in the handler).
+const LOG_WINDOW: usize = 1024 * 1024;
+
+/// A GET with an `Accept` header, answered with its headers and raw body.
+async fn get_raw(api: &super::Api, uri: &str, accept: &str) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let request = Request::builder()
+        .uri(uri)
+        .header(header::ACCEPT, accept)
+        .body(Body::empty())
+        .unwrap();
+    let response = api.router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.unwrap().to_bytes().to_vec();
+    (status, headers, body)
+}
+
+#[tokio::test]
+async fn a_large_log_is_read_in_bounded_windows_that_walk_it_once() {
+    // About 20 MB of lines of varying length, some with multi-byte characters.
+    let mut log = String::with_capacity(21 * 1024 * 1024);
+    let mut line = 0usize;
+    while log.len() < 20 * 1024 * 1024 {
+        let width = 20 + (line * 7919) % 300;
+        log.push_str(&format!("{line:08} {} é ✓\n", "x".repeat(width)));
+        line += 1;
+    }
+    for api in apis().await {
+        let run = api.finished_run("ti_run").await;
+        let path = weir::runtime::attempt::log_path(
+            &api.state.config.logs_dir(),
+            run.dag_id.as_str(),
+            run.run_id.as_str(),
+            "first",
+            1,
+        );
+        std::fs::write(&path, &log).unwrap();
+        let uri = format!("{RUN}/taskInstances/first/logs/1");
+
+        let mut walked = String::with_capacity(log.len());
+        let mut token = String::new();
+        let mut responses = 0;
+        loop {
+            let (status, _, body) = get_raw(&api, &format!("{uri}?token={token}"), "application/json").await;
+            assert_eq!(status, StatusCode::OK, "{}", api.label);
+            let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let lines = answer["content"].as_array().unwrap();
+            let next = answer["continuation_token"].as_str().unwrap().to_string();
+            if lines.is_empty() {
+                assert_eq!(next, token, "an empty answer stays where it is");
+                break;
+            }
+            let window: usize = lines.iter().map(|line| line["event"].as_str().unwrap().len() + 1).sum();
+            assert!(window <= LOG_WINDOW, "{}: a response holds {window} bytes", api.label);
+            for line in lines {
+                walked.push_str(line["event"].as_str().unwrap());
+                walked.push('\n');
+            }
+            assert_eq!(
+                next.parse::<usize>().unwrap(),
+                walked.len(),
+                "the token is where the text ends"
+            );
+            token = next;
+            responses += 1;
+            assert!(responses <= 100, "{}: the walk does not end", api.label);
+        }
+        assert_eq!(walked.len(), log.len(), "{}", api.label);
+        assert!(walked == log, "{}: the windows concatenate to the file", api.label);
+        assert!(responses >= 20, "{}: {responses} responses", api.label);
+
+        let (status, headers, body) = get_raw(&api, &uri, "text/plain").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            body == log.as_bytes(),
+            "{}: the text form streams the whole file",
+            api.label
+        );
+        let end = headers["airflow-continuation-token"].to_str().unwrap().to_string();
+        assert_eq!(end, log.len().to_string());
+        let (_, _, rest) = get_raw(&api, &format!("{uri}?token={end}"), "text/plain").await;
+        assert!(rest.is_empty(), "nothing after the end");
+        let middle = log.len() / 2;
+        let (_, headers, tail) = get_raw(&api, &format!("{uri}?token={middle}"), "text/plain").await;
+        assert!(tail == log.as_bytes()[middle..], "the text form starts at the token");
+        assert_eq!(headers["airflow-continuation-token"], end.as_str());
+    }
+}
+
 #[tokio::test]
 async fn clear_task_instances_selects_by_run_task_and_downstream() {
     for api in apis().await {
