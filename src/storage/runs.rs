@@ -467,20 +467,6 @@ pub async fn page(
         .collect()
 }
 
-/// The newest `per_dag` runs of every DAG, newest first within each DAG (the DAG list's dots).
-pub async fn recent_per_dag(connection: &mut AnyConnection, per_dag: u32) -> Result<Vec<DagRun>, StorageError> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM (SELECT {COLUMNS}, ROW_NUMBER() OVER (PARTITION BY dag_id ORDER BY logical_date DESC, id DESC) AS position FROM dag_run) ranked WHERE position <= $1 ORDER BY dag_id, logical_date DESC, id DESC"
-    );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(i64::from(per_dag))
-        .fetch_all(connection)
-        .await?
-        .into_iter()
-        .map(from_row)
-        .collect()
-}
-
 /// Finished runs whose logical date is before `cutoff` (optionally of one DAG), oldest first: what
 /// `weir db clean` removes. Runs still queued or running are never included.
 pub async fn finished_before(

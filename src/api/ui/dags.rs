@@ -26,6 +26,9 @@ use crate::storage::{dags as dag_rows, import_errors, runs as run_rows, task_ins
 const RUNS_PER_PAGE: u32 = 25;
 /// Coloured dots per DAG in the list.
 const RECENT_RUNS: u32 = 8;
+/// DAGs per page of the list: with a thousand DAGs, one page of everything is megabytes of HTML
+/// and a query over every run.
+const DAGS_PER_PAGE: usize = 100;
 
 #[derive(Debug, Serialize)]
 struct DagRow {
@@ -49,9 +52,11 @@ pub struct ListQuery {
     #[serde(default)]
     tag: String,
     notice: Option<String>,
+    #[serde(default)]
+    offset: usize,
 }
 
-/// `GET /`: every loaded DAG, filtered by a search text and a tag.
+/// `GET /`: the loaded DAGs, filtered by a search text and a tag, a page at a time.
 pub async fn list(State(state): State<ApiState>, UiQuery(query): UiQuery<ListQuery>) -> Result<Response, UiError> {
     let bag = state.bag();
     let now = Utc::now();
@@ -61,19 +66,11 @@ pub async fn list(State(state): State<ApiState>, UiQuery(query): UiQuery<ListQue
         .into_iter()
         .map(|record| (record.dag_id.to_string(), record))
         .collect();
-    let mut recent: HashMap<String, Vec<RunView>> = HashMap::new();
-    for run in run_rows::recent_per_dag(&mut connection, RECENT_RUNS).await? {
-        recent
-            .entry(run.dag_id.to_string())
-            .or_default()
-            .push(RunView::new(&run, now));
-    }
     let n_import_errors = import_errors::list(&mut connection).await?.len().max(bag.errors.len());
-    drop(connection);
 
     let all_tags: BTreeSet<String> = bag.dags.values().flat_map(|dag| dag.tags.iter().cloned()).collect();
     let search = query.q.trim().to_lowercase();
-    let rows: Vec<DagRow> = bag
+    let matching: Vec<&std::sync::Arc<Dag>> = bag
         .dags
         .values()
         .filter(|dag| {
@@ -86,10 +83,24 @@ pub async fn list(State(state): State<ApiState>, UiQuery(query): UiQuery<ListQue
                 || dag.owner.to_lowercase().contains(&search)
         })
         .filter(|dag| query.tag.is_empty() || dag.tags.contains(&query.tag))
-        .map(|dag| {
+        .collect();
+    let total = matching.len();
+    let offset = query
+        .offset
+        .min(total.saturating_sub(1) / DAGS_PER_PAGE * DAGS_PER_PAGE);
+    let mut rows: Vec<DagRow> = Vec::new();
+    for dag in matching.iter().skip(offset).take(DAGS_PER_PAGE) {
+        // Only this page's DAGs: a few indexed reads instead of ranking every run there is.
+        let recent: Vec<RunView> = run_rows::page(&mut connection, &dag.dag_id, RECENT_RUNS, 0)
+            .await?
+            .iter()
+            .map(|run| RunView::new(run, now))
+            .collect();
+        rows.push({
+            let dag: &Dag = dag;
             let record = records.get(dag.dag_id.as_str());
             let (schedule, schedule_words) = views::schedule(dag);
-            let mut runs = recent.remove(dag.dag_id.as_str()).unwrap_or_default();
+            let mut runs = recent;
             // Oldest on the left, as a timeline reads.
             runs.reverse();
             DagRow {
@@ -105,14 +116,31 @@ pub async fn list(State(state): State<ApiState>, UiQuery(query): UiQuery<ListQue
                 next_run: record.and_then(|record| views::opt_time(record.next_dagrun_logical_date)),
                 recent: runs,
             }
-        })
-        .collect();
+        });
+    }
+    drop(connection);
+    let page_link = |offset: usize| {
+        let mut url = format!("/?q={}&tag={}", views::encode(&query.q), views::encode(&query.tag));
+        if offset > 0 {
+            url.push_str(&format!("&offset={offset}"));
+        }
+        url
+    };
+    let previous_url = (offset > 0).then(|| page_link(offset.saturating_sub(DAGS_PER_PAGE)));
+    let next_url = (offset + rows.len() < total).then(|| page_link(offset + DAGS_PER_PAGE));
+    let first_shown = if rows.is_empty() { 0 } else { offset + 1 };
+    let last_shown = offset + rows.len();
     let live = rows.iter().any(|row| row.recent.iter().any(|run| run.active));
     let html = render::page(
         "dags.html",
         context! {
             rows,
             n_dags => bag.dags.len(),
+            total,
+            first_shown,
+            last_shown,
+            previous_url,
+            next_url,
             all_tags,
             q => query.q,
             tag => query.tag,
