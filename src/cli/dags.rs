@@ -85,6 +85,8 @@ pub enum ShowFormat {
     Text,
     Json,
     Dot,
+    /// The graph as the UI draws it (laid out on the server).
+    Svg,
 }
 
 pub async fn run(app: &App, command: DagsCommand) -> CliResult {
@@ -188,6 +190,7 @@ fn show(app: &App, dag_id: &str, format: ShowFormat) -> CliResult {
     match format {
         ShowFormat::Json => println!("{}", serde_json::to_string_pretty(&dag_view(&dag)).unwrap_or_default()),
         ShowFormat::Dot => print!("{}", dot(&dag)),
+        ShowFormat::Svg => println!("{}", crate::api::ui::graph::GraphCache::default().svg(&dag)),
         ShowFormat::Text => {
             println!("{}  ({})", dag.dag_id, dag.fileloc.display());
             if let Some(description) = &dag.description {

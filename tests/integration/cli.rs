@@ -343,3 +343,18 @@ fn tasks_logs_prints_an_attempts_log_and_says_when_there_is_none() {
     assert_eq!(missing.status.code(), Some(1));
     assert!(text(&missing.stderr).contains("no log at"), "{}", text(&missing.stderr));
 }
+
+#[test]
+fn dags_show_draws_the_graph_as_dot_and_as_svg() {
+    let project = project(&[("daily.yaml", DAILY)]);
+    let dot = weir(project.path(), &["dags", "show", "daily", "--format", "dot"]);
+    assert!(text(&dot.stdout).contains("\"a\" -> \"b\";"), "{}", text(&dot.stdout));
+    let svg = weir(project.path(), &["dags", "show", "daily", "--format", "svg"]);
+    assert!(svg.status.success(), "{}", text(&svg.stderr));
+    let svg = text(&svg.stdout);
+    assert!(svg.trim_start().starts_with("<svg") || svg.contains("<svg"), "{svg}");
+    assert!(
+        svg.contains("data-task-id=\"a\"") && svg.contains("data-task-id=\"b\""),
+        "{svg}"
+    );
+}

@@ -6,7 +6,7 @@
 mod backfills;
 mod dags;
 mod error;
-mod graph;
+pub mod graph;
 mod logs;
 mod render;
 mod runs;
