@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# weir benchmarks (issue 7 grows this): W1 fan-out, W2 chain hand-off and W5 history, measured with
-# the release binary on embedded SQLite (and PostgreSQL when WEIR_BENCH_POSTGRES_URL is set).
-# Usage: bench/run.sh [all|tasks|history]    (builds target/release/weir first; default all)
+# weir benchmarks (issue 7): W1 fan-out, W2 chain hand-off, W3 DAG loading, W4 idle footprint,
+# W5 history and W6 throughput, measured with the release binary on embedded SQLite (and PostgreSQL
+# when WEIR_BENCH_POSTGRES_URL is set).
+# Usage: bench/run.sh [all|tasks|load|footprint|history|throughput]
+#   (builds target/release/weir first; default all; `load` and `footprint` share one setup)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 section=${1:-all}
-case "$section" in all | tasks | history) ;; *) echo "usage: bench/run.sh [all|tasks|history]" >&2; exit 2 ;; esac
+case "$section" in all | tasks | load | footprint | history | throughput) ;; *) echo "usage: bench/run.sh [all|tasks|load|footprint|history|throughput]" >&2; exit 2 ;; esac
+wants() { [ "$section" = all ] || [ "$section" = "$1" ]; }
+load_part=all
+case "$section" in load | footprint) load_part=$section ;; esac
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/weir-target}"
 cargo build --release --quiet
 weir="$CARGO_TARGET_DIR/release/weir"
@@ -59,19 +64,37 @@ PY
 echo "weir bench $(git rev-parse --short HEAD) on $(nproc) cores, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "| database | workload | weir | reference | figure |"
 echo "|---|---|---|---|---|"
-if [ "$section" != history ]; then
+if wants tasks; then
   measure sqlite "sqlite://state/weir.db"
 fi
-if [ "$section" != tasks ]; then
+if wants load || wants footprint; then
+  bench/load.sh "$weir" sqlite "sqlite://state/weir.db" "$work/load-sqlite" "$load_part"
+fi
+if wants history; then
   bench/history.sh "$weir" sqlite "sqlite://state/weir.db" "$work/history-sqlite"
 fi
+if wants throughput; then
+  bench/throughput.sh "$weir" sqlite "sqlite://state/weir.db" "$work/throughput-sqlite"
+fi
 if [ -n "${WEIR_BENCH_POSTGRES_URL:-}" ]; then
-  if [ "$section" != history ]; then
-    psql "$WEIR_BENCH_POSTGRES_URL" -qc "DROP DATABASE IF EXISTS weir_bench" -c "CREATE DATABASE weir_bench" > /dev/null
-    measure postgres "${WEIR_BENCH_POSTGRES_URL%/*}/weir_bench"
+  fresh_database() { # name: drops and creates it, prints its URL
+    PGOPTIONS='-c client_min_messages=warning' psql "$WEIR_BENCH_POSTGRES_URL" -qc "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1" > /dev/null
+    echo "${WEIR_BENCH_POSTGRES_URL%/*}/$1"
+  }
+  if wants tasks; then
+    pg_url=$(fresh_database weir_bench) # an assignment, so a psql failure stops the script
+    measure postgres "$pg_url"
   fi
-  if [ "$section" != tasks ]; then
-    PGOPTIONS='-c client_min_messages=warning' psql "$WEIR_BENCH_POSTGRES_URL" -qc "DROP DATABASE IF EXISTS weir_bench_history" -c "CREATE DATABASE weir_bench_history" > /dev/null
-    bench/history.sh "$weir" postgres "${WEIR_BENCH_POSTGRES_URL%/*}/weir_bench_history" "$work/history-postgres"
+  if wants load || wants footprint; then
+    pg_url=$(fresh_database weir_bench_load)
+    bench/load.sh "$weir" postgres "$pg_url" "$work/load-postgres" "$load_part"
+  fi
+  if wants history; then
+    pg_url=$(fresh_database weir_bench_history)
+    bench/history.sh "$weir" postgres "$pg_url" "$work/history-postgres"
+  fi
+  if wants throughput; then
+    pg_url=$(fresh_database weir_bench_throughput)
+    bench/throughput.sh "$weir" postgres "$pg_url" "$work/throughput-postgres"
   fi
 fi
