@@ -46,6 +46,9 @@ pub struct SchedulerSettings {
     pub connection_passwords: Vec<String>,
 }
 
+/// The DAG rows of the metadata database, by id.
+type DagRecords = HashMap<DagId, storage::dags::DagRecord>;
+
 /// What one step did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TickOutcome {
@@ -149,13 +152,27 @@ impl Scheduler {
     async fn step(&self, now: DateTime<Utc>) -> anyhow::Result<TickOutcome> {
         let bag = self.bag();
         let mut outcome = TickOutcome::default();
-        if self.settings.owner.is_none() {
-            self.create_scheduled_runs(&bag, now, &mut outcome).await?;
-        }
-        if self.settings.owner.is_none() {
+        // The daemon's view of each DAG (paused, next run), read once per step for both the
+        // scheduled-run creation and the start of queued runs. `dags test` needs neither.
+        let records = match self.settings.owner {
+            None => {
+                let mut connection = self.db.acquire().await?;
+                let records = storage::dags::list(&mut connection).await?;
+                Some(
+                    records
+                        .into_iter()
+                        .map(|record| (record.dag_id.clone(), record))
+                        .collect(),
+                )
+            }
+            Some(_) => None,
+        };
+        if let Some(records) = &records {
+            self.create_scheduled_runs(&bag, records, now, &mut outcome).await?;
             self.advance_backfills(&bag, now, &mut outcome).await?;
         }
-        self.start_queued_runs(&bag, now, &mut outcome).await?;
+        self.start_queued_runs(&bag, records.as_ref(), now, &mut outcome)
+            .await?;
         self.plan_running_runs(&bag, now, &mut outcome).await?;
         self.dispatch(&bag, now, &mut outcome).await?;
         Ok(outcome)
@@ -164,16 +181,10 @@ impl Scheduler {
     async fn create_scheduled_runs(
         &self,
         bag: &DagBag,
+        records: &DagRecords,
         now: DateTime<Utc>,
         outcome: &mut TickOutcome,
     ) -> anyhow::Result<()> {
-        let mut connection = self.db.acquire().await?;
-        let records: HashMap<_, _> = storage::dags::list(&mut connection)
-            .await?
-            .into_iter()
-            .map(|record| (record.dag_id.clone(), record))
-            .collect();
-        drop(connection);
         for dag in bag.dags.values() {
             if !dag.timetable.schedule.is_time_based() {
                 continue;
@@ -334,23 +345,20 @@ impl Scheduler {
         Ok(())
     }
 
+    /// `records` is `None` for `dags test`, which starts its run whether the DAG is paused or not.
     async fn start_queued_runs(
         &self,
         bag: &DagBag,
+        records: Option<&DagRecords>,
         now: DateTime<Utc>,
         outcome: &mut TickOutcome,
     ) -> anyhow::Result<()> {
         let mut connection = self.db.acquire().await?;
         let queued = runs::list(&mut connection, &self.run_filter(RunState::Queued)).await?;
+        drop(connection);
         if queued.is_empty() {
             return Ok(());
         }
-        let paused: HashMap<_, _> = storage::dags::list(&mut connection)
-            .await?
-            .into_iter()
-            .map(|record| (record.dag_id, record.is_paused))
-            .collect();
-        drop(connection);
         let mut by_dag: BTreeMap<_, Vec<&DagRun>> = BTreeMap::new();
         for run in &queued {
             by_dag.entry(run.dag_id.clone()).or_default().push(run);
@@ -369,7 +377,10 @@ impl Scheduler {
                 outcome.runs_started += 1;
             }
             // A paused DAG keeps its queued runs waiting (the daemon's rule); `dags test` runs anyway.
-            if self.settings.owner.is_none() && paused.get(&dag_id).copied().unwrap_or(false) {
+            if records
+                .and_then(|records| records.get(&dag_id))
+                .is_some_and(|record| record.is_paused)
+            {
                 transaction.commit().await?;
                 continue;
             }

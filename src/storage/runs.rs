@@ -241,6 +241,17 @@ fn where_clause(filter: &RunFilter) -> (String, Vec<String>) {
     (sql, binds)
 }
 
+/// One page of a DAG's runs, newest first (the UI's grid, run history and recent-run dots).
+pub fn newest_page(dag_id: &DagId, limit: u32, offset: u32) -> RunFilter {
+    RunFilter {
+        dag_id: Some(dag_id.clone()),
+        limit: Some(limit),
+        offset,
+        newest_first: true,
+        ..RunFilter::default()
+    }
+}
+
 pub async fn list(connection: &mut AnyConnection, filter: &RunFilter) -> Result<Vec<DagRun>, StorageError> {
     let (where_sql, binds) = where_clause(filter);
     let mut sql = format!("SELECT {COLUMNS} FROM dag_run{where_sql}");
@@ -444,27 +455,6 @@ pub async fn fail_queued_of_backfill(
             .await?
             .rows_affected(),
     )
-}
-
-/// One page of a DAG's runs, newest logical date first (the UI's grid and run history).
-pub async fn page(
-    connection: &mut AnyConnection,
-    dag_id: &DagId,
-    limit: u32,
-    offset: u32,
-) -> Result<Vec<DagRun>, StorageError> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM dag_run WHERE dag_id = $1 ORDER BY logical_date DESC, id DESC LIMIT $2 OFFSET $3"
-    );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(dag_id.as_str())
-        .bind(i64::from(limit))
-        .bind(i64::from(offset))
-        .fetch_all(connection)
-        .await?
-        .into_iter()
-        .map(from_row)
-        .collect()
 }
 
 /// Finished runs whose logical date is before `cutoff` (optionally of one DAG), oldest first: what

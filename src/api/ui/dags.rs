@@ -91,7 +91,7 @@ pub async fn list(State(state): State<ApiState>, UiQuery(query): UiQuery<ListQue
     let mut rows: Vec<DagRow> = Vec::new();
     for dag in matching.iter().skip(offset).take(DAGS_PER_PAGE) {
         // Only this page's DAGs: a few indexed reads instead of ranking every run there is.
-        let recent: Vec<RunView> = run_rows::page(&mut connection, &dag.dag_id, RECENT_RUNS, 0)
+        let recent: Vec<RunView> = run_rows::list(&mut connection, &run_rows::newest_page(&dag.dag_id, RECENT_RUNS, 0))
             .await?
             .iter()
             .map(|run| RunView::new(run, now))
@@ -252,7 +252,11 @@ impl DagPage {
             ..run_rows::RunFilter::default()
         };
         let total_runs = u64::try_from(run_rows::count(&mut connection, &filter).await?).unwrap_or(0);
-        let runs = run_rows::page(&mut connection, &dag.dag_id, RUNS_PER_PAGE, query.offset).await?;
+        let runs = run_rows::list(
+            &mut connection,
+            &run_rows::newest_page(&dag.dag_id, RUNS_PER_PAGE, query.offset),
+        )
+        .await?;
         let active_backfill = backfills::active_view(&mut connection, dag).await?;
         let live = runs.iter().any(|run| !run.state.is_finished()) || active_backfill.is_some();
         let (schedule, schedule_words) = views::schedule(dag);
