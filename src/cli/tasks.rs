@@ -19,7 +19,9 @@ use crate::domain::planner::{self, Candidate};
 use crate::domain::state::{RunState, RunType, TaskState};
 use crate::runtime::attempt::{self, attempt_env, log_path, render_fields, template_context, variables_from_env};
 use crate::runtime::operations::{self, ClearRequest};
-use crate::runtime::process::{ExitReason, ShellAttempt, run_shell};
+use crate::runtime::builtin::{BuiltinAttempt, run_builtin};
+use crate::runtime::executor::{AttemptKey, AttemptResult, run_shell_attempt};
+use crate::runtime::process::ShellAttempt;
 use crate::runtime::scheduler::{capacity, run_snapshot};
 use crate::storage::runs::{self, DagRun};
 use crate::storage::task_instances;
@@ -224,8 +226,8 @@ fn render(app: &App, dag_id: &str, task_id: &str, logical_date: Option<&str>) ->
     let task = task_of(&dag, task_id)?;
     let run = pretend_run(&dag, logical_date)?;
     let variables = variables_from_env(std::env::vars());
-    let context = template_context(&dag, &run, task_id, 1, &HashMap::new(), &variables);
-    let fields = render_fields(task, &context).map_err(|error| CliError::Failed(error.to_string()))?;
+    let context = template_context(&dag, &run, task_id, 1, &HashMap::new(), &variables, &json!({}));
+    let fields = render_fields(task, &dag.folder(), &context).map_err(|error| CliError::Failed(error.to_string()))?;
     let secrets = attempt::secrets(
         &variables,
         &task.env,
@@ -233,14 +235,14 @@ fn render(app: &App, dag_id: &str, task_id: &str, logical_date: Option<&str>) ->
     );
     let mask = |text: &str| crate::runtime::masking::mask_secrets(text, &secrets);
     println!(
-        "# {}.{} for logical date {}",
+        "# {}.{} ({}) for logical date {}",
         dag.dag_id,
         task_id,
+        task.operator.type_name(),
         output::time(run.logical_date)
     );
-    println!("command: {}", mask(&fields.command));
-    if let Some(cwd) = &fields.cwd {
-        println!("cwd: {}", mask(cwd));
+    for (name, value) in fields.operator.templated_fields() {
+        println!("{name}: {}", mask(&value));
     }
     for (name, value) in &fields.env {
         println!("env.{name}: {}", mask(value));
@@ -253,41 +255,106 @@ async fn test(app: &App, dag_id: &str, task_id: &str, logical_date: Option<&str>
     let task = task_of(&dag, task_id)?;
     let run = pretend_run(&dag, logical_date)?;
     let variables = variables_from_env(std::env::vars());
-    let context = template_context(&dag, &run, task_id, 1, &HashMap::new(), &variables);
-    let fields = render_fields(task, &context).map_err(|error| CliError::Failed(error.to_string()))?;
+    let context = template_context(&dag, &run, task_id, 1, &HashMap::new(), &variables, &json!({}));
+    let fields = render_fields(task, &dag.folder(), &context).map_err(|error| CliError::Failed(error.to_string()))?;
     let scratch = tempfile::tempdir()?;
     let log = scratch.path().join("test.log");
     let output_file = scratch.path().join("test.output");
-    let Operator::Shell { skip_exit_code, .. } = &task.operator;
-    let cwd = fields
-        .cwd
-        .as_ref()
-        .map_or_else(|| dag.folder(), |cwd| dag.folder().join(cwd));
-    let attempt = ShellAttempt {
-        command: fields.command.clone(),
-        cwd,
-        env: attempt_env(&run, &dag, task_id, 1, &fields.env, &output_file),
-        timeout: task.timeout,
-        kill_grace: app.config.task_kill_grace,
-        log_path: log.clone(),
-        secrets: attempt::secrets(
-            &variables,
-            &task.env,
-            &attempt::connection_passwords_from_env(std::env::vars()),
-        ),
-        max_log_bytes: 64 * 1024 * 1024,
+    let secrets = attempt::secrets(
+        &variables,
+        &task.env,
+        &attempt::connection_passwords_from_env(std::env::vars()),
+    );
+    let key = AttemptKey {
+        run_pk: 0,
+        task_id: task.task_id.clone(),
+        try_number: 1,
     };
-    let report = run_shell(attempt, None, CancellationToken::new()).await;
+    let (events, _ignored) = tokio::sync::mpsc::unbounded_channel();
+    let result = match &fields.operator {
+        Operator::Shell {
+            command,
+            cwd,
+            skip_exit_code,
+        } => {
+            let cwd = cwd.as_ref().map_or_else(|| dag.folder(), |cwd| dag.folder().join(cwd));
+            let attempt = ShellAttempt {
+                command: command.clone(),
+                cwd,
+                env: attempt_env(&run, &dag, task_id, 1, &fields.env, &output_file),
+                timeout: task.timeout,
+                kill_grace: app.config.task_kill_grace,
+                log_path: log.clone(),
+                secrets,
+                max_log_bytes: 64 * 1024 * 1024,
+            };
+            run_shell_attempt(&key, &attempt, *skip_exit_code, &output_file, &events, CancellationToken::new()).await
+        }
+        operator => {
+            let bag = app.load_dags();
+            let target_dag = match operator {
+                Operator::TriggerDag(trigger) => crate::domain::ids::DagId::parse(trigger.dag_id.clone())
+                    .ok()
+                    .and_then(|target| bag.get(&target).cloned()),
+                _ => None,
+            };
+            let attempt = BuiltinAttempt {
+                operator: operator.clone(),
+                connections: connection_urls_from_env(operator),
+                log_path: log.clone(),
+                secrets,
+                timeout: task.timeout,
+                folder: dag.folder(),
+                db: app.db(false).await?,
+                dag_id: dag.dag_id.clone(),
+                run_id: run.run_id.clone(),
+                task_id: task.task_id.clone(),
+                logical_date: run.logical_date,
+                first_poke: Utc::now(),
+                target_dag,
+            };
+            // A sensor is poked until it is done, as the scheduler would.
+            loop {
+                match run_builtin(&attempt, CancellationToken::new()).await {
+                    AttemptResult::Reschedule { at } => {
+                        tokio::time::sleep((at - Utc::now()).to_std().unwrap_or_default()).await;
+                    }
+                    result => break result,
+                }
+            }
+        }
+    };
     print!("{}", tokio::fs::read_to_string(&log).await.unwrap_or_default());
-    let ok = match report.reason {
-        ExitReason::Exited { code: 0 } => true,
-        ExitReason::Exited { code } if code == *skip_exit_code => {
-            println!("task would be skipped (exit code {code})");
+    let ok = match result {
+        AttemptResult::Success { output } => {
+            if let Some(output) = output {
+                println!("output: {output}");
+            }
             true
         }
-        _ => false,
+        AttemptResult::Skipped => {
+            println!("task would be skipped");
+            true
+        }
+        AttemptResult::Failed { error, .. } => {
+            println!("task failed: {error}");
+            false
+        }
+        AttemptResult::Reschedule { .. } | AttemptResult::Interrupted => false,
     };
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Connection URLs from `WEIR_CONN_<NAME>`.
+fn connection_urls_from_env(operator: &Operator) -> HashMap<String, String> {
+    operator
+        .connections()
+        .into_iter()
+        .filter_map(|name| {
+            let url = std::env::var(format!("WEIR_CONN_{}", name.to_uppercase())).ok()?;
+            Some((name.to_string(), url))
+        })
+        .collect()
 }
 
 fn seconds_between(start: Option<chrono::DateTime<Utc>>, end: Option<chrono::DateTime<Utc>>) -> Value {

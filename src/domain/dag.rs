@@ -62,9 +62,9 @@ pub struct Task {
     pub doc: Option<String>,
 }
 
-/// What a task does. Only `shell` runs in this version; the other types of §5 are refused at
-/// validation with a message saying so.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a task does (§5). Text fields marked "templated" are rendered per attempt; the rest are
+/// fixed by the file.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Operator {
     Shell {
         /// Templated.
@@ -73,27 +73,290 @@ pub enum Operator {
         cwd: Option<String>,
         skip_exit_code: i32,
     },
+    Http(HttpTask),
+    Sql(SqlTask),
+    Transfer(TransferTask),
+    Sensor(SensorTask),
+    TriggerDag(TriggerDagTask),
 }
+
+/// One HTTP request (§5.2). With `conn`, `url` may be a path joined to the connection's base URL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpTask {
+    pub conn: Option<String>,
+    /// Templated.
+    pub url: String,
+    pub method: String,
+    /// Values templated.
+    pub headers: Vec<(String, String)>,
+    pub body: HttpBody,
+    pub expect_status: StatusExpectation,
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum HttpBody {
+    None,
+    /// Every string inside is templated.
+    Json(serde_json::Value),
+    /// Templated.
+    Text(String),
+}
+
+/// Which HTTP statuses count as success: exact codes or classes such as `2xx`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusExpectation(pub Vec<StatusRule>);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusRule {
+    Exact(u16),
+    /// `2` for `2xx`.
+    Class(u16),
+}
+
+impl StatusExpectation {
+    pub fn any_2xx() -> Self {
+        StatusExpectation(vec![StatusRule::Class(2)])
+    }
+
+    pub fn accepts(&self, status: u16) -> bool {
+        self.0.iter().any(|rule| match rule {
+            StatusRule::Exact(code) => *code == status,
+            StatusRule::Class(class) => status / 100 == *class,
+        })
+    }
+}
+
+impl std::fmt::Display for StatusExpectation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let rules: Vec<String> = self
+            .0
+            .iter()
+            .map(|rule| match rule {
+                StatusRule::Exact(code) => code.to_string(),
+                StatusRule::Class(class) => format!("{class}xx"),
+            })
+            .collect();
+        f.write_str(&rules.join(" or "))
+    }
+}
+
+/// Statements run in one transaction on a database connection (§5.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqlTask {
+    pub conn: String,
+    pub sql: SqlSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SqlSource {
+    /// Templated.
+    Inline(String),
+    /// A file relative to the DAG file's folder, read and templated per attempt.
+    File(String),
+}
+
+/// Rows streamed from a query on one connection into a table on another (§5.4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferTask {
+    pub from_conn: String,
+    /// Templated.
+    pub from_sql: String,
+    pub to_conn: String,
+    /// Templated.
+    pub table: String,
+    pub mode: TransferMode,
+    pub keys: Vec<String>,
+    pub batch_size: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferMode {
+    Append,
+    Replace,
+    Upsert,
+}
+
+impl TransferMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransferMode::Append => "append",
+            TransferMode::Replace => "replace",
+            TransferMode::Upsert => "upsert",
+        }
+    }
+}
+
+/// Waits until a condition holds, poking every `poke_interval` without holding a worker slot in
+/// between (§5.5). How long it may wait is the task's `timeout` (default seven days, as in Airflow).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SensorTask {
+    pub condition: SensorCondition,
+    pub poke_interval: Duration,
+    pub soft_fail: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SensorCondition {
+    /// Templated; relative to the DAG file's folder. Holds once the path exists.
+    File { path: String },
+    /// Holds once a GET of the URL (templated) answers with an expected status.
+    Http {
+        conn: Option<String>,
+        url: String,
+        expect_status: StatusExpectation,
+    },
+    /// Holds once the first column of the first row is truthy. `sql` is templated.
+    Sql { conn: String, sql: String },
+    /// Holds once the other DAG's run for the same logical date (or one task of it) succeeded.
+    DagRun { dag_id: String, task_id: Option<String> },
+}
+
+/// Triggers a run of another DAG, optionally waiting for it to finish (§5.6).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TriggerDagTask {
+    pub dag_id: String,
+    /// Every string inside is templated.
+    pub conf: serde_json::Value,
+    pub wait_for_completion: bool,
+    pub poke_interval: Duration,
+}
+
+/// Sensors wait at most this long unless `timeout` says otherwise (Airflow's default).
+pub const DEFAULT_SENSOR_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl Operator {
     pub fn type_name(&self) -> &'static str {
         match self {
             Operator::Shell { .. } => "shell",
+            Operator::Http(_) => "http",
+            Operator::Sql(_) => "sql",
+            Operator::Transfer(_) => "transfer",
+            Operator::Sensor(_) => "sensor",
+            Operator::TriggerDag(_) => "trigger_dag",
         }
     }
 
-    /// The templated fields, by name, in a stable order.
-    pub fn templated_fields(&self) -> Vec<(&'static str, &str)> {
+    /// The templated fields, by name, in a stable order (strings inside JSON values by their path,
+    /// e.g. `json.customer.id`).
+    pub fn templated_fields(&self) -> Vec<(String, String)> {
+        let mut fields = Vec::new();
+        let _ = self.render_with(&mut |name: &str, text: &str| -> Result<String, std::convert::Infallible> {
+            fields.push((name.to_string(), text.to_string()));
+            Ok(text.to_string())
+        });
+        fields
+    }
+
+    /// The same operator with every templated field passed through `render(field name, text)`.
+    pub fn render_with<E>(&self, render: &mut dyn FnMut(&str, &str) -> Result<String, E>) -> Result<Operator, E> {
+        Ok(match self {
+            Operator::Shell {
+                command,
+                cwd,
+                skip_exit_code,
+            } => Operator::Shell {
+                command: render("command", command)?,
+                cwd: cwd.as_deref().map(|cwd| render("cwd", cwd)).transpose()?,
+                skip_exit_code: *skip_exit_code,
+            },
+            Operator::Http(http) => Operator::Http(HttpTask {
+                url: render("url", &http.url)?,
+                headers: http
+                    .headers
+                    .iter()
+                    .map(|(name, value)| Ok((name.clone(), render(&format!("headers.{name}"), value)?)))
+                    .collect::<Result<_, E>>()?,
+                body: match &http.body {
+                    HttpBody::None => HttpBody::None,
+                    HttpBody::Json(value) => HttpBody::Json(render_json("json", value, render)?),
+                    HttpBody::Text(text) => HttpBody::Text(render("body", text)?),
+                },
+                ..http.clone()
+            }),
+            Operator::Sql(sql) => Operator::Sql(SqlTask {
+                conn: sql.conn.clone(),
+                sql: match &sql.sql {
+                    SqlSource::Inline(text) => SqlSource::Inline(render("sql", text)?),
+                    SqlSource::File(path) => SqlSource::File(render("sql_file", path)?),
+                },
+            }),
+            Operator::Transfer(transfer) => Operator::Transfer(TransferTask {
+                from_sql: render("from.sql", &transfer.from_sql)?,
+                table: render("to.table", &transfer.table)?,
+                ..transfer.clone()
+            }),
+            Operator::Sensor(sensor) => Operator::Sensor(SensorTask {
+                condition: match &sensor.condition {
+                    SensorCondition::File { path } => SensorCondition::File {
+                        path: render("file", path)?,
+                    },
+                    SensorCondition::Http {
+                        conn,
+                        url,
+                        expect_status,
+                    } => SensorCondition::Http {
+                        conn: conn.clone(),
+                        url: render("http.url", url)?,
+                        expect_status: expect_status.clone(),
+                    },
+                    SensorCondition::Sql { conn, sql } => SensorCondition::Sql {
+                        conn: conn.clone(),
+                        sql: render("sql.sql", sql)?,
+                    },
+                    SensorCondition::DagRun { dag_id, task_id } => SensorCondition::DagRun {
+                        dag_id: dag_id.clone(),
+                        task_id: task_id.clone(),
+                    },
+                },
+                ..sensor.clone()
+            }),
+            Operator::TriggerDag(trigger) => Operator::TriggerDag(TriggerDagTask {
+                conf: render_json("conf", &trigger.conf, render)?,
+                ..trigger.clone()
+            }),
+        })
+    }
+
+    /// The connections an attempt needs, by name.
+    pub fn connections(&self) -> Vec<&str> {
         match self {
-            Operator::Shell { command, cwd, .. } => {
-                let mut fields = vec![("command", command.as_str())];
-                if let Some(cwd) = cwd {
-                    fields.push(("cwd", cwd.as_str()));
-                }
-                fields
-            }
+            Operator::Shell { .. } | Operator::TriggerDag(_) => Vec::new(),
+            Operator::Http(http) => http.conn.as_deref().into_iter().collect(),
+            Operator::Sql(sql) => vec![sql.conn.as_str()],
+            Operator::Transfer(transfer) => vec![transfer.from_conn.as_str(), transfer.to_conn.as_str()],
+            Operator::Sensor(sensor) => match &sensor.condition {
+                SensorCondition::Http { conn, .. } => conn.as_deref().into_iter().collect(),
+                SensorCondition::Sql { conn, .. } => vec![conn.as_str()],
+                SensorCondition::File { .. } | SensorCondition::DagRun { .. } => Vec::new(),
+            },
         }
     }
+}
+
+/// Renders every string inside a JSON value; `path` names it in errors (`json.customer.id`).
+fn render_json<E>(
+    path: &str,
+    value: &serde_json::Value,
+    render: &mut dyn FnMut(&str, &str) -> Result<String, E>,
+) -> Result<serde_json::Value, E> {
+    use serde_json::Value;
+    Ok(match value {
+        Value::String(text) => Value::String(render(path, text)?),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .enumerate()
+                .map(|(index, item)| render_json(&format!("{path}.{index}"), item, render))
+                .collect::<Result<_, E>>()?,
+        ),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, item)| Ok((key.clone(), render_json(&format!("{path}.{key}"), item, render)?)))
+                .collect::<Result<_, E>>()?,
+        ),
+        other => other.clone(),
+    })
 }
 
 /// How often and when a failed attempt is tried again (§3.5).

@@ -100,7 +100,7 @@ pub fn plan_run(dag: &Dag, snapshot: &RunSnapshot, now: DateTime<Utc>) -> RunPla
                 Readiness::UpstreamFailed => Some(Decision::UpstreamFailed(task.task_id.clone())),
                 Readiness::Waiting(_) => None,
             },
-            TaskState::UpForRetry => {
+            TaskState::UpForRetry | TaskState::UpForReschedule => {
                 let due = instance.and_then(|instance| instance.next_retry_at);
                 match due {
                     Some(due) if due > now => {
@@ -245,6 +245,13 @@ pub fn explain(dag: &Dag, snapshot: &RunSnapshot, task_id: &TaskId, now: DateTim
                 due.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             )],
             _ => vec!["up for retry: the retry delay has passed; it will be scheduled at the next step".to_string()],
+        },
+        TaskState::UpForReschedule => match instance.next_retry_at {
+            Some(due) if due > now => vec![format!(
+                "a sensor waiting for its condition: it pokes again at {}",
+                due.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )],
+            _ => vec!["a sensor due to poke again at the next step".to_string()],
         },
         TaskState::Scheduled => {
             vec!["scheduled: waiting for a free slot (see capacity below)".to_string()]

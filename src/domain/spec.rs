@@ -208,4 +208,108 @@ pub struct TaskSpec {
     pub depends_on_past: Option<bool>,
     pub outlets: Option<Vec<String>>,
     pub doc: Option<String>,
+
+    // `http` (§5.2); `conn` also names the database of `sql` and the source of nothing else.
+    pub conn: Option<Spanned<String>>,
+    pub url: Option<Spanned<String>>,
+    pub method: Option<Spanned<String>>,
+    pub headers: Option<IndexMap<String, Spanned<String>>>,
+    pub json: Option<Spanned<serde_json::Value>>,
+    pub body: Option<Spanned<String>>,
+    /// A status (`200`), a class (`"2xx"`), or a list of either.
+    pub expect_status: Option<Spanned<serde_json::Value>>,
+    pub request_timeout: Option<Spanned<String>>,
+
+    // `sql` (§5.3): `sql` is text in a sql task and `{conn, sql}` in a sql sensor.
+    pub sql: Option<Spanned<SqlSpec>>,
+    pub sql_file: Option<Spanned<String>>,
+
+    // `transfer` (§5.4)
+    pub from: Option<Spanned<TransferFromSpec>>,
+    pub to: Option<Spanned<TransferToSpec>>,
+    /// Signed so that `0` and `-1` reach validation and are reported as "at least 1".
+    pub batch_size: Option<Spanned<i64>>,
+
+    // `sensor` (§5.5)
+    pub file: Option<Spanned<String>>,
+    pub http: Option<Spanned<HttpSensorSpec>>,
+    pub dag_run: Option<Spanned<DagRunSensorSpec>>,
+    pub poke_interval: Option<Spanned<String>>,
+    pub soft_fail: Option<bool>,
+
+    // `trigger_dag` (§5.6)
+    pub dag_id: Option<Spanned<String>>,
+    pub conf: Option<Spanned<serde_json::Value>>,
+    pub wait_for_completion: Option<bool>,
+}
+
+/// `sql:` is the statements of a sql task, or the `{conn, sql}` query of a sql sensor.
+#[derive(Debug)]
+pub enum SqlSpec {
+    Text(String),
+    Query(SqlQuerySpec),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlQuerySpec {
+    pub conn: Option<String>,
+    pub sql: Option<String>,
+}
+
+// By hand for the same reason as `ScheduleSpec`: untagged enums hide the inner error.
+impl<'de> Deserialize<'de> for SqlSpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SqlVisitor;
+
+        impl<'de> Visitor<'de> for SqlVisitor {
+            type Value = SqlSpec;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("SQL text, or (in a sensor) a map `{conn: NAME, sql: QUERY}`")
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<SqlSpec, E> {
+                Ok(SqlSpec::Text(text.to_string()))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<SqlSpec, A::Error> {
+                SqlQuerySpec::deserialize(MapAccessDeserializer::new(map)).map(SqlSpec::Query)
+            }
+        }
+
+        deserializer.deserialize_any(SqlVisitor)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferFromSpec {
+    pub conn: Option<String>,
+    pub sql: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferToSpec {
+    pub conn: Option<String>,
+    pub table: Option<String>,
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub keys: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSensorSpec {
+    pub conn: Option<String>,
+    pub url: Option<String>,
+    pub expect_status: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DagRunSensorSpec {
+    pub dag_id: Option<String>,
+    pub task_id: Option<String>,
 }

@@ -13,6 +13,9 @@ pub enum TaskState {
     Success,
     Failed,
     UpForRetry,
+    /// A sensor whose condition did not hold yet: it pokes again at `next_retry_at` and holds no
+    /// worker slot meanwhile (§5.5).
+    UpForReschedule,
     Skipped,
     UpstreamFailed,
     Removed,
@@ -92,6 +95,7 @@ string_enum!(TaskState, "task state", {
     Success => "success",
     Failed => "failed",
     UpForRetry => "up_for_retry",
+    UpForReschedule => "up_for_reschedule",
     Skipped => "skipped",
     UpstreamFailed => "upstream_failed",
     Removed => "removed",

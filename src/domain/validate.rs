@@ -12,7 +12,7 @@ use chrono_tz::Tz;
 use indexmap::IndexMap;
 use serde_saphyr::Spanned;
 
-use super::dag::{Dag, DagAlerts, Operator, RetryPolicy, Task};
+use super::dag::{Dag, DagAlerts, RetryPolicy, Task};
 use super::duration::parse_duration;
 use super::ids::{DagId, TaskId};
 use super::params::{Param, ParamType, Params};
@@ -21,6 +21,7 @@ use super::spec::{DagSpec, ParamDecl, ScheduleSpec, TaskSpec};
 use super::template;
 use super::trigger_rule::TriggerRule;
 
+mod operators;
 mod syntax;
 
 /// What validation needs to know from the configuration.
@@ -426,8 +427,6 @@ fn merged<'a, T>(own: &'a Option<T>, default: Option<&'a Option<T>>) -> Option<&
     own.as_ref().or_else(|| default.and_then(Option::as_ref))
 }
 
-const OTHER_TASK_TYPES: &[&str] = &["http", "sql", "transfer", "sensor", "trigger_dag"];
-
 fn tasks(spec: &DagSpec, context: &ValidationContext, problems: &mut Problems) -> Option<Vec<Task>> {
     let no_tasks = IndexMap::new();
     let declared = spec.tasks.value.as_ref().unwrap_or(&no_tasks);
@@ -463,44 +462,14 @@ fn tasks(spec: &DagSpec, context: &ValidationContext, problems: &mut Problems) -
 
         let kind = merged(&own.kind, default(|d| &d.kind));
         let type_name = kind.map(|kind| kind.value.as_str()).unwrap_or("shell");
-        let operator = match type_name {
-            "shell" => match merged(&own.command, default(|d| &d.command)) {
-                Some(command) => {
-                    check_template(command, "command", problems);
-                    let cwd = merged(&own.cwd, default(|d| &d.cwd));
-                    if let Some(cwd) = cwd {
-                        check_template(cwd, "cwd", problems);
-                    }
-                    Some(Operator::Shell {
-                        command: command.value.clone(),
-                        cwd: cwd.map(|cwd| cwd.value.clone()),
-                        skip_exit_code: own
-                            .skip_exit_code
-                            .or(fallback.and_then(|d| d.skip_exit_code))
-                            .unwrap_or(99),
-                    })
-                }
-                None => {
-                    problems.at(
-                        raw_id,
-                        format!("task `{task_id}` is a shell task without `command:`: add the command to run"),
-                    );
-                    None
-                }
-            },
-            other => {
-                let location = kind.map(|kind| kind.referenced).unwrap_or(task_spec.referenced);
-                let message = if OTHER_TASK_TYPES.contains(&other) {
-                    format!("task type `{other}` is not supported by this version of weir yet: use `type: shell`")
-                } else {
-                    format!(
-                        "unknown task type `{other}`: use shell (http, sql, transfer, sensor and trigger_dag are planned)"
-                    )
-                };
-                problems.at_location(location, message);
-                None
-            }
+        let type_at = kind.map(|kind| kind.referenced).unwrap_or(task_spec.referenced);
+        let keys = operators::TaskKeys {
+            task_id: raw_id.value.as_str(),
+            at: raw_id.referenced,
+            own,
+            defaults: fallback,
         };
+        let operator = operators::operator(type_name, type_at, &keys, problems);
 
         let trigger_rule = match merged(&own.trigger_rule, default(|d| &d.trigger_rule)) {
             None => TriggerRule::AllSuccess,
@@ -864,23 +833,6 @@ tasks:
     command: echo hello
 ",
             &["1:10: unknown key `on_failur` in `alerts`: did you mean `on_failure`?"],
-        );
-    }
-
-    #[test]
-    fn a_key_of_a_task_type_not_yet_supported_is_not_called_a_typo() {
-        check(
-            r"
-tasks:
-  build_summary:
-    type: sql
-    conn: warehouse
-    sql: SELECT 1
-",
-            &[
-                "4:5: unknown key `conn` in `tasks.build_summary`: it belongs to a task type this \
-               version of weir does not run yet; only shell tasks (`command:`) are supported",
-            ],
         );
     }
 
@@ -1295,20 +1247,156 @@ tasks:
     }
 
     #[test]
-    fn a_task_type_not_yet_supported_is_reported_at_the_type() {
+    fn an_unknown_task_type_is_reported_at_the_type_with_the_known_ones() {
         check(
+            r"
+tasks:
+  run:
+    type: docker
+",
+            &["3:11: unknown task type `docker`: use one of shell, http, sql, transfer, sensor, trigger_dag"],
+        );
+    }
+
+    #[test]
+    fn every_task_type_of_section_5_loads_with_its_keys() {
+        use crate::domain::dag::{
+            HttpBody, Operator, SensorCondition, SqlSource, StatusExpectation, StatusRule, TransferMode,
+        };
+        let dag = load(
             r"
 tasks:
   ping:
     type: http
-  run:
-    type: docker
+    url: https://api.example.com/orders?day={{ ds }}
+    headers: {Authorization: 'Bearer {{ var.api_token }}'}
+    json: {day: '{{ ds }}', limit: 10}
+    expect_status: [200, 2xx]
+  build:
+    type: sql
+    conn: warehouse
+    sql: DELETE FROM t WHERE day = '{{ ds }}'; INSERT INTO t SELECT 1
+  build_from_file:
+    type: sql
+    conn: warehouse
+    sql_file: sql/build.sql
+  copy:
+    type: transfer
+    from: {conn: shop, sql: 'SELECT * FROM orders'}
+    to: {conn: warehouse, table: staging.orders, mode: upsert, keys: [order_id]}
+    batch_size: 500
+  wait_file:
+    type: sensor
+    file: data/{{ ds }}.csv
+    poke_interval: 5s
+    timeout: 1h
+    soft_fail: true
+  wait_rows:
+    type: sensor
+    sql: {conn: warehouse, sql: SELECT count(*) FROM t}
+  wait_api:
+    type: sensor
+    http: {url: 'http://localhost:1/health', expect_status: 204}
+  wait_upstream:
+    type: sensor
+    dag_run: {dag_id: upstream, task_id: load}
+  report:
+    type: trigger_dag
+    dag_id: reporting
+    conf: {day: '{{ ds }}'}
+    wait_for_completion: true
+",
+        )
+        .unwrap();
+        let operator = |id: &str| dag.task(id).unwrap().operator.clone();
+        let Operator::Http(http) = operator("ping") else { panic!("ping") };
+        assert_eq!(http.method, "POST", "a request with a body is a POST by default");
+        assert_eq!(
+            http.expect_status,
+            StatusExpectation(vec![StatusRule::Exact(200), StatusRule::Class(2)])
+        );
+        assert!(matches!(http.body, HttpBody::Json(_)));
+        assert_eq!(
+            operator("build_from_file"),
+            Operator::Sql(crate::domain::dag::SqlTask {
+                conn: "warehouse".into(),
+                sql: SqlSource::File("sql/build.sql".into())
+            })
+        );
+        let Operator::Transfer(transfer) = operator("copy") else { panic!("copy") };
+        assert_eq!(
+            (transfer.mode, transfer.keys, transfer.batch_size),
+            (TransferMode::Upsert, vec!["order_id".to_string()], 500)
+        );
+        let Operator::Sensor(file) = operator("wait_file") else { panic!("wait_file") };
+        assert_eq!((file.poke_interval, file.soft_fail), (Duration::from_secs(5), true));
+        let Operator::Sensor(rows) = operator("wait_rows") else { panic!("wait_rows") };
+        assert!(matches!(rows.condition, SensorCondition::Sql { .. }));
+        assert_eq!(rows.poke_interval, Duration::from_secs(30), "Airflow's default poke interval");
+        let Operator::TriggerDag(trigger) = operator("report") else { panic!("report") };
+        assert!(trigger.wait_for_completion);
+        let names: Vec<String> = operator("ping").templated_fields().into_iter().map(|(name, _)| name).collect();
+        assert_eq!(names, ["url", "headers.Authorization", "json.day"], "numbers are not templated");
+    }
+
+    #[test]
+    fn each_task_type_says_what_it_is_missing_and_which_keys_belong_elsewhere() {
+        check(
+            r"
+tasks:
+  a:
+    type: http
+  b:
+    type: sql
+    sql: SELECT 1
+  c:
+    type: transfer
+    from: {conn: shop}
+    to: {conn: warehouse, table: t, mode: upsert}
+  d:
+    type: sensor
+  e:
+    type: sensor
+    file: x
+    dag_run: {dag_id: other}
+  f:
+    type: trigger_dag
+  g:
+    type: http
+    url: http://x
+    command: echo hi
+    expect_status: teapot
 ",
             &[
-                "3:11: task type `http` is not supported by this version of weir yet: use \
-                 `type: shell`",
-                "5:11: unknown task type `docker`: use shell (http, sql, transfer, sensor and \
-                 trigger_dag are planned)",
+                "2:3: http task `a` has neither `url:` nor `conn:`: give the URL to call, or a connection whose URL is the base",
+                "4:3: sql task `b` has no `conn:`: name the connection to run it on (see `weir connections list`)",
+                "9:11: `from.sql` is missing: transfer tasks need it",
+                "10:9: `mode: upsert` needs `keys:`, the columns that identify a row, e.g. `keys: [order_id]`",
+                "11:3: sensor `d` has nothing to wait for: give one of `file:`, `http:`, `sql:` or `dag_run:`",
+                "13:3: sensor `e` waits for file and dag_run: give exactly one condition (make one sensor per condition)",
+                "17:3: trigger_dag task `f` has no `dag_id:`: name the DAG to trigger",
+                "22:14: `command` is not used by http tasks (it belongs to shell tasks): remove it or change `type:`",
+                "23:20: `expect_status` must be a status code (200), a class (\"2xx\"), or a list of them, e.g. [200, 204]",
+            ],
+        );
+    }
+
+    #[test]
+    fn template_errors_in_the_fields_of_other_task_types_are_reported() {
+        check(
+            r"
+tasks:
+  a:
+    type: http
+    url: http://x/{{ ds
+  b:
+    type: trigger_dag
+    dag_id: other
+    conf: {day: '{{ ds'}
+",
+            &[
+                "4:10: template error in `url`: syntax error: unexpected end of input, expected end of variable block (template line 1); check the {{ }} and {% %} pairs",
+                "8:11: template error in `conf.day`: syntax error: unexpected end of input, expected end of variable block (template line 1); check the {{ }} and {% %} pairs",
             ],
         );
     }

@@ -7,31 +7,35 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Duration as ChronoDuration, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
 
-use crate::domain::dag::{Dag, Operator, Task};
+use crate::domain::dag::{Dag, Operator, SqlSource, SqlTask, Task};
 use crate::domain::template::{self, RenderError};
 use crate::storage::runs::DagRun;
 
-/// The fields of one attempt after rendering.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The fields of one attempt after rendering: the operator with every templated field filled in
+/// (a sql file read), and the task's env.
+#[derive(Debug, Clone, PartialEq)]
 pub struct RenderedFields {
-    pub command: String,
-    pub cwd: Option<String>,
+    pub operator: Operator,
     pub env: Vec<(String, String)>,
 }
 
 impl RenderedFields {
-    /// As stored with the attempt and shown by `weir tasks render`.
+    /// As stored with the attempt and shown by `weir tasks render`: field name → rendered text,
+    /// and `env` as a map.
     pub fn to_json(&self) -> Value {
+        let mut fields: Map<String, Value> = self
+            .operator
+            .templated_fields()
+            .into_iter()
+            .map(|(name, text)| (name, Value::String(text)))
+            .collect();
         let env: Map<String, Value> = self
             .env
             .iter()
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
             .collect();
-        let mut fields = json!({ "command": self.command, "env": env });
-        if let Some(cwd) = &self.cwd {
-            fields["cwd"] = Value::String(cwd.clone());
-        }
-        fields
+        fields.insert("env".to_string(), Value::Object(env));
+        Value::Object(fields)
     }
 }
 
@@ -113,6 +117,7 @@ pub fn template_context(
     try_number: u32,
     outputs: &HashMap<String, String>,
     variables: &BTreeMap<String, String>,
+    connections: &Value,
 ) -> Value {
     let timezone = dag.timetable.timezone;
     let local = run.logical_date.with_timezone(&timezone);
@@ -161,24 +166,38 @@ pub fn template_context(
         "params": run.conf.clone(),
         "conf": run.conf.clone(),
         "var": var,
+        "conn": connections,
         "tasks": tasks,
     })
 }
 
-/// Renders every templated field of `task`; the first failure names its field.
-pub fn render_fields(task: &Task, context: &Value) -> Result<RenderedFields, RenderError> {
-    let Operator::Shell { command, cwd, .. } = &task.operator;
-    let command = template::render("command", command, context)?;
-    let cwd = cwd
-        .as_ref()
-        .map(|cwd| template::render("cwd", cwd, context))
-        .transpose()?;
+/// Renders every templated field of `task`; the first failure names its field. A `sql_file`
+/// (relative to `folder`, the DAG file's) is read here and rendered as `sql`.
+pub fn render_fields(task: &Task, folder: &Path, context: &Value) -> Result<RenderedFields, RenderError> {
+    let mut operator = task
+        .operator
+        .render_with(&mut |field, text| template::render(field, text, context))?;
+    if let Operator::Sql(SqlTask {
+        sql: SqlSource::File(path),
+        conn,
+    }) = &operator
+    {
+        let full = folder.join(path);
+        let text = std::fs::read_to_string(&full).map_err(|error| RenderError {
+            field: "sql_file".to_string(),
+            reason: format!("cannot read {}: {error}", full.display()),
+        })?;
+        operator = Operator::Sql(SqlTask {
+            conn: conn.clone(),
+            sql: SqlSource::Inline(template::render("sql", &text, context)?),
+        });
+    }
     let env = task
         .env
         .iter()
         .map(|(name, value)| Ok((name.clone(), template::render(&format!("env.{name}"), value, context)?)))
         .collect::<Result<Vec<_>, RenderError>>()?;
-    Ok(RenderedFields { command, cwd, env })
+    Ok(RenderedFields { operator, env })
 }
 
 /// `<state_dir>/logs/<dag_id>/<run_id>/<task_id>/<try>.log` (§4).

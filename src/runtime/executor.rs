@@ -9,7 +9,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use chrono::{DateTime, Utc};
+
 use super::attempt::read_output;
+use super::builtin::{BuiltinAttempt, run_builtin};
 use super::process::{ExitReason, ShellAttempt, run_shell};
 use crate::domain::ids::TaskId;
 
@@ -25,9 +28,18 @@ pub struct AttemptKey {
 #[derive(Debug, Clone)]
 pub struct AttemptRequest {
     pub key: AttemptKey,
-    pub shell: ShellAttempt,
-    pub skip_exit_code: i32,
-    pub output_path: PathBuf,
+    pub work: AttemptWork,
+}
+
+/// What an attempt runs: a child process, or one of the task types weir runs itself.
+#[derive(Debug, Clone)]
+pub enum AttemptWork {
+    Shell {
+        shell: ShellAttempt,
+        skip_exit_code: i32,
+        output_path: PathBuf,
+    },
+    Builtin(Box<BuiltinAttempt>),
 }
 
 /// How an attempt ended, as the scheduler needs it.
@@ -41,6 +53,8 @@ pub enum AttemptResult {
         exit_code: Option<i32>,
         error: String,
     },
+    /// A sensor whose condition does not hold yet: it pokes again at `at`, same try.
+    Reschedule { at: DateTime<Utc> },
     /// Stopped because weir shut down: tried again after the restart, without using up a retry.
     Interrupted,
 }
@@ -85,7 +99,20 @@ impl Executor for LocalExecutor {
         let events = self.events.clone();
         let cancel = self.cancel.child_token();
         self.tracker.spawn(async move {
-            let result = run_attempt(&request, &events, cancel).await;
+            let result = match &request.work {
+                AttemptWork::Shell {
+                    shell,
+                    skip_exit_code,
+                    output_path,
+                } => run_shell_attempt(&request.key, shell, *skip_exit_code, output_path, &events, cancel).await,
+                AttemptWork::Builtin(builtin) => {
+                    let _ = events.send(ExecutorEvent::Started {
+                        key: request.key.clone(),
+                        pid: None,
+                    });
+                    run_builtin(builtin, cancel).await
+                }
+            };
             let _ = events.send(ExecutorEvent::Finished {
                 key: request.key,
                 result,
@@ -102,25 +129,30 @@ impl Executor for LocalExecutor {
     }
 }
 
-async fn run_attempt(
-    request: &AttemptRequest,
+/// Runs a shell attempt to its end; public for `weir tasks test`, which runs one without a
+/// scheduler.
+pub async fn run_shell_attempt(
+    key: &AttemptKey,
+    shell: &ShellAttempt,
+    skip_exit_code: i32,
+    output_path: &std::path::Path,
     events: &mpsc::UnboundedSender<ExecutorEvent>,
     cancel: CancellationToken,
 ) -> AttemptResult {
     let (started_tx, started_rx) = oneshot::channel();
-    let key = request.key.clone();
+    let key = key.clone();
     let reporter = events.clone();
     let forward = tokio::spawn(async move {
         let pid = started_rx.await.ok();
         let _ = reporter.send(ExecutorEvent::Started { key, pid });
     });
-    let timeout = request.shell.timeout;
-    let report = run_shell(request.shell.clone(), Some(started_tx), cancel).await;
+    let timeout = shell.timeout;
+    let report = run_shell(shell.clone(), Some(started_tx), cancel).await;
     // The Started event must reach the scheduler before Finished.
     let _ = forward.await;
     match report.reason {
         ExitReason::Exited { code: 0 } => {
-            let output_path = request.output_path.clone();
+            let output_path = output_path.to_path_buf();
             let last_line = report.last_stdout_line;
             let output = tokio::task::spawn_blocking(move || read_output(&output_path, last_line))
                 .await
@@ -128,7 +160,7 @@ async fn run_attempt(
                 .flatten();
             AttemptResult::Success { output }
         }
-        ExitReason::Exited { code } if code == request.skip_exit_code => AttemptResult::Skipped,
+        ExitReason::Exited { code } if code == skip_exit_code => AttemptResult::Skipped,
         ExitReason::Exited { code } => AttemptResult::Failed {
             exit_code: Some(code),
             error: format!("exited with code {code}"),

@@ -2,10 +2,12 @@
 //! loader. Every loop has a public single-step function that tests call directly.
 
 pub mod attempt;
+pub mod builtin;
 pub mod executor;
 pub mod loader;
 pub mod masking;
 pub mod metrics;
 pub mod operations;
+pub mod operators;
 pub mod process;
 pub mod scheduler;

@@ -15,7 +15,8 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::attempt::{self, attempt_env, log_path, output_path, render_fields, template_context};
-use super::executor::{AttemptKey, AttemptRequest, AttemptResult, Executor, ExecutorEvent};
+use super::builtin::BuiltinAttempt;
+use super::executor::{AttemptKey, AttemptRequest, AttemptResult, AttemptWork, Executor, ExecutorEvent};
 use super::loader::DagBag;
 use super::metrics::SchedulerMetrics;
 use super::process::{ShellAttempt, kill_processes_with_env};
@@ -123,6 +124,18 @@ impl Scheduler {
     pub fn with_metrics(mut self, metrics: Arc<SchedulerMetrics>) -> Self {
         self.metrics = metrics;
         self
+    }
+
+    /// The URLs (with credentials) of the connections `operator` names.
+    fn connection_urls(&self, operator: &Operator) -> HashMap<String, String> {
+        operator
+            .connections()
+            .into_iter()
+            .filter_map(|name| {
+                let url = std::env::var(format!("WEIR_CONN_{}", name.to_uppercase())).ok()?;
+                Some((name.to_string(), url))
+            })
+            .collect()
     }
 
     fn bag(&self) -> Arc<DagBag> {
@@ -528,12 +541,23 @@ impl Scheduler {
                 try_number,
                 &outputs,
                 &self.settings.variables,
+                &serde_json::json!({}),
             );
-            let rendered = render_fields(task, &context);
+            let rendered = render_fields(task, &dag.folder(), &context);
             let secrets = attempt::secrets(&self.settings.variables, &task.env, &self.settings.connection_passwords);
             let rendered_json = match &rendered {
                 Ok(fields) => mask_json(fields.to_json(), &secrets),
                 Err(error) => serde_json::json!({ "error": error.to_string() }),
+            };
+            // A sensor's later pokes continue its try: its timeout counts from the first poke.
+            let first_poke = if matches!(task.operator, Operator::Sensor(_)) {
+                task_instances::attempts(&mut transaction, run.pk, &task.task_id)
+                    .await?
+                    .into_iter()
+                    .find(|attempt| attempt.try_number == try_number)
+                    .and_then(|attempt| attempt.start_date)
+            } else {
+                None
             };
             let Some(try_number) =
                 task_instances::claim(&mut transaction, run.pk, &task.task_id, &rendered_json, now).await?
@@ -567,34 +591,64 @@ impl Scheduler {
                 task.task_id.as_str(),
                 try_number,
             );
-            let output = output_path(
-                &self.settings.logs_dir,
-                dag.dag_id.as_str(),
-                run.run_id.as_str(),
-                task.task_id.as_str(),
-                try_number,
-            );
-            let Operator::Shell { skip_exit_code, .. } = &task.operator;
-            let cwd = match &fields.cwd {
-                Some(cwd) => dag.folder().join(cwd),
-                None => dag.folder(),
-            };
-            let env = attempt_env(&run, dag, task.task_id.as_str(), try_number, &fields.env, &output);
-            let request = AttemptRequest {
-                key,
-                shell: ShellAttempt {
-                    command: fields.command,
+            let work = match &fields.operator {
+                Operator::Shell {
+                    command,
                     cwd,
-                    env,
-                    timeout: task.timeout,
-                    kill_grace: self.settings.kill_grace,
-                    log_path: log,
-                    secrets,
-                    max_log_bytes: self.settings.max_log_bytes,
-                },
-                skip_exit_code: *skip_exit_code,
-                output_path: output,
+                    skip_exit_code,
+                } => {
+                    let output = output_path(
+                        &self.settings.logs_dir,
+                        dag.dag_id.as_str(),
+                        run.run_id.as_str(),
+                        task.task_id.as_str(),
+                        try_number,
+                    );
+                    let cwd = match cwd {
+                        Some(cwd) => dag.folder().join(cwd),
+                        None => dag.folder(),
+                    };
+                    let env = attempt_env(&run, dag, task.task_id.as_str(), try_number, &fields.env, &output);
+                    AttemptWork::Shell {
+                        shell: ShellAttempt {
+                            command: command.clone(),
+                            cwd,
+                            env,
+                            timeout: task.timeout,
+                            kill_grace: self.settings.kill_grace,
+                            log_path: log,
+                            secrets,
+                            max_log_bytes: self.settings.max_log_bytes,
+                        },
+                        skip_exit_code: *skip_exit_code,
+                        output_path: output,
+                    }
+                }
+                operator => {
+                    let target_dag = match operator {
+                        Operator::TriggerDag(trigger) => DagId::parse(trigger.dag_id.clone())
+                            .ok()
+                            .and_then(|target| bag.get(&target).cloned()),
+                        _ => None,
+                    };
+                    AttemptWork::Builtin(Box::new(BuiltinAttempt {
+                        operator: operator.clone(),
+                        connections: self.connection_urls(operator),
+                        log_path: log,
+                        secrets,
+                        timeout: task.timeout,
+                        folder: dag.folder(),
+                        db: self.db.clone(),
+                        dag_id: dag.dag_id.clone(),
+                        run_id: run.run_id.clone(),
+                        task_id: task.task_id.clone(),
+                        logical_date: run.logical_date,
+                        first_poke: first_poke.unwrap_or(now),
+                        target_dag,
+                    }))
+                }
             };
+            let request = AttemptRequest { key, work };
             tracing::debug!(dag_id = %dag.dag_id, run_id = %run.run_id, task_id = %task.task_id, try_number, "queued attempt");
             self.executor.submit(request);
             outcome.tasks_queued += 1;
@@ -863,6 +917,7 @@ fn attempt_end(dag: &Dag, key: &AttemptKey, result: &AttemptResult, max_tries: u
             output: output.clone(),
             error: None,
             refund_try: false,
+            reschedule: false,
         },
         AttemptResult::Skipped => AttemptEnd {
             attempt_state: TaskState::Skipped,
@@ -872,6 +927,18 @@ fn attempt_end(dag: &Dag, key: &AttemptKey, result: &AttemptResult, max_tries: u
             output: None,
             error: None,
             refund_try: false,
+            reschedule: false,
+        },
+        // A sensor's poke that found nothing: same try, next poke later, no slot held meanwhile.
+        AttemptResult::Reschedule { at } => AttemptEnd {
+            attempt_state: TaskState::UpForReschedule,
+            instance_state: TaskState::UpForReschedule,
+            next_retry_at: Some(*at),
+            exit_code: None,
+            output: None,
+            error: None,
+            refund_try: false,
+            reschedule: true,
         },
         // A clean shutdown is nobody's failure: the task is scheduled again, budget intact.
         AttemptResult::Interrupted => AttemptEnd {
@@ -882,6 +949,7 @@ fn attempt_end(dag: &Dag, key: &AttemptKey, result: &AttemptResult, max_tries: u
             output: None,
             error: Some("interrupted: weir shut down during the attempt; it runs again after the restart".to_string()),
             refund_try: true,
+            reschedule: false,
         },
         AttemptResult::Failed { exit_code, error } => {
             let retry = dag.task(key.task_id.as_str()).map(|task| task.retry);
@@ -904,6 +972,7 @@ fn attempt_end(dag: &Dag, key: &AttemptKey, result: &AttemptResult, max_tries: u
                 output: None,
                 error: Some(error.clone()),
                 refund_try: false,
+                reschedule: false,
             }
         }
     }
@@ -926,6 +995,12 @@ async fn record_result_without_dag(
             None,
             None,
         ),
+        AttemptResult::Reschedule { .. } => (
+            TaskState::Failed,
+            Some("the DAG of this sensor is gone: it cannot poke again".to_string()),
+            None,
+            None,
+        ),
     };
     let end = AttemptEnd {
         attempt_state: state,
@@ -935,6 +1010,7 @@ async fn record_result_without_dag(
         output,
         error,
         refund_try: false,
+        reschedule: false,
     };
     task_instances::finish_attempt(connection, key.run_pk, &key.task_id, key.try_number, &end, now).await?;
     Ok(())

@@ -318,6 +318,23 @@ pub async fn count_by_state(connection: &mut AnyConnection) -> Result<Vec<(Strin
         .collect()
 }
 
+/// Every run of a DAG for one logical date (a dag_run sensor's question).
+pub async fn with_logical_date(
+    connection: &mut AnyConnection,
+    dag_id: &DagId,
+    logical_date: DateTime<Utc>,
+) -> Result<Vec<DagRun>, StorageError> {
+    let sql = format!("SELECT {COLUMNS} FROM dag_run WHERE dag_id = $1 AND logical_date = $2 ORDER BY id");
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(dag_id.as_str())
+        .bind(micros(logical_date))
+        .fetch_all(connection)
+        .await?
+        .into_iter()
+        .map(from_row)
+        .collect()
+}
+
 pub async fn get(
     connection: &mut AnyConnection,
     dag_id: &DagId,

@@ -249,7 +249,8 @@ pub async fn claim(
         return Ok(None);
     };
     let try_number: i64 = row.try_get(0)?;
-    sqlx::query("INSERT INTO task_attempt (run_pk, task_id, try_number, state, queued_at, rendered) VALUES ($1, $2, $3, 'queued', $4, $5)")
+    // A sensor's next poke continues its try: the row exists and keeps its first start.
+    sqlx::query("INSERT INTO task_attempt (run_pk, task_id, try_number, state, queued_at, rendered) VALUES ($1, $2, $3, 'queued', $4, $5) ON CONFLICT (run_pk, task_id, try_number) DO UPDATE SET state = 'queued', rendered = excluded.rendered, end_date = NULL, error = NULL")
         .bind(run_pk)
         .bind(task_id.as_str())
         .bind(try_number)
@@ -279,7 +280,7 @@ pub async fn mark_started(
         .bind(hostname)
         .execute(&mut *connection)
         .await?;
-    sqlx::query("UPDATE task_attempt SET state = 'running', start_date = $4, pid = $5, hostname = $6 WHERE run_pk = $1 AND task_id = $2 AND try_number = $3")
+    sqlx::query("UPDATE task_attempt SET state = 'running', start_date = COALESCE(start_date, $4), pid = $5, hostname = $6 WHERE run_pk = $1 AND task_id = $2 AND try_number = $3")
         .bind(run_pk)
         .bind(task_id.as_str())
         .bind(i64::from(try_number))
@@ -304,6 +305,8 @@ pub struct AttemptEnd {
     pub error: Option<String>,
     /// The attempt does not count against the retry budget (it was interrupted by a shutdown).
     pub refund_try: bool,
+    /// A sensor's poke: the try goes on at the next poke, so the next claim reuses its number.
+    pub reschedule: bool,
 }
 
 /// Records an attempt's end. The task instance changes only if it is still on this attempt (a
@@ -327,7 +330,7 @@ pub async fn finish_attempt(
         .bind(end.error.as_deref())
         .execute(&mut *connection)
         .await?;
-    let changed = sqlx::query("UPDATE task_instance SET state = $4, end_date = $5, next_retry_at = $6, start_date = COALESCE(start_date, $5), max_tries = max_tries + $7 WHERE run_pk = $1 AND task_id = $2 AND try_number = $3 AND state IN ('queued', 'running')")
+    let changed = sqlx::query("UPDATE task_instance SET state = $4, end_date = $5, next_retry_at = $6, start_date = COALESCE(start_date, $5), max_tries = max_tries + $7, try_number = try_number - $8 WHERE run_pk = $1 AND task_id = $2 AND try_number = $3 AND state IN ('queued', 'running')")
         .bind(run_pk)
         .bind(task_id.as_str())
         .bind(i64::from(try_number))
@@ -335,6 +338,7 @@ pub async fn finish_attempt(
         .bind(micros(now))
         .bind(end.next_retry_at.map(micros))
         .bind(i64::from(end.refund_try))
+        .bind(i64::from(end.reschedule))
         .execute(connection)
         .await?
         .rows_affected();

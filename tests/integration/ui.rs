@@ -173,6 +173,7 @@ impl Ui {
             output: Some("\"rows: 42\"".to_string()),
             error: (state == TaskState::Failed).then(|| "boom".to_string()),
             refund_try: false,
+            reschedule: false,
         };
         let mut connection = self.db().acquire().await.unwrap();
         let task_id = TaskId::parse(task).unwrap();

@@ -238,6 +238,7 @@ pub const LEGEND: &[&str] = &[
     "success",
     "failed",
     "up_for_retry",
+    "up_for_reschedule",
     "upstream_failed",
     "skipped",
     "removed",

@@ -38,32 +38,6 @@ fn innermost(mut error: &Error) -> &Error {
     }
 }
 
-/// Keys of the task types of SPEC §5 that this version does not run: in a task they mean an
-/// unsupported type, not a typo.
-const OTHER_TASK_TYPE_KEYS: &[&str] = &[
-    "conn",
-    "url",
-    "method",
-    "headers",
-    "json",
-    "body",
-    "expect_status",
-    "request_timeout",
-    "sql",
-    "sql_file",
-    "from",
-    "to",
-    "batch_size",
-    "file",
-    "http",
-    "dag_run",
-    "poke_interval",
-    "soft_fail",
-    "dag_id",
-    "conf",
-    "wait_for_completion",
-];
-
 fn describe(text: &str, error: &Error, line: u32, column: u32) -> String {
     let mut path = key_path(text, line, column);
     if matches!(error, Error::SerdeInvalidType { .. } | Error::SerdeInvalidValue { .. }) {
@@ -90,12 +64,6 @@ fn describe(text: &str, error: &Error, line: u32, column: u32) -> String {
             } else {
                 format!(" in `{path}`")
             };
-            let in_a_task = expected.contains(&"command") && expected.contains(&"depends_on");
-            if in_a_task && OTHER_TASK_TYPE_KEYS.contains(&field.as_str()) {
-                return format!(
-                    "unknown key `{field}`{place}: it belongs to a task type this version of weir does not run yet; only shell tasks (`command:`) are supported"
-                );
-            }
             match closest(field, expected) {
                 Some(suggestion) => {
                     format!("unknown key `{field}`{place}: did you mean `{suggestion}`?")

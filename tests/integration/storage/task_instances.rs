@@ -66,6 +66,7 @@ fn failed_attempt() -> AttemptEnd {
         output: None,
         error: Some("exit code 1".to_string()),
         refund_try: false,
+        reschedule: false,
     }
 }
 
@@ -303,6 +304,7 @@ async fn an_attempt_that_starts_and_succeeds_is_recorded_in_full_with_its_output
             output: Some("42 rows".to_string()),
             error: None,
             refund_try: false,
+            reschedule: false,
         };
         assert!(
             task_instances::finish_attempt(&mut connection, run.pk, &extract, try_number, &end, ended_at)

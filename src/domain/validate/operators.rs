@@ -1,0 +1,599 @@
+//! What each task type needs (§5): turns a task's type-specific keys into an [`Operator`], and
+//! reports keys that are missing, malformed or belong to another type.
+
+use std::time::Duration;
+
+use serde_saphyr::{Location, Spanned};
+
+use super::{Problems, check_template, duration, merged};
+use crate::domain::dag::{
+    HttpBody, HttpTask, Operator, SensorCondition, SensorTask, SqlSource, SqlTask, StatusExpectation, StatusRule,
+    TransferMode, TransferTask, TriggerDagTask,
+};
+use crate::domain::ids::DagId;
+use crate::domain::spec::{SqlSpec, TaskSpec};
+use crate::domain::template;
+
+/// The task types of §5.
+pub const TASK_TYPES: &[&str] = &["shell", "http", "sql", "transfer", "sensor", "trigger_dag"];
+
+const DEFAULT_POKE_INTERVAL: Duration = Duration::from_secs(30);
+const DEFAULT_TRIGGER_POKE_INTERVAL: Duration = Duration::from_secs(10);
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_BATCH_SIZE: usize = 10_000;
+const HTTP_METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+
+/// One task's keys, its own and the `defaults:` block's.
+pub(super) struct TaskKeys<'a> {
+    pub task_id: &'a str,
+    /// Where the task is declared (its id), for problems about the task as a whole.
+    pub at: Location,
+    pub own: &'a TaskSpec,
+    pub defaults: Option<&'a TaskSpec>,
+}
+
+impl TaskKeys<'_> {
+    fn pick<'s, T>(&'s self, field: fn(&TaskSpec) -> &Option<T>) -> Option<&'s T> {
+        merged(field(self.own), self.defaults.map(field))
+    }
+
+    /// The type-specific keys set on this task itself, with where they are.
+    fn own_type_keys(&self) -> Vec<(&'static str, Location)> {
+        let own = self.own;
+        let mut keys = Vec::new();
+        let mut add = |name: &'static str, at: Option<Location>| {
+            if let Some(at) = at {
+                keys.push((name, at));
+            }
+        };
+        add("command", own.command.as_ref().map(|v| v.referenced));
+        add("cwd", own.cwd.as_ref().map(|v| v.referenced));
+        add("skip_exit_code", own.skip_exit_code.map(|_| self.at));
+        add("conn", own.conn.as_ref().map(|v| v.referenced));
+        add("url", own.url.as_ref().map(|v| v.referenced));
+        add("method", own.method.as_ref().map(|v| v.referenced));
+        add("headers", own.headers.as_ref().map(|_| self.at));
+        add("json", own.json.as_ref().map(|v| v.referenced));
+        add("body", own.body.as_ref().map(|v| v.referenced));
+        add("expect_status", own.expect_status.as_ref().map(|v| v.referenced));
+        add("request_timeout", own.request_timeout.as_ref().map(|v| v.referenced));
+        add("sql", own.sql.as_ref().map(|v| v.referenced));
+        add("sql_file", own.sql_file.as_ref().map(|v| v.referenced));
+        add("from", own.from.as_ref().map(|v| v.referenced));
+        add("to", own.to.as_ref().map(|v| v.referenced));
+        add("batch_size", own.batch_size.as_ref().map(|v| v.referenced));
+        add("file", own.file.as_ref().map(|v| v.referenced));
+        add("http", own.http.as_ref().map(|v| v.referenced));
+        add("dag_run", own.dag_run.as_ref().map(|v| v.referenced));
+        add("poke_interval", own.poke_interval.as_ref().map(|v| v.referenced));
+        add("soft_fail", own.soft_fail.map(|_| self.at));
+        add("dag_id", own.dag_id.as_ref().map(|v| v.referenced));
+        add("conf", own.conf.as_ref().map(|v| v.referenced));
+        add("wait_for_completion", own.wait_for_completion.map(|_| self.at));
+        keys
+    }
+}
+
+/// The keys each type reads besides the common ones.
+fn keys_of(type_name: &str) -> &'static [&'static str] {
+    match type_name {
+        "shell" => &["command", "cwd", "skip_exit_code"],
+        "http" => &[
+            "conn",
+            "url",
+            "method",
+            "headers",
+            "json",
+            "body",
+            "expect_status",
+            "request_timeout",
+        ],
+        "sql" => &["conn", "sql", "sql_file"],
+        "transfer" => &["from", "to", "batch_size"],
+        "sensor" => &["file", "http", "sql", "dag_run", "poke_interval", "soft_fail"],
+        "trigger_dag" => &["dag_id", "conf", "wait_for_completion", "poke_interval"],
+        _ => &[],
+    }
+}
+
+/// Builds the operator of a task of type `type_name`; `None` when something is wrong (reported).
+pub(super) fn operator(
+    type_name: &str,
+    type_at: Location,
+    keys: &TaskKeys<'_>,
+    problems: &mut Problems,
+) -> Option<Operator> {
+    if !TASK_TYPES.contains(&type_name) {
+        problems.at_location(
+            type_at,
+            format!("unknown task type `{type_name}`: use one of {}", TASK_TYPES.join(", ")),
+        );
+        return None;
+    }
+    let allowed = keys_of(type_name);
+    let mut foreign = false;
+    for (key, at) in keys.own_type_keys() {
+        if !allowed.contains(&key) {
+            let owner = TASK_TYPES
+                .iter()
+                .filter(|other| keys_of(other).contains(&key))
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" and ");
+            problems.at_location(
+                at,
+                format!(
+                    "`{key}` is not used by {type_name} tasks (it belongs to {owner} tasks): remove it or change `type:`"
+                ),
+            );
+            foreign = true;
+        }
+    }
+    let built = match type_name {
+        "shell" => shell(keys, problems),
+        "http" => http(keys, problems),
+        "sql" => sql(keys, problems),
+        "transfer" => transfer(keys, problems),
+        "sensor" => sensor(keys, problems),
+        _ => trigger_dag(keys, problems),
+    };
+    if foreign { None } else { built }
+}
+
+fn templated(value: &Spanned<String>, field: &str, problems: &mut Problems) -> String {
+    check_template(value, field, problems);
+    value.value.clone()
+}
+
+/// Checks the template syntax of every string inside a JSON value.
+fn check_json_templates(value: &serde_json::Value, field: &str, at: Location, problems: &mut Problems) {
+    match value {
+        serde_json::Value::String(text) => {
+            if let Err(error) = template::check_syntax(text) {
+                problems.at_location(
+                    at,
+                    format!("template error in `{field}`: {error}; check the {{{{ }}}} and {{% %}} pairs"),
+                );
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (index, item) in items.iter().enumerate() {
+                check_json_templates(item, &format!("{field}.{index}"), at, problems);
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for (key, item) in map {
+                check_json_templates(item, &format!("{field}.{key}"), at, problems);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn missing(keys: &TaskKeys<'_>, problems: &mut Problems, message: String) {
+    problems.at_location(keys.at, message);
+}
+
+fn shell(keys: &TaskKeys<'_>, problems: &mut Problems) -> Option<Operator> {
+    let Some(command) = keys.pick(|d| &d.command) else {
+        missing(
+            keys,
+            problems,
+            format!(
+                "task `{}` is a shell task without `command:`: add the command to run",
+                keys.task_id
+            ),
+        );
+        return None;
+    };
+    let command = templated(command, "command", problems);
+    let cwd = keys.pick(|d| &d.cwd).map(|cwd| templated(cwd, "cwd", problems));
+    Some(Operator::Shell {
+        command,
+        cwd,
+        skip_exit_code: keys
+            .own
+            .skip_exit_code
+            .or(keys.defaults.and_then(|d| d.skip_exit_code))
+            .unwrap_or(99),
+    })
+}
+
+/// `expect_status`: `200`, `"2xx"`, or a list of either.
+fn status_expectation(value: &serde_json::Value, at: Location, problems: &mut Problems) -> Option<StatusExpectation> {
+    fn rule(value: &serde_json::Value) -> Option<StatusRule> {
+        match value {
+            serde_json::Value::Number(number) => {
+                let code = u16::try_from(number.as_u64()?).ok()?;
+                (100..=599).contains(&code).then_some(StatusRule::Exact(code))
+            }
+            serde_json::Value::String(text) => {
+                let text = text.trim().to_ascii_lowercase();
+                if let Some(class) = text.strip_suffix("xx") {
+                    let class: u16 = class.parse().ok()?;
+                    (1..=5).contains(&class).then_some(StatusRule::Class(class))
+                } else {
+                    let code: u16 = text.parse().ok()?;
+                    (100..=599).contains(&code).then_some(StatusRule::Exact(code))
+                }
+            }
+            _ => None,
+        }
+    }
+    let items: Vec<&serde_json::Value> = match value {
+        serde_json::Value::Array(items) => items.iter().collect(),
+        single => vec![single],
+    };
+    let rules: Option<Vec<StatusRule>> = items.into_iter().map(rule).collect();
+    match rules {
+        Some(rules) if !rules.is_empty() => Some(StatusExpectation(rules)),
+        _ => {
+            problems.at_location(
+                at,
+                "`expect_status` must be a status code (200), a class (\"2xx\"), or a list of them, e.g. [200, 204]",
+            );
+            None
+        }
+    }
+}
+
+fn http(keys: &TaskKeys<'_>, problems: &mut Problems) -> Option<Operator> {
+    let conn = keys.pick(|d| &d.conn).map(|conn| conn.value.clone());
+    let url = match keys.pick(|d| &d.url) {
+        Some(url) => templated(url, "url", problems),
+        None if conn.is_some() => String::new(),
+        None => {
+            missing(
+                keys,
+                problems,
+                format!(
+                    "http task `{}` has neither `url:` nor `conn:`: give the URL to call, or a connection whose URL is the base",
+                    keys.task_id
+                ),
+            );
+            return None;
+        }
+    };
+    let body = match (keys.own.json.as_ref(), keys.own.body.as_ref()) {
+        (Some(json), Some(_)) => {
+            problems.at(json, "give either `json:` or `body:`, not both");
+            return None;
+        }
+        (Some(json), None) => {
+            check_json_templates(&json.value, "json", json.referenced, problems);
+            HttpBody::Json(json.value.clone())
+        }
+        (None, Some(body)) => HttpBody::Text(templated(body, "body", problems)),
+        (None, None) => HttpBody::None,
+    };
+    let method = match keys.pick(|d| &d.method) {
+        Some(method) => {
+            let upper = method.value.to_ascii_uppercase();
+            if !HTTP_METHODS.contains(&upper.as_str()) {
+                problems.at(
+                    method,
+                    format!(
+                        "unknown HTTP method `{}`: use one of {}",
+                        method.value,
+                        HTTP_METHODS.join(", ")
+                    ),
+                );
+            }
+            upper
+        }
+        // A request with a body is a POST unless said otherwise; without one, a GET.
+        None if body == HttpBody::None => "GET".to_string(),
+        None => "POST".to_string(),
+    };
+    let headers = keys
+        .own
+        .headers
+        .iter()
+        .flatten()
+        .map(|(name, value)| (name.clone(), templated(value, &format!("headers.{name}"), problems)))
+        .collect();
+    let expect_status = match keys.pick(|d| &d.expect_status) {
+        Some(value) => status_expectation(&value.value, value.referenced, problems)?,
+        None => StatusExpectation::any_2xx(),
+    };
+    let request_timeout = keys
+        .pick(|d| &d.request_timeout)
+        .and_then(|text| duration(text, "request_timeout", problems))
+        .unwrap_or(DEFAULT_REQUEST_TIMEOUT);
+    Some(Operator::Http(HttpTask {
+        conn,
+        url,
+        method,
+        headers,
+        body,
+        expect_status,
+        request_timeout,
+    }))
+}
+
+fn sql(keys: &TaskKeys<'_>, problems: &mut Problems) -> Option<Operator> {
+    let conn = keys.pick(|d| &d.conn);
+    let source = match (keys.own.sql.as_ref(), keys.own.sql_file.as_ref()) {
+        (Some(sql), Some(_)) => {
+            problems.at(sql, "give either `sql:` or `sql_file:`, not both");
+            None
+        }
+        (Some(sql), None) => match &sql.value {
+            SqlSpec::Text(text) => {
+                let spanned = Spanned::new(text.clone(), sql.referenced, sql.defined);
+                Some(SqlSource::Inline(templated(&spanned, "sql", problems)))
+            }
+            SqlSpec::Query(_) => {
+                problems.at(
+                    sql,
+                    "in a sql task `sql:` is the SQL text and `conn:` is a key of the task; the `{conn, sql}` form belongs to sql sensors",
+                );
+                None
+            }
+        },
+        (None, Some(file)) => Some(SqlSource::File(templated(file, "sql_file", problems))),
+        (None, None) => {
+            missing(
+                keys,
+                problems,
+                format!(
+                    "sql task `{}` has no `sql:`: give the statements, or `sql_file:` with a path relative to the DAG file",
+                    keys.task_id
+                ),
+            );
+            None
+        }
+    };
+    let Some(conn) = conn else {
+        missing(
+            keys,
+            problems,
+            format!(
+                "sql task `{}` has no `conn:`: name the connection to run it on (see `weir connections list`)",
+                keys.task_id
+            ),
+        );
+        return None;
+    };
+    Some(Operator::Sql(SqlTask {
+        conn: conn.value.clone(),
+        sql: source?,
+    }))
+}
+
+fn transfer(keys: &TaskKeys<'_>, problems: &mut Problems) -> Option<Operator> {
+    let (Some(from), Some(to)) = (keys.own.from.as_ref(), keys.own.to.as_ref()) else {
+        missing(
+            keys,
+            problems,
+            format!(
+                "transfer task `{}` needs `from: {{conn, sql}}` and `to: {{conn, table}}`",
+                keys.task_id
+            ),
+        );
+        return None;
+    };
+    let mut complete = true;
+    let mut require = |value: &Option<String>, key: &str, at: Location| -> String {
+        match value {
+            Some(value) if !value.trim().is_empty() => value.clone(),
+            _ => {
+                problems.at_location(at, format!("`{key}` is missing: transfer tasks need it"));
+                complete = false;
+                String::new()
+            }
+        }
+    };
+    let from_conn = require(&from.value.conn, "from.conn", from.referenced);
+    let from_sql = require(&from.value.sql, "from.sql", from.referenced);
+    let to_conn = require(&to.value.conn, "to.conn", to.referenced);
+    let table = require(&to.value.table, "to.table", to.referenced);
+    for (text, field, at) in [
+        (&from_sql, "from.sql", from.referenced),
+        (&table, "to.table", to.referenced),
+    ] {
+        if let Err(error) = template::check_syntax(text) {
+            problems.at_location(at, format!("template error in `{field}`: {error}"));
+        }
+    }
+    let mode = match to.value.mode.as_deref() {
+        None | Some("append") => TransferMode::Append,
+        Some("replace") => TransferMode::Replace,
+        Some("upsert") => TransferMode::Upsert,
+        Some(other) => {
+            problems.at(to, format!("unknown transfer mode `{other}`: use append, replace or upsert"));
+            return None;
+        }
+    };
+    if mode == TransferMode::Upsert && to.value.keys.is_empty() {
+        problems.at(
+            to,
+            "`mode: upsert` needs `keys:`, the columns that identify a row, e.g. `keys: [order_id]`",
+        );
+        return None;
+    }
+    let batch_size = match keys.pick(|d| &d.batch_size) {
+        None => DEFAULT_BATCH_SIZE,
+        Some(size) if size.value >= 1 => usize::try_from(size.value).unwrap_or(usize::MAX),
+        Some(size) => {
+            problems.at(size, "`batch_size` must be at least 1");
+            return None;
+        }
+    };
+    complete.then(|| {
+        Operator::Transfer(TransferTask {
+            from_conn,
+            from_sql,
+            to_conn,
+            table,
+            mode,
+            keys: to.value.keys.clone(),
+            batch_size,
+        })
+    })
+}
+
+fn sensor(keys: &TaskKeys<'_>, problems: &mut Problems) -> Option<Operator> {
+    let own = keys.own;
+    let mut conditions = Vec::new();
+    if let Some(file) = &own.file {
+        conditions.push((
+            "file",
+            Some(SensorCondition::File {
+                path: templated(file, "file", problems),
+            }),
+        ));
+    }
+    if let Some(http) = &own.http {
+        let spec = &http.value;
+        let condition = match (&spec.url, &spec.conn) {
+            (None, None) => {
+                problems.at(http, "`http:` needs `url:` (or `conn:` whose URL is checked)");
+                None
+            }
+            (url, conn) => {
+                let url = url.clone().unwrap_or_default();
+                if let Err(error) = template::check_syntax(&url) {
+                    problems.at(http, format!("template error in `http.url`: {error}"));
+                }
+                let expect_status = match &spec.expect_status {
+                    Some(value) => status_expectation(value, http.referenced, problems),
+                    None => Some(StatusExpectation::any_2xx()),
+                };
+                expect_status.map(|expect_status| SensorCondition::Http {
+                    conn: conn.clone(),
+                    url,
+                    expect_status,
+                })
+            }
+        };
+        conditions.push(("http", condition));
+    }
+    if let Some(sql) = &own.sql {
+        let condition = match &sql.value {
+            SqlSpec::Query(query) => match (&query.conn, &query.sql) {
+                (Some(conn), Some(text)) => {
+                    if let Err(error) = template::check_syntax(text) {
+                        problems.at(sql, format!("template error in `sql.sql`: {error}"));
+                    }
+                    Some(SensorCondition::Sql {
+                        conn: conn.clone(),
+                        sql: text.clone(),
+                    })
+                }
+                _ => {
+                    problems.at(sql, "a sql sensor needs `sql: {conn: NAME, sql: QUERY}`");
+                    None
+                }
+            },
+            SqlSpec::Text(_) => {
+                problems.at(
+                    sql,
+                    "a sql sensor needs `sql: {conn: NAME, sql: QUERY}` (the first column of the first row is checked)",
+                );
+                None
+            }
+        };
+        conditions.push(("sql", condition));
+    }
+    if let Some(dag_run) = &own.dag_run {
+        let condition = match &dag_run.value.dag_id {
+            Some(dag_id) => match DagId::parse(dag_id.clone()) {
+                Ok(_) => Some(SensorCondition::DagRun {
+                    dag_id: dag_id.clone(),
+                    task_id: dag_run.value.task_id.clone(),
+                }),
+                Err(error) => {
+                    problems.at(dag_run, error.to_string());
+                    None
+                }
+            },
+            None => {
+                problems.at(dag_run, "`dag_run:` needs `dag_id:` (and optionally `task_id:`)");
+                None
+            }
+        };
+        conditions.push(("dag_run", condition));
+    }
+    let condition = match conditions.len() {
+        0 => {
+            missing(
+                keys,
+                problems,
+                format!(
+                    "sensor `{}` has nothing to wait for: give one of `file:`, `http:`, `sql:` or `dag_run:`",
+                    keys.task_id
+                ),
+            );
+            return None;
+        }
+        1 => conditions.pop().and_then(|(_, condition)| condition)?,
+        _ => {
+            let names: Vec<&str> = conditions.iter().map(|(name, _)| *name).collect();
+            missing(
+                keys,
+                problems,
+                format!(
+                    "sensor `{}` waits for {}: give exactly one condition (make one sensor per condition)",
+                    keys.task_id,
+                    names.join(" and ")
+                ),
+            );
+            return None;
+        }
+    };
+    let poke_interval = poke_interval(keys, DEFAULT_POKE_INTERVAL, problems);
+    Some(Operator::Sensor(SensorTask {
+        condition,
+        poke_interval,
+        soft_fail: own.soft_fail.or(keys.defaults.and_then(|d| d.soft_fail)).unwrap_or(false),
+    }))
+}
+
+fn poke_interval(keys: &TaskKeys<'_>, default: Duration, problems: &mut Problems) -> Duration {
+    let interval = keys
+        .pick(|d| &d.poke_interval)
+        .and_then(|text| duration(text, "poke_interval", problems))
+        .unwrap_or(default);
+    if interval.is_zero() {
+        if let Some(text) = keys.pick(|d| &d.poke_interval) {
+            problems.at(text, "`poke_interval` must be positive, e.g. 30s");
+        }
+    }
+    interval
+}
+
+fn trigger_dag(keys: &TaskKeys<'_>, problems: &mut Problems) -> Option<Operator> {
+    let Some(dag_id) = keys.own.dag_id.as_ref() else {
+        missing(
+            keys,
+            problems,
+            format!(
+                "trigger_dag task `{}` has no `dag_id:`: name the DAG to trigger",
+                keys.task_id
+            ),
+        );
+        return None;
+    };
+    if let Err(error) = DagId::parse(dag_id.value.clone()) {
+        problems.at(dag_id, error.to_string());
+        return None;
+    }
+    let conf = match &keys.own.conf {
+        None => serde_json::json!({}),
+        Some(conf) if conf.value.is_object() => {
+            check_json_templates(&conf.value, "conf", conf.referenced, problems);
+            conf.value.clone()
+        }
+        Some(conf) => {
+            problems.at(conf, "`conf` must be a map of run parameters, e.g. `conf: {region: kr}`");
+            return None;
+        }
+    };
+    Some(Operator::TriggerDag(TriggerDagTask {
+        dag_id: dag_id.value.clone(),
+        conf,
+        wait_for_completion: keys.own.wait_for_completion.unwrap_or(false),
+        poke_interval: poke_interval(keys, DEFAULT_TRIGGER_POKE_INTERVAL, problems),
+    }))
+}

@@ -1,0 +1,3 @@
+//! Database engines behind the in-process task types.
+
+pub mod sql;
