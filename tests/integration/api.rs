@@ -212,6 +212,7 @@ impl Api {
             output: Some("hello".to_string()),
             error: None,
             refund_try: false,
+            reschedule: false,
         };
         task_instances::finish_attempt(&mut connection, run.pk, &first.task_id, try_number, &end, now)
             .await

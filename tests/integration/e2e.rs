@@ -32,17 +32,28 @@ pub struct Harness {
 
 impl Harness {
     pub async fn new(db: &Db, yaml: &str) -> Harness {
+        Harness::with_dags(db, &[yaml], |_| {}).await
+    }
+
+    /// Several DAGs (the first is [`Harness::dag`]), each in its own file of one folder, with
+    /// settings adjusted by `tune`.
+    pub async fn with_dags(db: &Db, yamls: &[&str], tune: impl FnOnce(&mut SchedulerSettings)) -> Harness {
         let folder = tempfile::tempdir().unwrap();
-        let path = folder.path().join("dag.yaml");
-        std::fs::write(&path, yaml).unwrap();
-        let dag = Arc::new(
-            Dag::from_yaml(&path, yaml, &ValidationContext::default()).unwrap_or_else(|error| panic!("{error}")),
-        );
         let mut bag = DagBag::default();
-        bag.dags.insert(dag.dag_id.clone(), Arc::clone(&dag));
+        let mut first = None;
+        for (position, yaml) in yamls.iter().enumerate() {
+            let path = folder.path().join(format!("dag{position}.yaml"));
+            std::fs::write(&path, yaml).unwrap();
+            let dag = Arc::new(
+                Dag::from_yaml(&path, yaml, &ValidationContext::default()).unwrap_or_else(|error| panic!("{error}")),
+            );
+            first.get_or_insert_with(|| Arc::clone(&dag));
+            bag.dags.insert(dag.dag_id.clone(), dag);
+        }
+        let dag = first.expect("at least one DAG");
         weir::runtime::loader::record(db, &bag).await.unwrap();
         let (events_tx, events) = mpsc::unbounded_channel();
-        let settings = SchedulerSettings {
+        let mut settings = SchedulerSettings {
             parallelism: 8,
             pools: BTreeMap::from([("default".to_string(), 128)]),
             logs_dir: folder.path().join("logs"),
@@ -52,6 +63,7 @@ impl Harness {
             variables: BTreeMap::new(),
             connection_passwords: Vec::new(),
         };
+        tune(&mut settings);
         let (bag_tx, bag_rx) = watch::channel(Arc::new(bag));
         let scheduler = Scheduler::new(db.clone(), settings, bag_rx, LocalExecutor::new(events_tx));
         Harness {

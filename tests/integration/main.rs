@@ -13,5 +13,6 @@ mod e2e;
 mod retention;
 mod storage;
 mod support;
+mod task_types;
 mod tidy;
 mod ui;
