@@ -10,6 +10,7 @@ mod browser;
 mod cli;
 mod daemon;
 mod e2e;
+mod examples;
 mod retention;
 mod storage;
 mod support;
