@@ -2,6 +2,7 @@
 //! loader. Every loop has a public single-step function that tests call directly.
 
 pub mod attempt;
+pub mod datasets;
 pub mod executor;
 pub mod loader;
 pub mod masking;
