@@ -128,7 +128,12 @@ pub async fn create_dataset_runs(
 
 /// Consumes the events and creates the run in one transaction; `false` when the DAG is at its
 /// `max_active_runs` or another scheduler consumed the events first.
-async fn create_dataset_run(db: &Db, dag: &Dag, consumptions: &[Consumption], now: DateTime<Utc>) -> anyhow::Result<bool> {
+async fn create_dataset_run(
+    db: &Db,
+    dag: &Dag,
+    consumptions: &[Consumption],
+    now: DateTime<Utc>,
+) -> anyhow::Result<bool> {
     let mut transaction = db.begin().await?;
     let (queued, running) = runs::count_active(&mut transaction, &dag.dag_id).await?;
     if queued + running >= dag.max_active_runs {
@@ -150,8 +155,13 @@ async fn create_dataset_run(db: &Db, dag: &Dag, consumptions: &[Consumption], no
             transaction.rollback().await?;
             return Ok(false);
         }
-        if let Some((first, last)) =
-            datasets::event_span(&mut transaction, &consumption.dataset, consumption.after, consumption.through).await?
+        if let Some((first, last)) = datasets::event_span(
+            &mut transaction,
+            &consumption.dataset,
+            consumption.after,
+            consumption.through,
+        )
+        .await?
         {
             first_event = Some(first_event.map_or(first, |known| known.min(first)));
             last_event = Some(last_event.map_or(last, |known| known.max(last)));
@@ -181,7 +191,10 @@ async fn create_dataset_run(db: &Db, dag: &Dag, consumptions: &[Consumption], no
         Err(error) => return Err(error.into()),
     };
     transaction.commit().await?;
-    let datasets: Vec<&str> = consumptions.iter().map(|consumption| consumption.dataset.as_str()).collect();
+    let datasets: Vec<&str> = consumptions
+        .iter()
+        .map(|consumption| consumption.dataset.as_str())
+        .collect();
     tracing::info!(dag_id = %dag.dag_id, run_id = %run.run_id, datasets = ?datasets, "created dataset run");
     Ok(true)
 }
@@ -198,7 +211,10 @@ pub struct DatasetOverview {
 
 /// Every dataset the loaded DAGs mention or an event names (a DAG that produced it may be gone),
 /// sorted by name.
-pub async fn overview(connection: &mut sqlx::AnyConnection, bag: &DagBag) -> Result<Vec<DatasetOverview>, StorageError> {
+pub async fn overview(
+    connection: &mut sqlx::AnyConnection,
+    bag: &DagBag,
+) -> Result<Vec<DatasetOverview>, StorageError> {
     let mut declared = lineage(bag.dags.values().map(|dag| dag.as_ref()));
     let mut summaries = datasets::summaries(connection).await?;
     for name in summaries.keys() {

@@ -150,7 +150,9 @@ pub async fn event_span(
     .await?;
     let first: Option<i64> = row.try_get(0)?;
     let last: Option<i64> = row.try_get(1)?;
-    Ok(first.zip(last).map(|(first, last)| (from_micros(first), from_micros(last))))
+    Ok(first
+        .zip(last)
+        .map(|(first, last)| (from_micros(first), from_micros(last))))
 }
 
 /// A dataset that has events: how many, and the newest.
@@ -235,7 +237,9 @@ pub async fn events(connection: &mut AnyConnection, filter: &EventFilter) -> Res
 /// How many events match the filter (its limit and offset aside), for `total_entries`.
 pub async fn count_events(connection: &mut AnyConnection, filter: &EventFilter) -> Result<i64, StorageError> {
     let (where_sql, binds) = where_clause(filter);
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM dataset_event{where_sql}")));
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM dataset_event{where_sql}"
+    )));
     for bind in binds {
         query = query.bind(bind);
     }

@@ -207,13 +207,21 @@ fn event_filter(params: &QueryParams) -> Result<EventFilter, ApiError> {
     }
     Ok(EventFilter {
         dataset,
-        source_dag_id: params.one("source_dag_id").map(query::dag_id).transpose()?.map(|id| id.to_string()),
+        source_dag_id: params
+            .one("source_dag_id")
+            .map(query::dag_id)
+            .transpose()?
+            .map(|id| id.to_string()),
         source_task_id: params
             .one("source_task_id")
             .map(query::task_id)
             .transpose()?
             .map(|id| id.to_string()),
-        source_run_id: params.one("source_run_id").map(query::run_id).transpose()?.map(|id| id.to_string()),
+        source_run_id: params
+            .one("source_run_id")
+            .map(query::run_id)
+            .transpose()?
+            .map(|id| id.to_string()),
         limit: Some(page.limit),
         offset: page.offset,
         oldest_first: !order.descending,
