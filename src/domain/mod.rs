@@ -3,6 +3,7 @@
 
 pub mod backfill;
 pub mod dag;
+pub mod datasets;
 pub mod duration;
 pub mod ids;
 pub mod params;

@@ -3,6 +3,7 @@
 
 pub mod attempt;
 pub mod builtin;
+pub mod datasets;
 pub mod executor;
 pub mod loader;
 pub mod masking;

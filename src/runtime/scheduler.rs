@@ -198,6 +198,7 @@ impl Scheduler {
         now: DateTime<Utc>,
         outcome: &mut TickOutcome,
     ) -> anyhow::Result<()> {
+        outcome.runs_created += super::datasets::create_dataset_runs(&self.db, bag, records, now).await?;
         for dag in bag.dags.values() {
             if !dag.timetable.schedule.is_time_based() {
                 continue;
@@ -706,7 +707,12 @@ impl Scheduler {
         if matches!(end.instance_state, TaskState::UpForRetry | TaskState::Failed) {
             tracing::warn!(task_id = %key.task_id, try_number = key.try_number, error = end.error.as_deref().unwrap_or(""), state = %end.instance_state, "attempt failed");
         }
-        task_instances::finish_attempt(connection, key.run_pk, &key.task_id, key.try_number, &end, now).await?;
+        let recorded =
+            task_instances::finish_attempt(connection, key.run_pk, &key.task_id, key.try_number, &end, now).await?;
+        // §6: a real success (not a skip, not one a clear or mark overtook) updates the outlets.
+        if recorded && end.instance_state == TaskState::Success {
+            super::datasets::record_outlet_events(connection, dag, key, now).await?;
+        }
         Ok(())
     }
 

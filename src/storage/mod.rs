@@ -4,6 +4,7 @@
 pub mod backfills;
 pub mod connections;
 pub mod dags;
+pub mod datasets;
 pub mod import_errors;
 pub mod runs;
 pub mod task_instances;
@@ -72,6 +73,12 @@ const MIGRATIONS: &[Migration] = &[
         description: "backfills",
         sqlite: include_str!("../../migrations/sqlite/0003_backfill.sql"),
         postgres: include_str!("../../migrations/postgres/0003_backfill.sql"),
+    },
+    Migration {
+        version: 4,
+        description: "datasets",
+        sqlite: include_str!("../../migrations/sqlite/0004_datasets.sql"),
+        postgres: include_str!("../../migrations/postgres/0004_datasets.sql"),
     },
 ];
 

@@ -4,6 +4,7 @@
 
 mod backfills;
 mod dags;
+mod datasets;
 mod resources;
 mod run_routes;
 mod task_instance_routes;

@@ -9,6 +9,7 @@ mod backfill;
 mod browser;
 mod cli;
 mod daemon;
+mod datasets;
 mod e2e;
 mod examples;
 mod retention;

@@ -8,6 +8,7 @@ mod backfills;
 mod connections;
 mod dag_runs;
 mod dags;
+mod datasets;
 mod import_errors;
 mod metrics;
 mod monitor;
@@ -340,6 +341,38 @@ fn entries() -> Vec<Entry> {
             "Cancel a backfill",
             "Backfill",
             backfills::cancel,
+        ),
+        entry(
+            Get,
+            "/api/v2/datasets",
+            "get_datasets",
+            "List datasets with their producing tasks, consuming DAGs and newest event",
+            "Dataset",
+            datasets::list,
+        ),
+        entry(
+            Get,
+            "/api/v2/datasets/events",
+            "get_dataset_events",
+            "List dataset events, newest first",
+            "Dataset",
+            datasets::events,
+        ),
+        entry(
+            Get,
+            "/api/v2/assets",
+            "get_assets",
+            "List datasets under Airflow 3's name (assets)",
+            "Asset",
+            datasets::list_assets,
+        ),
+        entry(
+            Get,
+            "/api/v2/assets/events",
+            "get_asset_events",
+            "List dataset events under Airflow 3's name (asset events)",
+            "Asset",
+            datasets::asset_events,
         ),
         entry(
             Get,

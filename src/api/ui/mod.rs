@@ -5,6 +5,7 @@
 
 mod backfills;
 mod dags;
+mod datasets;
 mod error;
 pub mod graph;
 mod logs;
@@ -29,6 +30,7 @@ pub fn router() -> Router<ApiState> {
     Router::new()
         .route("/", get(dags::list))
         .route("/import-errors", get(dags::import_errors))
+        .route("/datasets", get(datasets::list))
         .route("/static/{*path}", get(render::asset))
         .route("/dags/{dag_id}", get(dags::show))
         .route("/dags/{dag_id}/pause", post(dags::pause))
