@@ -2,12 +2,14 @@
 //! the planner. No IO, no clock (`now` is a parameter), no SQL.
 
 pub mod backfill;
+pub mod connection;
 pub mod dag;
 pub mod duration;
 pub mod ids;
 pub mod params;
 pub mod planner;
 pub mod schedule;
+pub mod secret;
 pub mod spec;
 pub mod state;
 pub mod template;
