@@ -78,9 +78,9 @@ pub enum KeyError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecryptError {
     /// Authentication failed: the value was encrypted with another key (or was altered).
-    #[error("it was encrypted with a different secrets key")]
+    #[error("was encrypted with a different secrets key")]
     WrongKey,
-    #[error("the stored value is damaged ({0})")]
+    #[error("is damaged in the database ({0})")]
     Malformed(String),
 }
 

@@ -23,6 +23,10 @@ const MAX_LOG_BYTES: u64 = 256 * 1024 * 1024;
 pub async fn serve(app: &App, with_scheduler: bool, with_webserver: bool) -> CliResult {
     let config = &app.config;
     let db = app.db(with_scheduler).await?;
+    let secrets = app.secrets_key()?;
+    if with_scheduler {
+        super::encrypt_plain_passwords(&db, &secrets).await?;
+    }
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
 
@@ -94,6 +98,7 @@ pub async fn serve(app: &App, with_scheduler: bool, with_webserver: bool) -> Cli
             dags: bag_rx,
             config: Arc::new(config.clone()),
             scheduler_metrics,
+            secrets,
         };
         let router = api::router(state);
         let server_cancel = cancel.child_token();

@@ -2,6 +2,8 @@
 //! loader. Every loop has a public single-step function that tests call directly.
 
 pub mod attempt;
+pub mod connection_probe;
+pub mod connections;
 pub mod executor;
 pub mod loader;
 pub mod masking;

@@ -108,6 +108,7 @@ pub async fn apis_with(extra_dags: &[&str]) -> Vec<Api> {
             dags: receiver,
             config: Arc::new(config),
             scheduler_metrics: None,
+            secrets: weir::secrets::SecretsKey::from_passphrase(support::TEST_SECRETS_KEY),
         };
         apis.push(Api {
             router: api::router(state.clone()),
