@@ -31,7 +31,11 @@ pub enum ConfigError {
     #[error("environment variable {name}: {reason}")]
     BadOverride { name: String, reason: String },
     #[error("{path}: [connections.{name}]: {reason}")]
-    BadConnection { path: PathBuf, name: String, reason: String },
+    BadConnection {
+        path: PathBuf,
+        name: String,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -372,13 +376,15 @@ fn config_connection(name: &str, table: &toml::Table) -> Result<Connection, Stri
     check_conn_id(name)?;
     let mut table = table.clone();
     for (key, value) in table.iter_mut() {
-        if key != "port" && key != "extra"
+        if key != "port"
+            && key != "extra"
             && let Some(text) = scalar_text(value)
         {
             *value = toml::Value::String(text);
         }
     }
-    let fields = ConnectionFields::deserialize(toml::Value::Table(table)).map_err(|error| error.message().to_string())?;
+    let fields =
+        ConnectionFields::deserialize(toml::Value::Table(table)).map_err(|error| error.message().to_string())?;
     let connection = Connection::from_fields(name, fields).map_err(|error| error.reason)?;
     Ok(connection)
 }
@@ -542,7 +548,9 @@ mod tests {
         assert!(!format!("{config:?}").contains("987654321"), "Debug hides the key");
         assert!(!format!("{config:?}").contains("12345"), "Debug hides passwords");
 
-        let error = load("[connections.w]\nurl = \"db.internal\"\n", &[]).unwrap_err().to_string();
+        let error = load("[connections.w]\nurl = \"db.internal\"\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("[connections.w]: the URL has no scheme"), "{error}");
         let error = load("[connections.w]\nhots = \"x\"\n", &[]).unwrap_err().to_string();
         assert!(error.contains("[connections.w]: unknown field `hots`"), "{error}");

@@ -62,7 +62,9 @@ pub enum KeySource {
 /// Why the key could not be found or made.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("[secrets] key is empty: set it to a long random text, or remove it to use {KEY_FILE_NAME} in the state folder")]
+    #[error(
+        "[secrets] key is empty: set it to a long random text, or remove it to use {KEY_FILE_NAME} in the state folder"
+    )]
     EmptyPassphrase,
     #[error("cannot read the secrets key file {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
@@ -115,7 +117,10 @@ impl SecretsKey {
             path: path.clone(),
             source: std::io::Error::new(std::io::ErrorKind::NotFound, "it vanished after being created"),
         })?;
-        Ok((SecretsKey::from_passphrase(&passphrase), KeySource::File { path, created }))
+        Ok((
+            SecretsKey::from_passphrase(&passphrase),
+            KeySource::File { path, created },
+        ))
     }
 
     /// `enc:v1:<hex(nonce || ciphertext)>`, a fresh random nonce each time.
@@ -283,7 +288,13 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         let (second, source) = SecretsKey::load_or_create(None, &state_dir).unwrap();
-        assert_eq!(source, KeySource::File { path: path.clone(), created: false });
+        assert_eq!(
+            source,
+            KeySource::File {
+                path: path.clone(),
+                created: false
+            }
+        );
         assert_eq!(second.decrypt(&first.encrypt("pw")).unwrap(), "pw");
         // The file's text is the passphrase: configuring it elsewhere gives the same key.
         let text = std::fs::read_to_string(&path).unwrap();

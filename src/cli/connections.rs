@@ -36,7 +36,7 @@ pub enum ConnectionsCommand {
     Test { name: String },
 }
 
-#[derive(Debug, Args)]
+#[derive(Args)]
 pub struct AddArgs {
     name: String,
     /// The whole connection as a URL, e.g. postgres://user:password@host:5432/db (percent-encode
@@ -66,6 +66,16 @@ pub struct AddArgs {
     extra: Option<String>,
     #[arg(long)]
     description: Option<String>,
+}
+
+impl std::fmt::Debug for AddArgs {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Only the name: the URL, password and extra may all hold secrets.
+        formatter
+            .debug_struct("AddArgs")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 pub async fn run(app: &App, command: ConnectionsCommand) -> CliResult {
@@ -180,7 +190,7 @@ fn row(connection: &Connection, has_password: bool, source: ConnectionSource) ->
         "schema": connection.schema,
         "login": connection.login,
         "password": has_password.then_some(REDACTED),
-        "extra": (!extra.is_empty()).then(|| Value::Object(extra)),
+        "extra": (!extra.is_empty()).then_some(Value::Object(extra)),
         "description": connection.description,
         "source": source.as_str(),
         "error": Value::Null,

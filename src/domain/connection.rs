@@ -58,7 +58,7 @@ pub struct InvalidConnection {
 
 /// A connection as written in config (`[connections.<name>]`) or as JSON in `WEIR_CONN_<NAME>`:
 /// a `url`, fields, or a URL with fields that override its parts.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionFields {
     pub url: Option<String>,
@@ -72,8 +72,26 @@ pub struct ConnectionFields {
     pub description: Option<String>,
 }
 
+impl std::fmt::Debug for ConnectionFields {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL and extra may hold secrets too: only whether they are there is shown.
+        formatter
+            .debug_struct("ConnectionFields")
+            .field("url", &self.url.as_ref().map(|_| REDACTED))
+            .field("conn_type", &self.conn_type)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("schema", &self.schema)
+            .field("login", &self.login)
+            .field("password", &self.password.as_ref().map(|_| REDACTED))
+            .field("extra", &self.extra.as_ref().map(|_| REDACTED))
+            .field("description", &self.description)
+            .finish()
+    }
+}
+
 /// `extra` as a table/object, or as JSON text (Airflow's form).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(untagged)]
 pub enum ExtraField {
     Object(Map<String, Value>),
@@ -94,15 +112,14 @@ impl Connection {
         let (scheme, rest) = url.split_once("://").ok_or_else(|| {
             invalid("the URL has no scheme: write it as postgres://user:password@host:5432/db, sqlite://file.db or https://host/path".to_string())
         })?;
-        let conn_type = conn_type_of_scheme(scheme).ok_or_else(|| {
-            invalid(format!(
-                "`{scheme}` is not a URL scheme (letters, digits, + - . only)"
-            ))
-        })?;
+        let conn_type = conn_type_of_scheme(scheme)
+            .ok_or_else(|| invalid(format!("`{scheme}` is not a URL scheme (letters, digits, + - . only)")))?;
         let rest = rest.split_once('#').map_or(rest, |(before, _)| before);
-        let (location, query) = rest.split_once('?').map_or((rest, None), |(location, query)| (location, Some(query)));
-        let extra = parse_query(query.unwrap_or_default())
-            .map_err(|reason| invalid(format!("its query string: {reason}")))?;
+        let (location, query) = rest
+            .split_once('?')
+            .map_or((rest, None), |(location, query)| (location, Some(query)));
+        let extra =
+            parse_query(query.unwrap_or_default()).map_err(|reason| invalid(format!("its query string: {reason}")))?;
         let decode = |part: &str, what: &str| {
             percent_decode(part).ok_or_else(|| invalid(format!("the {what} has a bad %-escape or is not UTF-8")))
         };
@@ -160,12 +177,16 @@ impl Connection {
             },
         };
         if let Some(conn_type) = fields.conn_type {
-            connection.conn_type = conn_type_of_scheme(&conn_type)
-                .ok_or_else(|| invalid(format!("conn_type `{conn_type}` is not a type name (letters, digits, + - . _)")))?;
+            connection.conn_type = conn_type_of_scheme(&conn_type).ok_or_else(|| {
+                invalid(format!(
+                    "conn_type `{conn_type}` is not a type name (letters, digits, + - . _)"
+                ))
+            })?;
         }
         if connection.conn_type.is_empty() {
             return Err(invalid(
-                "give a `url` (postgres://user@host/db) or a `conn_type` (postgres, mysql, sqlite, http, https)".to_string(),
+                "give a `url` (postgres://user@host/db) or a `conn_type` (postgres, mysql, sqlite, http, https)"
+                    .to_string(),
             ));
         }
         let replace = |field: Option<String>, current: &mut Option<String>| {
@@ -424,9 +445,8 @@ fn parse_query(query: &str) -> Result<Map<String, Value>, String> {
     let mut extra = Map::new();
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let decode = |text: &str| {
-            percent_decode(&text.replace('+', " ")).ok_or_else(|| format!("`{text}` has a bad %-escape"))
-        };
+        let decode =
+            |text: &str| percent_decode(&text.replace('+', " ")).ok_or_else(|| format!("`{text}` has a bad %-escape"));
         let key = decode(key)?;
         let value = decode(value)?;
         if key == "__extra__" {
@@ -500,7 +520,8 @@ mod tests {
 
     #[test]
     fn a_postgres_url_gives_every_part_with_a_decoded_password() {
-        let connection = parse("postgresql://loader:p%40ss%2Fw%3Ard@db.internal:5432/dw?sslmode=require&application_name=weir+etl");
+        let connection =
+            parse("postgresql://loader:p%40ss%2Fw%3Ard@db.internal:5432/dw?sslmode=require&application_name=weir+etl");
         assert_eq!(connection.conn_type, "postgres");
         assert_eq!(connection.host.as_deref(), Some("db.internal"));
         assert_eq!(connection.port, Some(5432));
@@ -562,7 +583,10 @@ mod tests {
             connection.redacted_url(Path::new("/")),
             "https://api%20user:***@api.example.com:8443/v1/data?timeout=5"
         );
-        assert_eq!(parse("http://localhost").http_base_url().as_deref(), Some("http://localhost"));
+        assert_eq!(
+            parse("http://localhost").http_base_url().as_deref(),
+            Some("http://localhost")
+        );
         assert_eq!(parse("postgres://h/db").http_base_url(), None);
     }
 
@@ -585,7 +609,10 @@ mod tests {
         assert!(error.to_string().contains("percent-encode"), "{error}");
         assert!(!error.to_string().contains("pa/ss"), "{error}");
         let error = Connection::from_url("w", "db.internal:5432").unwrap_err();
-        assert!(error.to_string().starts_with("connection `w`: the URL has no scheme"), "{error}");
+        assert!(
+            error.to_string().starts_with("connection `w`: the URL has no scheme"),
+            "{error}"
+        );
         assert!(Connection::from_url("w", "post gres://h").is_err());
         assert!(Connection::from_url("w", "postgres://u:%zz@h").is_err());
     }
@@ -623,6 +650,12 @@ mod tests {
         assert!(view.get("password").is_none());
         let debug = format!("{connection:?}");
         assert!(!debug.contains("hunter2") && !debug.contains("tok-9"), "{debug}");
+        let fields = ConnectionFields {
+            url: Some("postgres://u:hunter2@h/db".to_string()),
+            password: Some("hunter2".to_string()),
+            ..ConnectionFields::default()
+        };
+        assert!(!format!("{fields:?}").contains("hunter2"));
         assert_eq!(connection.redacted_extra()["api_token"], "***");
         assert_eq!(connection.secret_values(), ["hunter2", "tok-9"]);
     }

@@ -64,7 +64,11 @@ pub enum ConnectionError {
         known: String,
     },
     #[error("connection `{name}` (from {origin}) cannot be used: {reason}")]
-    Unusable { name: String, origin: String, reason: String },
+    Unusable {
+        name: String,
+        origin: String,
+        reason: String,
+    },
 }
 
 /// One connection in the resolver: usable, or the reason it is not (an unreadable URL in env,
@@ -136,7 +140,13 @@ impl Connections {
         }
         for (name, connection) in config_connections {
             let source = ConnectionSource::Config;
-            found.push((name.clone(), Entry { source, resolved: Ok(connection.clone()) }));
+            found.push((
+                name.clone(),
+                Entry {
+                    source,
+                    resolved: Ok(connection.clone()),
+                },
+            ));
         }
         for row in database {
             let (name, resolved) = match row {
@@ -296,7 +306,10 @@ mod tests {
     #[test]
     fn env_wins_over_config_which_wins_over_the_database() {
         let config = BTreeMap::from([
-            ("warehouse".to_string(), connection("postgres://cfg:cfg-pw@cfg-host/dw", "warehouse")),
+            (
+                "warehouse".to_string(),
+                connection("postgres://cfg:cfg-pw@cfg-host/dw", "warehouse"),
+            ),
             ("api".to_string(), connection("https://api.example.com", "api")),
         ]);
         let database = vec![
@@ -305,7 +318,10 @@ mod tests {
             Ok(connection("sqlite://local.db", "local")),
         ];
         let connections = Connections::from_sources(
-            env(&[("WEIR_CONN_WAREHOUSE", "postgres://env:env-pw@env-host/dw"), ("HOME", "/root")]),
+            env(&[
+                ("WEIR_CONN_WAREHOUSE", "postgres://env:env-pw@env-host/dw"),
+                ("HOME", "/root"),
+            ]),
             &config,
             database,
             PathBuf::from("/srv/weir"),
@@ -316,7 +332,11 @@ mod tests {
         assert_eq!(connections.source("api"), Some(ConnectionSource::Config));
         assert_eq!(connections.source("local"), Some(ConnectionSource::Database));
         assert_eq!(connections.url("local").unwrap(), "sqlite:///srv/weir/local.db");
-        assert_eq!(connections.passwords(), ["cfg-pw", "db-pw", "env-pw"], "shadowed ones too");
+        assert_eq!(
+            connections.passwords(),
+            ["cfg-pw", "db-pw", "env-pw"],
+            "shadowed ones too"
+        );
         let context = connections.template_context();
         assert_eq!(context["warehouse"]["host"], "env-host");
         assert!(!context.to_string().contains("pw"), "{context}");
@@ -331,8 +351,14 @@ mod tests {
             PathBuf::from("/"),
         );
         let error = connections.require("warehose").unwrap_err().to_string();
-        assert!(error.starts_with("no connection `warehose` (did you mean `warehouse`?)"), "{error}");
-        assert!(error.contains("WEIR_CONN_<NAME>") && error.contains("known: warehouse"), "{error}");
+        assert!(
+            error.starts_with("no connection `warehose` (did you mean `warehouse`?)"),
+            "{error}"
+        );
+        assert!(
+            error.contains("WEIR_CONN_<NAME>") && error.contains("known: warehouse"),
+            "{error}"
+        );
         let empty = Connections::default().require("x").unwrap_err().to_string();
         assert!(empty.contains("none are defined"), "{empty}");
     }
@@ -344,7 +370,10 @@ mod tests {
             error: DecryptError::WrongKey,
         })];
         let connections = Connections::from_sources(
-            env(&[("WEIR_CONN_BAD", "postgres://u:raw-pw@host:notaport/db"), ("WEIR_CONN_OK", "http://h")]),
+            env(&[
+                ("WEIR_CONN_BAD", "postgres://u:raw-pw@host:notaport/db"),
+                ("WEIR_CONN_OK", "http://h"),
+            ]),
             &BTreeMap::new(),
             database,
             PathBuf::from("/"),

@@ -27,20 +27,21 @@ pub struct UndecryptablePassword {
     pub error: DecryptError,
 }
 
-const COLUMNS: &str = "conn_id, conn_type, host, conn_schema, login, port, extra, description, password IS NOT NULL AS has_password";
+const COLUMNS: &str =
+    "conn_id, conn_type, host, conn_schema, login, port, extra, description, password IS NOT NULL AS has_password";
 
 fn from_row(row: &AnyRow) -> Result<StoredConnection, StorageError> {
     let conn_id: String = row.try_get("conn_id")?;
     let port = row
         .try_get::<Option<i64>, _>("port")?
         .map(|port| {
-            u16::try_from(port)
-                .map_err(|_| StorageError::Corrupt(format!("connection `{conn_id}` has port {port}")))
+            u16::try_from(port).map_err(|_| StorageError::Corrupt(format!("connection `{conn_id}` has port {port}")))
         })
         .transpose()?;
     let extra = match row.try_get::<Option<String>, _>("extra")? {
-        Some(text) => parse_extra(&text)
-            .map_err(|reason| StorageError::Corrupt(format!("connection `{conn_id}`: {reason}")))?,
+        Some(text) => {
+            parse_extra(&text).map_err(|reason| StorageError::Corrupt(format!("connection `{conn_id}`: {reason}")))?
+        }
         None => serde_json::Map::new(),
     };
     // PostgreSQL answers `IS NOT NULL` with a boolean, SQLite with an integer.
@@ -266,10 +267,11 @@ pub async fn delete(connection: &mut AnyConnection, conn_id: &str) -> Result<(),
 
 /// Whether any password is stored in plain text (from before encryption existed).
 pub async fn has_plain_passwords(connection: &mut AnyConnection) -> Result<bool, StorageError> {
-    let count: i64 = sqlx::query("SELECT COUNT(*) FROM connection WHERE password IS NOT NULL AND password NOT LIKE 'enc:v1:%'")
-        .fetch_one(connection)
-        .await?
-        .try_get(0)?;
+    let count: i64 =
+        sqlx::query("SELECT COUNT(*) FROM connection WHERE password IS NOT NULL AND password NOT LIKE 'enc:v1:%'")
+            .fetch_one(connection)
+            .await?
+            .try_get(0)?;
     Ok(count > 0)
 }
 

@@ -3,6 +3,7 @@
 //! the OpenAPI document against the route table, `/metrics`, and one real server on port 0.
 
 mod backfills;
+mod connections;
 mod dags;
 mod resources;
 mod run_routes;

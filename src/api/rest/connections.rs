@@ -47,7 +47,7 @@ pub struct ConnectionTestResponse {
 }
 
 /// Airflow's `ConnectionBody`. `password` tells absent (keep) from `null` (clear) on PATCH.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionBody {
     pub connection_id: String,
@@ -61,6 +61,16 @@ pub struct ConnectionBody {
     pub password: Option<Option<String>>,
     pub extra: Option<String>,
     pub team_name: Option<String>,
+}
+
+impl std::fmt::Debug for ConnectionBody {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Only the id: the password and extra may hold secrets.
+        formatter
+            .debug_struct("ConnectionBody")
+            .field("connection_id", &self.connection_id)
+            .finish_non_exhaustive()
+    }
 }
 
 fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
@@ -275,7 +285,10 @@ pub async fn test(
     ApiJson(body): ApiJson<ConnectionBody>,
 ) -> Result<ApiJson<ConnectionTestResponse>, ApiError> {
     let mut candidate = connection_of(body)?;
-    let uses_stored_password = candidate.password.as_deref().is_none_or(|password| password == REDACTED);
+    let uses_stored_password = candidate
+        .password
+        .as_deref()
+        .is_none_or(|password| password == REDACTED);
     let mut connection = state.db.acquire().await?;
     match connections::get_with_password(&mut connection, &candidate.conn_id, &state.secrets).await {
         Ok(Some(stored)) => {

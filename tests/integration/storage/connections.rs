@@ -58,13 +58,22 @@ async fn the_password_column_holds_only_ciphertext_and_reads_back_decrypted() {
         let mut changed = warehouse();
         changed.port = Some(6432);
         let new_password = PasswordChange::Set("n3w-s3cr3t".to_string());
-        connections::update(&mut connection, &changed, &new_password, &key).await.unwrap();
+        connections::update(&mut connection, &changed, &new_password, &key)
+            .await
+            .unwrap();
         let raw = raw_password(db, "warehouse").await.unwrap();
-        assert!(raw.starts_with("enc:v1:") && !raw.contains("n3w-s3cr3t"), "{label}: {raw}");
-        connections::update(&mut connection, &changed, &PasswordChange::Keep, &key).await.unwrap();
+        assert!(
+            raw.starts_with("enc:v1:") && !raw.contains("n3w-s3cr3t"),
+            "{label}: {raw}"
+        );
+        connections::update(&mut connection, &changed, &PasswordChange::Keep, &key)
+            .await
+            .unwrap();
         let password = connections::password(&mut connection, "warehouse", &key).await.unwrap();
         assert_eq!(password.as_deref(), Some("n3w-s3cr3t"), "{label}");
-        connections::update(&mut connection, &changed, &PasswordChange::Clear, &key).await.unwrap();
+        connections::update(&mut connection, &changed, &PasswordChange::Clear, &key)
+            .await
+            .unwrap();
         assert_eq!(raw_password(db, "warehouse").await, None, "{label}");
     }
 }
@@ -79,19 +88,33 @@ async fn a_legacy_plain_password_still_reads_and_is_encrypted_in_place() {
             .execute(&mut *connection)
             .await
             .unwrap();
-        assert!(connections::has_plain_passwords(&mut connection).await.unwrap(), "{label}");
+        assert!(
+            connections::has_plain_passwords(&mut connection).await.unwrap(),
+            "{label}"
+        );
         let password = connections::password(&mut connection, "old", &key).await.unwrap();
-        assert_eq!(password.as_deref(), Some(PASSWORD), "{label}: legacy plain text reads as it is");
+        assert_eq!(
+            password.as_deref(),
+            Some(PASSWORD),
+            "{label}: legacy plain text reads as it is"
+        );
 
-        let encrypted = connections::encrypt_plain_passwords(&mut connection, &key).await.unwrap();
+        let encrypted = connections::encrypt_plain_passwords(&mut connection, &key)
+            .await
+            .unwrap();
         assert_eq!(encrypted, 1, "{label}");
         let raw = raw_password(db, "old").await.unwrap();
         assert!(raw.starts_with("enc:v1:") && !raw.contains(PASSWORD), "{label}: {raw}");
         let password = connections::password(&mut connection, "old", &key).await.unwrap();
         assert_eq!(password.as_deref(), Some(PASSWORD), "{label}");
-        assert!(!connections::has_plain_passwords(&mut connection).await.unwrap(), "{label}");
+        assert!(
+            !connections::has_plain_passwords(&mut connection).await.unwrap(),
+            "{label}"
+        );
         assert_eq!(
-            connections::encrypt_plain_passwords(&mut connection, &key).await.unwrap(),
+            connections::encrypt_plain_passwords(&mut connection, &key)
+                .await
+                .unwrap(),
             0,
             "{label}: running it again changes nothing"
         );
@@ -104,7 +127,9 @@ async fn a_password_stored_with_another_key_is_reported_as_such_and_spoils_only_
     let other = SecretsKey::from_passphrase("a new key");
     for TestDb { db, label, .. } in &databases().await {
         let mut connection = db.acquire().await.unwrap();
-        connections::insert(&mut connection, &warehouse(), &stored_with).await.unwrap();
+        connections::insert(&mut connection, &warehouse(), &stored_with)
+            .await
+            .unwrap();
         let api = Connection::from_url("api", "https://api.example.com").unwrap();
         connections::insert(&mut connection, &api, &other).await.unwrap();
 
@@ -126,7 +151,10 @@ async fn a_password_stored_with_another_key_is_reported_as_such_and_spoils_only_
         )
         .await
         .unwrap();
-        assert!(resolved.get("api").is_some(), "{label}: the other connection still works");
+        assert!(
+            resolved.get("api").is_some(),
+            "{label}: the other connection still works"
+        );
         let error = resolved.require("warehouse").unwrap_err().to_string();
         assert!(
             error.contains("was encrypted with a different secrets key"),
@@ -166,7 +194,9 @@ async fn env_wins_over_config_which_wins_over_the_database() {
             "WEIR_CONN_WAREHOUSE".to_string(),
             "postgres://env:env-pw@env-host:5433/dw".to_string(),
         )];
-        let resolved = Connections::load(&mut connection, &config, environment, &key).await.unwrap();
+        let resolved = Connections::load(&mut connection, &config, environment, &key)
+            .await
+            .unwrap();
         let expected = [
             ("warehouse", ConnectionSource::Env, "env-host"),
             ("api", ConnectionSource::Config, "cfg-api"),
@@ -174,7 +204,11 @@ async fn env_wins_over_config_which_wins_over_the_database() {
         ];
         for (name, source, host) in expected {
             assert_eq!(resolved.source(name), Some(source), "{label}: {name}");
-            assert_eq!(resolved.require(name).unwrap().host.as_deref(), Some(host), "{label}: {name}");
+            assert_eq!(
+                resolved.require(name).unwrap().host.as_deref(),
+                Some(host),
+                "{label}: {name}"
+            );
         }
         assert_eq!(resolved.get("api").unwrap().password.as_deref(), Some("cfg-api-pw"));
         assert_eq!(
