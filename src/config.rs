@@ -8,8 +8,10 @@ use std::time::Duration;
 use chrono_tz::Tz;
 use serde::Deserialize;
 
+use crate::domain::connection::{Connection, ConnectionFields, check_conn_id};
 use crate::domain::duration::parse_duration;
 use crate::domain::validate::ValidationContext;
+use crate::secrets::Passphrase;
 
 /// A configuration problem: which file, which key, and why. Exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +30,12 @@ pub enum ConfigError {
     },
     #[error("environment variable {name}: {reason}")]
     BadOverride { name: String, reason: String },
+    #[error("{path}: [connections.{name}]: {reason}")]
+    BadConnection {
+        path: PathBuf,
+        name: String,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -45,17 +53,22 @@ struct RawConfig {
     pools: BTreeMap<String, u32>,
     #[serde(default)]
     alerts: BTreeMap<String, toml::Table>,
-    // Read by features still to come (alerts delivery, secrets, connections); accepted now so a
-    // complete config file loads today.
+    // Read by a feature still to come (alerts delivery); accepted now so a complete config file
+    // loads today.
     #[serde(default)]
     #[allow(dead_code)]
     smtp: Option<toml::Table>,
     #[serde(default)]
-    #[allow(dead_code)]
-    secrets: Option<toml::Table>,
+    secrets: RawSecrets,
     #[serde(default)]
-    #[allow(dead_code)]
     connections: BTreeMap<String, toml::Table>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecrets {
+    /// Any TOML scalar: `WEIR__SECRETS__KEY=12345` arrives as an integer.
+    key: Option<toml::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -166,6 +179,13 @@ pub struct Config {
     /// Pool name → slots; always has `default`.
     pub pools: BTreeMap<String, u32>,
     pub alert_channels: BTreeSet<String>,
+    /// The folder relative paths resolve against: the config file's (absolute).
+    pub folder: PathBuf,
+    /// `[secrets] key`: encrypts connection passwords in the database. `None` uses (and on first
+    /// use creates) `<state_dir>/secret.key`.
+    pub secrets_key: Option<Passphrase>,
+    /// `[connections.<name>]` tables, checked (§5.8).
+    pub connections: BTreeMap<String, Connection>,
 }
 
 impl Config {
@@ -274,6 +294,29 @@ impl Config {
                 }
             }
         }
+        let secrets_key = match &raw.secrets.key {
+            None => None,
+            Some(value) => match scalar_text(value) {
+                Some(text) if !text.trim().is_empty() => Some(Passphrase::new(text)),
+                _ => {
+                    return Err(bad(
+                        "secrets",
+                        "key",
+                        "***",
+                        "use a long random text (e.g. the output of `openssl rand -hex 32`)",
+                    ));
+                }
+            },
+        };
+        let mut connections = BTreeMap::new();
+        for (name, table) in &raw.connections {
+            let connection = config_connection(name, table).map_err(|reason| ConfigError::BadConnection {
+                path: path.to_path_buf(),
+                name: name.clone(),
+                reason,
+            })?;
+            connections.insert(name.clone(), connection);
+        }
         Ok(Config {
             path: path.to_path_buf(),
             dags_folder: base.join(&core.dags_folder),
@@ -293,6 +336,9 @@ impl Config {
             log_format,
             pools,
             alert_channels: raw.alerts.keys().cloned().collect(),
+            folder: base.to_path_buf(),
+            secrets_key,
+            connections,
         })
     }
 
@@ -312,6 +358,35 @@ impl Config {
     pub fn logs_dir(&self) -> PathBuf {
         self.state_dir.join("logs")
     }
+}
+
+/// A TOML scalar as text (overrides turn `WEIR__...=1234` into an integer).
+fn scalar_text(value: &toml::Value) -> Option<String> {
+    match value {
+        toml::Value::String(text) => Some(text.clone()),
+        toml::Value::Integer(number) => Some(number.to_string()),
+        toml::Value::Float(number) => Some(number.to_string()),
+        toml::Value::Boolean(flag) => Some(flag.to_string()),
+        _ => None,
+    }
+}
+
+/// One `[connections.<name>]` table: `url`, fields, or both (fields override the URL's parts).
+fn config_connection(name: &str, table: &toml::Table) -> Result<Connection, String> {
+    check_conn_id(name)?;
+    let mut table = table.clone();
+    for (key, value) in table.iter_mut() {
+        if key != "port"
+            && key != "extra"
+            && let Some(text) = scalar_text(value)
+        {
+            *value = toml::Value::String(text);
+        }
+    }
+    let fields =
+        ConnectionFields::deserialize(toml::Value::Table(table)).map_err(|error| error.message().to_string())?;
+    let connection = Connection::from_fields(name, fields).map_err(|error| error.reason)?;
+    Ok(connection)
 }
 
 /// `sqlite://relative.db` resolves against the config folder; other URLs pass through.
@@ -453,5 +528,33 @@ mod tests {
         assert!(error.contains("[core] dag_dir_poll = \"soon\""), "{error}");
         let error = load("[alerts.ops]\nkind = \"pager\"\n", &[]).unwrap_err().to_string();
         assert!(error.contains("[alerts.ops] kind"), "{error}");
+    }
+
+    #[test]
+    fn connections_and_the_secrets_key_are_read_and_checked() {
+        let config = load(
+            "[connections.warehouse]\nurl = \"postgres://loader@db.internal:5432/dw\"\n\n[connections.api]\nconn_type = \"https\"\nhost = \"api.example.com\"\nextra = { timeout = 5 }\n",
+            &[
+                ("WEIR__CONNECTIONS__WAREHOUSE__PASSWORD", "12345"),
+                ("WEIR__SECRETS__KEY", "987654321"),
+            ],
+        )
+        .unwrap();
+        let warehouse = &config.connections["warehouse"];
+        assert_eq!(warehouse.password.as_deref(), Some("12345"));
+        assert_eq!(warehouse.schema.as_deref(), Some("dw"));
+        assert_eq!(config.connections["api"].extra["timeout"], 5);
+        assert_eq!(config.secrets_key.as_ref().map(|key| key.expose()), Some("987654321"));
+        assert!(!format!("{config:?}").contains("987654321"), "Debug hides the key");
+        assert!(!format!("{config:?}").contains("12345"), "Debug hides passwords");
+
+        let error = load("[connections.w]\nurl = \"db.internal\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("[connections.w]: the URL has no scheme"), "{error}");
+        let error = load("[connections.w]\nhots = \"x\"\n", &[]).unwrap_err().to_string();
+        assert!(error.contains("[connections.w]: unknown field `hots`"), "{error}");
+        let error = load("[secrets]\nkey = \"\"\n", &[]).unwrap_err().to_string();
+        assert!(error.contains("[secrets] key"), "{error}");
     }
 }

@@ -8,5 +8,6 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod runtime;
+pub mod secrets;
 pub mod storage;
 pub mod telemetry;

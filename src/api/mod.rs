@@ -25,6 +25,8 @@ pub struct ApiState {
     pub config: Arc<Config>,
     /// The in-process scheduler's own measurements (`weir serve`); `None` for `weir webserver`.
     pub scheduler_metrics: Option<Arc<crate::runtime::metrics::SchedulerMetrics>>,
+    /// Encrypts connection passwords written through the API.
+    pub secrets: crate::secrets::SecretsKey,
 }
 
 impl ApiState {

@@ -11,7 +11,6 @@ use tokio_util::task::TaskTracker;
 
 use super::{App, CliResult};
 use crate::api::{self, ApiState};
-use crate::runtime::attempt::{connection_passwords_from_env, variables_from_env};
 use crate::runtime::executor::LocalExecutor;
 use crate::runtime::loader::{self, DagFolder};
 use crate::runtime::metrics::SchedulerMetrics;
@@ -23,6 +22,10 @@ const MAX_LOG_BYTES: u64 = 256 * 1024 * 1024;
 pub async fn serve(app: &App, with_scheduler: bool, with_webserver: bool) -> CliResult {
     let config = &app.config;
     let db = app.db(with_scheduler).await?;
+    let secrets = app.secrets_key()?;
+    if with_scheduler {
+        super::encrypt_plain_passwords(&db, &secrets).await?;
+    }
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
 
@@ -65,8 +68,9 @@ pub async fn serve(app: &App, with_scheduler: bool, with_webserver: bool) -> Cli
             kill_grace: config.task_kill_grace,
             max_log_bytes: MAX_LOG_BYTES,
             owner: None,
-            variables: variables_from_env(std::env::vars()),
-            connection_passwords: connection_passwords_from_env(std::env::vars()),
+            variables: std::collections::BTreeMap::new(),
+            connection_passwords: Vec::new(),
+            secrets: crate::runtime::connections::SecretSources::from_config(&config, secrets.clone()),
         };
         let scheduler =
             Scheduler::new(db.clone(), settings, bag_rx.clone(), executor).with_metrics(Arc::clone(metrics));
@@ -94,6 +98,7 @@ pub async fn serve(app: &App, with_scheduler: bool, with_webserver: bool) -> Cli
             dags: bag_rx,
             config: Arc::new(config.clone()),
             scheduler_metrics,
+            secrets,
         };
         let router = api::router(state);
         let server_cancel = cancel.child_token();

@@ -16,7 +16,6 @@ use super::{App, CliError, CliResult, parse_time_arg};
 use crate::domain::dag::Dag;
 use crate::domain::ids::DagId;
 use crate::domain::state::RunState;
-use crate::runtime::attempt::{connection_passwords_from_env, variables_from_env};
 use crate::runtime::executor::LocalExecutor;
 use crate::runtime::loader::{self, DagBag};
 use crate::runtime::operations;
@@ -443,8 +442,9 @@ pub async fn drive_run(app: &App, db: &Db, bag: DagBag, owner: String, run_pk: i
         kill_grace: app.config.task_kill_grace,
         max_log_bytes: 256 * 1024 * 1024,
         owner: Some(owner),
-        variables: variables_from_env(std::env::vars()),
-        connection_passwords: connection_passwords_from_env(std::env::vars()),
+        variables: BTreeMap::new(),
+        connection_passwords: Vec::new(),
+        secrets: crate::runtime::connections::SecretSources::from_config(&app.config, app.secrets_key()?),
     };
     let (_bag_tx, bag_rx) = watch::channel(Arc::new(bag));
     let scheduler = Scheduler::new(db.clone(), settings, bag_rx, executor);

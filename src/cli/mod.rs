@@ -2,11 +2,13 @@
 //! daemon uses. Exit codes: 0 success, 1 the thing asked for failed, 2 usage or configuration.
 
 mod backfills;
+mod connections;
 mod daemon;
 mod dags;
 pub mod output;
 mod runs;
 mod tasks;
+mod variables;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,6 +19,7 @@ use crate::config::Config;
 use crate::domain::dag::Dag;
 use crate::domain::ids::DagId;
 use crate::runtime::loader::{self, DagBag};
+use crate::secrets::{KeySource, SecretsKey};
 use crate::storage::{Backend, Db};
 use output::OutputFormat;
 
@@ -57,6 +60,12 @@ enum Command {
     /// Task instances.
     #[command(subcommand)]
     Tasks(tasks::TasksCommand),
+    /// Connections to databases and services, from env, config and the database (§5.8).
+    #[command(subcommand)]
+    Connections(connections::ConnectionsCommand),
+    /// Variables for templates (`{{ var.name }}`), from env and the database.
+    #[command(subcommand)]
+    Variables(variables::VariablesCommand),
     /// DAG files that failed to load, with line and column.
     ImportErrors {
         #[arg(long, value_enum, default_value_t)]
@@ -113,6 +122,23 @@ impl App {
             db.ensure_current().await?;
         }
         Ok(db)
+    }
+
+    /// The secrets key: `[secrets] key`, else `<state_dir>/secret.key`, created on first use.
+    pub fn secrets_key(&self) -> anyhow::Result<SecretsKey> {
+        let (key, source) = SecretsKey::load_or_create(self.config.secrets_key.as_ref(), &self.config.state_dir)
+            .map_err(|error| CliError::Usage(error.to_string()))?;
+        match source {
+            KeySource::Configured => tracing::debug!("secrets key from [secrets] key"),
+            KeySource::File { path, created: true } => tracing::warn!(
+                "generated a secrets key in {}: connection passwords in the database are encrypted with it. Keep the file (without it they cannot be read); when weir runs on several machines, set [secrets] key (e.g. to this file's contents) on every one",
+                path.display()
+            ),
+            KeySource::File { path, created: false } => {
+                tracing::info!("secrets key from {} ([secrets] key is not set)", path.display());
+            }
+        }
+        Ok(key)
     }
 
     /// Reads the DAG folder, as Airflow's CLI does, so DAG commands work without a daemon.
@@ -203,6 +229,14 @@ async fn run(app: App, command: Command) -> CliResult {
             db.migrate().await?;
             let status = db.schema_status().await?;
             println!("schema is at version {}", status.current);
+            let mut connection = db.acquire().await?;
+            let plain = crate::storage::connections::has_plain_passwords(&mut connection).await?;
+            drop(connection);
+            // Only then is the key needed: migrating must not create a key file on its own.
+            if plain {
+                let encrypted = encrypt_plain_passwords(&db, &app.secrets_key()?).await?;
+                println!("encrypted {encrypted} connection password(s) stored in plain text");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Db(DbCommand::Check) => {
@@ -249,6 +283,8 @@ async fn run(app: App, command: Command) -> CliResult {
         Command::Runs(command) => runs::run(&app, command).await,
         Command::Backfills(command) => backfills::run(&app, command).await,
         Command::Tasks(command) => tasks::run(&app, command).await,
+        Command::Connections(command) => connections::run(&app, command).await,
+        Command::Variables(command) => variables::run(&app, command).await,
         Command::ImportErrors { output } => {
             let db = app.db(false).await?;
             let mut connection = db.acquire().await?;
@@ -269,6 +305,17 @@ async fn run(app: App, command: Command) -> CliResult {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Encrypts connection passwords stored before encryption existed (`serve`, `scheduler`,
+/// `db migrate`); returns how many.
+pub async fn encrypt_plain_passwords(db: &Db, key: &SecretsKey) -> anyhow::Result<usize> {
+    let mut connection = db.acquire().await?;
+    let encrypted = crate::storage::connections::encrypt_plain_passwords(&mut connection, key).await?;
+    if encrypted > 0 {
+        tracing::info!(encrypted, "encrypted connection passwords stored in plain text");
+    }
+    Ok(encrypted)
 }
 
 /// Parses a date or time given on the command line, in `timezone` when it has no offset.

@@ -17,7 +17,9 @@ use crate::domain::dag::{Dag, Operator};
 use crate::domain::ids::{RunId, TaskId};
 use crate::domain::planner::{self, Candidate};
 use crate::domain::state::{RunState, RunType, TaskState};
-use crate::runtime::attempt::{self, attempt_env, log_path, render_fields, template_context, variables_from_env};
+use crate::runtime::attempt::{self, attempt_env, log_path, render_fields, template_context};
+use crate::runtime::connections::{Resolved, SecretSources};
+use crate::runtime::scheduler::connection_urls;
 use crate::runtime::operations::{self, ClearRequest};
 use crate::runtime::builtin::{BuiltinAttempt, run_builtin};
 use crate::runtime::executor::{AttemptKey, AttemptResult, run_shell_attempt};
@@ -118,7 +120,7 @@ pub async fn run(app: &App, command: TasksCommand) -> CliResult {
             dag_id,
             task_id,
             logical_date,
-        } => render(app, &dag_id, &task_id, logical_date.as_deref()),
+        } => render(app, &dag_id, &task_id, logical_date.as_deref()).await,
         TasksCommand::States { dag_id, run_id, output } => {
             let (dag_id, run_id) = parse_ids(&dag_id, &run_id)?;
             let db = app.db(false).await?;
@@ -221,18 +223,22 @@ fn pretend_run(dag: &Dag, logical_date: Option<&str>) -> anyhow::Result<DagRun> 
     })
 }
 
-fn render(app: &App, dag_id: &str, task_id: &str, logical_date: Option<&str>) -> CliResult {
+async fn render(app: &App, dag_id: &str, task_id: &str, logical_date: Option<&str>) -> CliResult {
     let dag = app.dag(dag_id)?;
     let task = task_of(&dag, task_id)?;
     let run = pretend_run(&dag, logical_date)?;
-    let variables = variables_from_env(std::env::vars());
-    let context = template_context(&dag, &run, task_id, 1, &HashMap::new(), &variables, &json!({}));
-    let fields = render_fields(task, &dag.folder(), &context).map_err(|error| CliError::Failed(error.to_string()))?;
-    let secrets = attempt::secrets(
-        &variables,
-        &task.env,
-        &attempt::connection_passwords_from_env(std::env::vars()),
+    let resolved = resolve_secrets(app).await?;
+    let context = template_context(
+        &dag,
+        &run,
+        task_id,
+        1,
+        &HashMap::new(),
+        &resolved.variables,
+        &resolved.connections.template_context(),
     );
+    let fields = render_fields(task, &dag.folder(), &context).map_err(|error| CliError::Failed(error.to_string()))?;
+    let secrets = attempt::secrets(&resolved.variables, &task.env, &resolved.passwords);
     let mask = |text: &str| crate::runtime::masking::mask_secrets(text, &secrets);
     println!(
         "# {}.{} ({}) for logical date {}",
@@ -254,17 +260,21 @@ async fn test(app: &App, dag_id: &str, task_id: &str, logical_date: Option<&str>
     let dag = app.dag(dag_id)?;
     let task = task_of(&dag, task_id)?;
     let run = pretend_run(&dag, logical_date)?;
-    let variables = variables_from_env(std::env::vars());
-    let context = template_context(&dag, &run, task_id, 1, &HashMap::new(), &variables, &json!({}));
+    let resolved = resolve_secrets(app).await?;
+    let context = template_context(
+        &dag,
+        &run,
+        task_id,
+        1,
+        &HashMap::new(),
+        &resolved.variables,
+        &resolved.connections.template_context(),
+    );
     let fields = render_fields(task, &dag.folder(), &context).map_err(|error| CliError::Failed(error.to_string()))?;
     let scratch = tempfile::tempdir()?;
     let log = scratch.path().join("test.log");
     let output_file = scratch.path().join("test.output");
-    let secrets = attempt::secrets(
-        &variables,
-        &task.env,
-        &attempt::connection_passwords_from_env(std::env::vars()),
-    );
+    let secrets = attempt::secrets(&resolved.variables, &task.env, &resolved.passwords);
     let key = AttemptKey {
         run_pk: 0,
         task_id: task.task_id.clone(),
@@ -300,7 +310,7 @@ async fn test(app: &App, dag_id: &str, task_id: &str, logical_date: Option<&str>
             };
             let attempt = BuiltinAttempt {
                 operator: operator.clone(),
-                connections: connection_urls_from_env(operator),
+                connections: connection_urls(operator, &resolved.connections).map_err(CliError::Failed)?,
                 log_path: log.clone(),
                 secrets,
                 timeout: task.timeout,
@@ -345,16 +355,12 @@ async fn test(app: &App, dag_id: &str, task_id: &str, logical_date: Option<&str>
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-/// Connection URLs from `WEIR_CONN_<NAME>`.
-fn connection_urls_from_env(operator: &Operator) -> HashMap<String, String> {
-    operator
-        .connections()
-        .into_iter()
-        .filter_map(|name| {
-            let url = std::env::var(format!("WEIR_CONN_{}", name.to_uppercase())).ok()?;
-            Some((name.to_string(), url))
-        })
-        .collect()
+/// Connections and variables from every source, as the scheduler would resolve them.
+async fn resolve_secrets(app: &App) -> anyhow::Result<Resolved> {
+    let db = app.db(false).await?;
+    let mut connection = db.acquire().await?;
+    let sources = SecretSources::from_config(&app.config, app.secrets_key()?);
+    Ok(sources.resolve(&mut connection).await?)
 }
 
 fn seconds_between(start: Option<chrono::DateTime<Utc>>, end: Option<chrono::DateTime<Utc>>) -> Value {

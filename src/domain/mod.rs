@@ -2,6 +2,7 @@
 //! the planner. No IO, no clock (`now` is a parameter), no SQL.
 
 pub mod backfill;
+pub mod connection;
 pub mod dag;
 pub mod datasets;
 pub mod duration;
@@ -9,6 +10,7 @@ pub mod ids;
 pub mod params;
 pub mod planner;
 pub mod schedule;
+pub mod secret;
 pub mod spec;
 pub mod state;
 pub mod template;

@@ -47,13 +47,8 @@ pub fn variables_from_env(environment: impl IntoIterator<Item = (String, String)
         .collect()
 }
 
-/// Names that mark a value as secret (§4).
-pub fn is_secret_name(name: &str) -> bool {
-    let lower = name.to_lowercase();
-    ["password", "secret", "token", "key"]
-        .iter()
-        .any(|word| lower.contains(word))
-}
+/// Names that mark a value as secret (§4); defined in the domain, where connections use it too.
+pub use crate::domain::secret::is_secret_name;
 
 /// Passwords of connections given as `WEIR_CONN_<NAME>=<url>` (§5.8): never shown.
 pub fn connection_passwords_from_env(environment: impl IntoIterator<Item = (String, String)>) -> Vec<String> {

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 
 use super::attempt::read_output;
 use super::builtin::{BuiltinAttempt, run_builtin};
+use super::masking::mask_secrets;
 use super::process::{ExitReason, ShellAttempt, run_shell};
 use crate::domain::ids::TaskId;
 
@@ -157,7 +158,8 @@ pub async fn run_shell_attempt(
             let output = tokio::task::spawn_blocking(move || read_output(&output_path, last_line))
                 .await
                 .ok()
-                .flatten();
+                .flatten()
+                .map(|output| mask_secrets(&output, &shell.secrets));
             AttemptResult::Success { output }
         }
         ExitReason::Exited { code } if code == skip_exit_code => AttemptResult::Skipped,

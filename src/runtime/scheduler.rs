@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::attempt::{self, attempt_env, log_path, output_path, render_fields, template_context};
 use super::builtin::BuiltinAttempt;
+use super::connections::{Connections, SecretSources};
 use super::executor::{AttemptKey, AttemptRequest, AttemptResult, AttemptWork, Executor, ExecutorEvent};
 use super::loader::DagBag;
 use super::metrics::SchedulerMetrics;
@@ -42,9 +43,12 @@ pub struct SchedulerSettings {
     /// `None`: the daemon, which creates scheduled runs and drives every run without an owner.
     /// `Some(owner)`: `weir dags test`, which drives only the runs it owns.
     pub owner: Option<String>,
+    /// Variables on top of the database's and `WEIR_VAR_*` (tests set them here).
     pub variables: BTreeMap<String, String>,
-    /// Connection passwords to mask wherever task output or fields are shown.
+    /// Values to mask besides every connection's password (tests set them here).
     pub connection_passwords: Vec<String>,
+    /// Connections (config, env, database) and database variables, read at each dispatch.
+    pub secrets: SecretSources,
 }
 
 /// The DAG rows of the metadata database, by id.
@@ -124,18 +128,6 @@ impl Scheduler {
     pub fn with_metrics(mut self, metrics: Arc<SchedulerMetrics>) -> Self {
         self.metrics = metrics;
         self
-    }
-
-    /// The URLs (with credentials) of the connections `operator` names.
-    fn connection_urls(&self, operator: &Operator) -> HashMap<String, String> {
-        operator
-            .connections()
-            .into_iter()
-            .filter_map(|name| {
-                let url = std::env::var(format!("WEIR_CONN_{}", name.to_uppercase())).ok()?;
-                Some((name.to_string(), url))
-            })
-            .collect()
     }
 
     fn bag(&self) -> Arc<DagBag> {
@@ -493,7 +485,11 @@ impl Scheduler {
             return Ok(());
         }
         let active = task_instances::active(&mut connection).await?;
+        let mut resolved = self.settings.secrets.resolve(&mut connection).await?;
         drop(connection);
+        resolved.variables.extend(self.settings.variables.clone());
+        resolved.passwords.extend(self.settings.connection_passwords.iter().cloned());
+        let connections_view = resolved.connections.template_context();
         let capacity = capacity(&active, self.settings.parallelism, &self.settings.pools);
         let candidates: Vec<Candidate<usize>> = waiting
             .iter()
@@ -541,11 +537,11 @@ impl Scheduler {
                 task.task_id.as_str(),
                 try_number,
                 &outputs,
-                &self.settings.variables,
-                &serde_json::json!({}),
+                &resolved.variables,
+                &connections_view,
             );
             let rendered = render_fields(task, &dag.folder(), &context);
-            let secrets = attempt::secrets(&self.settings.variables, &task.env, &self.settings.connection_passwords);
+            let secrets = attempt::secrets(&resolved.variables, &task.env, &resolved.passwords);
             let rendered_json = match &rendered {
                 Ok(fields) => mask_json(fields.to_json(), &secrets),
                 Err(error) => serde_json::json!({ "error": error.to_string() }),
@@ -571,14 +567,16 @@ impl Scheduler {
                 task_id: task.task_id.clone(),
                 try_number,
             };
-            let fields = match rendered {
-                Ok(fields) => fields,
+            let prepared = rendered.map_err(|error| error.to_string()).and_then(|fields| {
+                let urls = connection_urls(&fields.operator, &resolved.connections)?;
+                Ok((fields, urls))
+            });
+            let (fields, connection_urls) = match prepared {
+                Ok(prepared) => prepared,
                 Err(error) => {
-                    // A template that cannot render fails the attempt before anything runs.
-                    let result = AttemptResult::Failed {
-                        exit_code: None,
-                        error: error.to_string(),
-                    };
+                    // A template that cannot render, or an unknown connection, fails the attempt
+                    // before anything runs.
+                    let result = AttemptResult::Failed { exit_code: None, error };
                     self.record_result(&mut transaction, dag, &key, &result, now).await?;
                     transaction.commit().await?;
                     continue;
@@ -634,7 +632,7 @@ impl Scheduler {
                     };
                     AttemptWork::Builtin(Box::new(BuiltinAttempt {
                         operator: operator.clone(),
-                        connections: self.connection_urls(operator),
+                        connections: connection_urls.clone(),
                         log_path: log,
                         secrets,
                         timeout: task.timeout,
@@ -910,6 +908,18 @@ pub async fn run_snapshot(
         snapshot.previous_run = Some(previous_states.into_iter().map(|ti| (ti.task_id, ti.state)).collect());
     }
     Ok(snapshot)
+}
+
+/// The URLs (with credentials) of the connections `operator` names, or why one cannot be used.
+pub fn connection_urls(operator: &Operator, connections: &Connections) -> Result<HashMap<String, String>, String> {
+    operator
+        .connections()
+        .into_iter()
+        .map(|name| {
+            let url = connections.url(name).map_err(|error| error.to_string())?;
+            Ok((name.to_string(), url))
+        })
+        .collect()
 }
 
 /// The recorded end of an attempt: retried while `try_number < max_tries` (§3.5).

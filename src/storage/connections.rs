@@ -1,45 +1,72 @@
-//! The `connection` table: connections managed through the API (§5.8). The password is stored
-//! as given (encryption with the secrets key comes with issue 5) and is never read back by the
-//! listing functions: only [`password`] returns it, for the code that connects.
+//! The `connection` table: connections managed through the CLI and API (§5.8). Passwords are
+//! written encrypted with the secrets key (`enc:v1:...`) and decrypted only by the functions that
+//! return a connection for connecting; listing never reads them.
 
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::StorageError;
+use crate::domain::connection::{Connection, parse_extra};
+use crate::secrets::{DecryptError, SecretsKey, is_encrypted};
 
-/// A connection as shown: everything but the password.
+/// A connection as shown: `connection.password` is always `None`; `has_password` says whether
+/// one is stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Connection {
-    pub conn_id: String,
-    pub conn_type: String,
-    pub host: Option<String>,
-    pub schema: Option<String>,
-    pub login: Option<String>,
-    pub port: Option<i64>,
-    pub extra: Option<String>,
-    pub description: Option<String>,
-}
-
-/// What a create or update writes; `password: None` on update keeps the stored one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectionWrite {
+pub struct StoredConnection {
     pub connection: Connection,
-    pub password: Option<String>,
+    pub has_password: bool,
 }
 
-const COLUMNS: &str = "conn_id, conn_type, host, conn_schema, login, port, extra, description";
+/// A stored password that the key in use cannot decrypt.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "connection `{conn_id}`'s password {error}: set [secrets] key (or WEIR__SECRETS__KEY) to the key used when it was stored, or set the password again"
+)]
+pub struct UndecryptablePassword {
+    pub conn_id: String,
+    pub error: DecryptError,
+}
 
-fn from_row(row: AnyRow) -> Result<Connection, StorageError> {
-    Ok(Connection {
-        conn_id: row.try_get("conn_id")?,
-        conn_type: row.try_get("conn_type")?,
-        host: row.try_get("host")?,
-        schema: row.try_get("conn_schema")?,
-        login: row.try_get("login")?,
-        port: row.try_get("port")?,
-        extra: row.try_get("extra")?,
-        description: row.try_get("description")?,
+const COLUMNS: &str =
+    "conn_id, conn_type, host, conn_schema, login, port, extra, description, password IS NOT NULL AS has_password";
+
+fn from_row(row: &AnyRow) -> Result<StoredConnection, StorageError> {
+    let conn_id: String = row.try_get("conn_id")?;
+    let port = row
+        .try_get::<Option<i64>, _>("port")?
+        .map(|port| {
+            u16::try_from(port).map_err(|_| StorageError::Corrupt(format!("connection `{conn_id}` has port {port}")))
+        })
+        .transpose()?;
+    let extra = match row.try_get::<Option<String>, _>("extra")? {
+        Some(text) => {
+            parse_extra(&text).map_err(|reason| StorageError::Corrupt(format!("connection `{conn_id}`: {reason}")))?
+        }
+        None => serde_json::Map::new(),
+    };
+    // PostgreSQL answers `IS NOT NULL` with a boolean, SQLite with an integer.
+    let has_password = match row.try_get::<bool, _>("has_password") {
+        Ok(flag) => flag,
+        Err(_) => row.try_get::<i64, _>("has_password")? != 0,
+    };
+    Ok(StoredConnection {
+        connection: Connection {
+            conn_type: row.try_get("conn_type")?,
+            host: row.try_get("host")?,
+            port,
+            schema: row.try_get("conn_schema")?,
+            login: row.try_get("login")?,
+            password: None,
+            extra,
+            description: row.try_get("description")?,
+            conn_id,
+        },
+        has_password,
     })
+}
+
+fn extra_text(connection: &Connection) -> Option<String> {
+    (!connection.extra.is_empty()).then(|| serde_json::Value::Object(connection.extra.clone()).to_string())
 }
 
 /// One page of connections ordered by id (descending when asked), and how many there are in all.
@@ -48,7 +75,7 @@ pub async fn list(
     descending: bool,
     limit: u32,
     offset: u32,
-) -> Result<(Vec<Connection>, i64), StorageError> {
+) -> Result<(Vec<StoredConnection>, i64), StorageError> {
     let total: i64 = sqlx::query("SELECT COUNT(*) FROM connection")
         .fetch_one(&mut *connection)
         .await?
@@ -60,82 +87,168 @@ pub async fn list(
         .bind(i64::from(offset))
         .fetch_all(connection)
         .await?
-        .into_iter()
+        .iter()
         .map(from_row)
         .collect::<Result<_, _>>()?;
     Ok((connections, total))
 }
 
-pub async fn get(connection: &mut AnyConnection, conn_id: &str) -> Result<Option<Connection>, StorageError> {
+/// A connection as shown (no password).
+pub async fn get(connection: &mut AnyConnection, conn_id: &str) -> Result<Option<StoredConnection>, StorageError> {
     let sql = format!("SELECT {COLUMNS} FROM connection WHERE conn_id = $1");
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(conn_id)
         .fetch_optional(connection)
         .await?
+        .as_ref()
         .map(from_row)
         .transpose()
 }
 
-/// The stored password, for the code that connects; never for display.
-pub async fn password(connection: &mut AnyConnection, conn_id: &str) -> Result<Option<String>, StorageError> {
+/// A connection with its decrypted password, for the code that connects; never for display.
+pub async fn get_with_password(
+    connection: &mut AnyConnection,
+    conn_id: &str,
+    key: &SecretsKey,
+) -> Result<Option<Connection>, StorageError> {
+    let sql = format!("SELECT {COLUMNS}, password FROM connection WHERE conn_id = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(conn_id)
+        .fetch_optional(connection)
+        .await?;
+    match row {
+        Some(row) => Ok(Some(with_password(&row, key)?.map_err(StorageError::from)?)),
+        None => Ok(None),
+    }
+}
+
+/// Every connection with its decrypted password, for the resolver; a password the key cannot
+/// decrypt spoils only its own connection.
+pub async fn all_with_passwords(
+    connection: &mut AnyConnection,
+    key: &SecretsKey,
+) -> Result<Vec<Result<Connection, UndecryptablePassword>>, StorageError> {
+    let sql = format!("SELECT {COLUMNS}, password FROM connection ORDER BY conn_id");
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .fetch_all(connection)
+        .await?
+        .iter()
+        .map(|row| with_password(row, key))
+        .collect()
+}
+
+fn with_password(row: &AnyRow, key: &SecretsKey) -> Result<Result<Connection, UndecryptablePassword>, StorageError> {
+    let mut connection = from_row(row)?.connection;
+    let stored: Option<String> = row.try_get("password")?;
+    Ok(match stored.map(|stored| key.decrypt(&stored)).transpose() {
+        Ok(password) => {
+            connection.password = password;
+            Ok(connection)
+        }
+        Err(error) => Err(UndecryptablePassword {
+            conn_id: connection.conn_id,
+            error,
+        }),
+    })
+}
+
+/// The decrypted password, for the code that connects; never for display.
+pub async fn password(
+    connection: &mut AnyConnection,
+    conn_id: &str,
+    key: &SecretsKey,
+) -> Result<Option<String>, StorageError> {
     let row = sqlx::query("SELECT password FROM connection WHERE conn_id = $1")
         .bind(conn_id)
         .fetch_optional(connection)
         .await?;
-    Ok(match row {
-        Some(row) => row.try_get("password")?,
-        None => None,
-    })
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let stored: Option<String> = row.try_get("password")?;
+    stored
+        .map(|stored| {
+            key.decrypt(&stored).map_err(|error| {
+                StorageError::from(UndecryptablePassword {
+                    conn_id: conn_id.to_string(),
+                    error,
+                })
+            })
+        })
+        .transpose()
 }
 
-/// Adds a connection; Conflict when the id exists.
-pub async fn insert(connection: &mut AnyConnection, write: &ConnectionWrite) -> Result<(), StorageError> {
-    let conn = &write.connection;
-    if get(&mut *connection, &conn.conn_id).await?.is_some() {
-        return Err(StorageError::Conflict(format!(
-            "connection `{}` already exists: PATCH /api/v2/connections/{} changes it",
-            conn.conn_id, conn.conn_id
-        )));
+/// Adds a connection, its password encrypted; Conflict when the id exists.
+pub async fn insert(connection: &mut AnyConnection, new: &Connection, key: &SecretsKey) -> Result<(), StorageError> {
+    if get(&mut *connection, &new.conn_id).await?.is_some() {
+        return Err(conflict(&new.conn_id));
     }
     sqlx::query("INSERT INTO connection (conn_id, conn_type, host, conn_schema, login, password, port, extra, description) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
-        .bind(&conn.conn_id)
-        .bind(&conn.conn_type)
-        .bind(conn.host.as_deref())
-        .bind(conn.schema.as_deref())
-        .bind(conn.login.as_deref())
-        .bind(write.password.as_deref())
-        .bind(conn.port)
-        .bind(conn.extra.as_deref())
-        .bind(conn.description.as_deref())
+        .bind(&new.conn_id)
+        .bind(&new.conn_type)
+        .bind(new.host.as_deref())
+        .bind(new.schema.as_deref())
+        .bind(new.login.as_deref())
+        .bind(new.password.as_deref().map(|password| key.encrypt(password)))
+        .bind(new.port.map(i64::from))
+        .bind(extra_text(new))
+        .bind(new.description.as_deref())
         .execute(connection)
         .await
         .map_err(|error| match &error {
-            sqlx::Error::Database(database_error) if database_error.is_unique_violation() => {
-                StorageError::Conflict(format!("connection `{}` already exists", conn.conn_id))
-            }
+            sqlx::Error::Database(database_error) if database_error.is_unique_violation() => conflict(&new.conn_id),
             _ => StorageError::from(error),
         })?;
     Ok(())
 }
 
-/// Replaces a connection's fields (the password only when one is given); NotFound when missing.
-pub async fn update(connection: &mut AnyConnection, write: &ConnectionWrite) -> Result<(), StorageError> {
-    let conn = &write.connection;
-    let changed = sqlx::query("UPDATE connection SET conn_type = $2, host = $3, conn_schema = $4, login = $5, port = $6, extra = $7, description = $8, password = COALESCE($9, password) WHERE conn_id = $1")
-        .bind(&conn.conn_id)
-        .bind(&conn.conn_type)
-        .bind(conn.host.as_deref())
-        .bind(conn.schema.as_deref())
-        .bind(conn.login.as_deref())
-        .bind(conn.port)
-        .bind(conn.extra.as_deref())
-        .bind(conn.description.as_deref())
-        .bind(write.password.as_deref())
+/// What an update does to the stored password.
+#[derive(Clone, PartialEq, Eq)]
+pub enum PasswordChange {
+    Keep,
+    Set(String),
+    Clear,
+}
+
+impl std::fmt::Debug for PasswordChange {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(match self {
+            PasswordChange::Keep => "Keep",
+            PasswordChange::Set(_) => "Set(***)",
+            PasswordChange::Clear => "Clear",
+        })
+    }
+}
+
+/// Replaces a connection's fields (`changed.password` is ignored: `password` says what happens
+/// to it; a new one is encrypted). NotFound when missing.
+pub async fn update(
+    connection: &mut AnyConnection,
+    changed: &Connection,
+    password: &PasswordChange,
+    key: &SecretsKey,
+) -> Result<(), StorageError> {
+    let (replace_password, new_password) = match password {
+        PasswordChange::Keep => (0_i64, None),
+        PasswordChange::Set(password) => (1, Some(key.encrypt(password))),
+        PasswordChange::Clear => (1, None),
+    };
+    let rows = sqlx::query("UPDATE connection SET conn_type = $2, host = $3, conn_schema = $4, login = $5, port = $6, extra = $7, description = $8, password = CASE WHEN $9 = 1 THEN $10 ELSE password END WHERE conn_id = $1")
+        .bind(&changed.conn_id)
+        .bind(&changed.conn_type)
+        .bind(changed.host.as_deref())
+        .bind(changed.schema.as_deref())
+        .bind(changed.login.as_deref())
+        .bind(changed.port.map(i64::from))
+        .bind(extra_text(changed))
+        .bind(changed.description.as_deref())
+        .bind(replace_password)
+        .bind(new_password)
         .execute(connection)
         .await?
         .rows_affected();
-    if changed == 0 {
-        return Err(not_found(&conn.conn_id));
+    if rows == 0 {
+        return Err(not_found(&changed.conn_id));
     }
     Ok(())
 }
@@ -150,6 +263,47 @@ pub async fn delete(connection: &mut AnyConnection, conn_id: &str) -> Result<(),
         return Err(not_found(conn_id));
     }
     Ok(())
+}
+
+/// Whether any password is stored in plain text (from before encryption existed).
+pub async fn has_plain_passwords(connection: &mut AnyConnection) -> Result<bool, StorageError> {
+    let count: i64 =
+        sqlx::query("SELECT COUNT(*) FROM connection WHERE password IS NOT NULL AND password NOT LIKE 'enc:v1:%'")
+            .fetch_one(connection)
+            .await?
+            .try_get(0)?;
+    Ok(count > 0)
+}
+
+/// Encrypts passwords stored in plain text before encryption existed; returns how many. Run when
+/// the scheduler starts and by `weir db migrate`.
+pub async fn encrypt_plain_passwords(connection: &mut AnyConnection, key: &SecretsKey) -> Result<usize, StorageError> {
+    let rows = sqlx::query("SELECT conn_id, password FROM connection WHERE password IS NOT NULL")
+        .fetch_all(&mut *connection)
+        .await?;
+    let mut encrypted = 0;
+    for row in rows {
+        let conn_id: String = row.try_get("conn_id")?;
+        let stored: String = row.try_get("password")?;
+        if is_encrypted(&stored) {
+            continue;
+        }
+        // Only if it is still the same plain text: a password set meanwhile is already encrypted.
+        encrypted += sqlx::query("UPDATE connection SET password = $1 WHERE conn_id = $2 AND password = $3")
+            .bind(key.encrypt(&stored))
+            .bind(&conn_id)
+            .bind(&stored)
+            .execute(&mut *connection)
+            .await?
+            .rows_affected() as usize;
+    }
+    Ok(encrypted)
+}
+
+fn conflict(conn_id: &str) -> StorageError {
+    StorageError::Conflict(format!(
+        "connection `{conn_id}` already exists: PATCH /api/v2/connections/{conn_id} changes it, or `weir connections delete {conn_id}` first"
+    ))
 }
 
 fn not_found(conn_id: &str) -> StorageError {

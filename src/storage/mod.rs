@@ -36,6 +36,8 @@ pub enum StorageError {
     SchemaAhead { current: i64, supported: i64 },
     #[error("cannot open the metadata database {url}: {reason}")]
     Open { url: String, reason: String },
+    #[error(transparent)]
+    Undecryptable(#[from] connections::UndecryptablePassword),
 }
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;

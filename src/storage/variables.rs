@@ -1,6 +1,8 @@
 //! The `variable` table: key/value variables managed through the API (§5.8); the values of
 //! secret-named keys are stored as given and masked by whoever shows them.
 
+use std::collections::BTreeMap;
+
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
@@ -74,6 +76,27 @@ pub async fn insert(connection: &mut AnyConnection, variable: &Variable) -> Resu
             }
             _ => StorageError::from(error),
         })?;
+    Ok(())
+}
+
+/// Every variable, key → value, for templates (`{{ var.<key> }}`).
+pub async fn all(connection: &mut AnyConnection) -> Result<BTreeMap<String, String>, StorageError> {
+    sqlx::query("SELECT key, val FROM variable")
+        .fetch_all(connection)
+        .await?
+        .into_iter()
+        .map(|row| Ok((row.try_get("key")?, row.try_get("val")?)))
+        .collect()
+}
+
+/// Creates or replaces a variable (`weir variables set`); a `None` description keeps the stored one.
+pub async fn set(connection: &mut AnyConnection, variable: &Variable) -> Result<(), StorageError> {
+    sqlx::query("INSERT INTO variable (key, val, description) VALUES ($1, $2, $3) ON CONFLICT (key) DO UPDATE SET val = excluded.val, description = COALESCE(excluded.description, variable.description)")
+        .bind(&variable.key)
+        .bind(&variable.value)
+        .bind(variable.description.as_deref())
+        .execute(connection)
+        .await?;
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 //! the OpenAPI document against the route table, `/metrics`, and one real server on port 0.
 
 mod backfills;
+mod connections;
 mod dags;
 mod datasets;
 mod resources;
@@ -109,6 +110,7 @@ pub async fn apis_with(extra_dags: &[&str]) -> Vec<Api> {
             dags: receiver,
             config: Arc::new(config),
             scheduler_metrics: None,
+            secrets: weir::secrets::SecretsKey::from_passphrase(support::TEST_SECRETS_KEY),
         };
         apis.push(Api {
             router: api::router(state.clone()),

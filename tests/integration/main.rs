@@ -8,6 +8,7 @@ mod api;
 mod backfill;
 mod browser;
 mod cli;
+mod cli_connections;
 mod daemon;
 mod datasets;
 mod e2e;

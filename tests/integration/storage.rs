@@ -1,6 +1,7 @@
 //! The metadata database on every backend: each case runs against a fresh SQLite database and,
 //! when reachable, a fresh PostgreSQL one, and says which failed.
 
+mod connections;
 mod dags;
 mod meta;
 mod runs;

@@ -14,6 +14,8 @@ use weir::domain::dag::Dag;
 use weir::domain::validate::ValidationContext;
 use weir::storage::{Db, redact};
 
+/// The secrets key the API harnesses encrypt connection passwords with.
+pub const TEST_SECRETS_KEY: &str = "weir test secrets key";
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 /// Every database a test creates is named `weir_test_<pid>_<counter>_<nanos>`.
 const DATABASE_PREFIX: &str = "weir_test_";

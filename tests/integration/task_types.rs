@@ -359,6 +359,11 @@ tasks:
             read_log(&harness, &run, "whoami", 1).contains("you sent loader:***"),
             "the server really received the credentials"
         );
+        let mut connection = harness.db.acquire().await.unwrap();
+        let outputs = task_instances::outputs(&mut connection, run.pk).await.unwrap();
+        for task in ["whoami", "shell_echo"] {
+            assert!(!outputs[task].contains(password), "{task} output leaks: {}", outputs[task]);
+        }
     }
 }
 
@@ -386,5 +391,49 @@ tasks:
         assert_eq!(states["quick"], TaskState::Success);
         assert_eq!(states["hang"], TaskState::Failed);
         assert_eq!(attempt_error(&harness, run.pk, "hang").await, "timed out after 500ms");
+    }
+}
+
+#[tokio::test]
+async fn a_password_stored_in_the_database_is_used_by_a_task_and_masked_in_what_it_shows() {
+    let server = TestServer::start().await;
+    let password = "db-stored-PW-5521";
+    let authority = server.base.trim_start_matches("http://");
+    for test_db in support::databases().await {
+        let key = weir::secrets::SecretsKey::from_passphrase("weir-tests");
+        let stored = weir::domain::connection::Connection::from_url(
+            "crm_leak_test",
+            &format!("http://loader:{password}@{authority}"),
+        )
+        .unwrap();
+        let mut connection = test_db.db.acquire().await.unwrap();
+        weir::storage::connections::insert(&mut connection, &stored, &key).await.unwrap();
+        drop(connection);
+        let yaml = r#"
+dag_id: db_conn
+tasks:
+  whoami:
+    type: http
+    conn: crm_leak_test
+    url: /whoami
+  describe:
+    command: echo "host={{ conn.crm_leak_test.host }} login={{ conn.crm_leak_test.login }}"
+"#;
+        let mut harness = Harness::new(&test_db.db, yaml).await;
+        let run = harness.trigger().await;
+        assert_eq!(harness.run_to_end(&run).await, RunState::Success, "{}", test_db.label);
+        let whoami = read_log(&harness, &run, "whoami", 1);
+        assert!(whoami.contains("you sent loader:***"), "basic auth from the stored URL: {whoami}");
+        assert!(!whoami.contains(password), "{whoami}");
+        let mut connection = harness.db.acquire().await.unwrap();
+        let outputs = task_instances::outputs(&mut connection, run.pk).await.unwrap();
+        assert_eq!(outputs["describe"], r#""host=127.0.0.1 login=loader""#, "conn.<name> in templates");
+        assert_eq!(outputs["whoami"], r#""you sent loader:***""#, "the output is masked too");
+        for task in ["whoami", "describe"] {
+            let attempts = task_instances::attempts(&mut connection, run.pk, &TaskId::parse(task).unwrap())
+                .await
+                .unwrap();
+            assert!(!attempts[0].rendered.to_string().contains(password));
+        }
     }
 }

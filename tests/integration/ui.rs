@@ -76,6 +76,7 @@ impl Ui {
             dags: bag_rx,
             config: Arc::new(config),
             scheduler_metrics: None,
+            secrets: weir::secrets::SecretsKey::from_passphrase(support::TEST_SECRETS_KEY),
         };
         Ui {
             state,

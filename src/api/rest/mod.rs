@@ -96,7 +96,7 @@ where
 {
     let success = match (verb, tag) {
         (Verb::Delete, _) => 204,
-        (Verb::Post, "Variable" | "Connection") => 201,
+        (Verb::Post, "Variable" | "Connection") if !path.ends_with("/test") => 201,
         _ => 200,
     };
     Entry {
@@ -445,6 +445,14 @@ fn entries() -> Vec<Entry> {
             "Create a connection",
             "Connection",
             connections::create,
+        ),
+        entry(
+            Post,
+            "/api/v2/connections/test",
+            "test_connection",
+            "Test a connection (database: SELECT 1; HTTP: GET the base URL)",
+            "Connection",
+            connections::test,
         ),
         entry(
             Get,

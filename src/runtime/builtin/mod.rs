@@ -21,6 +21,7 @@ pub use self::log::TaskLog;
 pub use self::sensor::{PokeVerdict, after_poke};
 use super::attempt::MAX_OUTPUT_BYTES;
 use super::executor::AttemptResult;
+use super::masking::mask_secrets;
 use crate::domain::dag::{Dag, Operator};
 use crate::domain::duration::format_duration;
 use crate::domain::ids::{DagId, RunId, TaskId};
@@ -148,7 +149,8 @@ async fn run_operator(attempt: &BuiltinAttempt, log: &mut TaskLog) -> AttemptRes
     };
     match outcome {
         Ok(output) => AttemptResult::Success {
-            output: output.map(|value| capped_output(&value)),
+            // Outputs are shown in the UI and API: a secret a server echoed back stays hidden.
+            output: output.map(|value| mask_secrets(&capped_output(&value), &attempt.secrets)),
         },
         Err(error) => AttemptResult::Failed { exit_code: None, error },
     }

@@ -154,7 +154,7 @@ async fn connections_round_trip_and_never_return_the_password() {
         assert_eq!(patched.body["port"], 6432, "{patched:?}");
         assert_eq!(patched.body["host"], "db.internal", "update_mask keeps the host");
         let mut connection = api.state.db.acquire().await.unwrap();
-        let stored = weir::storage::connections::password(&mut connection, "warehouse")
+        let stored = weir::storage::connections::password(&mut connection, "warehouse", &api.state.secrets)
             .await
             .unwrap();
         assert_eq!(stored.as_deref(), Some("hunter2"), "a patch without password keeps it");
