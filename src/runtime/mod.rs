@@ -7,5 +7,6 @@ pub mod loader;
 pub mod masking;
 pub mod metrics;
 pub mod operations;
+pub mod operators;
 pub mod process;
 pub mod scheduler;
