@@ -11,6 +11,7 @@ mod cli;
 mod daemon;
 mod e2e;
 mod retention;
+mod sql_tasks;
 mod storage;
 mod support;
 mod tidy;

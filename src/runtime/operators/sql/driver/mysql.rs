@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use sqlx::error::BoxDynError;
-use sqlx::mysql::{MySql, MySqlArguments, MySqlColumn, MySqlConnection, MySqlQueryResult, MySqlRow};
+use sqlx::mysql::{MySql, MySqlArguments, MySqlColumn, MySqlConnection, MySqlQueryResult, MySqlRow, MySqlTypeInfo};
 use sqlx::{Arguments, Column, Executor, Row, SqlSafeStr, Statement, TypeInfo, ValueRef};
 
 use super::Driver;
@@ -33,6 +33,31 @@ pub(super) fn kind_of(type_name: &str) -> ColumnKind {
     }
 }
 
+/// Whether a string column holds bytes (character set `binary`, collation id 63) rather than
+/// text. The protocol's BINARY flag, which sqlx names types by, is also set for text with a
+/// `_bin` collation (`VARCHAR ... COLLATE utf8mb4_bin`, MariaDB's JSON), and sqlx keeps the
+/// collation private, so it is read from the type's `Debug` form.
+fn has_binary_character_set(type_info: &MySqlTypeInfo) -> bool {
+    let shown = format!("{type_info:?}");
+    match shown.split_once("collation: Collation(").and_then(|(_, rest)| rest.split_once(')')) {
+        Some((id, _)) => id.trim() == "63",
+        // Unknown layout: trust the BINARY flag, as sqlx does.
+        None => true,
+    }
+}
+
+/// The text type a binary-collated column really is (`LONGBLOB` -> `LONGTEXT`).
+fn text_type_name(type_name: &str) -> &'static str {
+    match type_name {
+        "BINARY" => "CHAR",
+        "VARBINARY" => "VARCHAR",
+        "TINYBLOB" => "TINYTEXT",
+        "MEDIUMBLOB" => "MEDIUMTEXT",
+        "LONGBLOB" => "LONGTEXT",
+        _ => "TEXT",
+    }
+}
+
 fn is_unsigned(type_name: &str) -> bool {
     type_name.ends_with("UNSIGNED") || type_name == "BIT"
 }
@@ -42,6 +67,9 @@ impl Driver for MySql {
 
     fn column_spec(column: &MySqlColumn) -> ColumnSpec {
         let type_name = column.type_info().name();
+        if kind_of(type_name) == ColumnKind::Bytes && !has_binary_character_set(column.type_info()) {
+            return ColumnSpec::new(column.name(), ColumnKind::Text, text_type_name(type_name));
+        }
         ColumnSpec::new(column.name(), kind_of(type_name), type_name)
     }
 
