@@ -613,3 +613,28 @@ async fn postgres_specific_types_read_as_their_neutral_values() {
         }])
     );
 }
+
+#[tokio::test]
+async fn a_sqlite_value_that_contradicts_its_declared_type_stops_a_transfer_but_shows_in_sql_output() {
+    let source = support::scratch_sqlite();
+    sql(
+        &source.url,
+        "CREATE TABLE events (id INTEGER, day DATE);\nINSERT INTO events VALUES (1, '2026-03-01'), (2, 'soon')",
+    )
+    .await;
+    let target = support::scratch_sqlite();
+    let mut log = |_: &str| {};
+    let error = transfer(
+        &spec(&source, "SELECT id, day FROM events", &target, "events", TransferMode::Append),
+        &mut log,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("column `day` (type DATE)"), "{error}");
+    assert!(error.contains("a TEXT value ('soon') where a date is declared"), "{error}");
+    assert_eq!(
+        sql(&source.url, "SELECT id, day FROM events ORDER BY id").await.rows,
+        json!([{"id": 1, "day": "2026-03-01"}, {"id": 2, "day": "soon"}])
+    );
+}

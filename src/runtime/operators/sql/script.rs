@@ -8,7 +8,7 @@ use sqlx::sqlite::Sqlite;
 use sqlx::{Connection, Either, Executor, IntoArguments};
 
 use super::cell::ColumnSpec;
-use super::driver::{Driver, decode_row, row_columns};
+use super::driver::{Driver, decode_row_for_output, row_columns};
 use super::error::{database_message, statement_preview};
 use super::split::split_statements;
 use super::url::{connect_mysql, connect_postgres, connect_sqlite, describe_target};
@@ -200,7 +200,7 @@ where
                 if last.rows.len() >= row_cap {
                     continue;
                 }
-                let cells = decode_row::<DB>(&row, columns)?;
+                let cells = decode_row_for_output::<DB>(&row, columns)?;
                 let object: serde_json::Map<String, serde_json::Value> = columns
                     .iter()
                     .zip(&cells)

@@ -33,6 +33,13 @@ pub(super) trait Driver: Database + HasStatementCache {
     /// not fit (an unsigned integer past i64, a SQLite text that is no date).
     fn decode(row: &Self::Row, index: usize, column: &ColumnSpec) -> Result<Cell, String>;
 
+    /// Like [`Driver::decode`], for a `sql` task's output, where a value that does not match
+    /// its declared type is better shown as it is than failing the task. Only SQLite, which does
+    /// not enforce declared types, differs.
+    fn decode_for_output(row: &Self::Row, index: usize, column: &ColumnSpec) -> Result<Cell, String> {
+        Self::decode(row, index, column)
+    }
+
     /// Adds `cell` (already conformed to `kind`) to `arguments`; a `Null` is bound with the
     /// type of `kind`, so a prepared INSERT sees the same parameter types on every row.
     fn bind(arguments: &mut Self::Arguments, cell: Cell, kind: ColumnKind) -> Result<(), BoxDynError>;
@@ -67,16 +74,33 @@ pub(super) fn row_columns<DB: Driver>(row: &DB::Row) -> Vec<ColumnSpec> {
     row.columns().iter().map(DB::column_spec).collect()
 }
 
-/// Every value of `row` as cells.
+/// Every value of `row` as cells, for loading elsewhere: strict about declared types.
 pub(super) fn decode_row<DB: Driver>(row: &DB::Row, columns: &[ColumnSpec]) -> Result<Vec<Cell>, SqlTaskError> {
+    decode_row_with(row, columns, DB::BACKEND, DB::decode)
+}
+
+/// Every value of `row` as cells, for a `sql` task's output.
+pub(super) fn decode_row_for_output<DB: Driver>(
+    row: &DB::Row,
+    columns: &[ColumnSpec],
+) -> Result<Vec<Cell>, SqlTaskError> {
+    decode_row_with(row, columns, DB::BACKEND, DB::decode_for_output)
+}
+
+fn decode_row_with<R>(
+    row: &R,
+    columns: &[ColumnSpec],
+    backend: Backend,
+    decode: fn(&R, usize, &ColumnSpec) -> Result<Cell, String>,
+) -> Result<Vec<Cell>, SqlTaskError> {
     columns
         .iter()
         .enumerate()
         .map(|(index, column)| {
             if column.kind == ColumnKind::Unsupported {
-                return Err(unsupported(DB::BACKEND, column));
+                return Err(unsupported(backend, column));
             }
-            DB::decode(row, index, column).map_err(|problem| SqlTaskError::BadValue {
+            decode(row, index, column).map_err(|problem| SqlTaskError::BadValue {
                 column: column.name.clone(),
                 type_name: column.type_name.clone(),
                 problem,

@@ -191,6 +191,16 @@ impl Driver for Sqlite {
         })
     }
 
+    fn decode_for_output(row: &SqliteRow, index: usize, column: &ColumnSpec) -> Result<Cell, String> {
+        Self::decode(row, index, column).or_else(|_| {
+            let as_stored = ColumnSpec {
+                kind: ColumnKind::Dynamic,
+                ..column.clone()
+            };
+            Self::decode(row, index, &as_stored)
+        })
+    }
+
     fn bind(arguments: &mut SqliteArguments, cell: Cell, _kind: ColumnKind) -> Result<(), BoxDynError> {
         match cell {
             Cell::Null => arguments.add(None::<String>),
