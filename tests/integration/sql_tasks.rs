@@ -331,6 +331,12 @@ async fn sqlite_rows_move_into_postgres_with_their_types() {
     assert_eq!(type_of("created_tz").as_deref(), Some("timestamp with time zone"));
     assert_eq!(type_of("day").as_deref(), Some("date"));
     assert_eq!(type_of("flag").as_deref(), Some("boolean"));
+    let precision = read_back(
+        &target.url,
+        "SELECT numeric_precision::int, numeric_scale::int FROM information_schema.columns WHERE table_name = 'orders_copy' AND column_name = 'amount'",
+    )
+    .await;
+    assert_eq!(precision, [["12", "2"]], "SQLite's declared DECIMAL(12,2) keeps its shape");
 }
 
 #[tokio::test]
@@ -637,4 +643,56 @@ async fn a_sqlite_value_that_contradicts_its_declared_type_stops_a_transfer_but_
         sql(&source.url, "SELECT id, day FROM events ORDER BY id").await.rows,
         json!([{"id": 1, "day": "2026-03-01"}, {"id": 2, "day": "soon"}])
     );
+}
+
+#[tokio::test]
+async fn a_mariadb_upsert_into_a_table_without_a_unique_key_is_refused_instead_of_duplicating() {
+    let Some(target) = support::scratch_mysql().await else { return };
+    sql(&target.url, "CREATE TABLE items (id BIGINT, name TEXT)").await;
+    let source = support::scratch_sqlite();
+    sql(&source.url, "CREATE TABLE items (id INTEGER, name TEXT); INSERT INTO items VALUES (1, 'a')").await;
+    let mut upsert = spec(&source, "SELECT id, name FROM items", &target, "items", TransferMode::Upsert);
+    upsert.keys = vec!["id".into()];
+    let mut log = |_: &str| {};
+    let error = transfer(&upsert, &mut log).await.unwrap_err();
+    assert!(matches!(error, SqlTaskError::NoUniqueKey { .. }), "{error}");
+    assert!(error.to_string().contains("PRIMARY KEY or UNIQUE index on exactly (id)"), "{error}");
+
+    sql(&target.url, "ALTER TABLE items ADD PRIMARY KEY (id)").await;
+    run_transfer(&upsert).await;
+    run_transfer(&upsert).await;
+    assert_eq!(count(&target.url, "SELECT COUNT(*) FROM items").await, 1);
+}
+
+#[tokio::test]
+async fn a_mariadb_batch_larger_than_its_packet_limit_is_sent_in_smaller_inserts() {
+    let Some(target) = support::scratch_mysql().await else { return };
+    let source = support::scratch_sqlite();
+    // 300 rows of 100 kB: 30 MB in one batch, past MariaDB's default 16 MiB max_allowed_packet.
+    let big_rows = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300) \
+                    SELECT i AS id, hex(zeroblob(50000)) AS payload FROM n";
+    let mut batched = spec(&source, big_rows, &target, "payloads", TransferMode::Append);
+    batched.batch_size = 300;
+    let (moved, _) = run_transfer(&batched).await;
+    assert_eq!(moved, 300);
+    assert_eq!(
+        count(&target.url, "SELECT SUM(LENGTH(payload)) FROM payloads").await,
+        300 * 100_000
+    );
+}
+
+#[tokio::test]
+async fn a_table_can_be_copied_within_one_sqlite_file() {
+    let db = support::scratch_sqlite();
+    sql(
+        &db.url,
+        "CREATE TABLE raw (id INTEGER, amount DECIMAL(10,2));\n\
+         INSERT INTO raw VALUES (1, 1.50), (2, 2.25), (3, 3.75), (4, 4.00), (5, 5.05)",
+    )
+    .await;
+    let mut copy = spec(&db, "SELECT id, amount * 2 AS doubled FROM raw", &db, "doubled", TransferMode::Replace);
+    copy.batch_size = 2;
+    let (moved, _) = run_transfer(&copy).await;
+    assert_eq!(moved, 5);
+    assert_eq!(count(&db.url, "SELECT COUNT(*) FROM doubled").await, 5);
 }

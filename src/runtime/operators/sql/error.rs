@@ -77,6 +77,11 @@ pub enum SqlTaskError {
     #[error("`{table}` is not a table name weir can use: {reason}")]
     InvalidTableName { table: String, reason: String },
 
+    #[error(
+        "upsert into {table} needs a PRIMARY KEY or UNIQUE index on exactly ({keys}); without one MySQL would insert duplicates. Add one, or let the transfer create the table"
+    )]
+    NoUniqueKey { table: String, keys: String },
+
     #[error("preparing target table {table} failed, nothing was loaded: {message}")]
     Target { table: String, message: String },
 

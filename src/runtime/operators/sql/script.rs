@@ -35,6 +35,9 @@ pub struct SqlOutcome {
 /// when one fails, none (the error names the statement's number and the database's message).
 /// Statements are split on `;` outside strings, quoted names, dollar quotes and comments.
 /// The output is the rows of the last statement, at most `row_cap` of them.
+///
+/// On MySQL/MariaDB, DDL (CREATE, ALTER, DROP, TRUNCATE, ...) commits implicitly, a rule of the
+/// server that no client can change: work before such a statement cannot be rolled back there.
 pub async fn run_sql(
     url: &str,
     script: &str,

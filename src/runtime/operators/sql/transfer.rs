@@ -246,7 +246,22 @@ where
     settle_dynamic_kinds(&mut columns, &batch);
     let keys: &[String] = if spec.mode == TransferMode::Upsert { &spec.keys } else { &[] };
 
-    let exists = table_exists::<T>(connection, table).await.map_err(target_error)?;
+    let (exists_sql, exists_parameters) = T::table_exists_query(table);
+    let exists = returns_row::<T>(connection, exists_sql, exists_parameters)
+        .await
+        .map_err(target_error)?;
+    if spec.mode == TransferMode::Upsert
+        && exists
+        && let Some((unique_sql, unique_parameters)) = T::unique_key_query(table, keys)
+        && !returns_row::<T>(connection, unique_sql, unique_parameters)
+            .await
+            .map_err(target_error)?
+    {
+        return Err(SqlTaskError::NoUniqueKey {
+            table: table.to_string(),
+            keys: keys.join(", "),
+        });
+    }
     let create = (!exists).then(|| create_table_sql(backend, table, &columns, keys));
     if backend == Backend::MySql
         && let Some(create) = &create
@@ -291,7 +306,7 @@ where
             };
             let mut remaining = conformed.into_iter().peekable();
             while remaining.peek().is_some() {
-                let chunk: Vec<Vec<Cell>> = remaining.by_ref().take(per_insert).collect();
+                let chunk = take_chunk(&mut remaining, per_insert, T::max_insert_bytes());
                 let sql = if chunk.len() == per_insert {
                     Arc::clone(&full_insert)
                 } else {
@@ -398,16 +413,50 @@ fn last_row_per_key(batch: Vec<Vec<Cell>>, key_indexes: &[usize]) -> Vec<Vec<Cel
         .collect()
 }
 
-async fn table_exists<T>(connection: &mut T::Connection, table: &TableName) -> Result<bool, sqlx::Error>
+/// The next rows for one INSERT: `per_insert` of them, fewer when their values would pass
+/// `max_bytes` (always at least one).
+fn take_chunk(
+    rows: &mut std::iter::Peekable<std::vec::IntoIter<Vec<Cell>>>,
+    per_insert: usize,
+    max_bytes: Option<usize>,
+) -> Vec<Vec<Cell>> {
+    let mut chunk = Vec::with_capacity(per_insert.min(rows.len()));
+    let mut bytes = 0;
+    while chunk.len() < per_insert {
+        let Some(row) = rows.peek() else { break };
+        if let Some(limit) = max_bytes {
+            let row_bytes: usize = row.iter().map(approximate_size).sum();
+            if !chunk.is_empty() && bytes + row_bytes > limit {
+                break;
+            }
+            bytes += row_bytes;
+        }
+        chunk.extend(rows.next());
+    }
+    chunk
+}
+
+/// Roughly how many bytes a value takes on the wire.
+fn approximate_size(cell: &Cell) -> usize {
+    match cell {
+        Cell::Text(text) | Cell::Decimal(text) => text.len() + 9,
+        Cell::Bytes(bytes) => bytes.len() + 9,
+        Cell::Json(value) => value.to_string().len() + 9,
+        _ => 16,
+    }
+}
+
+/// Whether `sql` with `parameters` returns at least one row.
+async fn returns_row<T>(connection: &mut T::Connection, sql: String, parameters: Vec<Cell>) -> Result<bool, sqlx::Error>
 where
     T: Driver,
     for<'e> &'e mut T::Connection: Executor<'e, Database = T>,
     T::Arguments: IntoArguments<T>,
 {
-    let (sql, parameters) = T::table_exists_query(table);
     let mut arguments = T::Arguments::default();
     for parameter in parameters {
-        T::bind(&mut arguments, parameter, ColumnKind::Text).map_err(sqlx::Error::Encode)?;
+        let kind = parameter.kind().unwrap_or(ColumnKind::Text);
+        T::bind(&mut arguments, parameter, kind).map_err(sqlx::Error::Encode)?;
     }
     let found = sqlx::query_with::<T, _>(sqlx::AssertSqlSafe(sql), arguments)
         .fetch_optional(&mut *connection)
@@ -482,6 +531,21 @@ mod tests {
         };
         let shown = format!("{spec:?}");
         assert!(!shown.contains("hunter2") && !shown.contains("topsecret"), "{shown}");
+    }
+
+    #[test]
+    fn chunks_stop_at_the_row_count_or_the_byte_budget() {
+        let row = |text: &str| vec![Cell::Int(1), Cell::Text(text.into())];
+        let rows = vec![row("aaaa"), row("bbbb"), row("cccc"), row(&"x".repeat(100))];
+        let mut remaining = rows.clone().into_iter().peekable();
+        assert_eq!(take_chunk(&mut remaining, 3, None).len(), 3);
+        assert_eq!(take_chunk(&mut remaining, 3, None).len(), 1);
+        let mut remaining = rows.into_iter().peekable();
+        // Each small row is 16 + 13 = 29 bytes: two fit in 60, the big one goes alone.
+        assert_eq!(take_chunk(&mut remaining, 10, Some(60)).len(), 2);
+        assert_eq!(take_chunk(&mut remaining, 10, Some(60)).len(), 1);
+        assert_eq!(take_chunk(&mut remaining, 10, Some(60)).len(), 1);
+        assert!(remaining.next().is_none());
     }
 
     #[test]

@@ -49,6 +49,18 @@ pub(super) trait Driver: Database + HasStatementCache {
 
     /// A query that returns a row when `table` exists, with its parameters.
     fn table_exists_query(table: &TableName) -> (String, Vec<Cell>);
+
+    /// A query that returns a row when `table` has a primary key or unique index on exactly
+    /// `keys`, for backends whose upsert would silently insert duplicates without one (MySQL);
+    /// `None` where the database refuses such an upsert itself.
+    fn unique_key_query(_table: &TableName, _keys: &[String]) -> Option<(String, Vec<Cell>)> {
+        None
+    }
+
+    /// Most bytes of values one INSERT should carry, for servers that refuse larger packets.
+    fn max_insert_bytes() -> Option<usize> {
+        None
+    }
 }
 
 /// How to suggest a cast in messages about a column weir cannot read.

@@ -142,6 +142,30 @@ impl Driver for MySql {
         result.rows_affected()
     }
 
+    fn unique_key_query(table: &TableName, keys: &[String]) -> Option<(String, Vec<Cell>)> {
+        let placeholders = vec!["?"; keys.len()].join(", ");
+        let mut parameters = vec![
+            table.schema.clone().map_or(Cell::Null, Cell::Text),
+            Cell::Text(table.name.clone()),
+            Cell::Int(keys.len() as i64),
+        ];
+        parameters.extend(keys.iter().cloned().map(Cell::Text));
+        parameters.push(Cell::Int(keys.len() as i64));
+        Some((
+            format!(
+                "SELECT INDEX_NAME FROM information_schema.STATISTICS \
+                 WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? AND NON_UNIQUE = 0 \
+                 GROUP BY INDEX_NAME HAVING COUNT(*) = ? AND SUM(COLUMN_NAME IN ({placeholders})) = ?"
+            ),
+            parameters,
+        ))
+    }
+
+    /// Half of MariaDB's default `max_allowed_packet` (16 MiB): room for the statement and overhead.
+    fn max_insert_bytes() -> Option<usize> {
+        Some(8 * 1024 * 1024)
+    }
+
     fn table_exists_query(table: &TableName) -> (String, Vec<Cell>) {
         (
             "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ?"
