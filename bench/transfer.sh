@@ -12,6 +12,7 @@ server_url=${WEIR_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
 rows=${WEIR_BENCH_TRANSFER_ROWS:-1000000}
 batch_size=${WEIR_BENCH_BATCH_SIZE:-5000}
 database=weir_bench_transfer
+export PGOPTIONS="--client-min-messages=warning"
 
 # The server URL with its database replaced (query string kept).
 base=${server_url%%\?*}

@@ -30,7 +30,7 @@ async fn main() -> anyhow::Result<()> {
     let mut log = |line: &str| {
         if line.starts_with("batch ") {
             batches_seen += 1;
-            if batches_seen % 50 != 0 {
+            if !batches_seen.is_multiple_of(50) {
                 return;
             }
         }
@@ -39,6 +39,9 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let rows = transfer(&spec, &mut log).await?;
     let seconds = started.elapsed().as_secs_f64();
-    println!("rows={rows} seconds={seconds:.2} rows_per_second={:.0}", rows as f64 / seconds);
+    println!(
+        "rows={rows} seconds={seconds:.2} rows_per_second={:.0}",
+        rows as f64 / seconds
+    );
     Ok(())
 }

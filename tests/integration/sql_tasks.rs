@@ -3,9 +3,7 @@
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use serde_json::{Value, json};
-use weir::runtime::operators::sql::{
-    SqlOutcome, SqlTaskError, TransferMode, TransferSpec, run_sql, transfer,
-};
+use weir::runtime::operators::sql::{SqlOutcome, SqlTaskError, TransferMode, TransferSpec, run_sql, transfer};
 
 use crate::support::{self, ScratchDb};
 
@@ -115,17 +113,45 @@ async fn a_script_runs_its_statements_and_returns_the_rows_of_the_last_one_up_to
             .await
             .unwrap_or_else(|error| panic!("{}: {error}", db.label));
         assert_eq!(outcome.statements, 3, "{}", db.label);
-        assert_eq!(outcome.rows, json!([{"id": 1, "name": "apple"}, {"id": 2, "name": "pear; ripe"}]), "{}", db.label);
+        assert_eq!(
+            outcome.rows,
+            json!([{"id": 1, "name": "apple"}, {"id": 2, "name": "pear; ripe"}]),
+            "{}",
+            db.label
+        );
         assert_eq!(outcome.columns, ["id", "name"], "{}", db.label);
-        assert!(outcome.truncated, "{}: three rows with a cap of two are cut off", db.label);
+        assert!(
+            outcome.truncated,
+            "{}: three rows with a cap of two are cut off",
+            db.label
+        );
         assert_eq!(outcome.rows_affected[1..], [3, 3], "{}", db.label);
-        assert!(lines[0].starts_with(&format!("connected to {}", if db.label == "mariadb" { "mysql" } else { db.label })), "{lines:?}");
-        assert!(lines.contains(&"statement 2 of 3: 3 rows affected".to_string()), "{}: {lines:?}", db.label);
-        assert!(lines.contains(&"statement 3 of 3: 3 rows returned (the first 2 kept)".to_string()), "{}: {lines:?}", db.label);
+        assert!(
+            lines[0].starts_with(&format!(
+                "connected to {}",
+                if db.label == "mariadb" { "mysql" } else { db.label }
+            )),
+            "{lines:?}"
+        );
+        assert!(
+            lines.contains(&"statement 2 of 3: 3 rows affected".to_string()),
+            "{}: {lines:?}",
+            db.label
+        );
+        assert!(
+            lines.contains(&"statement 3 of 3: 3 rows returned (the first 2 kept)".to_string()),
+            "{}: {lines:?}",
+            db.label
+        );
 
-        let all = run_sql(&db.url, "SELECT name, price FROM fruit WHERE id = 3", 10, &mut |_: &str| {})
-            .await
-            .unwrap();
+        let all = run_sql(
+            &db.url,
+            "SELECT name, price FROM fruit WHERE id = 3",
+            10,
+            &mut |_: &str| {},
+        )
+        .await
+        .unwrap();
         assert!(!all.truncated);
         let price = &all.rows[0]["price"];
         match db.label {
@@ -142,7 +168,11 @@ async fn a_failing_statement_rolls_back_every_statement_before_it_and_names_its_
     for db in all_backends().await {
         // The table first, on its own: MySQL commits DDL implicitly, so it cannot be part of
         // the rolled-back work there.
-        sql(&db.url, "CREATE TABLE ledger (id INTEGER PRIMARY KEY, note VARCHAR(20))").await;
+        sql(
+            &db.url,
+            "CREATE TABLE ledger (id INTEGER PRIMARY KEY, note VARCHAR(20))",
+        )
+        .await;
         let mut lines = Vec::new();
         let mut log = |line: &str| lines.push(line.to_string());
         let error = run_sql(
@@ -154,14 +184,21 @@ async fn a_failing_statement_rolls_back_every_statement_before_it_and_names_its_
         .await
         .expect_err("the third statement must fail");
         match &error {
-            SqlTaskError::Statement { number, total, message, .. } => {
+            SqlTaskError::Statement {
+                number, total, message, ..
+            } => {
                 assert_eq!((*number, *total), (3, 3), "{}", db.label);
                 assert!(message.contains("no_such_table"), "{}: {message}", db.label);
             }
             other => panic!("{}: expected a statement error, got {other}", db.label),
         }
         assert!(error.to_string().starts_with("statement 3 of 3 failed"), "{error}");
-        assert_eq!(count(&db.url, "SELECT COUNT(*) AS n FROM ledger").await, 0, "{}: nothing persisted", db.label);
+        assert_eq!(
+            count(&db.url, "SELECT COUNT(*) AS n FROM ledger").await,
+            0,
+            "{}: nothing persisted",
+            db.label
+        );
         assert!(lines.iter().any(|line| line.contains("rolled back")), "{lines:?}");
     }
 }
@@ -190,7 +227,9 @@ async fn a_connection_error_never_shows_the_password() {
 
 #[tokio::test]
 async fn a_postgres_type_weir_cannot_move_is_named_with_a_cast_to_use() {
-    let Some(db) = support::scratch_postgres().await else { return };
+    let Some(db) = support::scratch_postgres().await else {
+        return;
+    };
     let mut log = |_: &str| {};
     let error = run_sql(&db.url, "SELECT 1 AS id, interval '1 day' AS wait", 10, &mut log)
         .await
@@ -200,7 +239,13 @@ async fn a_postgres_type_weir_cannot_move_is_named_with_a_cast_to_use() {
     assert!(error.contains("CAST(wait AS TEXT)"), "{error}");
 
     let target = support::scratch_sqlite();
-    let spec = spec(&db, "SELECT 1 AS id, interval '1 day' AS wait", &target, "waits", TransferMode::Append);
+    let spec = spec(
+        &db,
+        "SELECT 1 AS id, interval '1 day' AS wait",
+        &target,
+        "waits",
+        TransferMode::Append,
+    );
     let error = transfer(&spec, &mut log).await.unwrap_err();
     assert!(
         matches!(&error, SqlTaskError::UnsupportedType { column, .. } if column == "wait"),
@@ -276,7 +321,9 @@ fn expected_orders() -> Vec<Vec<String>> {
             "false",
             "-0.25",
         ]),
-        row(["3", "NULL", "NULL", "NULL", "NULL", "NULL", "NULL", "NULL", "NULL", "NULL"]),
+        row([
+            "3", "NULL", "NULL", "NULL", "NULL", "NULL", "NULL", "NULL", "NULL", "NULL",
+        ]),
     ]
 }
 
@@ -294,29 +341,45 @@ async fn assert_orders_move(source: &ScratchDb, target: &ScratchDb) {
     .await;
     assert_eq!(moved, 3, "{direction}");
     assert!(
-        lines.iter().any(|line| line.starts_with("created table orders_copy (id ")),
+        lines
+            .iter()
+            .any(|line| line.starts_with("created table orders_copy (id ")),
         "{direction}: {lines:?}"
     );
-    let rows = read_back(&target.url, &format!("SELECT {ORDER_COLUMNS} FROM orders_copy ORDER BY id")).await;
+    let rows = read_back(
+        &target.url,
+        &format!("SELECT {ORDER_COLUMNS} FROM orders_copy ORDER BY id"),
+    )
+    .await;
     assert_eq!(rows, expected_orders(), "{direction}");
 }
 
 #[tokio::test]
 async fn postgres_rows_move_into_sqlite_with_their_types() {
-    let Some(source) = support::scratch_postgres().await else { return };
+    let Some(source) = support::scratch_postgres().await else {
+        return;
+    };
     create_orders(&source).await;
     let target = support::scratch_sqlite();
     assert_orders_move(&source, &target).await;
     // A known precision up to 15 digits stays a number in SQLite; a wider decimal stays text.
     let types = read_back(&target.url, "SELECT name, type FROM pragma_table_info('orders_copy')").await;
-    assert!(types.contains(&vec!["amount".into(), "NUMERIC(12,2)".into()]), "{types:?}");
+    assert!(
+        types.contains(&vec!["amount".into(), "NUMERIC(12,2)".into()]),
+        "{types:?}"
+    );
     assert!(types.contains(&vec!["big".into(), "TEXT".into()]), "{types:?}");
-    assert!(types.contains(&vec!["created_tz".into(), "TIMESTAMPTZ".into()]), "{types:?}");
+    assert!(
+        types.contains(&vec!["created_tz".into(), "TIMESTAMPTZ".into()]),
+        "{types:?}"
+    );
 }
 
 #[tokio::test]
 async fn sqlite_rows_move_into_postgres_with_their_types() {
-    let Some(target) = support::scratch_postgres().await else { return };
+    let Some(target) = support::scratch_postgres().await else {
+        return;
+    };
     let source = support::scratch_sqlite();
     create_orders(&source).await;
     assert_orders_move(&source, &target).await;
@@ -336,7 +399,11 @@ async fn sqlite_rows_move_into_postgres_with_their_types() {
         "SELECT numeric_precision::int, numeric_scale::int FROM information_schema.columns WHERE table_name = 'orders_copy' AND column_name = 'amount'",
     )
     .await;
-    assert_eq!(precision, [["12", "2"]], "SQLite's declared DECIMAL(12,2) keeps its shape");
+    assert_eq!(
+        precision,
+        [["12", "2"]],
+        "SQLite's declared DECIMAL(12,2) keeps its shape"
+    );
 }
 
 #[tokio::test]
@@ -365,7 +432,9 @@ async fn postgres_rows_move_into_mariadb_with_their_types() {
 
 #[tokio::test]
 async fn sqlite_rows_move_into_mariadb_with_their_types() {
-    let Some(target) = support::scratch_mysql().await else { return };
+    let Some(target) = support::scratch_mysql().await else {
+        return;
+    };
     let source = support::scratch_sqlite();
     create_orders(&source).await;
     assert_orders_move(&source, &target).await;
@@ -399,13 +468,26 @@ async fn assert_modes(source: &ScratchDb, target: &ScratchDb) {
     let append = spec(source, query, target, "appended", TransferMode::Append);
     run_transfer(&append).await;
     run_transfer(&append).await;
-    assert_eq!(count(&target.url, "SELECT COUNT(*) AS n FROM appended").await, 6, "{direction}: append twice doubles");
+    assert_eq!(
+        count(&target.url, "SELECT COUNT(*) AS n FROM appended").await,
+        6,
+        "{direction}: append twice doubles"
+    );
 
     let replace = spec(source, query, target, "replaced", TransferMode::Replace);
     run_transfer(&replace).await;
     let (_, lines) = run_transfer(&replace).await;
-    assert_eq!(count(&target.url, "SELECT COUNT(*) AS n FROM replaced").await, 3, "{direction}: replace keeps one copy");
-    assert!(lines.iter().any(|line| line == "replace: deleted the 3 rows replaced held"), "{lines:?}");
+    assert_eq!(
+        count(&target.url, "SELECT COUNT(*) AS n FROM replaced").await,
+        3,
+        "{direction}: replace keeps one copy"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|line| line == "replace: deleted the 3 rows replaced held"),
+        "{lines:?}"
+    );
 
     let mut upsert = spec(source, query, target, "upserted", TransferMode::Upsert);
     upsert.keys = vec!["id".into()];
@@ -432,14 +514,20 @@ async fn append_doubles_replace_keeps_one_copy_and_upsert_merges_into_sqlite() {
 
 #[tokio::test]
 async fn append_doubles_replace_keeps_one_copy_and_upsert_merges_into_postgres() {
-    let Some(target) = support::scratch_postgres().await else { return };
+    let Some(target) = support::scratch_postgres().await else {
+        return;
+    };
     assert_modes(&support::scratch_sqlite(), &target).await;
 }
 
 #[tokio::test]
 async fn append_doubles_replace_keeps_one_copy_and_upsert_merges_into_mariadb() {
-    let Some(target) = support::scratch_mysql().await else { return };
-    let source = support::scratch_postgres().await.unwrap_or_else(support::scratch_sqlite);
+    let Some(target) = support::scratch_mysql().await else {
+        return;
+    };
+    let source = support::scratch_postgres()
+        .await
+        .unwrap_or_else(support::scratch_sqlite);
     assert_modes(&source, &target).await;
 }
 
@@ -449,19 +537,30 @@ async fn upsert_without_keys_or_with_keys_the_source_lacks_is_refused() {
     let target = support::scratch_sqlite();
     sql(&source.url, "CREATE TABLE items (id INTEGER, name TEXT)").await;
     let mut log = |_: &str| {};
-    let mut upsert = spec(&source, "SELECT id, name FROM items", &target, "items", TransferMode::Upsert);
+    let mut upsert = spec(
+        &source,
+        "SELECT id, name FROM items",
+        &target,
+        "items",
+        TransferMode::Upsert,
+    );
     let error = transfer(&upsert, &mut log).await.unwrap_err();
     assert!(matches!(error, SqlTaskError::UpsertWithoutKeys), "{error}");
     assert!(error.to_string().contains("keys: [id]"), "{error}");
 
     upsert.keys = vec!["item_id".into()];
     let error = transfer(&upsert, &mut log).await.unwrap_err().to_string();
-    assert!(error.contains("[\"item_id\"] are not among the source query's columns [\"id\", \"name\"]"), "{error}");
+    assert!(
+        error.contains("[\"item_id\"] are not among the source query's columns [\"id\", \"name\"]"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
 async fn a_failed_load_leaves_the_target_as_it_was() {
-    let Some(target) = support::scratch_postgres().await else { return };
+    let Some(target) = support::scratch_postgres().await else {
+        return;
+    };
     let source = support::scratch_sqlite();
     sql(
         &source.url,
@@ -469,8 +568,18 @@ async fn a_failed_load_leaves_the_target_as_it_was() {
          INSERT INTO items VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, NULL)",
     )
     .await;
-    sql(&target.url, "CREATE TABLE items (id BIGINT, name TEXT NOT NULL); INSERT INTO items VALUES (9, 'kept')").await;
-    let mut replace = spec(&source, "SELECT id, name FROM items ORDER BY id", &target, "items", TransferMode::Replace);
+    sql(
+        &target.url,
+        "CREATE TABLE items (id BIGINT, name TEXT NOT NULL); INSERT INTO items VALUES (9, 'kept')",
+    )
+    .await;
+    let mut replace = spec(
+        &source,
+        "SELECT id, name FROM items ORDER BY id",
+        &target,
+        "items",
+        TransferMode::Replace,
+    );
     replace.batch_size = 2;
     let mut log = |_: &str| {};
     let error = transfer(&replace, &mut log).await.unwrap_err();
@@ -507,7 +616,11 @@ async fn ten_rows_in_batches_of_three_arrive_in_four_batches() {
         ]
     );
     assert_eq!(
-        read_back(&target.url, "SELECT COUNT(*), SUM(id), MIN(label), MAX(half) FROM numbers").await,
+        read_back(
+            &target.url,
+            "SELECT COUNT(*), SUM(id), MIN(label), MAX(half) FROM numbers"
+        )
+        .await,
         [["10", "55", "row 1", "15.0"]]
     );
 }
@@ -526,13 +639,21 @@ async fn a_batch_wider_than_the_bind_parameter_limit_is_split_into_several_inser
     batched.batch_size = 5000;
     let (moved, lines) = run_transfer(&batched).await;
     assert_eq!(moved, 5000);
-    assert!(lines.contains(&"batch 1: 5000 rows moved so far".to_string()), "{lines:?}");
-    assert_eq!(count(&target.url, "SELECT SUM(c10) - SUM(c1) FROM wide").await, 9 * 5000);
+    assert!(
+        lines.contains(&"batch 1: 5000 rows moved so far".to_string()),
+        "{lines:?}"
+    );
+    assert_eq!(
+        count(&target.url, "SELECT SUM(c10) - SUM(c1) FROM wide").await,
+        9 * 5000
+    );
 }
 
 #[tokio::test]
 async fn an_empty_source_still_creates_the_table_and_moves_no_rows() {
-    let Some(source) = support::scratch_postgres().await else { return };
+    let Some(source) = support::scratch_postgres().await else {
+        return;
+    };
     create_orders(&source).await;
     let target = support::scratch_sqlite();
     let (moved, _) = run_transfer(&spec(
@@ -552,10 +673,16 @@ async fn an_empty_source_still_creates_the_table_and_moves_no_rows() {
 
 #[tokio::test]
 async fn a_schema_qualified_table_is_created_in_its_schema() {
-    let Some(target) = support::scratch_postgres().await else { return };
+    let Some(target) = support::scratch_postgres().await else {
+        return;
+    };
     sql(&target.url, "CREATE SCHEMA staging").await;
     let source = support::scratch_sqlite();
-    sql(&source.url, "CREATE TABLE t (id INTEGER, \"Odd Name\" TEXT); INSERT INTO t VALUES (1, 'x')").await;
+    sql(
+        &source.url,
+        "CREATE TABLE t (id INTEGER, \"Odd Name\" TEXT); INSERT INTO t VALUES (1, 'x')",
+    )
+    .await;
     let (moved, _) = run_transfer(&spec(
         &source,
         "SELECT id, \"Odd Name\" FROM t",
@@ -573,7 +700,9 @@ async fn a_schema_qualified_table_is_created_in_its_schema() {
 
 #[tokio::test]
 async fn mariadb_binary_collated_text_reads_as_text_and_blobs_as_bytes() {
-    let Some(db) = support::scratch_mysql().await else { return };
+    let Some(db) = support::scratch_mysql().await else {
+        return;
+    };
     sql(
         &db.url,
         "CREATE TABLE j (id INT, doc JSON, code VARCHAR(10) COLLATE utf8mb4_bin, raw VARBINARY(10), \
@@ -587,13 +716,32 @@ async fn mariadb_binary_collated_text_reads_as_text_and_blobs_as_bytes() {
         json!([{"doc": "{\"a\": [1, 2]}", "code": "AbC", "raw": "\\x00ff", "tu": 200, "y": 2024, "bits": 5, "e": "b"}])
     );
     let mut log = |_: &str| {};
-    let error = run_sql(&db.url, "SELECT bu FROM j", 10, &mut log).await.unwrap_err().to_string();
-    assert!(error.contains("larger than a signed 64-bit integer") && error.contains("CAST(bu AS DECIMAL(20,0))"), "{error}");
-    let error = run_sql(&db.url, "SELECT t FROM j", 10, &mut log).await.unwrap_err().to_string();
-    assert!(error.contains("column `t` has type TIME") && error.contains("CAST(t AS CHAR)"), "{error}");
+    let error = run_sql(&db.url, "SELECT bu FROM j", 10, &mut log)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("larger than a signed 64-bit integer") && error.contains("CAST(bu AS DECIMAL(20,0))"),
+        "{error}"
+    );
+    let error = run_sql(&db.url, "SELECT t FROM j", 10, &mut log)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("column `t` has type TIME") && error.contains("CAST(t AS CHAR)"),
+        "{error}"
+    );
 
     if let Some(target) = support::scratch_postgres().await {
-        run_transfer(&spec(&db, "SELECT id, code, raw FROM j", &target, "j", TransferMode::Append)).await;
+        run_transfer(&spec(
+            &db,
+            "SELECT id, code, raw FROM j",
+            &target,
+            "j",
+            TransferMode::Append,
+        ))
+        .await;
         assert_eq!(
             read_back(&target.url, "SELECT code, raw, pg_typeof(raw)::text AS raw_type FROM j").await,
             [["AbC", "\\x00ff", "bytea"]]
@@ -603,7 +751,9 @@ async fn mariadb_binary_collated_text_reads_as_text_and_blobs_as_bytes() {
 
 #[tokio::test]
 async fn postgres_specific_types_read_as_their_neutral_values() {
-    let Some(db) = support::scratch_postgres().await else { return };
+    let Some(db) = support::scratch_postgres().await else {
+        return;
+    };
     let outcome = sql(
         &db.url,
         "SELECT 1::int2 AS small, 1.1::float4 AS single, '00010203-0405-0607-0809-0a0b0c0d0e0f'::uuid AS id, \
@@ -631,14 +781,23 @@ async fn a_sqlite_value_that_contradicts_its_declared_type_stops_a_transfer_but_
     let target = support::scratch_sqlite();
     let mut log = |_: &str| {};
     let error = transfer(
-        &spec(&source, "SELECT id, day FROM events", &target, "events", TransferMode::Append),
+        &spec(
+            &source,
+            "SELECT id, day FROM events",
+            &target,
+            "events",
+            TransferMode::Append,
+        ),
         &mut log,
     )
     .await
     .unwrap_err()
     .to_string();
     assert!(error.contains("column `day` (type DATE)"), "{error}");
-    assert!(error.contains("a TEXT value ('soon') where a date is declared"), "{error}");
+    assert!(
+        error.contains("a TEXT value ('soon') where a date is declared"),
+        "{error}"
+    );
     assert_eq!(
         sql(&source.url, "SELECT id, day FROM events ORDER BY id").await.rows,
         json!([{"id": 1, "day": "2026-03-01"}, {"id": 2, "day": "soon"}])
@@ -647,16 +806,33 @@ async fn a_sqlite_value_that_contradicts_its_declared_type_stops_a_transfer_but_
 
 #[tokio::test]
 async fn a_mariadb_upsert_into_a_table_without_a_unique_key_is_refused_instead_of_duplicating() {
-    let Some(target) = support::scratch_mysql().await else { return };
+    let Some(target) = support::scratch_mysql().await else {
+        return;
+    };
     sql(&target.url, "CREATE TABLE items (id BIGINT, name TEXT)").await;
     let source = support::scratch_sqlite();
-    sql(&source.url, "CREATE TABLE items (id INTEGER, name TEXT); INSERT INTO items VALUES (1, 'a')").await;
-    let mut upsert = spec(&source, "SELECT id, name FROM items", &target, "items", TransferMode::Upsert);
+    sql(
+        &source.url,
+        "CREATE TABLE items (id INTEGER, name TEXT); INSERT INTO items VALUES (1, 'a')",
+    )
+    .await;
+    let mut upsert = spec(
+        &source,
+        "SELECT id, name FROM items",
+        &target,
+        "items",
+        TransferMode::Upsert,
+    );
     upsert.keys = vec!["id".into()];
     let mut log = |_: &str| {};
     let error = transfer(&upsert, &mut log).await.unwrap_err();
     assert!(matches!(error, SqlTaskError::NoUniqueKey { .. }), "{error}");
-    assert!(error.to_string().contains("PRIMARY KEY or UNIQUE index on exactly (id)"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("PRIMARY KEY or UNIQUE index on exactly (id)"),
+        "{error}"
+    );
 
     sql(&target.url, "ALTER TABLE items ADD PRIMARY KEY (id)").await;
     run_transfer(&upsert).await;
@@ -666,7 +842,9 @@ async fn a_mariadb_upsert_into_a_table_without_a_unique_key_is_refused_instead_o
 
 #[tokio::test]
 async fn a_mariadb_batch_larger_than_its_packet_limit_is_sent_in_smaller_inserts() {
-    let Some(target) = support::scratch_mysql().await else { return };
+    let Some(target) = support::scratch_mysql().await else {
+        return;
+    };
     let source = support::scratch_sqlite();
     // 300 rows of 100 kB: 30 MB in one batch, past MariaDB's default 16 MiB max_allowed_packet.
     let big_rows = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300) \
@@ -690,7 +868,13 @@ async fn a_table_can_be_copied_within_one_sqlite_file() {
          INSERT INTO raw VALUES (1, 1.50), (2, 2.25), (3, 3.75), (4, 4.00), (5, 5.05)",
     )
     .await;
-    let mut copy = spec(&db, "SELECT id, amount * 2 AS doubled FROM raw", &db, "doubled", TransferMode::Replace);
+    let mut copy = spec(
+        &db,
+        "SELECT id, amount * 2 AS doubled FROM raw",
+        &db,
+        "doubled",
+        TransferMode::Replace,
+    );
     copy.batch_size = 2;
     let (moved, _) = run_transfer(&copy).await;
     assert_eq!(moved, 5);

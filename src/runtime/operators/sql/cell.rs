@@ -113,8 +113,9 @@ impl Cell {
             Cell::Null => Value::Null,
             Cell::Bool(value) => Value::Bool(*value),
             Cell::Int(value) => Value::from(*value),
-            Cell::Float(value) => serde_json::Number::from_f64(*value)
-                .map_or_else(|| Value::String(value.to_string()), Value::Number),
+            Cell::Float(value) => {
+                serde_json::Number::from_f64(*value).map_or_else(|| Value::String(value.to_string()), Value::Number)
+            }
             Cell::Decimal(text) | Cell::Text(text) => Value::String(text.clone()),
             Cell::Date(date) => Value::String(date.format("%Y-%m-%d").to_string()),
             Cell::Timestamp(timestamp) => Value::String(timestamp.format("%Y-%m-%dT%H:%M:%S%.f").to_string()),
@@ -209,13 +210,22 @@ pub fn parse_timestamp_text(text: &str) -> Option<NaiveDateTime> {
     if let Ok(with_offset) = DateTime::parse_from_rfc3339(text) {
         return Some(with_offset.naive_utc());
     }
-    for format in ["%Y-%m-%d %H:%M:%S%.f%:z", "%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M:%S%.f%#z"] {
+    for format in [
+        "%Y-%m-%d %H:%M:%S%.f%:z",
+        "%Y-%m-%d %H:%M:%S%.f%#z",
+        "%Y-%m-%dT%H:%M:%S%.f%#z",
+    ] {
         if let Ok(with_offset) = DateTime::parse_from_str(text, format) {
             return Some(with_offset.naive_utc());
         }
     }
     let without_zulu = text.strip_suffix('Z').unwrap_or(text);
-    for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"] {
+    for format in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+    ] {
         if let Ok(timestamp) = NaiveDateTime::parse_from_str(without_zulu, format) {
             return Some(timestamp);
         }
@@ -255,7 +265,10 @@ mod tests {
     fn json_keeps_numbers_as_numbers_and_decimals_as_exact_strings() {
         assert_eq!(Cell::Int(-7).to_json(), json!(-7));
         assert_eq!(Cell::Float(2.5).to_json(), json!(2.5));
-        assert_eq!(Cell::Decimal("12345678901234567890.12".into()).to_json(), json!("12345678901234567890.12"));
+        assert_eq!(
+            Cell::Decimal("12345678901234567890.12".into()).to_json(),
+            json!("12345678901234567890.12")
+        );
         assert_eq!(Cell::Float(f64::NAN).to_json(), json!("NaN"));
         assert_eq!(Cell::Null.to_json(), json!(null));
         assert_eq!(Cell::Bytes(vec![0xde, 0xad]).to_json(), json!("\\xdead"));
@@ -302,13 +315,25 @@ mod tests {
         ];
         let rows = vec![
             vec![Cell::Int(1), Cell::Int(1), Cell::Int(1), Cell::Null, Cell::Null],
-            vec![Cell::Null, Cell::Float(1.5), Cell::Text("x".into()), Cell::Null, Cell::Null],
+            vec![
+                Cell::Null,
+                Cell::Float(1.5),
+                Cell::Text("x".into()),
+                Cell::Null,
+                Cell::Null,
+            ],
         ];
         settle_dynamic_kinds(&mut columns, &rows);
         let kinds: Vec<ColumnKind> = columns.iter().map(|column| column.kind).collect();
         assert_eq!(
             kinds,
-            [ColumnKind::Int, ColumnKind::Float, ColumnKind::Text, ColumnKind::Text, ColumnKind::Date]
+            [
+                ColumnKind::Int,
+                ColumnKind::Float,
+                ColumnKind::Text,
+                ColumnKind::Text,
+                ColumnKind::Date
+            ]
         );
     }
 
@@ -328,7 +353,10 @@ mod tests {
             parse_timestamp_text("2026-03-01 10:20:30.5"),
             Some(timestamp("2026-03-01 10:20:30.5"))
         );
-        assert_eq!(parse_timestamp_text("2026-03-01"), Some(timestamp("2026-03-01 00:00:00")));
+        assert_eq!(
+            parse_timestamp_text("2026-03-01"),
+            Some(timestamp("2026-03-01 00:00:00"))
+        );
         assert_eq!(parse_timestamp_text("yesterday"), None);
         assert_eq!(
             parse_date_text("2026-03-01"),

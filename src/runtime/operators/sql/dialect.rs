@@ -42,9 +42,7 @@ impl TableName {
         loop {
             let (part, after) = if let Some(quote) = rest.chars().next().filter(|first| matches!(first, '"' | '`')) {
                 let body = &rest[1..];
-                let end = body
-                    .find(quote)
-                    .ok_or_else(|| invalid("a quoted part is not closed"))?;
+                let end = body.find(quote).ok_or_else(|| invalid("a quoted part is not closed"))?;
                 (body[..end].to_string(), &body[end + 1..])
             } else {
                 let end = rest.find('.').unwrap_or(rest.len());
@@ -272,7 +270,11 @@ fn upsert_clause(backend: Backend, columns: &[ColumnSpec], keys: &[String]) -> S
                 .iter()
                 .map(|name| format!("{0} = excluded.{0}", quote(backend, name)))
                 .collect();
-            format!(" ON CONFLICT ({}) DO UPDATE SET {}", key_list.join(", "), updates.join(", "))
+            format!(
+                " ON CONFLICT ({}) DO UPDATE SET {}",
+                key_list.join(", "),
+                updates.join(", ")
+            )
         }
         Backend::MySql => {
             // With nothing but keys, a no-op assignment keeps duplicates from failing.
@@ -384,17 +386,38 @@ mod tests {
             "INSERT INTO \"orders\" (\"id\", \"amount\") VALUES ($1, $2::numeric), ($3, $4::numeric)"
         );
         assert_eq!(
-            insert_sql(Backend::Sqlite, &table, &columns(), 1, TransferMode::Upsert, &["id".into()]),
+            insert_sql(
+                Backend::Sqlite,
+                &table,
+                &columns(),
+                1,
+                TransferMode::Upsert,
+                &["id".into()]
+            ),
             "INSERT INTO \"orders\" (\"id\", \"amount\") VALUES (?, ?) ON CONFLICT (\"id\") DO UPDATE SET \"amount\" = excluded.\"amount\""
         );
         assert_eq!(
-            insert_sql(Backend::MySql, &table, &columns(), 1, TransferMode::Upsert, &["id".into()]),
+            insert_sql(
+                Backend::MySql,
+                &table,
+                &columns(),
+                1,
+                TransferMode::Upsert,
+                &["id".into()]
+            ),
             "INSERT INTO `orders` (`id`, `amount`) VALUES (?, ?) ON DUPLICATE KEY UPDATE `amount` = VALUES(`amount`)"
         );
         let only_keys = &columns()[..1];
         assert!(
-            insert_sql(Backend::Postgres, &table, only_keys, 1, TransferMode::Upsert, &["id".into()])
-                .ends_with("ON CONFLICT (\"id\") DO NOTHING")
+            insert_sql(
+                Backend::Postgres,
+                &table,
+                only_keys,
+                1,
+                TransferMode::Upsert,
+                &["id".into()]
+            )
+            .ends_with("ON CONFLICT (\"id\") DO NOTHING")
         );
     }
 }

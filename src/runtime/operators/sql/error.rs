@@ -32,9 +32,7 @@ pub enum SqlTaskError {
     #[error("committing the transaction failed, nothing was saved: {message}")]
     Commit { message: String },
 
-    #[error(
-        "column `{column}` has type {type_name}, which weir cannot move; cast it in the query, e.g. {suggestion}"
-    )]
+    #[error("column `{column}` has type {type_name}, which weir cannot move; cast it in the query, e.g. {suggestion}")]
     UnsupportedType {
         column: String,
         type_name: String,
@@ -51,9 +49,7 @@ pub enum SqlTaskError {
     #[error("the source query failed: {message}")]
     Source { message: String },
 
-    #[error(
-        "the source query returns no columns; a transfer reads rows from a query such as `SELECT * FROM orders`"
-    )]
+    #[error("the source query returns no columns; a transfer reads rows from a query such as `SELECT * FROM orders`")]
     NoColumns,
 
     #[error("the source query returns column `{column}` twice; give one of them another name with AS")]
@@ -86,11 +82,7 @@ pub enum SqlTaskError {
     Target { table: String, message: String },
 
     #[error("loading batch {batch} into {table} failed, so the whole load was rolled back: {message}")]
-    Load {
-        table: String,
-        batch: u64,
-        message: String,
-    },
+    Load { table: String, batch: u64, message: String },
 }
 
 /// The database's own message for an error: for a database error its text and code, without the

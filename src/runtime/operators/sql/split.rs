@@ -8,11 +8,18 @@ use super::Backend;
 enum Scan {
     Code,
     /// Inside `'...'` (or MySQL's `"..."`); `backslash_escapes` for MySQL strings and PostgreSQL `E'...'`.
-    Quoted { close: char, backslash_escapes: bool },
+    Quoted {
+        close: char,
+        backslash_escapes: bool,
+    },
     /// Inside `"..."` or `` `...` `` identifiers, where the closing character doubled is an escape.
-    Identifier { close: char },
+    Identifier {
+        close: char,
+    },
     /// Inside a PostgreSQL dollar quote; holds the whole opening delimiter, e.g. `$body$`.
-    DollarQuoted { delimiter: String },
+    DollarQuoted {
+        delimiter: String,
+    },
     LineComment,
     BlockComment,
 }
@@ -172,14 +179,8 @@ fn dollar_quote_at(chars: &[char], index: usize) -> Option<String> {
 }
 
 fn starts_with_at(chars: &[char], index: usize, needle: &str) -> bool {
-    let mut position = index;
-    for expected in needle.chars() {
-        if chars.get(position) != Some(&expected) {
-            return false;
-        }
-        position += 1;
-    }
-    true
+    let needle: Vec<char> = needle.chars().collect();
+    chars.get(index..index + needle.len()) == Some(needle.as_slice())
 }
 
 fn is_identifier_char(character: char) -> bool {
@@ -197,7 +198,10 @@ mod tests {
     #[test]
     fn statements_are_split_on_semicolons_and_trimmed() {
         assert_eq!(
-            split("CREATE TABLE t (a int);\n  INSERT INTO t VALUES (1) ;SELECT * FROM t", Backend::Sqlite),
+            split(
+                "CREATE TABLE t (a int);\n  INSERT INTO t VALUES (1) ;SELECT * FROM t",
+                Backend::Sqlite
+            ),
             ["CREATE TABLE t (a int)", "INSERT INTO t VALUES (1)", "SELECT * FROM t"]
         );
     }
@@ -205,7 +209,10 @@ mod tests {
     #[test]
     fn empty_statements_and_comment_only_statements_are_dropped() {
         assert_eq!(
-            split(";; SELECT 1;\n-- just a note;\n/* and; another */ ;  ", Backend::Postgres),
+            split(
+                ";; SELECT 1;\n-- just a note;\n/* and; another */ ;  ",
+                Backend::Postgres
+            ),
             ["SELECT 1"]
         );
         assert!(split("  \n -- nothing here\n", Backend::Sqlite).is_empty());
@@ -230,7 +237,10 @@ mod tests {
     #[test]
     fn comments_may_hold_semicolons_and_quotes() {
         assert_eq!(
-            split("SELECT 1 -- it's; a comment\n; /* don't; */ SELECT 2", Backend::Postgres),
+            split(
+                "SELECT 1 -- it's; a comment\n; /* don't; */ SELECT 2",
+                Backend::Postgres
+            ),
             ["SELECT 1 -- it's; a comment", "/* don't; */ SELECT 2"]
         );
     }
@@ -261,9 +271,15 @@ mod tests {
     #[test]
     fn mysql_strings_take_backslash_escapes_and_hash_comments() {
         assert_eq!(
-            split(r#"INSERT INTO t VALUES ('it\'s; ok', "say \"hi;\""); # note; here
-SELECT 2"#, Backend::MySql),
-            [r#"INSERT INTO t VALUES ('it\'s; ok', "say \"hi;\"")"#, "# note; here\nSELECT 2"]
+            split(
+                r#"INSERT INTO t VALUES ('it\'s; ok', "say \"hi;\""); # note; here
+SELECT 2"#,
+                Backend::MySql
+            ),
+            [
+                r#"INSERT INTO t VALUES ('it\'s; ok', "say \"hi;\"")"#,
+                "# note; here\nSELECT 2"
+            ]
         );
     }
 

@@ -244,7 +244,11 @@ where
     // is created from them.
     let mut batch = next_batch(&mut rows, spec.batch_size).await?;
     settle_dynamic_kinds(&mut columns, &batch);
-    let keys: &[String] = if spec.mode == TransferMode::Upsert { &spec.keys } else { &[] };
+    let keys: &[String] = if spec.mode == TransferMode::Upsert {
+        &spec.keys
+    } else {
+        &[]
+    };
 
     let (exists_sql, exists_parameters) = T::table_exists_query(table);
     let exists = returns_row::<T>(connection, exists_sql, exists_parameters)
@@ -494,8 +498,7 @@ where
     arguments.reserve(chunk.len() * columns.len(), 0);
     for row in chunk {
         for (cell, column) in row.into_iter().zip(columns) {
-            T::bind(&mut arguments, cell, column.kind)
-                .map_err(|error| format!("column `{}`: {error}", column.name))?;
+            T::bind(&mut arguments, cell, column.kind).map_err(|error| format!("column `{}`: {error}", column.name))?;
         }
     }
     sqlx::query_with::<T, _>(sqlx::AssertSqlSafe(sql), arguments)
@@ -573,7 +576,9 @@ mod tests {
             ColumnSpec::new("id", ColumnKind::Int, "INTEGER"),
             ColumnSpec::new("name", ColumnKind::Text, "TEXT"),
         ];
-        let error = check_source_columns(Backend::Sqlite, &columns, &spec).unwrap_err().to_string();
+        let error = check_source_columns(Backend::Sqlite, &columns, &spec)
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             error,
             "upsert key column(s) [\"day\"] are not among the source query's columns [\"id\", \"name\"]"

@@ -229,7 +229,10 @@ mod tests {
 
     #[test]
     fn passwords_are_redacted_in_the_user_part_and_in_parameters() {
-        assert_eq!(redact_url("postgres://u:p%40ss@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(
+            redact_url("postgres://u:p%40ss@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
         assert_eq!(
             redact_url("postgres://h/db?user=u&password=secret&sslmode=disable"),
             "postgres://h/db?user=u&password=***&sslmode=disable"
@@ -251,8 +254,14 @@ mod tests {
             describe_target("postgres://u:secret@db.example:5432/warehouse?sslmode=require"),
             "postgres at db.example:5432/warehouse"
         );
-        assert_eq!(describe_target("mariadb://root@127.0.0.1:3306/shop"), "mysql at 127.0.0.1:3306/shop");
-        assert_eq!(describe_target("sqlite:///var/data/a.db?mode=rwc"), "sqlite at /var/data/a.db");
+        assert_eq!(
+            describe_target("mariadb://root@127.0.0.1:3306/shop"),
+            "mysql at 127.0.0.1:3306/shop"
+        );
+        assert_eq!(
+            describe_target("sqlite:///var/data/a.db?mode=rwc"),
+            "sqlite at /var/data/a.db"
+        );
         assert_eq!(describe_target("sqlite://data/a.db"), "sqlite at data/a.db");
     }
 }

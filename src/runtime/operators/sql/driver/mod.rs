@@ -8,8 +8,8 @@ mod sqlite;
 
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
-use sqlx::error::BoxDynError;
 use sqlx::database::HasStatementCache;
+use sqlx::error::BoxDynError;
 use sqlx::{Database, Executor, IntoArguments, Row};
 
 use super::cell::{Cell, ColumnKind, ColumnSpec};

@@ -39,7 +39,10 @@ pub(super) fn kind_of(type_name: &str) -> ColumnKind {
 /// collation private, so it is read from the type's `Debug` form.
 fn has_binary_character_set(type_info: &MySqlTypeInfo) -> bool {
     let shown = format!("{type_info:?}");
-    match shown.split_once("collation: Collation(").and_then(|(_, rest)| rest.split_once(')')) {
+    match shown
+        .split_once("collation: Collation(")
+        .and_then(|(_, rest)| rest.split_once(')'))
+    {
         Some((id, _)) => id.trim() == "63",
         // Unknown layout: trust the BINARY flag, as sqlx does.
         None => true,

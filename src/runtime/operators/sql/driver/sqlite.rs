@@ -168,11 +168,13 @@ impl Driver for Sqlite {
                 Some(date) => Cell::Date(date),
                 None => return Err(mismatch(&Stored::Text(text))),
             },
-            (ColumnKind::Timestamp | ColumnKind::TimestampTz, Stored::Text(text)) => match parse_timestamp_text(&text) {
-                Some(timestamp) if column.kind == ColumnKind::TimestampTz => Cell::TimestampTz(timestamp.and_utc()),
-                Some(timestamp) => Cell::Timestamp(timestamp),
-                None => return Err(mismatch(&Stored::Text(text))),
-            },
+            (ColumnKind::Timestamp | ColumnKind::TimestampTz, Stored::Text(text)) => {
+                match parse_timestamp_text(&text) {
+                    Some(timestamp) if column.kind == ColumnKind::TimestampTz => Cell::TimestampTz(timestamp.and_utc()),
+                    Some(timestamp) => Cell::Timestamp(timestamp),
+                    None => return Err(mismatch(&Stored::Text(text))),
+                }
+            }
             // Unix time in seconds, as SQLite's `unixepoch()` gives it.
             (ColumnKind::Timestamp | ColumnKind::TimestampTz, Stored::Integer(seconds)) => {
                 match DateTime::from_timestamp(seconds, 0) {
