@@ -14,6 +14,7 @@ mod datasets;
 mod e2e;
 mod examples;
 mod retention;
+mod sql_tasks;
 mod storage;
 mod support;
 mod task_types;

@@ -317,3 +317,183 @@ pub fn live_processes_in_group(group: i32) -> Vec<i32> {
     }
     live
 }
+
+// ---------------------------------------------------------------------------------------------
+// Scratch databases for the `sql` and `transfer` task types: empty databases (no weir schema) on
+// each backend, reached by URL. PostgreSQL databases reuse the metadata helpers above; MariaDB
+// mirrors them: `WEIR_TEST_MYSQL_URL` (default root@127.0.0.1:3306), skipped with a notice when
+// unreachable, a failure under `CI=true`.
+
+const DEFAULT_MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
+
+/// An empty database for one test, dropped (or its folder deleted) when this goes out of scope.
+pub struct ScratchDb {
+    pub url: String,
+    /// `sqlite`, `postgres` or `mariadb`, for assertion messages.
+    pub label: &'static str,
+    _guard: ScratchGuard,
+}
+
+#[allow(dead_code, reason = "the values are held only for their Drop")]
+enum ScratchGuard {
+    Sqlite(tempfile::TempDir),
+    Postgres(PostgresDatabase),
+    MySql(MySqlDatabase),
+}
+
+/// A fresh SQLite file (created on first connection) in its own temporary folder.
+pub fn scratch_sqlite() -> ScratchDb {
+    init_tracing();
+    let folder = tempfile::tempdir().expect("a temporary folder can be created");
+    ScratchDb {
+        url: format!("sqlite://{}", folder.path().join("scratch.db").display()),
+        label: "sqlite",
+        _guard: ScratchGuard::Sqlite(folder),
+    }
+}
+
+/// A fresh, empty PostgreSQL database, when the server is reachable.
+pub async fn scratch_postgres() -> Option<ScratchDb> {
+    init_tracing();
+    let server_url = postgres_url().await?;
+    let name = unique_database_name();
+    let mut admin = admin_connection(&server_url)
+        .await
+        .unwrap_or_else(|error| panic!("postgres: connecting to {}: {error}", redact(&server_url)));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap_or_else(|error| panic!("postgres: creating database {name}: {error}"));
+    let _ = admin.close().await;
+    let guard = PostgresDatabase {
+        server_url: server_url.clone(),
+        name,
+    };
+    Some(ScratchDb {
+        url: with_database(&server_url, &guard.name),
+        label: "postgres",
+        _guard: ScratchGuard::Postgres(guard),
+    })
+}
+
+/// A fresh, empty MariaDB/MySQL database (utf8mb4), when the server is reachable.
+pub async fn scratch_mysql() -> Option<ScratchDb> {
+    init_tracing();
+    let server_url = mysql_url().await?;
+    let name = unique_database_name();
+    let mut admin = mysql_admin_connection(&server_url)
+        .await
+        .unwrap_or_else(|error| panic!("mariadb: connecting to {}: {error}", redact(&server_url)));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap_or_else(|error| panic!("mariadb: creating database {name}: {error}"));
+    let _ = admin.close().await;
+    let guard = MySqlDatabase {
+        server_url: server_url.clone(),
+        name,
+    };
+    Some(ScratchDb {
+        url: with_database(&server_url, &guard.name),
+        label: "mariadb",
+        _guard: ScratchGuard::MySql(guard),
+    })
+}
+
+/// The MariaDB/MySQL server's URL (`WEIR_TEST_MYSQL_URL`, or the local default) once it is known
+/// to accept connections; `None` with a notice when it does not, unless `CI=true`.
+pub async fn mysql_url() -> Option<String> {
+    static REACHABLE: OnceCell<Option<String>> = OnceCell::const_new();
+    REACHABLE.get_or_init(probe_mysql).await.clone()
+}
+
+async fn probe_mysql() -> Option<String> {
+    let server_url = std::env::var("WEIR_TEST_MYSQL_URL").unwrap_or_else(|_| DEFAULT_MYSQL_URL.to_string());
+    match mysql_admin_connection(&server_url).await {
+        Ok(mut admin) => {
+            sweep_mysql_leftovers(&mut admin).await;
+            let _ = admin.close().await;
+            Some(server_url)
+        }
+        Err(error) => {
+            let reason = format!("cannot connect to {}: {error}", redact(&server_url));
+            if std::env::var("CI").is_ok_and(|value| value == "true") {
+                panic!("MariaDB is required under CI=true: {reason} (start it, or set WEIR_TEST_MYSQL_URL)");
+            }
+            notice(&format!("note: MariaDB tests skipped: {reason}"));
+            None
+        }
+    }
+}
+
+async fn mysql_admin_connection(server_url: &str) -> Result<sqlx::mysql::MySqlConnection, String> {
+    let url = server_url.replacen("mariadb://", "mysql://", 1);
+    match tokio::time::timeout(CONNECT_TIMEOUT, sqlx::mysql::MySqlConnection::connect(&url)).await {
+        Ok(Ok(connection)) => Ok(connection),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!("no answer within {CONNECT_TIMEOUT:?}")),
+    }
+}
+
+/// A MariaDB database created for one test, dropped when this goes out of scope.
+struct MySqlDatabase {
+    server_url: String,
+    name: String,
+}
+
+impl Drop for MySqlDatabase {
+    fn drop(&mut self) {
+        let server_url = self.server_url.clone();
+        let name = self.name.clone();
+        // As for PostgreSQL: a thread with its own runtime, waited for, errors only reported.
+        let dropper = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a current-thread runtime can always be built");
+            runtime.block_on(async {
+                let dropped = async {
+                    let mut admin = mysql_admin_connection(&server_url).await?;
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}")))
+                        .execute(&mut admin)
+                        .await
+                        .map_err(|error| error.to_string())?;
+                    let _ = admin.close().await;
+                    Ok::<(), String>(())
+                };
+                if let Err(error) = dropped.await {
+                    notice(&format!("note: could not drop test database {name}: {error}"));
+                }
+            });
+        });
+        let _ = dropper.join();
+    }
+}
+
+/// Drops MariaDB databases left by test processes that died before their guards ran.
+async fn sweep_mysql_leftovers(admin: &mut sqlx::mysql::MySqlConnection) {
+    let names: Vec<String> = match sqlx::query("SELECT CAST(SCHEMA_NAME AS CHAR) FROM information_schema.SCHEMATA")
+        .fetch_all(&mut *admin)
+        .await
+    {
+        Ok(rows) => rows.iter().filter_map(|row| row.try_get::<String, _>(0).ok()).collect(),
+        Err(_) => return,
+    };
+    for name in names {
+        let Some(pid) = name
+            .strip_prefix(DATABASE_PREFIX)
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}")))
+            .execute(&mut *admin)
+            .await;
+    }
+}

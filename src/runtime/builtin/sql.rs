@@ -26,11 +26,12 @@ pub(super) async fn first_value(url: &str, query: &str, log: &mut TaskLog) -> Re
     let outcome = engine::run_sql(url, query, 1, &mut |line: &str| log.note(line))
         .await
         .map_err(|error| error.to_string())?;
+    let first_column = outcome.columns.first();
     Ok(outcome
         .rows
         .get(0)
-        .and_then(|row| row.as_object())
-        .and_then(|row| row.values().next())
+        .zip(first_column)
+        .and_then(|(row, column)| row.get(column))
         .cloned()
         .unwrap_or(serde_json::Value::Null))
 }

@@ -1,3 +1,4 @@
-//! Database engines behind the in-process task types.
+//! The database engine behind the `sql` and `transfer` task types (the in-process task types
+//! themselves live in `runtime::builtin`).
 
 pub mod sql;
