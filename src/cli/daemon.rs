@@ -70,7 +70,7 @@ pub async fn serve(app: &App, with_scheduler: bool, with_webserver: bool) -> Cli
             owner: None,
             variables: std::collections::BTreeMap::new(),
             connection_passwords: Vec::new(),
-            secrets: crate::runtime::connections::SecretSources::from_config(&config, secrets.clone()),
+            secrets: crate::runtime::connections::SecretSources::from_config(config, secrets.clone()),
         };
         let scheduler =
             Scheduler::new(db.clone(), settings, bag_rx.clone(), executor).with_metrics(Arc::clone(metrics));

@@ -18,12 +18,12 @@ use crate::domain::ids::{RunId, TaskId};
 use crate::domain::planner::{self, Candidate};
 use crate::domain::state::{RunState, RunType, TaskState};
 use crate::runtime::attempt::{self, attempt_env, log_path, render_fields, template_context};
-use crate::runtime::connections::{Resolved, SecretSources};
-use crate::runtime::scheduler::connection_urls;
-use crate::runtime::operations::{self, ClearRequest};
 use crate::runtime::builtin::{BuiltinAttempt, run_builtin};
+use crate::runtime::connections::{Resolved, SecretSources};
 use crate::runtime::executor::{AttemptKey, AttemptResult, run_shell_attempt};
+use crate::runtime::operations::{self, ClearRequest};
 use crate::runtime::process::ShellAttempt;
+use crate::runtime::scheduler::connection_urls;
 use crate::runtime::scheduler::{capacity, run_snapshot};
 use crate::storage::runs::{self, DagRun};
 use crate::storage::task_instances;
@@ -298,7 +298,15 @@ async fn test(app: &App, dag_id: &str, task_id: &str, logical_date: Option<&str>
                 secrets,
                 max_log_bytes: 64 * 1024 * 1024,
             };
-            run_shell_attempt(&key, &attempt, *skip_exit_code, &output_file, &events, CancellationToken::new()).await
+            run_shell_attempt(
+                &key,
+                &attempt,
+                *skip_exit_code,
+                &output_file,
+                &events,
+                CancellationToken::new(),
+            )
+            .await
         }
         operator => {
             let bag = app.load_dags();

@@ -241,10 +241,12 @@ impl Operator {
     /// e.g. `json.customer.id`).
     pub fn templated_fields(&self) -> Vec<(String, String)> {
         let mut fields = Vec::new();
-        let _ = self.render_with(&mut |name: &str, text: &str| -> Result<String, std::convert::Infallible> {
-            fields.push((name.to_string(), text.to_string()));
-            Ok(text.to_string())
-        });
+        let _ = self.render_with(
+            &mut |name: &str, text: &str| -> Result<String, std::convert::Infallible> {
+                fields.push((name.to_string(), text.to_string()));
+                Ok(text.to_string())
+            },
+        );
         fields
     }
 

@@ -1309,7 +1309,9 @@ tasks:
         )
         .unwrap();
         let operator = |id: &str| dag.task(id).unwrap().operator.clone();
-        let Operator::Http(http) = operator("ping") else { panic!("ping") };
+        let Operator::Http(http) = operator("ping") else {
+            panic!("ping")
+        };
         assert_eq!(http.method, "POST", "a request with a body is a POST by default");
         assert_eq!(
             http.expect_status,
@@ -1323,20 +1325,40 @@ tasks:
                 sql: SqlSource::File("sql/build.sql".into())
             })
         );
-        let Operator::Transfer(transfer) = operator("copy") else { panic!("copy") };
+        let Operator::Transfer(transfer) = operator("copy") else {
+            panic!("copy")
+        };
         assert_eq!(
             (transfer.mode, transfer.keys, transfer.batch_size),
             (TransferMode::Upsert, vec!["order_id".to_string()], 500)
         );
-        let Operator::Sensor(file) = operator("wait_file") else { panic!("wait_file") };
+        let Operator::Sensor(file) = operator("wait_file") else {
+            panic!("wait_file")
+        };
         assert_eq!((file.poke_interval, file.soft_fail), (Duration::from_secs(5), true));
-        let Operator::Sensor(rows) = operator("wait_rows") else { panic!("wait_rows") };
+        let Operator::Sensor(rows) = operator("wait_rows") else {
+            panic!("wait_rows")
+        };
         assert!(matches!(rows.condition, SensorCondition::Sql { .. }));
-        assert_eq!(rows.poke_interval, Duration::from_secs(30), "Airflow's default poke interval");
-        let Operator::TriggerDag(trigger) = operator("report") else { panic!("report") };
+        assert_eq!(
+            rows.poke_interval,
+            Duration::from_secs(30),
+            "Airflow's default poke interval"
+        );
+        let Operator::TriggerDag(trigger) = operator("report") else {
+            panic!("report")
+        };
         assert!(trigger.wait_for_completion);
-        let names: Vec<String> = operator("ping").templated_fields().into_iter().map(|(name, _)| name).collect();
-        assert_eq!(names, ["url", "headers.Authorization", "json.day"], "numbers are not templated");
+        let names: Vec<String> = operator("ping")
+            .templated_fields()
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        assert_eq!(
+            names,
+            ["url", "headers.Authorization", "json.day"],
+            "numbers are not templated"
+        );
     }
 
     #[test]

@@ -55,7 +55,9 @@ pub enum AttemptResult {
         error: String,
     },
     /// A sensor whose condition does not hold yet: it pokes again at `at`, same try.
-    Reschedule { at: DateTime<Utc> },
+    Reschedule {
+        at: DateTime<Utc>,
+    },
     /// Stopped because weir shut down: tried again after the restart, without using up a retry.
     Interrupted,
 }

@@ -3,9 +3,9 @@
 
 pub mod attempt;
 pub mod builtin;
-pub mod datasets;
 pub mod connection_probe;
 pub mod connections;
+pub mod datasets;
 pub mod executor;
 pub mod loader;
 pub mod masking;

@@ -488,7 +488,9 @@ impl Scheduler {
         let mut resolved = self.settings.secrets.resolve(&mut connection).await?;
         drop(connection);
         resolved.variables.extend(self.settings.variables.clone());
-        resolved.passwords.extend(self.settings.connection_passwords.iter().cloned());
+        resolved
+            .passwords
+            .extend(self.settings.connection_passwords.iter().cloned());
         let connections_view = resolved.connections.template_context();
         let capacity = capacity(&active, self.settings.parallelism, &self.settings.pools);
         let candidates: Vec<Candidate<usize>> = waiting

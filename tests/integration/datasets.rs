@@ -71,9 +71,9 @@ impl World {
             owner: None,
             variables: BTreeMap::new(),
             connection_passwords: Vec::new(),
-            secrets: weir::runtime::connections::SecretSources::env_and_database(weir::secrets::SecretsKey::from_passphrase(
-                "weir-tests",
-            )),
+            secrets: weir::runtime::connections::SecretSources::env_and_database(
+                weir::secrets::SecretsKey::from_passphrase("weir-tests"),
+            ),
         };
         let (bag_tx, bag_rx) = watch::channel(Arc::clone(&bag));
         let scheduler = Scheduler::new(db.clone(), settings, bag_rx, LocalExecutor::new(events_tx));

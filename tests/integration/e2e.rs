@@ -62,9 +62,9 @@ impl Harness {
             owner: None,
             variables: BTreeMap::new(),
             connection_passwords: Vec::new(),
-            secrets: weir::runtime::connections::SecretSources::env_and_database(weir::secrets::SecretsKey::from_passphrase(
-                "weir-tests",
-            )),
+            secrets: weir::runtime::connections::SecretSources::env_and_database(
+                weir::secrets::SecretsKey::from_passphrase("weir-tests"),
+            ),
         };
         tune(&mut settings);
         let (bag_tx, bag_rx) = watch::channel(Arc::new(bag));

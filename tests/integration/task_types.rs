@@ -24,9 +24,18 @@ struct TestServer {
 impl TestServer {
     async fn start() -> TestServer {
         let app = Router::new()
-            .route("/orders", get(|| async { axum::Json(serde_json::json!({"rows": 3, "day": "2026-03-01"})) }))
-            .route("/broken", get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "database is down") }))
-            .route("/created", post(|body: String| async move { (StatusCode::CREATED, body) }))
+            .route(
+                "/orders",
+                get(|| async { axum::Json(serde_json::json!({"rows": 3, "day": "2026-03-01"})) }),
+            )
+            .route(
+                "/broken",
+                get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "database is down") }),
+            )
+            .route(
+                "/created",
+                post(|body: String| async move { (StatusCode::CREATED, body) }),
+            )
             .route(
                 "/whoami",
                 get(|headers: HeaderMap| async move {
@@ -36,10 +45,7 @@ impl TestServer {
                         .and_then(|value| value.to_str().ok())
                         .unwrap_or("")
                         .to_string();
-                    let decoded = auth
-                        .strip_prefix("Basic ")
-                        .map(|encoded| decode_base64(encoded))
-                        .unwrap_or_default();
+                    let decoded = auth.strip_prefix("Basic ").map(decode_base64).unwrap_or_default();
                     format!("you sent {decoded}")
                 }),
             );
@@ -89,7 +95,10 @@ async fn attempt_error(harness: &Harness, run_pk: i64, task: &str) -> String {
     let attempts = task_instances::attempts(&mut connection, run_pk, &TaskId::parse(task).unwrap())
         .await
         .unwrap();
-    attempts.last().and_then(|attempt| attempt.error.clone()).unwrap_or_default()
+    attempts
+        .last()
+        .and_then(|attempt| attempt.error.clone())
+        .unwrap_or_default()
 }
 
 fn read_log(harness: &Harness, run: &weir::storage::runs::DagRun, task: &str, try_number: u32) -> String {
@@ -143,7 +152,10 @@ tasks:
             serde_json::from_str::<serde_json::Value>(&outputs["fetch"]).unwrap(),
             serde_json::json!({"rows": 3, "day": "2026-03-01"})
         );
-        assert_eq!(outputs["announce"], r#"{"rows":"3"}"#, "the JSON body was rendered and echoed back");
+        assert_eq!(
+            outputs["announce"], r#"{"rows":"3"}"#,
+            "the JSON body was rendered and echoed back"
+        );
         assert_eq!(outputs["count"], r#""rows=3 day=2026-03-01""#);
         let error = attempt_error(&harness, run.pk, "broken").await;
         assert!(
@@ -199,7 +211,12 @@ tasks:
         let run = harness.trigger().await;
         assert_eq!(harness.run_to_end(&run).await, RunState::Success, "{}", test_db.label);
         let sensor = &harness.instances(&run).await["wait_for_file"];
-        assert_eq!((sensor.state, sensor.try_number), (TaskState::Success, 1), "{}", test_db.label);
+        assert_eq!(
+            (sensor.state, sensor.try_number),
+            (TaskState::Success, 1),
+            "{}",
+            test_db.label
+        );
         let log = read_log(&harness, &run, "wait_for_file", 1);
         assert!(log.matches("poke: does").count() >= 2, "{log}");
         assert!(log.contains("poke: the condition holds"), "{log}");
@@ -362,7 +379,11 @@ tasks:
         let mut connection = harness.db.acquire().await.unwrap();
         let outputs = task_instances::outputs(&mut connection, run.pk).await.unwrap();
         for task in ["whoami", "shell_echo"] {
-            assert!(!outputs[task].contains(password), "{task} output leaks: {}", outputs[task]);
+            assert!(
+                !outputs[task].contains(password),
+                "{task} output leaks: {}",
+                outputs[task]
+            );
         }
     }
 }
@@ -407,7 +428,9 @@ async fn a_password_stored_in_the_database_is_used_by_a_task_and_masked_in_what_
         )
         .unwrap();
         let mut connection = test_db.db.acquire().await.unwrap();
-        weir::storage::connections::insert(&mut connection, &stored, &key).await.unwrap();
+        weir::storage::connections::insert(&mut connection, &stored, &key)
+            .await
+            .unwrap();
         drop(connection);
         let yaml = r#"
 dag_id: db_conn
@@ -423,12 +446,21 @@ tasks:
         let run = harness.trigger().await;
         assert_eq!(harness.run_to_end(&run).await, RunState::Success, "{}", test_db.label);
         let whoami = read_log(&harness, &run, "whoami", 1);
-        assert!(whoami.contains("you sent loader:***"), "basic auth from the stored URL: {whoami}");
+        assert!(
+            whoami.contains("you sent loader:***"),
+            "basic auth from the stored URL: {whoami}"
+        );
         assert!(!whoami.contains(password), "{whoami}");
         let mut connection = harness.db.acquire().await.unwrap();
         let outputs = task_instances::outputs(&mut connection, run.pk).await.unwrap();
-        assert_eq!(outputs["describe"], r#""host=127.0.0.1 login=loader""#, "conn.<name> in templates");
-        assert_eq!(outputs["whoami"], r#""you sent loader:***""#, "the output is masked too");
+        assert_eq!(
+            outputs["describe"], r#""host=127.0.0.1 login=loader""#,
+            "conn.<name> in templates"
+        );
+        assert_eq!(
+            outputs["whoami"], r#""you sent loader:***""#,
+            "the output is masked too"
+        );
         for task in ["whoami", "describe"] {
             let attempts = task_instances::attempts(&mut connection, run.pk, &TaskId::parse(task).unwrap())
                 .await

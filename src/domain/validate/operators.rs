@@ -33,7 +33,7 @@ pub(super) struct TaskKeys<'a> {
 }
 
 impl TaskKeys<'_> {
-    fn pick<'s, T>(&'s self, field: fn(&TaskSpec) -> &Option<T>) -> Option<&'s T> {
+    fn pick<T>(&self, field: fn(&TaskSpec) -> &Option<T>) -> Option<&T> {
         merged(field(self.own), self.defaults.map(field))
     }
 
@@ -401,7 +401,10 @@ fn transfer(keys: &TaskKeys<'_>, problems: &mut Problems) -> Option<Operator> {
         Some("replace") => TransferMode::Replace,
         Some("upsert") => TransferMode::Upsert,
         Some(other) => {
-            problems.at(to, format!("unknown transfer mode `{other}`: use append, replace or upsert"));
+            problems.at(
+                to,
+                format!("unknown transfer mode `{other}`: use append, replace or upsert"),
+            );
             return None;
         }
     };
@@ -546,7 +549,10 @@ fn sensor(keys: &TaskKeys<'_>, problems: &mut Problems) -> Option<Operator> {
     Some(Operator::Sensor(SensorTask {
         condition,
         poke_interval,
-        soft_fail: own.soft_fail.or(keys.defaults.and_then(|d| d.soft_fail)).unwrap_or(false),
+        soft_fail: own
+            .soft_fail
+            .or(keys.defaults.and_then(|d| d.soft_fail))
+            .unwrap_or(false),
     }))
 }
 
@@ -555,10 +561,10 @@ fn poke_interval(keys: &TaskKeys<'_>, default: Duration, problems: &mut Problems
         .pick(|d| &d.poke_interval)
         .and_then(|text| duration(text, "poke_interval", problems))
         .unwrap_or(default);
-    if interval.is_zero() {
-        if let Some(text) = keys.pick(|d| &d.poke_interval) {
-            problems.at(text, "`poke_interval` must be positive, e.g. 30s");
-        }
+    if interval.is_zero()
+        && let Some(text) = keys.pick(|d| &d.poke_interval)
+    {
+        problems.at(text, "`poke_interval` must be positive, e.g. 30s");
     }
     interval
 }
@@ -586,7 +592,10 @@ fn trigger_dag(keys: &TaskKeys<'_>, problems: &mut Problems) -> Option<Operator>
             conf.value.clone()
         }
         Some(conf) => {
-            problems.at(conf, "`conf` must be a map of run parameters, e.g. `conf: {region: kr}`");
+            problems.at(
+                conf,
+                "`conf` must be a map of run parameters, e.g. `conf: {region: kr}`",
+            );
             return None;
         }
     };

@@ -90,7 +90,8 @@ pub(super) async fn send(
     let method = Method::from_bytes(method.as_bytes()).map_err(|_| format!("`{method}` is not an HTTP method"))?;
     let shown = redacted_url(&url);
     let mut bare = url.clone();
-    let credentials = (!url.username().is_empty()).then(|| (url.username().to_string(), url.password().map(str::to_string)));
+    let credentials =
+        (!url.username().is_empty()).then(|| (url.username().to_string(), url.password().map(str::to_string)));
     let _ = bare.set_username("");
     let _ = bare.set_password(None);
     let mut request = client.request(method.clone(), bare).timeout(timeout);
@@ -107,14 +108,23 @@ pub(super) async fn send(
     };
     log.note(&format!("{method} {shown}"));
     let started = Instant::now();
-    let mut response = request.send().await.map_err(|error| describe(&error, &shown, timeout))?;
+    let mut response = request
+        .send()
+        .await
+        .map_err(|error| describe(&error, &shown, timeout))?;
     let status = response.status();
     let mut bytes = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|error| describe(&error, &shown, timeout))? {
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|error| describe(&error, &shown, timeout))?
+    {
         let room = MAX_OUTPUT_BYTES.saturating_sub(bytes.len());
         bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
         if room <= chunk.len() {
-            log.note(&format!("the response is longer than {MAX_OUTPUT_BYTES} bytes: the rest is not read"));
+            log.note(&format!(
+                "the response is longer than {MAX_OUTPUT_BYTES} bytes: the rest is not read"
+            ));
             break;
         }
     }
@@ -179,7 +189,11 @@ pub(super) fn check_status(response: &Response, expected: &StatusExpectation) ->
     ))
 }
 
-pub(super) async fn call(attempt: &BuiltinAttempt, http: &HttpTask, log: &mut TaskLog) -> Result<serde_json::Value, String> {
+pub(super) async fn call(
+    attempt: &BuiltinAttempt,
+    http: &HttpTask,
+    log: &mut TaskLog,
+) -> Result<serde_json::Value, String> {
     let url = target_url(attempt, http.conn.as_deref(), &http.url)?;
     let response = send(&http.method, url, &http.headers, &http.body, http.request_timeout, log).await?;
     if !response.body.is_empty() {

@@ -115,7 +115,9 @@ async fn check(
             log.note(&format!("poke: the query returned {first}"));
             Ok(verdict(truthy(&first)))
         }
-        SensorCondition::DagRun { dag_id, task_id } => dag_run_succeeded(attempt, dag_id, task_id.as_deref(), log).await,
+        SensorCondition::DagRun { dag_id, task_id } => {
+            dag_run_succeeded(attempt, dag_id, task_id.as_deref(), log).await
+        }
     }
 }
 
@@ -150,7 +152,7 @@ async fn dag_run_succeeded(
         .map(|task| TaskId::parse(task.to_string()).map_err(|error| error.to_string()))
         .transpose()?;
     let database = |error: crate::storage::StorageError| format!("reading the metadata database: {error}");
-    let mut connection = attempt.db.acquire().await.map_err(|error| database(error.into()))?;
+    let mut connection = attempt.db.acquire().await.map_err(database)?;
     let candidates = runs::with_logical_date(&mut connection, &dag_id, attempt.logical_date)
         .await
         .map_err(database)?;
@@ -190,7 +192,12 @@ mod tests {
             (PokeVerdict::Holds, 500, false, AttemptResult::Success { output: None }),
             (PokeVerdict::NotYet, 0, false, AttemptResult::Reschedule { at: at(30) }),
             // The last poke happens at the deadline, not after it.
-            (PokeVerdict::NotYet, 80, false, AttemptResult::Reschedule { at: at(100) }),
+            (
+                PokeVerdict::NotYet,
+                80,
+                false,
+                AttemptResult::Reschedule { at: at(100) },
+            ),
             (
                 PokeVerdict::NotYet,
                 100,
@@ -217,7 +224,15 @@ mod tests {
         for value in [json!(1), json!(true), json!("yes"), json!(0.5), json!([0])] {
             assert!(truthy(&value), "{value}");
         }
-        for value in [json!(null), json!(0), json!(false), json!(""), json!("0"), json!("false"), json!([])] {
+        for value in [
+            json!(null),
+            json!(0),
+            json!(false),
+            json!(""),
+            json!("0"),
+            json!("false"),
+            json!([]),
+        ] {
             assert!(!truthy(&value), "{value}");
         }
     }

@@ -5,7 +5,11 @@ use super::{BuiltinAttempt, SQL_OUTPUT_ROWS, TaskLog};
 use crate::domain::dag::{SqlSource, SqlTask, TransferMode, TransferTask};
 use crate::runtime::operators::sql as engine;
 
-pub(super) async fn run(attempt: &BuiltinAttempt, task: &SqlTask, log: &mut TaskLog) -> Result<serde_json::Value, String> {
+pub(super) async fn run(
+    attempt: &BuiltinAttempt,
+    task: &SqlTask,
+    log: &mut TaskLog,
+) -> Result<serde_json::Value, String> {
     let url = attempt.connection(&task.conn)?;
     let SqlSource::Inline(script) = &task.sql else {
         return Err("the sql file was not read before the attempt started".to_string());

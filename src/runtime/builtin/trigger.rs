@@ -34,7 +34,7 @@ pub(super) async fn trigger(
     };
     let run_id = triggered_run_id(attempt)?;
     let database = |error: crate::storage::StorageError| format!("reading the metadata database: {error}");
-    let mut connection = attempt.db.acquire().await.map_err(|error| database(error.into()))?;
+    let mut connection = attempt.db.acquire().await.map_err(database)?;
     let existing = runs::get(&mut connection, &target.dag_id, &run_id)
         .await
         .map_err(database)?;
@@ -62,7 +62,7 @@ pub(super) async fn trigger(
             format_duration(task.poke_interval)
         ));
         loop {
-            let mut connection = attempt.db.acquire().await.map_err(|error| database(error.into()))?;
+            let mut connection = attempt.db.acquire().await.map_err(database)?;
             let run = runs::get(&mut connection, &target.dag_id, &run_id)
                 .await
                 .map_err(database)?
