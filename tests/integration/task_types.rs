@@ -431,6 +431,14 @@ async fn a_password_stored_in_the_database_is_used_by_a_task_and_masked_in_what_
         weir::storage::connections::insert(&mut connection, &stored, &key)
             .await
             .unwrap();
+        for (name, value) in [("region", "kr"), ("crm_api_token", "tok-DB-9913")] {
+            let variable = weir::storage::variables::Variable {
+                key: name.to_string(),
+                value: value.to_string(),
+                description: None,
+            };
+            weir::storage::variables::set(&mut connection, &variable).await.unwrap();
+        }
         drop(connection);
         let yaml = r#"
 dag_id: db_conn
@@ -441,10 +449,19 @@ tasks:
     url: /whoami
   describe:
     command: echo "host={{ conn.crm_leak_test.host }} login={{ conn.crm_leak_test.login }}"
+  variables:
+    command: echo "region={{ var.region }} token={{ var.crm_api_token }}"
 "#;
         let mut harness = Harness::new(&test_db.db, yaml).await;
         let run = harness.trigger().await;
-        assert_eq!(harness.run_to_end(&run).await, RunState::Success, "{}", test_db.label);
+        let state = harness.run_to_end(&run).await;
+        assert_eq!(
+            state,
+            RunState::Success,
+            "{}: {:?}",
+            test_db.label,
+            attempt_error(&harness, run.pk, "variables").await
+        );
         let whoami = read_log(&harness, &run, "whoami", 1);
         assert!(
             whoami.contains("you sent loader:***"),
