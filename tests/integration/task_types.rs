@@ -478,6 +478,10 @@ tasks:
             outputs["whoami"], r#""you sent loader:***""#,
             "the output is masked too"
         );
+        assert_eq!(
+            outputs["variables"], r#""region=kr token=***""#,
+            "database variables in templates; a secret-named one masked"
+        );
         for task in ["whoami", "describe"] {
             let attempts = task_instances::attempts(&mut connection, run.pk, &TaskId::parse(task).unwrap())
                 .await
