@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::attempt::{self, attempt_env, log_path, output_path, render_fields, template_context};
 use super::builtin::BuiltinAttempt;
-use super::connections::{Connections, SecretSources};
+use super::connections::{Connections, Resolved, SecretSources};
 use super::executor::{AttemptKey, AttemptRequest, AttemptResult, AttemptWork, Executor, ExecutorEvent};
 use super::loader::DagBag;
 use super::metrics::SchedulerMetrics;
@@ -75,8 +75,15 @@ pub struct Scheduler {
     /// Per DAG, the time before which its timetable has nothing to create: lets a step skip the
     /// database for DAGs that are not due. Cleared whenever DAGs or recorded state change.
     not_due: std::sync::Mutex<HashMap<DagId, DateTime<Utc>>>,
+    /// Connections and variables as last read, and when: busy steps reuse them for
+    /// [`SECRETS_TTL`] instead of reading and decrypting them at every dispatch.
+    resolved: std::sync::Mutex<Option<(std::time::Instant, Resolved)>>,
     metrics: Arc<SchedulerMetrics>,
 }
+
+/// How long resolved connections and variables are reused: a change made through the CLI, API or
+/// UI applies to attempts that start at most this much later.
+const SECRETS_TTL: Duration = Duration::from_secs(1);
 
 fn earliest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
     match (a, b) {
@@ -103,6 +110,7 @@ impl Scheduler {
             executor,
             hostname,
             not_due: std::sync::Mutex::new(HashMap::new()),
+            resolved: std::sync::Mutex::new(None),
             metrics: Arc::new(SchedulerMetrics::default()),
         }
     }
@@ -128,6 +136,24 @@ impl Scheduler {
     pub fn with_metrics(mut self, metrics: Arc<SchedulerMetrics>) -> Self {
         self.metrics = metrics;
         self
+    }
+
+    /// Connections and variables from every source, read again once [`SECRETS_TTL`] has passed.
+    async fn resolve_secrets(&self, connection: &mut sqlx::AnyConnection) -> anyhow::Result<Resolved> {
+        let cached = self.resolved.lock().ok().and_then(|cache| {
+            cache
+                .as_ref()
+                .filter(|(at, _)| at.elapsed() < SECRETS_TTL)
+                .map(|(_, resolved)| resolved.clone())
+        });
+        if let Some(resolved) = cached {
+            return Ok(resolved);
+        }
+        let resolved = self.settings.secrets.resolve(connection).await?;
+        if let Ok(mut cache) = self.resolved.lock() {
+            *cache = Some((std::time::Instant::now(), resolved.clone()));
+        }
+        Ok(resolved)
     }
 
     fn bag(&self) -> Arc<DagBag> {
@@ -485,7 +511,7 @@ impl Scheduler {
             return Ok(());
         }
         let active = task_instances::active(&mut connection).await?;
-        let mut resolved = self.settings.secrets.resolve(&mut connection).await?;
+        let mut resolved = self.resolve_secrets(&mut connection).await?;
         drop(connection);
         resolved.variables.extend(self.settings.variables.clone());
         resolved
