@@ -26,11 +26,11 @@ pub async fn send(channel: &Channel, alert_id: i64, payload: &Payload) -> Result
         ChannelKind::Command { command, cwd } => return run_command(command, cwd, alert_id, payload, timeout).await,
         ChannelKind::Webhook { url, headers } => {
             let body = message::webhook_body(alert_id, payload);
-            tokio::time::timeout(timeout, post_json(url, headers, &body, timeout)).await
+            tokio::time::timeout(timeout, post_json(url, headers, &body)).await
         }
         ChannelKind::Slack { url } => {
             let body = serde_json::json!({ "text": message::slack_text(payload) });
-            tokio::time::timeout(timeout, post_json(url, &BTreeMap::new(), &body, timeout)).await
+            tokio::time::timeout(timeout, post_json(url, &BTreeMap::new(), &body)).await
         }
         ChannelKind::Email { smtp, to } => tokio::time::timeout(timeout, send_email(smtp, to, payload, timeout)).await,
     };
@@ -69,10 +69,10 @@ async fn post_json(
     url: &str,
     headers: &BTreeMap<String, String>,
     body: &serde_json::Value,
-    timeout: Duration,
 ) -> Result<(), String> {
     let client = crate::runtime::builtin::http_client()?;
-    let mut request = client.post(url).timeout(timeout).json(body);
+    // No reqwest timeout: the caller's bounds the whole attempt, with one message for all kinds.
+    let mut request = client.post(url).json(body);
     for (name, value) in headers {
         request = request.header(name, value);
     }
