@@ -87,7 +87,11 @@ pub async fn run(app: &App, command: AlertsCommand) -> CliResult {
                     if let Some(error) = row.get("error").and_then(Value::as_str) {
                         let first = error.lines().next().unwrap_or_default();
                         let short: String = first.chars().take(80).collect();
-                        let short = if short.len() < error.len() { format!("{short}…") } else { short };
+                        let short = if short.len() < error.len() {
+                            format!("{short}…")
+                        } else {
+                            short
+                        };
                         row["error"] = Value::String(short);
                     }
                 }
@@ -127,7 +131,10 @@ pub async fn run(app: &App, command: AlertsCommand) -> CliResult {
             };
             match crate::runtime::alerts::send_test(found, &config.base_url).await {
                 Ok(()) => {
-                    println!("sent a test alert through `{channel}` ({}): delivered", found.kind.name());
+                    println!(
+                        "sent a test alert through `{channel}` ({}): delivered",
+                        found.kind.name()
+                    );
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(error) => Err(CliError::Failed(format!(

@@ -189,12 +189,12 @@ pub(super) fn parse(
         reason: reason.to_string(),
     };
     let smtp: RawSmtp = match smtp {
-        Some(table) => RawSmtp::deserialize(toml::Value::Table(table.clone())).map_err(|error| {
-            ConfigError::Invalid {
+        Some(table) => {
+            RawSmtp::deserialize(toml::Value::Table(table.clone())).map_err(|error| ConfigError::Invalid {
                 path: path.to_path_buf(),
                 message: format!("[smtp]: {}", error.message()),
-            }
-        })?,
+            })?
+        }
         None => RawSmtp::default(),
     };
     let mut policy = DeliveryPolicy::default();
@@ -206,14 +206,8 @@ pub(super) fn parse(
         match (key.as_str(), value) {
             (_, toml::Value::Table(table)) => raw_channels.push((key.clone(), table.clone())),
             ("default_on_failure" | "default_on_retry" | "default_on_success" | "default_sla_miss", _) => {
-                let names = channel_list(value).ok_or_else(|| {
-                    bad(
-                        "alerts",
-                        key,
-                        &text(),
-                        "use a list of channel names, e.g. [\"ops\"]",
-                    )
-                })?;
+                let names = channel_list(value)
+                    .ok_or_else(|| bad("alerts", key, &text(), "use a list of channel names, e.g. [\"ops\"]"))?;
                 let slot = match key.as_str() {
                     "default_on_failure" => &mut defaults.on_failure,
                     "default_on_retry" => &mut defaults.on_retry,
@@ -227,8 +221,7 @@ pub(super) fn parse(
             }
             ("concurrency", _) => return Err(bad("alerts", key, &text(), "must be a whole number of at least 1")),
             ("retries" | "retry_delay" | "max_retry_delay" | "timeout", _) => {
-                policy = apply_policy_key(policy, key, value)
-                    .map_err(|reason| bad("alerts", key, &text(), &reason))?;
+                policy = apply_policy_key(policy, key, value).map_err(|reason| bad("alerts", key, &text(), &reason))?;
             }
             _ => {
                 return Err(bad(
@@ -248,7 +241,9 @@ pub(super) fn parse(
         if !valid_channel_name(&name) {
             return Err(ConfigError::Invalid {
                 path: path.to_path_buf(),
-                message: format!("[{section}]: a channel name uses only A-Z a-z 0-9 _ . - (it is written in DAG files)"),
+                message: format!(
+                    "[{section}]: a channel name uses only A-Z a-z 0-9 _ . - (it is written in DAG files)"
+                ),
             });
         }
         let raw = RawChannel::deserialize(toml::Value::Table(table)).map_err(|error| ConfigError::Invalid {
@@ -336,7 +331,10 @@ fn channel(
     let problem = |key: &str, value: &str, reason: &str| (key.to_string(), value.to_string(), reason.to_string());
     let mut policy = defaults;
     for (key, value) in [
-        ("retries", raw.retries.map(|count| toml::Value::Integer(i64::from(count)))),
+        (
+            "retries",
+            raw.retries.map(|count| toml::Value::Integer(i64::from(count))),
+        ),
         ("retry_delay", raw.retry_delay.clone().map(toml::Value::String)),
         ("max_retry_delay", raw.max_retry_delay.clone().map(toml::Value::String)),
         ("timeout", raw.timeout.clone().map(toml::Value::String)),
@@ -351,11 +349,7 @@ fn channel(
     let smtp_key = smtp_key.unwrap_or("host");
     let stray = |keys: &[(&str, bool)]| -> Result<(), ChannelProblem> {
         match keys.iter().find(|(_, present)| *present) {
-            Some((key, _)) => Err(problem(
-                key,
-                "",
-                &format!("does not apply to a {} channel", raw.kind),
-            )),
+            Some((key, _)) => Err(problem(key, "", &format!("does not apply to a {} channel", raw.kind))),
             None => Ok(()),
         }
     };
@@ -461,7 +455,10 @@ fn smtp_settings(section: &str, own: &RawSmtp, shared: &RawSmtp) -> Result<SmtpS
     if from.parse::<lettre::message::Mailbox>().is_err() {
         return Err(problem("from", &from, "not an email address such as weir@example.com"));
     }
-    let security = match (own.security.as_ref().or(shared.security.as_ref()), own.starttls.or(shared.starttls)) {
+    let security = match (
+        own.security.as_ref().or(shared.security.as_ref()),
+        own.starttls.or(shared.starttls),
+    ) {
         (Some(text), starttls) => {
             let security = match text.as_str() {
                 "none" => SmtpSecurity::None,
@@ -567,7 +564,10 @@ starttls = false
         assert_eq!(to, &["oncall@example.com"]);
         assert_eq!((smtp.host.as_str(), smtp.port), ("smtp.example.com", 2525));
         assert_eq!(smtp.security, SmtpSecurity::None);
-        assert!(!format!("{smtp:?}").contains("hunter2"), "the password stays out of debug output");
+        assert!(
+            !format!("{smtp:?}").contains("hunter2"),
+            "the password stays out of debug output"
+        );
         assert!(
             matches!(&config.channels["local"].kind, ChannelKind::Command { cwd, .. } if cwd == Path::new("/srv/weir"))
         );
@@ -580,7 +580,10 @@ starttls = false
                 "[alerts.ops]\nkind = \"pager\"\n",
                 "[alerts.ops] kind = \"pager\": use \"webhook\", \"slack\", \"email\" or \"command\"",
             ),
-            ("[alerts.ops]\nkind = \"webhook\"\n", "[alerts.ops] url = \"\": a webhook channel needs a url"),
+            (
+                "[alerts.ops]\nkind = \"webhook\"\n",
+                "[alerts.ops] url = \"\": a webhook channel needs a url",
+            ),
             (
                 "[alerts.ops]\nkind = \"slack\"\nurl = \"ftp://x\"\n",
                 "[alerts.ops] url = \"ftp://x\": not an http:// or https:// URL",
@@ -593,10 +596,22 @@ starttls = false
                 "[alerts.ops]\nkind = \"webhook\"\nurl = \"http://x\"\ncommand = \"echo\"\n",
                 "[alerts.ops] command = \"\": does not apply to a webhook channel",
             ),
-            ("[alerts.ops]\nkind = \"webhook\"\nurl = \"http://x\"\nurll = 1\n", "unknown field `urll`"),
-            ("[alerts]\ndefault_on_failure = [\"ops\"]\n", "no channel [alerts.ops] is defined"),
-            ("[alerts]\ndefault_on_failur = [\"ops\"]\n", "unknown key: [alerts] takes default_on_failure"),
-            ("[alerts]\nretry_delay = \"soon\"\n", "[alerts] retry_delay = \"soon\": `soon` is not a duration"),
+            (
+                "[alerts.ops]\nkind = \"webhook\"\nurl = \"http://x\"\nurll = 1\n",
+                "unknown field `urll`",
+            ),
+            (
+                "[alerts]\ndefault_on_failure = [\"ops\"]\n",
+                "no channel [alerts.ops] is defined",
+            ),
+            (
+                "[alerts]\ndefault_on_failur = [\"ops\"]\n",
+                "unknown key: [alerts] takes default_on_failure",
+            ),
+            (
+                "[alerts]\nretry_delay = \"soon\"\n",
+                "[alerts] retry_delay = \"soon\": `soon` is not a duration",
+            ),
             (
                 "[alerts.ops]\nkind = \"command\"\ncommand = \"x\"\ntimeout = \"0s\"\n",
                 "[alerts.ops] timeout = \"0s\": must be positive",

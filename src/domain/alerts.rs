@@ -359,10 +359,7 @@ mod tests {
                 AfterFailure::GiveUp,
             ]
         );
-        let capped = DeliveryPolicy {
-            retries: 40,
-            ..policy
-        };
+        let capped = DeliveryPolicy { retries: 40, ..policy };
         assert_eq!(capped.delay_after(6), Duration::from_secs(300));
         assert_eq!(capped.delay_after(40), Duration::from_secs(300));
         let no_retries = DeliveryPolicy { retries: 0, ..policy };

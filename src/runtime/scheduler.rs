@@ -530,9 +530,15 @@ impl Scheduler {
                         if runs::finish(&mut transaction, run.pk, *state, now).await?
                             && let Some(hooks) = &self.alerts
                         {
-                            let recorded =
-                                super::alerts::record_run_alerts(&mut transaction, &hooks.routing, dag, &run, *state, now)
-                                    .await?;
+                            let recorded = super::alerts::record_run_alerts(
+                                &mut transaction,
+                                &hooks.routing,
+                                dag,
+                                &run,
+                                *state,
+                                now,
+                            )
+                            .await?;
                             self.alerts_recorded(recorded);
                         }
                         tracing::info!(dag_id = %run.dag_id, run_id = %run.run_id, state = %state, "run finished");

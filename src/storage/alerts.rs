@@ -44,8 +44,7 @@ pub struct Alert {
     pub delivered_at: Option<DateTime<Utc>>,
 }
 
-const COLUMNS: &str =
-    "id, channel, event, dag_id, run_id, task_id, payload, status, attempts, next_attempt_at, error, created_at, delivered_at";
+const COLUMNS: &str = "id, channel, event, dag_id, run_id, task_id, payload, status, attempts, next_attempt_at, error, created_at, delivered_at";
 
 fn from_row(row: &AnyRow) -> Result<Alert, StorageError> {
     let payload: String = row.try_get("payload")?;
@@ -68,7 +67,11 @@ fn from_row(row: &AnyRow) -> Result<Alert, StorageError> {
 }
 
 /// Records a pending delivery, due at once; returns its id.
-pub async fn insert(connection: &mut AnyConnection, alert: &NewAlert<'_>, now: DateTime<Utc>) -> Result<i64, StorageError> {
+pub async fn insert(
+    connection: &mut AnyConnection,
+    alert: &NewAlert<'_>,
+    now: DateTime<Utc>,
+) -> Result<i64, StorageError> {
     Ok(sqlx::query(
         "INSERT INTO alert (channel, event, dag_id, run_id, task_id, payload, status, attempts, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7) RETURNING id",
     )
@@ -122,9 +125,14 @@ pub async fn claim(
 pub enum AttemptOutcome {
     Delivered,
     /// Failed; tried again at the given time.
-    Retry { error: String, at: DateTime<Utc> },
+    Retry {
+        error: String,
+        at: DateTime<Utc>,
+    },
     /// Failed, and no attempt is left.
-    Failed { error: String },
+    Failed {
+        error: String,
+    },
 }
 
 /// Records the end of attempt `attempt` of a delivery, if its claim still holds (a lapsed claim
@@ -216,7 +224,9 @@ fn where_clause(filter: &AlertFilter) -> (String, Vec<String>) {
     }
     match filter.status {
         // People see a delivery being sent right now as pending (§7 lists three statuses).
-        Some(DeliveryStatus::Pending | DeliveryStatus::Sending) => sql.push_str(" AND status IN ('pending', 'sending')"),
+        Some(DeliveryStatus::Pending | DeliveryStatus::Sending) => {
+            sql.push_str(" AND status IN ('pending', 'sending')")
+        }
         Some(status) => {
             binds.push(status.as_str().to_string());
             sql.push_str(&format!(" AND status = ${}", binds.len()));

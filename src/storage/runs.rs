@@ -531,7 +531,11 @@ pub async fn sla_candidates(connection: &mut AnyConnection, dag_ids: &[&DagId]) 
 }
 
 /// Records that a run missed its SLA, once: `false` when it already had (or has finished since).
-pub async fn mark_sla_missed(connection: &mut AnyConnection, pk: i64, now: DateTime<Utc>) -> Result<bool, StorageError> {
+pub async fn mark_sla_missed(
+    connection: &mut AnyConnection,
+    pk: i64,
+    now: DateTime<Utc>,
+) -> Result<bool, StorageError> {
     let changed = sqlx::query(
         "UPDATE dag_run SET sla_missed_at = $2 WHERE id = $1 AND sla_missed_at IS NULL AND state IN ('queued', 'running')",
     )

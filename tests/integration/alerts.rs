@@ -118,7 +118,10 @@ struct Mail {
 impl Mail {
     /// The message with folded header lines joined and quoted-printable soft breaks removed.
     fn text(&self) -> String {
-        self.data.replace("\r\n ", " ").replace("=\r\n", "").replace("\r\n", "\n")
+        self.data
+            .replace("\r\n ", " ")
+            .replace("=\r\n", "")
+            .replace("\r\n", "\n")
     }
 
     fn subject(&self) -> String {
@@ -193,7 +196,13 @@ async fn smtp_session(
             // authzid \0 authcid \0 password
             let decoded = decode_base64(&encoded);
             let parts: Vec<&str> = decoded.split('\0').collect();
-            check_login(parts.get(1).copied(), parts.get(2).copied(), username, password, &mut authenticated_as)
+            check_login(
+                parts.get(1).copied(),
+                parts.get(2).copied(),
+                username,
+                password,
+                &mut authenticated_as,
+            )
         } else if upper.starts_with("AUTH LOGIN") {
             writer.write_all(b"334 VXNlcm5hbWU6\r\n").await?;
             let user = decode_base64(&read_line(&mut lines).await?);
@@ -323,8 +332,9 @@ impl AlertHarness {
         for (position, yaml) in yamls.iter().enumerate() {
             let path = folder.path().join("dags").join(format!("dag{position}.yaml"));
             std::fs::write(&path, yaml).unwrap();
-            let dag =
-                Arc::new(Dag::from_yaml(&path, yaml, &config.validation_context()).unwrap_or_else(|error| panic!("{error}")));
+            let dag = Arc::new(
+                Dag::from_yaml(&path, yaml, &config.validation_context()).unwrap_or_else(|error| panic!("{error}")),
+            );
             dags.insert(dag.dag_id.to_string(), Arc::clone(&dag));
             bag.dags.insert(dag.dag_id.clone(), dag);
         }
@@ -429,7 +439,12 @@ impl AlertHarness {
             let db = db.clone();
             async move {
                 let mut connection = db.acquire().await.unwrap();
-                runs::get_by_pk(&mut connection, pk).await.unwrap().unwrap().state.is_finished()
+                runs::get_by_pk(&mut connection, pk)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .state
+                    .is_finished()
             }
         })
         .await;
@@ -494,14 +509,33 @@ tasks:
         assert_eq!(
             recorded.iter().map(summary).collect::<Vec<_>>(),
             [
-                ("ops".to_string(), AlertEvent::OnRetry, Some("extract".to_string()), DeliveryStatus::Delivered),
-                ("ops".to_string(), AlertEvent::OnFailure, Some("extract".to_string()), DeliveryStatus::Delivered),
-                ("ops".to_string(), AlertEvent::OnFailure, None, DeliveryStatus::Delivered),
+                (
+                    "ops".to_string(),
+                    AlertEvent::OnRetry,
+                    Some("extract".to_string()),
+                    DeliveryStatus::Delivered
+                ),
+                (
+                    "ops".to_string(),
+                    AlertEvent::OnFailure,
+                    Some("extract".to_string()),
+                    DeliveryStatus::Delivered
+                ),
+                (
+                    "ops".to_string(),
+                    AlertEvent::OnFailure,
+                    None,
+                    DeliveryStatus::Delivered
+                ),
             ],
             "{}",
             test_db.label
         );
-        assert!(recorded.iter().all(|alert| alert.attempts == 1 && alert.error.is_none()));
+        assert!(
+            recorded
+                .iter()
+                .all(|alert| alert.attempts == 1 && alert.error.is_none())
+        );
 
         let mut bodies = hook.accepted();
         bodies.sort_by_key(|body| body["alert_id"].as_i64());
@@ -529,7 +563,10 @@ tasks:
             test_db.label
         );
         let failure = &bodies[1];
-        assert_eq!((&failure["event"], &failure["state"], &failure["try_number"]), (&Value::from("on_failure"), &Value::from("failed"), &Value::from(2)));
+        assert_eq!(
+            (&failure["event"], &failure["state"], &failure["try_number"]),
+            (&Value::from("on_failure"), &Value::from("failed"), &Value::from(2))
+        );
         let run_failure = &bodies[2];
         assert_eq!(run_failure["event"], "on_failure");
         assert_eq!(run_failure["task_id"], Value::Null);
@@ -574,7 +611,12 @@ async fn a_successful_run_reaches_slack_through_the_configured_default_unless_it
         let recorded = settled_alerts(&test_db.db, 1).await;
         assert_eq!(
             recorded.iter().map(summary).collect::<Vec<_>>(),
-            [("chat".to_string(), AlertEvent::OnSuccess, None, DeliveryStatus::Delivered)],
+            [(
+                "chat".to_string(),
+                AlertEvent::OnSuccess,
+                None,
+                DeliveryStatus::Delivered
+            )],
             "{}: only the DAG without its own on_success list gets the default",
             test_db.label
         );
@@ -639,7 +681,10 @@ tasks:
         let task_mail = &mails[0];
         assert_eq!(
             task_mail.subject(),
-            format!("[weir] on_failure: Task nightly.load failed (try 1) in run {}", run.run_id),
+            format!(
+                "[weir] on_failure: Task nightly.load failed (try 1) in run {}",
+                run.run_id
+            ),
             "{}",
             test_db.label
         );
@@ -733,14 +778,25 @@ async fn dead_channels_never_hold_up_the_run_or_the_other_channels_and_end_faile
         )
         .await;
         let recorded = all_alerts(&test_db.db).await;
-        assert_eq!(recorded.len(), 8, "{}: 2 alerts (task, run) × 4 channels", test_db.label);
-        let by_channel = |name: &str| -> Vec<&Alert> { recorded.iter().filter(|alert| alert.channel == name).collect() };
+        assert_eq!(
+            recorded.len(),
+            8,
+            "{}: 2 alerts (task, run) × 4 channels",
+            test_db.label
+        );
+        let by_channel =
+            |name: &str| -> Vec<&Alert> { recorded.iter().filter(|alert| alert.channel == name).collect() };
         for alert in by_channel("ops") {
             assert_eq!((alert.status, alert.attempts), (DeliveryStatus::Delivered, 1));
         }
         assert_eq!(hook.accepted().len(), 2);
         for alert in by_channel("silent") {
-            assert_eq!((alert.status, alert.attempts), (DeliveryStatus::Failed, 3), "{}", test_db.label);
+            assert_eq!(
+                (alert.status, alert.attempts),
+                (DeliveryStatus::Failed, 3),
+                "{}",
+                test_db.label
+            );
             assert_eq!(
                 alert.error.as_deref(),
                 Some("no answer within 300ms (the channel's timeout)"),
@@ -749,18 +805,41 @@ async fn dead_channels_never_hold_up_the_run_or_the_other_channels_and_end_faile
             );
         }
         for alert in by_channel("refused") {
-            assert_eq!((alert.status, alert.attempts), (DeliveryStatus::Failed, 3), "{}", test_db.label);
+            assert_eq!(
+                (alert.status, alert.attempts),
+                (DeliveryStatus::Failed, 3),
+                "{}",
+                test_db.label
+            );
             let error = alert.error.as_deref().unwrap_or_default();
-            assert!(error.to_lowercase().contains("connection refused"), "{}: {error}", test_db.label);
+            assert!(
+                error.to_lowercase().contains("connection refused"),
+                "{}: {error}",
+                test_db.label
+            );
         }
         for alert in by_channel("stuck") {
-            assert_eq!(alert.status, DeliveryStatus::Sending, "{}: still waiting for an answer", test_db.label);
+            assert_eq!(
+                alert.status,
+                DeliveryStatus::Sending,
+                "{}: still waiting for an answer",
+                test_db.label
+            );
         }
         // Shutting down gives the unanswered deliveries back to the outbox, uncounted.
         stop.cancel();
         delivery.await.unwrap();
-        for alert in all_alerts(&test_db.db).await.iter().filter(|alert| alert.channel == "stuck") {
-            assert_eq!((alert.status, alert.attempts), (DeliveryStatus::Pending, 0), "{}", test_db.label);
+        for alert in all_alerts(&test_db.db)
+            .await
+            .iter()
+            .filter(|alert| alert.channel == "stuck")
+        {
+            assert_eq!(
+                (alert.status, alert.attempts),
+                (DeliveryStatus::Pending, 0),
+                "{}",
+                test_db.label
+            );
         }
     }
 }
@@ -858,7 +937,10 @@ async fn a_daemon_killed_while_alerts_are_pending_delivers_each_exactly_once_aft
         first.sigkill();
         assert!(hook.accepted().is_empty());
         assert!(
-            all_alerts(db).await.iter().all(|alert| alert.status != DeliveryStatus::Delivered),
+            all_alerts(db)
+                .await
+                .iter()
+                .all(|alert| alert.status != DeliveryStatus::Delivered),
             "{}",
             test_db.label
         );
@@ -980,7 +1062,10 @@ async fn a_delivery_is_claimed_once_and_a_lapsed_claim_goes_back_to_pending() {
             test_db.label
         );
         assert!(alerts::due(&mut connection, now, 10).await.unwrap().is_empty());
-        assert_eq!(alerts::next_wake(&mut connection).await.unwrap(), Some(storage_time(lease)));
+        assert_eq!(
+            alerts::next_wake(&mut connection).await.unwrap(),
+            Some(storage_time(lease))
+        );
         assert_eq!(alerts::release_lapsed(&mut connection, now).await.unwrap(), 0);
         // The sender died: once the lease lapses the delivery is due again, its attempt counted.
         let later = now + chrono::Duration::seconds(31);
@@ -989,7 +1074,12 @@ async fn a_delivery_is_claimed_once_and_a_lapsed_claim_goes_back_to_pending() {
             .await
             .unwrap();
         assert!(!stale, "{}: the dead sender's outcome no longer counts", test_db.label);
-        assert_eq!(alerts::claim(&mut connection, id, later + chrono::Duration::seconds(30)).await.unwrap(), Some(2));
+        assert_eq!(
+            alerts::claim(&mut connection, id, later + chrono::Duration::seconds(30))
+                .await
+                .unwrap(),
+            Some(2)
+        );
         assert!(
             alerts::finish_attempt(&mut connection, id, 2, &alerts::AttemptOutcome::Delivered, later)
                 .await
@@ -997,7 +1087,11 @@ async fn a_delivery_is_claimed_once_and_a_lapsed_claim_goes_back_to_pending() {
         );
         let alert = alerts::get(&mut connection, id).await.unwrap().unwrap();
         assert_eq!((alert.status, alert.attempts), (DeliveryStatus::Delivered, 2));
-        assert_eq!(alerts::claim(&mut connection, id, later).await.unwrap(), None, "delivered is final");
+        assert_eq!(
+            alerts::claim(&mut connection, id, later).await.unwrap(),
+            None,
+            "delivered is final"
+        );
     }
 }
 
@@ -1049,7 +1143,7 @@ async fn the_api_and_the_ui_list_deliveries_newest_first() {
 
         let pending = api.get("/api/v2/alerts?status=pending").await;
         assert_eq!(pending.body["total_entries"], 2);
-        assert_eq!(pending.body["alerts"][0]["next_attempt_at"].is_string(), true);
+        assert!(pending.body["alerts"][0]["next_attempt_at"].is_string());
 
         let bad = api.get("/api/v2/alerts?status=sending").await;
         assert_eq!(bad.status, StatusCode::BAD_REQUEST);
@@ -1066,7 +1160,10 @@ async fn the_api_and_the_ui_list_deliveries_newest_first() {
         let page = api.get("/alerts?dag_id=revenue").await;
         assert_eq!(page.status, StatusCode::OK);
         let html = page.body.as_str().unwrap();
-        assert!(html.contains("<a href=\"/alerts\">Alerts</a>"), "the nav links the page");
+        assert!(
+            html.contains("<a href=\"/alerts\">Alerts</a>"),
+            "the nav links the page"
+        );
         assert!(html.contains("badge state-failed\">failed"), "{html}");
         assert!(html.contains("HTTP 500 from the hook"));
         assert!(!html.contains("inventory"), "filtered by DAG");

@@ -98,7 +98,10 @@ pub async fn list(
 }
 
 /// `GET /api/v2/alerts/{alert_id}`
-pub async fn get(State(state): State<ApiState>, ApiPath(id): ApiPath<String>) -> Result<ApiJson<AlertResponse>, ApiError> {
+pub async fn get(
+    State(state): State<ApiState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<ApiJson<AlertResponse>, ApiError> {
     let id: i64 = id
         .parse()
         .map_err(|_| ApiError::BadRequest(format!("alert_id must be an integer, got `{id}`")))?;

@@ -44,7 +44,9 @@ fn row(alert: Alert) -> AlertRow {
     let status = alert.status.shown();
     let when = match status {
         DeliveryStatus::Delivered => alert.delivered_at.map(|at| format!("delivered {}", views::time(at))),
-        DeliveryStatus::Pending if alert.attempts > 0 => Some(format!("next try {}", views::time(alert.next_attempt_at))),
+        DeliveryStatus::Pending if alert.attempts > 0 => {
+            Some(format!("next try {}", views::time(alert.next_attempt_at)))
+        }
         _ => None,
     };
     AlertRow {
@@ -82,7 +84,9 @@ pub async fn list(State(state): State<ApiState>, UiQuery(query): UiQuery<AlertsQ
                 .ok()
                 .filter(|status| *status != DeliveryStatus::Sending)
                 .ok_or_else(|| {
-                    UiError::BadRequest(format!("`{text}` is not an alert status: use pending, delivered or failed."))
+                    UiError::BadRequest(format!(
+                        "`{text}` is not an alert status: use pending, delivered or failed."
+                    ))
                 })?,
         ),
         None => None,

@@ -67,7 +67,10 @@ impl AlertDelivery {
         let mut connection = self.db.acquire().await?;
         let lapsed = outbox::release_lapsed(&mut connection, now).await?;
         if lapsed > 0 {
-            tracing::warn!(lapsed, "alert deliveries left sending by a stopped process go out again");
+            tracing::warn!(
+                lapsed,
+                "alert deliveries left sending by a stopped process go out again"
+            );
         }
         let due = outbox::due(&mut connection, now, BATCH).await?;
         let mut started = 0;
@@ -83,8 +86,10 @@ impl AlertDelivery {
             else {
                 continue;
             };
-            let lease = chrono::Duration::from_std(channel.policy.timeout + LEASE_MARGIN).unwrap_or(chrono::Duration::MAX);
-            let Some(attempt) = outbox::claim(&mut connection, alert.id, now.checked_add_signed(lease).unwrap_or(now)).await?
+            let lease =
+                chrono::Duration::from_std(channel.policy.timeout + LEASE_MARGIN).unwrap_or(chrono::Duration::MAX);
+            let Some(attempt) =
+                outbox::claim(&mut connection, alert.id, now.checked_add_signed(lease).unwrap_or(now)).await?
             else {
                 continue;
             };
@@ -176,7 +181,10 @@ impl AlertDelivery {
         };
         for (id, attempt) in left {
             match outbox::release(&mut connection, id, attempt).await {
-                Ok(_) => tracing::info!(alert_id = id, "alert delivery interrupted by shutdown; it goes out after the restart"),
+                Ok(_) => tracing::info!(
+                    alert_id = id,
+                    "alert delivery interrupted by shutdown; it goes out after the restart"
+                ),
                 Err(error) => tracing::error!(alert_id = id, "cannot give an interrupted alert delivery back: {error}"),
             }
         }
@@ -222,10 +230,16 @@ async fn deliver(
     match recorded {
         Ok(true) => {}
         Ok(false) => {
-            tracing::warn!(alert_id = alert.id, "an alert delivery's claim lapsed before its outcome was recorded")
+            tracing::warn!(
+                alert_id = alert.id,
+                "an alert delivery's claim lapsed before its outcome was recorded"
+            )
         }
         // The claim lapses and the delivery goes out again: at-least-once.
-        Err(error) => tracing::error!(alert_id = alert.id, "cannot record an alert delivery's outcome: {error}"),
+        Err(error) => tracing::error!(
+            alert_id = alert.id,
+            "cannot record an alert delivery's outcome: {error}"
+        ),
     }
     if let Ok(mut in_flight) = in_flight.lock() {
         in_flight.remove(&(alert.id, attempt));

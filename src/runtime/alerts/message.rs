@@ -246,7 +246,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("|task log>"), "{text}");
-        assert!(text.contains("```connecting to &lt;shop&gt; &amp; co\n[weir] exited"), "{text}");
+        assert!(
+            text.contains("```connecting to &lt;shop&gt; &amp; co\n[weir] exited"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -259,7 +262,10 @@ mod tests {
         let body = email_body(&payload);
         assert!(body.contains("\ntask_id: extract\n"), "{body}");
         assert!(body.contains("\ntry_number: 2\n"), "{body}");
-        assert!(body.contains("\nerror (last lines of the log):\nconnecting to <shop>"), "{body}");
+        assert!(
+            body.contains("\nerror (last lines of the log):\nconnecting to <shop>"),
+            "{body}"
+        );
     }
 
     #[test]

@@ -89,7 +89,16 @@ pub async fn record_task_alerts(
         ),
         error,
     };
-    insert_all(connection, &channels, event, &run, Some(task_id.as_str()), &payload, now).await
+    insert_all(
+        connection,
+        &channels,
+        event,
+        &run,
+        Some(task_id.as_str()),
+        &payload,
+        now,
+    )
+    .await
 }
 
 /// A run just finished in `state`: records `on_failure` or `on_success`. Returns how many
@@ -191,8 +200,16 @@ pub async fn check_slas(db: &Db, routing: &AlertRouting, bag: &DagBag, now: Date
                     rfc3339(deadline)
                 )),
             };
-            check.recorded +=
-                insert_all(&mut transaction, &channels, AlertEvent::SlaMiss, &run, None, &payload, now).await?;
+            check.recorded += insert_all(
+                &mut transaction,
+                &channels,
+                AlertEvent::SlaMiss,
+                &run,
+                None,
+                &payload,
+                now,
+            )
+            .await?;
             tracing::warn!(dag_id = %run.dag_id, run_id = %run.run_id, deadline = %rfc3339(deadline), "run missed its SLA");
         }
         transaction.commit().await?;

@@ -65,11 +65,7 @@ fn clip(text: &str) -> String {
     }
 }
 
-async fn post_json(
-    url: &str,
-    headers: &BTreeMap<String, String>,
-    body: &serde_json::Value,
-) -> Result<(), String> {
+async fn post_json(url: &str, headers: &BTreeMap<String, String>, body: &serde_json::Value) -> Result<(), String> {
     let client = crate::runtime::builtin::http_client()?;
     // No reqwest timeout: the caller's bounds the whole attempt, with one message for all kinds.
     let mut request = client.post(url).json(body);
@@ -104,7 +100,9 @@ async fn send_email(smtp: &SmtpSettings, to: &[String], payload: &Payload, timeo
     let relay_error = |error: lettre::transport::smtp::Error| format!("SMTP {}: {}", smtp.host, chain(&error));
     let transport = match smtp.security {
         SmtpSecurity::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host),
-        SmtpSecurity::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host).map_err(relay_error)?,
+        SmtpSecurity::StartTls => {
+            AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host).map_err(relay_error)?
+        }
         SmtpSecurity::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host).map_err(relay_error)?,
     };
     let mut transport = transport.port(smtp.port).timeout(Some(timeout));
@@ -153,7 +151,10 @@ async fn run_command(
                 Some(code) => format!("exited with code {code}"),
                 None => "was killed by a signal".to_string(),
             };
-            Err(format!("the command {status}: {}", clip(&message::last_lines(&detail, 10))))
+            Err(format!(
+                "the command {status}: {}",
+                clip(&message::last_lines(&detail, 10))
+            ))
         }
         Ok(Err(error)) => Err(format!("waiting for the command: {error}")),
         Err(_) => {
