@@ -33,7 +33,7 @@ pub struct Channel {
     pub policy: DeliveryPolicy,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum ChannelKind {
     /// POST of the §9 payload as JSON.
     Webhook {
@@ -47,6 +47,26 @@ pub enum ChannelKind {
     /// `sh -c command` with the payload's fields in `WEIR_ALERT_*` variables, run in `cwd` (the
     /// config file's folder).
     Command { command: String, cwd: PathBuf },
+}
+
+impl std::fmt::Debug for ChannelKind {
+    // By hand: webhook URLs and headers often carry tokens; only their shape is printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChannelKind::Webhook { headers, .. } => f
+                .debug_struct("Webhook")
+                .field("url", &"***")
+                .field("headers", &headers.keys().collect::<Vec<_>>())
+                .finish(),
+            ChannelKind::Slack { .. } => f.debug_struct("Slack").field("url", &"***").finish(),
+            ChannelKind::Email { smtp, to } => f.debug_struct("Email").field("smtp", smtp).field("to", to).finish(),
+            ChannelKind::Command { command, cwd } => f
+                .debug_struct("Command")
+                .field("command", command)
+                .field("cwd", cwd)
+                .finish(),
+        }
+    }
 }
 
 impl ChannelKind {
@@ -276,7 +296,18 @@ pub(super) fn parse(
     })
 }
 
+/// A list of channel names; a comma-separated string works too (for `WEIR__ALERTS__DEFAULT_*`
+/// environment overrides, which cannot write a TOML array).
 fn channel_list(value: &toml::Value) -> Option<Vec<String>> {
+    if let Some(text) = value.as_str() {
+        return Some(
+            text.split(',')
+                .map(str::trim)
+                .filter(|name| !name.is_empty())
+                .map(str::to_string)
+                .collect(),
+        );
+    }
     value
         .as_array()?
         .iter()
@@ -625,6 +656,20 @@ starttls = false
             let error = parse_text(text).unwrap_err().to_string();
             assert!(error.contains(expected), "{text}\n→ {error}\nwanted: {expected}");
         }
+    }
+
+    #[test]
+    fn a_default_list_may_be_a_comma_separated_string_as_environment_overrides_write_it() {
+        let config = parse_text(
+            "[alerts]\ndefault_on_failure = \"ops, mail\"\n[alerts.ops]\nkind = \"command\"\ncommand = \"true\"\n[alerts.mail]\nkind = \"command\"\ncommand = \"true\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.defaults.on_failure, ["ops", "mail"]);
+        let debug = format!(
+            "{:?}",
+            parse_text("[alerts.ops]\nkind = \"slack\"\nurl = \"https://hooks.slack.com/T/B/secret\"\n").unwrap()
+        );
+        assert!(!debug.contains("secret"), "{debug}");
     }
 
     #[test]
