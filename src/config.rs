@@ -1,7 +1,9 @@
 //! Configuration (§1): `config.toml` with `WEIR__SECTION__KEY` environment overrides, checked
 //! once at start-up into typed values; relative paths resolve against the config file's folder.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod alerts;
+
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -12,6 +14,8 @@ use crate::domain::connection::{Connection, ConnectionFields, check_conn_id};
 use crate::domain::duration::parse_duration;
 use crate::domain::validate::ValidationContext;
 use crate::secrets::Passphrase;
+
+pub use self::alerts::{AlertsConfig, Channel, ChannelKind, SmtpSecurity, SmtpSettings};
 
 /// A configuration problem: which file, which key, and why. Exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -51,13 +55,13 @@ struct RawConfig {
     logging: RawLogging,
     #[serde(default)]
     pools: BTreeMap<String, u32>,
+    /// Channels (`[alerts.<name>]` tables) and settings for all of them: see `config/alerts.rs`.
     #[serde(default)]
-    alerts: BTreeMap<String, toml::Table>,
-    // Read by a feature still to come (alerts delivery); accepted now so a complete config file
-    // loads today.
+    alerts: toml::Table,
     #[serde(default)]
-    #[allow(dead_code)]
     smtp: Option<toml::Table>,
+    // Read by features still to come (secrets, connections); accepted now so a complete config
+    // file loads today.
     #[serde(default)]
     secrets: RawSecrets,
     #[serde(default)]
@@ -123,12 +127,15 @@ impl Default for RawDatabase {
 #[serde(deny_unknown_fields, default)]
 struct RawWebserver {
     bind: String,
+    /// The address people reach the UI at, for links in alerts; default `http://<bind>`.
+    base_url: Option<String>,
 }
 
 impl Default for RawWebserver {
     fn default() -> Self {
         RawWebserver {
             bind: "127.0.0.1:8080".into(),
+            base_url: None,
         }
     }
 }
@@ -174,11 +181,14 @@ pub struct Config {
     pub retention_days: Option<u32>,
     pub database_url: String,
     pub bind: std::net::SocketAddr,
+    /// The UI's address as people reach it, without a trailing `/` (links in alerts).
+    pub base_url: String,
     pub log_level: String,
     pub log_format: LogFormat,
     /// Pool name → slots; always has `default`.
     pub pools: BTreeMap<String, u32>,
-    pub alert_channels: BTreeSet<String>,
+    /// Alert channels, the default channels per event, and the delivery policy (§9).
+    pub alerts: AlertsConfig,
     /// The folder relative paths resolve against: the config file's (absolute).
     pub folder: PathBuf,
     /// `[secrets] key`: encrypts connection passwords in the database. `None` uses (and on first
@@ -263,7 +273,7 @@ impl Config {
                 "use error, warn, info, debug or trace",
             ));
         }
-        let bind = raw.webserver.bind.parse().map_err(|_| {
+        let bind: std::net::SocketAddr = raw.webserver.bind.parse().map_err(|_| {
             bad(
                 "webserver",
                 "bind",
@@ -279,21 +289,23 @@ impl Config {
                 "use sqlite://path/to/file.db or postgres://user@host/db",
             )
         })?;
-        let mut pools = raw.pools.clone();
-        pools.entry("default".to_string()).or_insert(128);
-        for (channel, table) in &raw.alerts {
-            match table.get("kind").and_then(toml::Value::as_str) {
-                Some("webhook" | "slack" | "email" | "command") => {}
+        let base_url = match &raw.webserver.base_url {
+            Some(url) => match reqwest::Url::parse(url) {
+                Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => url.trim_end_matches('/').to_string(),
                 _ => {
                     return Err(bad(
-                        &format!("alerts.{channel}"),
-                        "kind",
-                        &table.get("kind").map(ToString::to_string).unwrap_or_default(),
-                        "use \"webhook\", \"slack\", \"email\" or \"command\"",
+                        "webserver",
+                        "base_url",
+                        url,
+                        "not an http:// or https:// URL such as https://weir.example.com",
                     ));
                 }
-            }
-        }
+            },
+            None => format!("http://{bind}"),
+        };
+        let mut pools = raw.pools.clone();
+        pools.entry("default".to_string()).or_insert(128);
+        let alerts = alerts::parse(path, base, &raw.alerts, raw.smtp.as_ref())?;
         let secrets_key = match &raw.secrets.key {
             None => None,
             Some(value) => match scalar_text(value) {
@@ -332,10 +344,11 @@ impl Config {
             retention_days: (core.retention_days > 0).then_some(core.retention_days),
             database_url,
             bind,
+            base_url,
             log_level: raw.logging.level.clone(),
             log_format,
             pools,
-            alert_channels: raw.alerts.keys().cloned().collect(),
+            alerts,
             folder: base.to_path_buf(),
             secrets_key,
             connections,
@@ -351,7 +364,7 @@ impl Config {
             default_task_retries: self.default_task_retries,
             default_task_retry_delay: self.default_task_retry_delay,
             pools: self.pools.keys().cloned().collect(),
-            alert_channels: self.alert_channels.clone(),
+            alert_channels: self.alerts.channels.keys().cloned().collect(),
         }
     }
 

@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use super::{App, CliResult};
 use crate::api::{self, ApiState};
+use crate::runtime::alerts::{AlertDelivery, AlertRouting};
 use crate::runtime::executor::LocalExecutor;
 use crate::runtime::loader::{self, DagFolder};
 use crate::runtime::metrics::SchedulerMetrics;
@@ -72,8 +73,19 @@ pub async fn serve(app: &App, with_scheduler: bool, with_webserver: bool) -> Cli
             connection_passwords: Vec::new(),
             secrets: crate::runtime::connections::SecretSources::from_config(config, secrets.clone()),
         };
-        let scheduler =
-            Scheduler::new(db.clone(), settings, bag_rx.clone(), executor).with_metrics(Arc::clone(metrics));
+        // §9: the scheduler records alerts in its transactions and wakes the delivery loop, which
+        // sends them on its own tasks so a dead channel never slows scheduling.
+        let delivery_wake = Arc::new(tokio::sync::Notify::new());
+        let routing = AlertRouting {
+            defaults: config.alerts.defaults.clone(),
+            base_url: config.base_url.clone(),
+            logs_dir: config.logs_dir(),
+        };
+        let scheduler = Scheduler::new(db.clone(), settings, bag_rx.clone(), executor)
+            .with_metrics(Arc::clone(metrics))
+            .with_alerts(routing, Arc::clone(&delivery_wake));
+        let delivery = AlertDelivery::new(db.clone(), &config.alerts);
+        tracker.spawn(delivery.run(delivery_wake, cancel.child_token()));
         let scheduler_cancel = cancel.child_token();
         let stop_all = cancel.clone();
         tracker.spawn(async move {

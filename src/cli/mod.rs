@@ -1,6 +1,7 @@
 //! The `weir` command line (§7): argument parsing and dispatch to the same library functions the
 //! daemon uses. Exit codes: 0 success, 1 the thing asked for failed, 2 usage or configuration.
 
+mod alerts;
 mod backfills;
 mod connections;
 mod daemon;
@@ -66,6 +67,9 @@ enum Command {
     /// Variables for templates (`{{ var.name }}`), from env and the database.
     #[command(subcommand)]
     Variables(variables::VariablesCommand),
+    /// Alert deliveries, and checking a channel.
+    #[command(subcommand)]
+    Alerts(alerts::AlertsCommand),
     /// DAG files that failed to load, with line and column.
     ImportErrors {
         #[arg(long, value_enum, default_value_t)]
@@ -285,6 +289,7 @@ async fn run(app: App, command: Command) -> CliResult {
         Command::Tasks(command) => tasks::run(&app, command).await,
         Command::Connections(command) => connections::run(&app, command).await,
         Command::Variables(command) => variables::run(&app, command).await,
+        Command::Alerts(command) => alerts::run(&app, command).await,
         Command::ImportErrors { output } => {
             let db = app.db(false).await?;
             let mut connection = db.acquire().await?;

@@ -34,13 +34,15 @@ pub struct Dag {
     index: HashMap<TaskId, usize>,
 }
 
-/// Alert channel names per event (§9); delivery comes with the alerts issue.
+/// Alert channel names per event (§9), as the DAG file lists them. `None`: the file does not
+/// name the event, so the `[alerts] default_*` channels of config.toml apply; `Some([])`: no
+/// alert for this DAG. See [`crate::domain::alerts::channels_for`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DagAlerts {
-    pub on_failure: Vec<String>,
-    pub on_retry: Vec<String>,
-    pub on_success: Vec<String>,
-    pub sla_miss: Vec<String>,
+    pub on_failure: Option<Vec<String>>,
+    pub on_retry: Option<Vec<String>>,
+    pub on_success: Option<Vec<String>>,
+    pub sla_miss: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone)]

@@ -1,6 +1,7 @@
 //! The DAG model and every decision about it: validation, schedules, states, trigger rules and
 //! the planner. No IO, no clock (`now` is a parameter), no SQL.
 
+pub mod alerts;
 pub mod backfill;
 pub mod connection;
 pub mod dag;

@@ -174,14 +174,11 @@ pub struct ParamSpec {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertsSpec {
-    #[serde(default)]
-    pub on_failure: Vec<Spanned<String>>,
-    #[serde(default)]
-    pub on_retry: Vec<Spanned<String>>,
-    #[serde(default)]
-    pub on_success: Vec<Spanned<String>>,
-    #[serde(default)]
-    pub sla_miss: Vec<Spanned<String>>,
+    /// Absent: the `[alerts] default_*` channels of config.toml; `[]`: none for this DAG.
+    pub on_failure: Option<Vec<Spanned<String>>>,
+    pub on_retry: Option<Vec<Spanned<String>>>,
+    pub on_success: Option<Vec<Spanned<String>>>,
+    pub sla_miss: Option<Vec<Spanned<String>>>,
 }
 
 /// One task, or the `defaults:` block (every field optional; a task's own value wins).

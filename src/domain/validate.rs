@@ -415,10 +415,10 @@ fn alerts(spec: &DagSpec, context: &ValidationContext, problems: &mut Problems) 
             .collect()
     };
     DagAlerts {
-        on_failure: check(&spec.alerts.on_failure),
-        on_retry: check(&spec.alerts.on_retry),
-        on_success: check(&spec.alerts.on_success),
-        sla_miss: check(&spec.alerts.sla_miss),
+        on_failure: spec.alerts.on_failure.as_deref().map(&mut check),
+        on_retry: spec.alerts.on_retry.as_deref().map(&mut check),
+        on_success: spec.alerts.on_success.as_deref().map(&mut check),
+        sla_miss: spec.alerts.sla_miss.as_deref().map(&mut check),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Everything that runs: the scheduler loop, the executors and child processes, the DAG folder
 //! loader. Every loop has a public single-step function that tests call directly.
 
+pub mod alerts;
 pub mod attempt;
 pub mod builtin;
 pub mod connection_probe;

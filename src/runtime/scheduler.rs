@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::alerts::AlertRouting;
 use super::attempt::{self, attempt_env, log_path, output_path, render_fields, template_context};
 use super::builtin::BuiltinAttempt;
 use super::connections::{Connections, Resolved, SecretSources};
@@ -79,6 +80,16 @@ pub struct Scheduler {
     /// [`SECRETS_TTL`] instead of reading and decrypting them at every dispatch.
     resolved: std::sync::Mutex<Option<(std::time::Instant, Resolved)>>,
     metrics: Arc<SchedulerMetrics>,
+    /// Alerts (§9): `None` raises none (`weir dags test`).
+    alerts: Option<AlertHooks>,
+}
+
+/// How the scheduler raises alerts: where to route them, and whom to wake once they are committed.
+struct AlertHooks {
+    routing: AlertRouting,
+    delivery: Arc<tokio::sync::Notify>,
+    /// Set when a step or an event recorded alerts; the delivery loop is woken after the commit.
+    recorded: std::sync::atomic::AtomicBool,
 }
 
 /// How long resolved connections and variables are reused: a change made through the CLI, API or
@@ -112,7 +123,46 @@ impl Scheduler {
             not_due: std::sync::Mutex::new(HashMap::new()),
             resolved: std::sync::Mutex::new(None),
             metrics: Arc::new(SchedulerMetrics::default()),
+            alerts: None,
         }
+    }
+
+    /// Raises alerts (§9) with `routing`, waking `delivery` whenever new ones are committed.
+    pub fn with_alerts(mut self, routing: AlertRouting, delivery: Arc<tokio::sync::Notify>) -> Self {
+        self.alerts = Some(AlertHooks {
+            routing,
+            delivery,
+            recorded: std::sync::atomic::AtomicBool::new(false),
+        });
+        self
+    }
+
+    /// Notes that alerts were recorded (in a transaction the caller commits).
+    fn alerts_recorded(&self, count: usize) {
+        if count > 0
+            && let Some(hooks) = &self.alerts
+        {
+            hooks.recorded.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Wakes the delivery loop if alerts were recorded since the last call (after their commit).
+    fn wake_alert_delivery(&self) {
+        if let Some(hooks) = &self.alerts
+            && hooks.recorded.swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            hooks.delivery.notify_one();
+        }
+    }
+
+    /// Records `sla_miss` for runs past their DAG's SLA; wakes the step at the next deadline.
+    async fn check_slas(&self, bag: &DagBag, now: DateTime<Utc>, outcome: &mut TickOutcome) -> anyhow::Result<()> {
+        if let Some(hooks) = &self.alerts {
+            let check = super::alerts::check_slas(&self.db, &hooks.routing, bag, now).await?;
+            self.alerts_recorded(check.recorded);
+            outcome.next_wake = earliest(outcome.next_wake, check.next_deadline);
+        }
+        Ok(())
     }
 
     fn not_due_before(&self, dag_id: &DagId) -> Option<DateTime<Utc>> {
@@ -177,6 +227,7 @@ impl Scheduler {
         let started = std::time::Instant::now();
         let outcome = self.step(now).await;
         self.metrics.record_step(started.elapsed());
+        self.wake_alert_delivery();
         outcome
     }
 
@@ -204,6 +255,7 @@ impl Scheduler {
         }
         self.start_queued_runs(&bag, records.as_ref(), now, &mut outcome)
             .await?;
+        self.check_slas(&bag, now, &mut outcome).await?;
         self.plan_running_runs(&bag, now, &mut outcome).await?;
         self.dispatch(&bag, now, &mut outcome).await?;
         Ok(outcome)
@@ -493,7 +545,20 @@ impl Scheduler {
                         .await?;
                     }
                     Decision::FinishRun(state) => {
-                        runs::finish(&mut transaction, run.pk, *state, now).await?;
+                        if runs::finish(&mut transaction, run.pk, *state, now).await?
+                            && let Some(hooks) = &self.alerts
+                        {
+                            let recorded = super::alerts::record_run_alerts(
+                                &mut transaction,
+                                &hooks.routing,
+                                dag,
+                                &run,
+                                *state,
+                                now,
+                            )
+                            .await?;
+                            self.alerts_recorded(recorded);
+                        }
                         tracing::info!(dag_id = %run.dag_id, run_id = %run.run_id, state = %state, "run finished");
                         outcome.runs_finished += 1;
                     }
@@ -712,6 +777,7 @@ impl Scheduler {
                 transaction.commit().await?;
             }
         }
+        self.wake_alert_delivery();
         Ok(())
     }
 
@@ -738,6 +804,22 @@ impl Scheduler {
         // §6: a real success (not a skip, not one a clear or mark overtook) updates the outlets.
         if recorded && end.instance_state == TaskState::Success {
             super::datasets::record_outlet_events(connection, dag, key, now).await?;
+        }
+        // §9: a failure for good or a retry raises its alerts in the same transaction.
+        if recorded && let Some(hooks) = &self.alerts {
+            let raised = super::alerts::record_task_alerts(
+                connection,
+                &hooks.routing,
+                dag,
+                key.run_pk,
+                &key.task_id,
+                key.try_number,
+                end.instance_state,
+                end.error.as_deref(),
+                now,
+            )
+            .await?;
+            self.alerts_recorded(raised);
         }
         Ok(())
     }

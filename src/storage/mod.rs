@@ -1,6 +1,7 @@
 //! The metadata database: the only module that knows SQL. One code path for SQLite (embedded
 //! default, WAL) and PostgreSQL through sqlx's `Any` driver; rows become domain types here.
 
+pub mod alerts;
 pub mod backfills;
 pub mod connections;
 pub mod dags;
@@ -81,6 +82,12 @@ const MIGRATIONS: &[Migration] = &[
         description: "datasets",
         sqlite: include_str!("../../migrations/sqlite/0004_datasets.sql"),
         postgres: include_str!("../../migrations/postgres/0004_datasets.sql"),
+    },
+    Migration {
+        version: 5,
+        description: "alerts",
+        sqlite: include_str!("../../migrations/sqlite/0005_alerts.sql"),
+        postgres: include_str!("../../migrations/postgres/0005_alerts.sql"),
     },
 ];
 

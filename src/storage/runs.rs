@@ -511,3 +511,38 @@ pub async fn history_size(connection: &mut AnyConnection, pk: i64) -> Result<(u6
         u64::try_from(attempts).unwrap_or(0),
     ))
 }
+
+/// The daemon's queued and running runs of `dag_ids` that have not yet missed their SLA: what the
+/// scheduler's SLA check looks at (an index on state keeps it cheap).
+pub async fn sla_candidates(connection: &mut AnyConnection, dag_ids: &[&DagId]) -> Result<Vec<DagRun>, StorageError> {
+    if dag_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders: Vec<String> = (1..=dag_ids.len()).map(|position| format!("${position}")).collect();
+    let sql = format!(
+        "SELECT {COLUMNS} FROM dag_run WHERE state IN ('queued', 'running') AND owner IS NULL AND sla_missed_at IS NULL AND dag_id IN ({}) ORDER BY id",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for dag_id in dag_ids {
+        query = query.bind(dag_id.as_str());
+    }
+    query.fetch_all(connection).await?.into_iter().map(from_row).collect()
+}
+
+/// Records that a run missed its SLA, once: `false` when it already had (or has finished since).
+pub async fn mark_sla_missed(
+    connection: &mut AnyConnection,
+    pk: i64,
+    now: DateTime<Utc>,
+) -> Result<bool, StorageError> {
+    let changed = sqlx::query(
+        "UPDATE dag_run SET sla_missed_at = $2 WHERE id = $1 AND sla_missed_at IS NULL AND state IN ('queued', 'running')",
+    )
+    .bind(pk)
+    .bind(micros(now))
+    .execute(connection)
+    .await?
+    .rows_affected();
+    Ok(changed > 0)
+}

@@ -32,6 +32,14 @@ impl Project {
         self.folder.path()
     }
 
+    /// Adds sections (alert channels, ...) to the project's config.toml.
+    pub fn append_config(&self, text: &str) {
+        let path = self.path().join("config.toml");
+        let mut config = std::fs::read_to_string(&path).unwrap();
+        config.push_str(text);
+        std::fs::write(path, config).unwrap();
+    }
+
     pub fn write_dag(&self, name: &str, yaml: &str) {
         // Written to a hidden name first and renamed, so the watcher never reads half a file.
         let hidden = self.path().join("dags").join(format!(".{name}.tmp"));

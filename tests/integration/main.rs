@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod airflow_client;
+mod alerts;
 mod api;
 mod backfill;
 mod browser;

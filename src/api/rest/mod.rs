@@ -4,6 +4,7 @@
 //! authentication yet: any `Authorization` header (Airflow clients send a bearer token) is
 //! accepted and ignored.
 
+mod alerts;
 mod backfills;
 mod connections;
 mod dag_runs;
@@ -373,6 +374,22 @@ fn entries() -> Vec<Entry> {
             "List dataset events under Airflow 3's name (asset events)",
             "Asset",
             datasets::asset_events,
+        ),
+        entry(
+            Get,
+            "/api/v2/alerts",
+            "get_alerts",
+            "List alert deliveries, newest first (weir extension)",
+            "Alert",
+            alerts::list,
+        ),
+        entry(
+            Get,
+            "/api/v2/alerts/{alert_id}",
+            "get_alert",
+            "Get an alert delivery with its payload (weir extension)",
+            "Alert",
+            alerts::get,
         ),
         entry(
             Get,

@@ -3,6 +3,7 @@
 //! minijinja templates and plain CSS/JS embedded in the binary. Buttons post forms to routes here
 //! that call `runtime::operations`, then redirect back (Post/Redirect/Get).
 
+mod alerts;
 mod backfills;
 mod dags;
 mod datasets;
@@ -31,6 +32,7 @@ pub fn router() -> Router<ApiState> {
         .route("/", get(dags::list))
         .route("/import-errors", get(dags::import_errors))
         .route("/datasets", get(datasets::list))
+        .route("/alerts", get(alerts::list))
         .route("/static/{*path}", get(render::asset))
         .route("/dags/{dag_id}", get(dags::show))
         .route("/dags/{dag_id}/pause", post(dags::pause))
