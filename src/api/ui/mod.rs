@@ -4,6 +4,7 @@
 //! that call `runtime::operations`, then redirect back (Post/Redirect/Get).
 
 mod backfills;
+mod connections;
 mod dags;
 mod datasets;
 mod error;
@@ -12,6 +13,7 @@ mod logs;
 mod render;
 mod runs;
 mod tasks;
+mod variables;
 mod views;
 
 use std::sync::Arc;
@@ -31,6 +33,11 @@ pub fn router() -> Router<ApiState> {
         .route("/", get(dags::list))
         .route("/import-errors", get(dags::import_errors))
         .route("/datasets", get(datasets::list))
+        .route("/variables", get(variables::list).post(variables::set))
+        .route("/variables/delete", post(variables::delete))
+        .route("/connections", get(connections::list).post(connections::add))
+        .route("/connections/delete", post(connections::delete))
+        .route("/connections/test", post(connections::test))
         .route("/static/{*path}", get(render::asset))
         .route("/dags/{dag_id}", get(dags::show))
         .route("/dags/{dag_id}/pause", post(dags::pause))
