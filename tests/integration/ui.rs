@@ -52,13 +52,18 @@ struct Ui {
 
 impl Ui {
     async fn new(test_db: &TestDb) -> Ui {
+        Ui::with_config(test_db, "").await
+    }
+
+    /// A UI whose config file ends with `extra_config` (e.g. `[connections.<name>]` tables).
+    async fn with_config(test_db: &TestDb, extra_config: &str) -> Ui {
         let folder = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(folder.path().join("dags")).unwrap();
         let config_path = folder.path().join("config.toml");
         std::fs::write(
             &config_path,
             format!(
-                "[core]\ndags_folder = \"dags\"\nstate_dir = \"state\"\n\n[database]\nurl = \"{}\"\n",
+                "[core]\ndags_folder = \"dags\"\nstate_dir = \"state\"\n\n[database]\nurl = \"{}\"\n{extra_config}",
                 test_db.url
             ),
         )
@@ -785,5 +790,377 @@ async fn bad_backfill_input_gets_readable_messages_not_500s() {
         assert_eq!(status, StatusCode::NOT_FOUND, "{label}: {body}");
         let (status, _, body) = ui.post("/dags/nope/backfill", "from=2026-03-01").await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{label}: {body}");
+    }
+}
+
+/// An `application/x-www-form-urlencoded` body.
+fn form(fields: &[(&str, &str)]) -> String {
+    let encode = |value: &str| {
+        value
+            .bytes()
+            .map(|byte| {
+                if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+                    char::from(byte).to_string()
+                } else {
+                    format!("%{byte:02X}")
+                }
+            })
+            .collect::<String>()
+    };
+    fields
+        .iter()
+        .map(|(name, value)| format!("{name}={}", encode(value)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+const CONFIG_PASSWORD: &str = "cfg-Pw-5521";
+const CONFIG_CONNECTIONS: &str = "\n[connections.warehouse]\nurl = \"postgres://cfg:cfg-Pw-5521@cfg-host:5432/dw\"\ndescription = \"The warehouse\"\n";
+
+#[tokio::test]
+async fn the_variables_and_connections_pages_show_every_entry_and_no_secret() {
+    for test_db in support::databases().await {
+        let ui = Ui::with_config(&test_db, CONFIG_CONNECTIONS).await;
+        let label = test_db.label;
+        let mut connection = ui.db().acquire().await.unwrap();
+        for (key, value, description) in [
+            ("region", "kr-central", Some("Where the shop sells")),
+            ("db_password", "hunter2-Var-Secret", None),
+        ] {
+            let variable = weir::storage::variables::Variable {
+                key: key.to_string(),
+                value: value.to_string(),
+                description: description.map(str::to_string),
+            };
+            weir::storage::variables::set(&mut connection, &variable).await.unwrap();
+        }
+        let mut stored = weir::domain::connection::Connection::from_url(
+            "warehouse",
+            "postgres://loader:db-Pw-8812@db-host:5433/dw?sslmode=require&api_token=tok-4410",
+        )
+        .unwrap();
+        stored.description = Some("Shadowed by the config".to_string());
+        weir::storage::connections::insert(&mut connection, &stored, &ui.state.secrets)
+            .await
+            .unwrap();
+        drop(connection);
+
+        let (status, body) = ui.get("/variables").await;
+        assert_eq!(status, StatusCode::OK, "{label}: {body}");
+        for expected in [
+            "<td class=\"mono\">region</td>",
+            "kr-central",
+            "Where the shop sells",
+            "<td class=\"mono\">db_password</td>",
+            "<td class=\"mono pre-wrap\">***</td>",
+            "aria-label=\"Delete variable region\"",
+            "action=\"/variables\"",
+            "href=\"/variables\"",
+        ] {
+            assert!(body.contains(expected), "{label}: `{expected}` in {body}");
+        }
+        assert!(!body.contains("hunter2-Var-Secret"), "{label}: secret variable shown");
+
+        let (status, body) = ui.get("/connections").await;
+        assert_eq!(status, StatusCode::OK, "{label}: {body}");
+        for expected in [
+            "<td class=\"mono\">warehouse</td>",
+            "cfg-host",
+            "The warehouse",
+            "db-host",
+            "5433",
+            "loader",
+            "Shadowed by the config",
+            "shadowed by [connections.warehouse] in the config file",
+            "<td class=\"mono\">***</td>",
+            "&quot;api_token&quot;:&quot;***&quot;",
+            "aria-label=\"Delete connection warehouse\"",
+            "aria-label=\"Test connection warehouse from config\"",
+            "action=\"/connections\"",
+            "href=\"/connections\"",
+        ] {
+            assert!(body.contains(expected), "{label}: `{expected}` in {body}");
+        }
+        for secret in [CONFIG_PASSWORD, "db-Pw-8812", "tok-4410"] {
+            assert!(!body.contains(secret), "{label}: {secret} shown");
+        }
+    }
+}
+
+#[tokio::test]
+async fn variables_are_set_and_deleted_through_the_forms() {
+    for test_db in support::databases().await {
+        let ui = Ui::new(&test_db).await;
+        let label = test_db.label;
+        let (_, body) = ui.get("/variables").await;
+        assert!(body.contains("No variables yet"), "{label}: {body}");
+
+        let set = form(&[("key", "region"), ("value", "us-east"), ("description", "Sales region")]);
+        let (status, location, _) = ui.post("/variables", &set).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{label}");
+        let location = location.unwrap();
+        assert!(
+            location.starts_with("/variables?notice=Set%20variable"),
+            "{label}: {location}"
+        );
+        let (status, body) = ui.get(&location).await;
+        assert_eq!(status, StatusCode::OK, "{label}: {body}");
+        assert!(body.contains("Set variable `region`."), "{label}: notice");
+        assert!(
+            body.contains("us-east") && body.contains("Sales region"),
+            "{label}: {body}"
+        );
+
+        let replace = form(&[("key", "region"), ("value", "eu-west"), ("description", "")]);
+        let (status, _, _) = ui.post("/variables", &replace).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{label}");
+        let mut connection = ui.db().acquire().await.unwrap();
+        let variable = weir::storage::variables::get(&mut connection, "region")
+            .await
+            .unwrap()
+            .unwrap();
+        drop(connection);
+        assert_eq!(variable.value, "eu-west", "{label}");
+        assert_eq!(
+            variable.description.as_deref(),
+            Some("Sales region"),
+            "{label}: an empty description keeps the stored one"
+        );
+
+        let secret = form(&[("key", "api_token"), ("value", "tok-Secret-6620")]);
+        let (status, location, _) = ui.post("/variables", &secret).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{label}");
+        let location = location.unwrap();
+        assert!(!location.contains("tok-Secret-6620"), "{label}: {location}");
+        let (_, body) = ui.get(&location).await;
+        assert!(body.contains("<td class=\"mono\">api_token</td>"), "{label}: {body}");
+        assert!(!body.contains("tok-Secret-6620"), "{label}: secret shown");
+
+        let (status, _, body) = ui
+            .post("/variables", &form(&[("key", "bad/name"), ("value", "kept-value")]))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{label}: {body}");
+        assert!(
+            body.contains("`bad/name` is not a valid variable key"),
+            "{label}: {body}"
+        );
+        assert!(body.contains("id=\"variable-errors\""), "{label}: {body}");
+        assert!(body.contains("kept-value"), "{label}: the typed value is kept");
+        let (status, _, body) = ui
+            .post(
+                "/variables",
+                &form(&[("key", "bad secret"), ("value", "s3cret-Typed-4471")]),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{label}: {body}");
+        assert!(!body.contains("s3cret-Typed-4471"), "{label}: a secret is not echoed");
+        assert!(body.contains("type it again"), "{label}: {body}");
+
+        let (status, location, _) = ui
+            .post(
+                "/variables/delete",
+                &form(&[("key", "region"), ("next", "//evil.example")]),
+            )
+            .await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{label}");
+        assert_eq!(
+            location.as_deref(),
+            Some("/variables?notice=Deleted%20variable%20%60region%60."),
+            "{label}: no open redirect"
+        );
+        let mut connection = ui.db().acquire().await.unwrap();
+        assert!(
+            weir::storage::variables::get(&mut connection, "region")
+                .await
+                .unwrap()
+                .is_none(),
+            "{label}"
+        );
+        drop(connection);
+        let (status, _, body) = ui.post("/variables/delete", "key=region").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{label}: {body}");
+        assert!(
+            body.contains("There is no variable `region` in the database."),
+            "{label}: {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_connection_added_through_the_form_is_stored_encrypted_and_its_password_never_shown() {
+    const PASSWORD: &str = "Form-Pw-90210";
+    let url = format!("postgres://loader:{PASSWORD}@127.0.0.1:1/dw?sslmode=disable");
+    for test_db in support::databases().await {
+        let ui = Ui::with_config(&test_db, CONFIG_CONNECTIONS).await;
+        let label = test_db.label;
+        let mut responses: Vec<String> = Vec::new();
+
+        let add = form(&[("conn_id", "shop_db"), ("url", &url), ("description", "Orders")]);
+        let (status, location, body) = ui.post("/connections", &add).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{label}: {body}");
+        let location = location.unwrap();
+        assert!(
+            location.starts_with("/connections?notice=Added%20connection"),
+            "{label}: {location}"
+        );
+        responses.push(location.clone());
+        let (status, body) = ui.get(&location).await;
+        assert_eq!(status, StatusCode::OK, "{label}: {body}");
+        assert!(
+            body.contains("Added connection `shop_db`: postgres://loader:***@127.0.0.1:1/dw?sslmode=disable."),
+            "{label}: {body}"
+        );
+        assert!(body.contains("<td class=\"mono\">shop_db</td>"), "{label}: {body}");
+        responses.push(body);
+
+        let mut connection = ui.db().acquire().await.unwrap();
+        assert!(
+            !weir::storage::connections::has_plain_passwords(&mut connection)
+                .await
+                .unwrap(),
+            "{label}: the password is stored encrypted"
+        );
+        let stored = weir::storage::connections::get_with_password(&mut connection, "shop_db", &ui.state.secrets)
+            .await
+            .unwrap()
+            .unwrap();
+        drop(connection);
+        assert_eq!(stored.password.as_deref(), Some(PASSWORD), "{label}");
+        assert_eq!(stored.description.as_deref(), Some("Orders"), "{label}");
+
+        // A database connection named like the config's one is stored, but the config's wins.
+        let shadowed = form(&[("conn_id", "warehouse"), ("url", &url)]);
+        let (status, location, _) = ui.post("/connections", &shadowed).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{label}");
+        let location = location.unwrap();
+        let (_, body) = ui.get(&location).await;
+        assert!(
+            body.contains("[connections.warehouse] in the config file defines it too and takes precedence"),
+            "{label}: {body}"
+        );
+        responses.push(location);
+        responses.push(body);
+
+        let (status, _, body) = ui.post("/connections", &add).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{label}: {body}");
+        assert!(
+            body.contains("Connection `shop_db` is already in the database"),
+            "{label}: {body}"
+        );
+        responses.push(body);
+        let (status, _, body) = ui
+            .post("/connections", &form(&[("conn_id", "bad id"), ("url", &url)]))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{label}: {body}");
+        assert!(
+            body.contains("Name: connection id `bad id` contains ` `"),
+            "{label}: {body}"
+        );
+        assert!(body.contains("may hold a password: type it again"), "{label}: {body}");
+        responses.push(body);
+        let unreadable = format!("postgres://loader:{PASSWORD}@host:port/dw");
+        let (status, _, body) = ui
+            .post("/connections", &form(&[("conn_id", "x"), ("url", &unreadable)]))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{label}: {body}");
+        assert!(body.contains("URL: the port is not a number"), "{label}: {body}");
+        responses.push(body);
+
+        let (status, _, body) = ui.post("/connections/test", "name=shop_db&source=database").await;
+        assert_eq!(status, StatusCode::OK, "{label}: {body}");
+        assert!(
+            body.contains("Test failed: shop_db") && body.contains("postgres://loader:***@127.0.0.1:1/dw"),
+            "{label}: {body}"
+        );
+        responses.push(body);
+
+        for response in &responses {
+            for secret in [PASSWORD, CONFIG_PASSWORD] {
+                assert!(!response.contains(secret), "{label}: {secret} in {response}");
+            }
+        }
+
+        let (status, _, body) = ui
+            .post(
+                "/connections",
+                &form(&[("conn_id", "scratch"), ("url", "sqlite://scratch.db?mode=rwc")]),
+            )
+            .await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{label}: {body}");
+        let (status, _, body) = ui.post("/connections/test", "name=scratch&source=database").await;
+        assert_eq!(status, StatusCode::OK, "{label}: {body}");
+        assert!(
+            body.contains("Reachable: scratch") && body.contains("connected and ran SELECT 1"),
+            "{label}: {body}"
+        );
+
+        let (status, location, _) = ui.post("/connections/delete", "name=shop_db").await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{label}");
+        assert_eq!(
+            location.as_deref(),
+            Some("/connections?notice=Deleted%20connection%20%60shop_db%60%20from%20the%20database."),
+            "{label}"
+        );
+        let (_, body) = ui.get("/connections").await;
+        assert!(!body.contains("<td class=\"mono\">shop_db</td>"), "{label}: deleted");
+        let (status, location, _) = ui.post("/connections/delete", "name=warehouse").await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{label}");
+        assert!(
+            location.unwrap().contains("still%20defines%20it"),
+            "{label}: the config's warehouse remains"
+        );
+        for (path, body, expected, text) in [
+            (
+                "/connections/delete",
+                "name=warehouse",
+                StatusCode::NOT_FOUND,
+                "it comes from [connections.warehouse] in the config file, change it there",
+            ),
+            (
+                "/connections/test",
+                "name=shop_db&source=database",
+                StatusCode::NOT_FOUND,
+                "There is no connection `shop_db` in the metadata database.",
+            ),
+            (
+                "/connections/test",
+                "name=warehouse&source=moon",
+                StatusCode::BAD_REQUEST,
+                "unknown connection source `moon`",
+            ),
+        ] {
+            let (status, _, page) = ui.post(path, body).await;
+            assert_eq!(status, expected, "{label}: {path} {body}: {page}");
+            assert!(page.contains(text), "{label}: {path} {body}: {page}");
+            assert!(page.contains("<!doctype html>"), "{label}: a page");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_bad_connection_url_gets_a_readable_400_page() {
+    for test_db in support::databases().await {
+        let ui = Ui::new(&test_db).await;
+        let label = test_db.label;
+        for (url, problem) in [
+            ("db.internal", "URL: the URL has no scheme"),
+            ("", "URL: give the connection&#x27;s URL"),
+            ("sqlite://", "URL: a SQLite URL needs a file"),
+        ] {
+            let (status, _, body) = ui
+                .post("/connections", &form(&[("conn_id", "broken"), ("url", url)]))
+                .await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{label} {url}: {body}");
+            assert!(body.contains(problem), "{label} {url}: `{problem}` in {body}");
+            assert!(body.contains("id=\"connection-errors\""), "{label} {url}");
+            assert!(body.contains("value=\"broken\""), "{label} {url}: the name is kept");
+        }
+        let (_, _, body) = ui
+            .post("/connections", &form(&[("conn_id", "broken"), ("url", "db.internal")]))
+            .await;
+        assert!(
+            body.contains("value=\"db.internal\""),
+            "{label}: a URL without secrets is kept"
+        );
     }
 }

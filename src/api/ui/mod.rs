@@ -5,6 +5,7 @@
 
 mod alerts;
 mod backfills;
+mod connections;
 mod dags;
 mod datasets;
 mod error;
@@ -13,6 +14,7 @@ mod logs;
 mod render;
 mod runs;
 mod tasks;
+mod variables;
 mod views;
 
 use std::sync::Arc;
@@ -33,6 +35,11 @@ pub fn router() -> Router<ApiState> {
         .route("/import-errors", get(dags::import_errors))
         .route("/datasets", get(datasets::list))
         .route("/alerts", get(alerts::list))
+        .route("/variables", get(variables::list).post(variables::set))
+        .route("/variables/delete", post(variables::delete))
+        .route("/connections", get(connections::list).post(connections::add))
+        .route("/connections/delete", post(connections::delete))
+        .route("/connections/test", post(connections::test))
         .route("/static/{*path}", get(render::asset))
         .route("/dags/{dag_id}", get(dags::show))
         .route("/dags/{dag_id}/pause", post(dags::pause))
