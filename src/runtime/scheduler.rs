@@ -4,7 +4,7 @@
 //! recorded by [`Scheduler::handle_event`], and the loop re-plans at once, so a finished task's
 //! downstream starts without waiting for a polling tick.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,6 +79,9 @@ pub struct Scheduler {
     /// Connections and variables as last read, and when: busy steps reuse them for
     /// [`SECRETS_TTL`] instead of reading and decrypting them at every dispatch.
     resolved: std::sync::Mutex<Option<(std::time::Instant, Resolved)>>,
+    /// Which running runs the next step plans: only those something happened to, unless the
+    /// whole picture may have changed.
+    scope: std::sync::Mutex<PlanScope>,
     metrics: Arc<SchedulerMetrics>,
     /// Alerts (§9): `None` raises none (`weir dags test`).
     alerts: Option<AlertHooks>,
@@ -95,6 +98,46 @@ struct AlertHooks {
 /// How long resolved connections and variables are reused: a change made through the CLI, API or
 /// UI applies to attempts that start at most this much later.
 const SECRETS_TTL: Duration = Duration::from_secs(1);
+
+/// How often every running run is planned even when nothing says it changed: a safety net for
+/// writes that reach the database without bumping the change counter.
+const FULL_PLAN_EVERY: Duration = Duration::from_secs(10);
+
+/// The runs a step must plan. Planning reads every task instance of a run, so planning all of
+/// them at every step costs O(running runs × tasks) per finished task; this keeps a step to the
+/// runs an event touched, the runs whose wake-up is due and the runs not seen before. Everything
+/// is planned again when the change counter moves (CLI, API, UI, other processes), when the DAGs
+/// change, and every [`FULL_PLAN_EVERY`].
+#[derive(Debug, Default)]
+struct PlanScope {
+    plan_all: bool,
+    last_full: Option<std::time::Instant>,
+    last_change_seq: Option<i64>,
+    /// Runs with a finished attempt since they were last planned.
+    dirty: HashSet<i64>,
+    /// Runs planned at least once, with the time their plan asked to be looked at again.
+    known: HashMap<i64, Option<DateTime<Utc>>>,
+}
+
+impl PlanScope {
+    fn needs_full_plan(&self) -> bool {
+        self.plan_all || self.last_full.is_none_or(|at| at.elapsed() >= FULL_PLAN_EVERY)
+    }
+
+    /// Whether `run_pk` must be planned at `now`.
+    fn wants(&self, run_pk: i64, now: DateTime<Utc>) -> bool {
+        self.dirty.contains(&run_pk)
+            || match self.known.get(&run_pk) {
+                None => true,
+                Some(wake) => wake.is_some_and(|wake| wake <= now),
+            }
+    }
+
+    /// The earliest wake-up any running run asked for.
+    fn next_wake(&self) -> Option<DateTime<Utc>> {
+        self.known.values().flatten().min().copied()
+    }
+}
 
 fn earliest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
     match (a, b) {
@@ -122,6 +165,7 @@ impl Scheduler {
             hostname,
             not_due: std::sync::Mutex::new(HashMap::new()),
             resolved: std::sync::Mutex::new(None),
+            scope: std::sync::Mutex::new(PlanScope::default()),
             metrics: Arc::new(SchedulerMetrics::default()),
             alerts: None,
         }
@@ -179,6 +223,16 @@ impl Scheduler {
     pub fn forget_schedule_memo(&self) {
         if let Ok(mut memo) = self.not_due.lock() {
             memo.clear();
+        }
+        if let Ok(mut scope) = self.scope.lock() {
+            scope.plan_all = true;
+        }
+    }
+
+    /// Something happened to a run (an attempt ended): the next step plans it.
+    fn touch_run(&self, run_pk: i64) {
+        if let Ok(mut scope) = self.scope.lock() {
+            scope.dirty.insert(run_pk);
         }
     }
 
@@ -486,9 +540,46 @@ impl Scheduler {
         outcome: &mut TickOutcome,
     ) -> anyhow::Result<()> {
         let mut connection = self.db.acquire().await?;
+        let change_seq = storage::change_sequence(&mut connection).await?;
         let running = runs::list(&mut connection, &self.run_filter(RunState::Running)).await?;
         drop(connection);
+        // Decide which runs to plan, and start the next scope afresh.
+        let wanted = {
+            let mut scope = self.scope.lock().map_err(|_| anyhow::anyhow!("plan scope lock poisoned"))?;
+            if scope.last_change_seq != Some(change_seq) {
+                scope.last_change_seq = Some(change_seq);
+                scope.plan_all = true;
+            }
+            let plan_all = scope.needs_full_plan();
+            let mut wanted: HashSet<i64> = running
+                .iter()
+                .filter(|run| plan_all || scope.wants(run.pk, now))
+                .map(|run| run.pk)
+                .collect();
+            // depends_on_past links a run to the DAG's other runs: plan them together.
+            let linked: HashSet<&DagId> = running
+                .iter()
+                .filter(|run| wanted.contains(&run.pk))
+                .filter(|run| {
+                    bag.get(&run.dag_id)
+                        .is_some_and(|dag| dag.tasks.iter().any(|task| task.depends_on_past))
+                })
+                .map(|run| &run.dag_id)
+                .collect();
+            wanted.extend(running.iter().filter(|run| linked.contains(&run.dag_id)).map(|run| run.pk));
+            let still_running: HashSet<i64> = running.iter().map(|run| run.pk).collect();
+            scope.known.retain(|pk, _| still_running.contains(pk));
+            scope.dirty.clear();
+            if plan_all {
+                scope.plan_all = false;
+                scope.last_full = Some(std::time::Instant::now());
+            }
+            wanted
+        };
         for run in running {
+            if !wanted.contains(&run.pk) {
+                continue;
+            }
             let Some(dag) = bag.get(&run.dag_id) else {
                 continue;
             };
@@ -498,7 +589,12 @@ impl Scheduler {
             let snapshot = run_snapshot(&mut connection, dag, &run).await?;
             drop(connection);
             let plan = planner::plan_run(dag, &snapshot, now);
-            outcome.next_wake = earliest(outcome.next_wake, plan.wake_at);
+            if let Ok(mut scope) = self.scope.lock() {
+                // A run with decisions to write is looked at again next step (its new states may
+                // unlock more); one without waits for an event or its wake-up.
+                let again = if plan.decisions.is_empty() { plan.wake_at } else { Some(now) };
+                scope.known.insert(run.pk, again);
+            }
             if plan.decisions.is_empty() {
                 continue;
             }
@@ -565,6 +661,9 @@ impl Scheduler {
                 }
             }
             transaction.commit().await?;
+        }
+        if let Ok(scope) = self.scope.lock() {
+            outcome.next_wake = earliest(outcome.next_wake, scope.next_wake());
         }
         Ok(())
     }
@@ -789,6 +888,7 @@ impl Scheduler {
         result: &AttemptResult,
         now: DateTime<Utc>,
     ) -> anyhow::Result<()> {
+        self.touch_run(key.run_pk);
         let instance = task_instances::get(connection, key.run_pk, &key.task_id).await?;
         if let Some(started) = instance.as_ref().and_then(|instance| instance.start_date) {
             self.metrics
