@@ -700,12 +700,15 @@ impl Scheduler {
             })
             .collect();
         let mut runs_cache: HashMap<i64, DagRun> = HashMap::new();
+        // Every claim of this step in one transaction; attempts start once it is committed.
+        let mut transaction = self.db.begin().await?;
+        let mut outputs_cache: HashMap<i64, HashMap<String, String>> = HashMap::new();
+        let mut requests = Vec::new();
         for admitted in planner::admit(&candidates, &capacity) {
             let waiting = &waiting[admitted.key];
             let Some(dag) = bag.get(&waiting.dag_id) else {
                 continue;
             };
-            let mut transaction = self.db.begin().await?;
             let run = match runs_cache.get(&waiting.run_pk) {
                 Some(run) => run.clone(),
                 None => {
@@ -717,12 +720,18 @@ impl Scheduler {
                 }
             };
             let Some(task) = dag.task(waiting.task_id.as_str()) else {
-                transaction.rollback().await?;
                 continue;
             };
-            let instance = task_instances::get(&mut transaction, run.pk, &task.task_id).await?;
-            let try_number = instance.map_or(1, |instance| instance.try_number + 1);
-            let outputs = task_instances::outputs(&mut transaction, run.pk).await?;
+            let try_number = waiting.try_number + 1;
+            // Outputs change only when attempts end, never during a dispatch: read once per run.
+            let outputs = match outputs_cache.get(&run.pk) {
+                Some(outputs) => outputs.clone(),
+                None => {
+                    let outputs = task_instances::outputs(&mut transaction, run.pk).await?;
+                    outputs_cache.insert(run.pk, outputs.clone());
+                    outputs
+                }
+            };
             let context = template_context(
                 dag,
                 &run,
@@ -751,7 +760,6 @@ impl Scheduler {
             let Some(try_number) =
                 task_instances::claim(&mut transaction, run.pk, &task.task_id, &rendered_json, now).await?
             else {
-                transaction.rollback().await?;
                 continue;
             };
             let key = AttemptKey {
@@ -770,11 +778,9 @@ impl Scheduler {
                     // before anything runs.
                     let result = AttemptResult::Failed { exit_code: None, error };
                     self.record_result(&mut transaction, dag, &key, &result, now).await?;
-                    transaction.commit().await?;
                     continue;
                 }
             };
-            transaction.commit().await?;
             let log = log_path(
                 &self.settings.logs_dir,
                 dag.dag_id.as_str(),
@@ -839,8 +845,11 @@ impl Scheduler {
                     }))
                 }
             };
-            let request = AttemptRequest { key, work };
             tracing::debug!(dag_id = %dag.dag_id, run_id = %run.run_id, task_id = %task.task_id, try_number, "queued attempt");
+            requests.push(AttemptRequest { key, work });
+        }
+        transaction.commit().await?;
+        for request in requests {
             self.executor.submit(request);
             outcome.tasks_queued += 1;
         }
@@ -849,33 +858,50 @@ impl Scheduler {
 
     /// Records what the executor reports.
     pub async fn handle_event(&self, event: ExecutorEvent, now: DateTime<Utc>) -> anyhow::Result<()> {
-        match event {
-            ExecutorEvent::Started { key, pid } => {
-                let mut transaction = self.db.begin().await?;
-                task_instances::mark_started(
-                    &mut transaction,
-                    key.run_pk,
-                    &key.task_id,
-                    key.try_number,
-                    pid,
-                    &self.hostname,
-                    now,
-                )
-                .await?;
-                transaction.commit().await?;
-            }
-            ExecutorEvent::Finished { key, result } => {
-                let bag = self.bag();
-                let mut transaction = self.db.begin().await?;
-                let run = runs::get_by_pk(&mut transaction, key.run_pk).await?;
-                let dag = run.as_ref().and_then(|run| bag.get(&run.dag_id)).cloned();
-                match dag {
-                    Some(dag) => self.record_result(&mut transaction, &dag, &key, &result, now).await?,
-                    None => record_result_without_dag(&mut transaction, &key, &result, now).await?,
+        self.handle_events(vec![event], now).await
+    }
+
+    /// Records a batch of executor events in one transaction: a busy pool reports many attempts
+    /// at once, and one commit for all of them is what keeps hand-offs in milliseconds.
+    pub async fn handle_events(&self, events: Vec<ExecutorEvent>, now: DateTime<Utc>) -> anyhow::Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let bag = self.bag();
+        let mut transaction = self.db.begin().await?;
+        let mut dags_of_runs: HashMap<i64, Option<Arc<Dag>>> = HashMap::new();
+        for event in &events {
+            match event {
+                ExecutorEvent::Started { key, pid } => {
+                    task_instances::mark_started(
+                        &mut transaction,
+                        key.run_pk,
+                        &key.task_id,
+                        key.try_number,
+                        *pid,
+                        &self.hostname,
+                        now,
+                    )
+                    .await?;
                 }
-                transaction.commit().await?;
+                ExecutorEvent::Finished { key, result } => {
+                    let dag = match dags_of_runs.get(&key.run_pk) {
+                        Some(dag) => dag.clone(),
+                        None => {
+                            let run = runs::get_by_pk(&mut transaction, key.run_pk).await?;
+                            let dag = run.as_ref().and_then(|run| bag.get(&run.dag_id)).cloned();
+                            dags_of_runs.insert(key.run_pk, dag.clone());
+                            dag
+                        }
+                    };
+                    match dag {
+                        Some(dag) => self.record_result(&mut transaction, &dag, key, result, now).await?,
+                        None => record_result_without_dag(&mut transaction, key, result, now).await?,
+                    }
+                }
             }
         }
+        transaction.commit().await?;
         self.wake_alert_delivery();
         Ok(())
     }
@@ -1056,9 +1082,13 @@ impl Scheduler {
                     while let Ok(more) = events.try_recv() {
                         batch.push(more);
                     }
-                    for event in batch {
-                        if let Err(error) = self.handle_event(event, Utc::now()).await {
-                            tracing::error!("cannot record an executor event: {error:#}");
+                    if let Err(error) = self.handle_events(batch.clone(), Utc::now()).await {
+                        // One bad event must not lose the others: record them one by one.
+                        tracing::warn!("recording {} executor events together failed ({error:#}); recording them one by one", batch.len());
+                        for event in batch {
+                            if let Err(error) = self.handle_event(event, Utc::now()).await {
+                                tracing::error!("cannot record an executor event: {error:#}");
+                            }
                         }
                     }
                     step_needed = true;
@@ -1289,10 +1319,11 @@ impl Scheduler {
                 .unwrap_or(Duration::from_secs(1));
             tokio::select! {
                 Some(event) = events.recv() => {
-                    self.handle_event(event, Utc::now()).await?;
+                    let mut batch = vec![event];
                     while let Ok(more) = events.try_recv() {
-                        self.handle_event(more, Utc::now()).await?;
+                        batch.push(more);
                     }
+                    self.handle_events(batch, Utc::now()).await?;
                 }
                 _ = tokio::time::sleep(sleep_for) => {}
             }

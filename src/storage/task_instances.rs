@@ -181,6 +181,8 @@ pub struct Waiting {
     pub pool: String,
     pub pool_slots: u32,
     pub priority_weight: i64,
+    /// Tries so far: the next attempt is `try_number + 1`.
+    pub try_number: u32,
 }
 
 /// Scheduled task instances of running runs driven by `owner` (`None` = the daemon).
@@ -191,7 +193,7 @@ pub async fn scheduled(connection: &mut AnyConnection, owner: Option<&str>) -> R
         "r.owner IS NULL"
     };
     let sql = format!(
-        "SELECT t.run_pk, t.dag_id, t.task_id, r.logical_date, t.pool, t.pool_slots, t.priority_weight FROM task_instance t JOIN dag_run r ON r.id = t.run_pk WHERE t.state = 'scheduled' AND r.state = 'running' AND {owner_clause}"
+        "SELECT t.run_pk, t.dag_id, t.task_id, r.logical_date, t.pool, t.pool_slots, t.priority_weight, t.try_number FROM task_instance t JOIN dag_run r ON r.id = t.run_pk WHERE t.state = 'scheduled' AND r.state = 'running' AND {owner_clause}"
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     if let Some(owner) = owner {
@@ -211,6 +213,7 @@ pub async fn scheduled(connection: &mut AnyConnection, owner: Option<&str>) -> R
                 pool: row.try_get("pool")?,
                 pool_slots: count(&row, "pool_slots")?,
                 priority_weight: row.try_get("priority_weight")?,
+                try_number: u32::try_from(row.try_get::<i64, _>("try_number")?).unwrap_or(0),
             })
         })
         .collect()
