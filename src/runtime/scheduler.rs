@@ -229,6 +229,13 @@ impl Scheduler {
         }
     }
 
+    /// A run was planned: it is looked at again at `wake` (or when an event touches it).
+    fn remember_wake(&self, run_pk: i64, wake: Option<DateTime<Utc>>) {
+        if let Ok(mut scope) = self.scope.lock() {
+            scope.known.insert(run_pk, wake);
+        }
+    }
+
     /// Something happened to a run (an attempt ended): the next step plans it.
     fn touch_run(&self, run_pk: i64) {
         if let Ok(mut scope) = self.scope.lock() {
@@ -589,12 +596,10 @@ impl Scheduler {
             let snapshot = run_snapshot(&mut connection, dag, &run).await?;
             drop(connection);
             let plan = planner::plan_run(dag, &snapshot, now);
-            if let Ok(mut scope) = self.scope.lock() {
-                // A run with decisions to write is looked at again next step (its new states may
-                // unlock more); one without waits for an event or its wake-up.
-                let again = if plan.decisions.is_empty() { plan.wake_at } else { Some(now) };
-                scope.known.insert(run.pk, again);
-            }
+            // The planner applies its own decisions as it goes (a task it schedules or skips is
+            // seen by its downstream in the same pass), so a planned run needs nothing more until
+            // an event touches it or its wake-up comes.
+            self.remember_wake(run.pk, plan.wake_at);
             if plan.decisions.is_empty() {
                 continue;
             }
@@ -602,6 +607,7 @@ impl Scheduler {
             // Re-read inside the transaction: a clear or a mark from the CLI may have landed since.
             let snapshot = run_snapshot(&mut transaction, dag, &run).await?;
             let plan = planner::plan_run(dag, &snapshot, now);
+            self.remember_wake(run.pk, plan.wake_at);
             for decision in &plan.decisions {
                 match decision {
                     Decision::Create(task_id) => {
