@@ -161,6 +161,8 @@ async fn clean_daily(db: crate::storage::Db, logs_dir: std::path::PathBuf, days:
                 runs = report.runs,
                 task_instances = report.task_instances,
                 log_folders = report.log_folders,
+                alerts = report.alerts,
+                dataset_events = report.dataset_events,
                 days,
                 "retention: removed old history"
             ),

@@ -274,11 +274,13 @@ async fn run(app: App, command: Command) -> CliResult {
             .await?;
             let verb = if dry_run { "would remove" } else { "removed" };
             println!(
-                "{verb} {} run(s), {} task instance(s), {} attempt(s) and {} log folder(s) older than {}",
+                "{verb} {} run(s), {} task instance(s), {} attempt(s), {} log folder(s), {} alert(s) and {} dataset event(s) older than {}",
                 report.runs,
                 report.task_instances,
                 report.attempts,
                 report.log_folders,
+                report.alerts,
+                report.dataset_events,
                 output::time(cutoff)
             );
             Ok(ExitCode::SUCCESS)

@@ -412,10 +412,15 @@ pub struct CleanReport {
     pub task_instances: u64,
     pub attempts: u64,
     pub log_folders: u64,
+    /// Delivered or failed alerts of the removed runs (pending ones are still delivered).
+    pub alerts: u64,
+    /// Dataset events of the removed runs that every consumer has used (never a dataset's newest).
+    pub dataset_events: u64,
 }
 
 /// Deletes finished runs whose logical date is before `cutoff`, with their task instances,
-/// attempts (outputs, rendered fields) and log folders. Nothing newer, nothing still running.
+/// attempts (outputs, rendered fields), log folders, finished alerts and consumed dataset events.
+/// Nothing newer, nothing still running.
 pub async fn clean_history(
     db: &Db,
     logs_dir: &std::path::Path,
@@ -430,6 +435,16 @@ pub async fn clean_history(
     for run in old {
         let mut transaction = db.begin().await?;
         let (instances, attempts) = runs::history_size(&mut transaction, run.pk).await?;
+        report.alerts +=
+            storage::alerts::clean_finished_of_run(&mut transaction, run.dag_id.as_str(), run.run_id.as_str(), dry_run)
+                .await?;
+        report.dataset_events += storage::datasets::clean_consumed_events_of_run(
+            &mut transaction,
+            run.dag_id.as_str(),
+            run.run_id.as_str(),
+            dry_run,
+        )
+        .await?;
         if !dry_run {
             runs::delete(&mut transaction, run.pk).await?;
         }

@@ -552,7 +552,10 @@ impl Scheduler {
         drop(connection);
         // Decide which runs to plan, and start the next scope afresh.
         let wanted = {
-            let mut scope = self.scope.lock().map_err(|_| anyhow::anyhow!("plan scope lock poisoned"))?;
+            let mut scope = self
+                .scope
+                .lock()
+                .map_err(|_| anyhow::anyhow!("plan scope lock poisoned"))?;
             if scope.last_change_seq != Some(change_seq) {
                 scope.last_change_seq = Some(change_seq);
                 scope.plan_all = true;
@@ -573,7 +576,12 @@ impl Scheduler {
                 })
                 .map(|run| &run.dag_id)
                 .collect();
-            wanted.extend(running.iter().filter(|run| linked.contains(&run.dag_id)).map(|run| run.pk));
+            wanted.extend(
+                running
+                    .iter()
+                    .filter(|run| linked.contains(&run.dag_id))
+                    .map(|run| run.pk),
+            );
             let still_running: HashSet<i64> = running.iter().map(|run| run.pk).collect();
             scope.known.retain(|pk, _| still_running.contains(pk));
             scope.dirty.clear();

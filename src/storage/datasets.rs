@@ -245,3 +245,34 @@ pub async fn count_events(connection: &mut AnyConnection, filter: &EventFilter) 
     }
     Ok(query.fetch_one(connection).await?.try_get(0)?)
 }
+
+/// Dataset events one run produced, for `db clean`: removed (or only counted with `dry_run`) when
+/// every DAG scheduled on the dataset has consumed them, and never the newest event of a dataset
+/// (the datasets page shows it as the last update).
+pub async fn clean_consumed_events_of_run(
+    connection: &mut AnyConnection,
+    dag_id: &str,
+    run_id: &str,
+    dry_run: bool,
+) -> Result<u64, StorageError> {
+    const WHERE: &str = "WHERE source_dag_id = $1 AND source_run_id = $2 \
+        AND id < (SELECT MAX(newer.id) FROM dataset_event newer WHERE newer.dataset = dataset_event.dataset) \
+        AND id <= COALESCE((SELECT MIN(c.consumed_event_id) FROM dataset_consumer c WHERE c.dataset = dataset_event.dataset), id)";
+    if dry_run {
+        let sql = format!("SELECT COUNT(*) FROM dataset_event {WHERE}");
+        let count: i64 = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(dag_id)
+            .bind(run_id)
+            .fetch_one(connection)
+            .await?
+            .try_get(0)?;
+        return Ok(u64::try_from(count).unwrap_or(0));
+    }
+    let sql = format!("DELETE FROM dataset_event {WHERE}");
+    Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(dag_id)
+        .bind(run_id)
+        .execute(connection)
+        .await?
+        .rows_affected())
+}

@@ -26,7 +26,7 @@ async fn db_clean_removes_old_runs_their_history_and_logs_and_nothing_newer() {
     for test_db in support::databases().await {
         let mut harness = Harness::new(
             &test_db.db,
-            "dag_id: kept_tidy\ntasks:\n  a: { command: 'echo a' }\n  b: { command: 'echo b', depends_on: [a] }\n",
+            "dag_id: kept_tidy\ntasks:\n  a: { command: 'echo a' }\n  b: { command: 'echo b', depends_on: [a], outlets: [kept.data] }\n",
         )
         .await;
         let old = finished_run_at(&mut harness, "2026-01-01T00:00:00Z").await;
@@ -39,12 +39,26 @@ async fn db_clean_removes_old_runs_their_history_and_logs_and_nothing_newer() {
             test_db.label
         );
 
+        // Two alerts of the old run: the delivered one goes, the pending one is still delivered.
+        let delivered = old_alert(&harness, &old).await;
+        let pending = old_alert(&harness, &old).await;
+        let mut connection = harness.db.acquire().await.unwrap();
+        sqlx::query("UPDATE alert SET status = 'delivered' WHERE id = $1")
+            .bind(delivered)
+            .execute(&mut *connection)
+            .await
+            .unwrap();
+        drop(connection);
+
         let cutoff = at("2026-03-01T00:00:00Z");
         let expected = CleanReport {
             runs: 1,
             task_instances: 2,
             attempts: 2,
             log_folders: 1,
+            alerts: 1,
+            // The old run's event on kept.data (nobody consumes it, and the recent run's is newer).
+            dataset_events: 1,
         };
         let dry = operations::clean_history(&harness.db, &harness.logs_dir(), cutoff, None, true)
             .await
@@ -87,7 +101,47 @@ async fn db_clean_removes_old_runs_their_history_and_logs_and_nothing_newer() {
             "{}",
             test_db.label
         );
+        let alerts_left: Vec<i64> = sqlx::query("SELECT id FROM alert ORDER BY id")
+            .fetch_all(&mut *connection)
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| sqlx::Row::get(row, 0))
+            .collect();
+        assert_eq!(alerts_left, [pending], "{}: pending alerts stay", test_db.label);
+        let events_left: Vec<String> = sqlx::query("SELECT source_run_id FROM dataset_event")
+            .fetch_all(&mut *connection)
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| sqlx::Row::get(row, 0))
+            .collect();
+        assert_eq!(
+            events_left,
+            [recent.run_id.to_string()],
+            "{}: the newest event stays",
+            test_db.label
+        );
     }
+}
+
+async fn old_alert(harness: &Harness, run: &DagRun) -> i64 {
+    let payload = serde_json::json!({"event": "on_failure"});
+    let mut connection = harness.db.acquire().await.unwrap();
+    weir::storage::alerts::insert(
+        &mut connection,
+        &weir::storage::alerts::NewAlert {
+            channel: "ops",
+            event: weir::domain::alerts::AlertEvent::OnFailure,
+            dag_id: run.dag_id.as_str(),
+            run_id: run.run_id.as_str(),
+            task_id: None,
+            payload: &payload,
+        },
+        Utc::now(),
+    )
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
