@@ -227,17 +227,7 @@ async fn render(app: &App, dag_id: &str, task_id: &str, logical_date: Option<&st
     let dag = app.dag(dag_id)?;
     let task = task_of(&dag, task_id)?;
     let run = pretend_run(&dag, logical_date)?;
-    let resolved = resolve_secrets(app).await?;
-    let context = template_context(
-        &dag,
-        &run,
-        task_id,
-        1,
-        &HashMap::new(),
-        &resolved.variables,
-        &resolved.connections.template_context(),
-    );
-    let fields = render_fields(task, &dag.folder(), &context).map_err(|error| CliError::Failed(error.to_string()))?;
+    let (resolved, fields) = render_for_cli(app, &dag, task, &run).await?;
     let secrets = attempt::secrets(&resolved.variables, &task.env, &resolved.passwords);
     let mask = |text: &str| crate::runtime::masking::mask_secrets(text, &secrets);
     println!(
@@ -260,17 +250,7 @@ async fn test(app: &App, dag_id: &str, task_id: &str, logical_date: Option<&str>
     let dag = app.dag(dag_id)?;
     let task = task_of(&dag, task_id)?;
     let run = pretend_run(&dag, logical_date)?;
-    let resolved = resolve_secrets(app).await?;
-    let context = template_context(
-        &dag,
-        &run,
-        task_id,
-        1,
-        &HashMap::new(),
-        &resolved.variables,
-        &resolved.connections.template_context(),
-    );
-    let fields = render_fields(task, &dag.folder(), &context).map_err(|error| CliError::Failed(error.to_string()))?;
+    let (resolved, fields) = render_for_cli(app, &dag, task, &run).await?;
     let scratch = tempfile::tempdir()?;
     let log = scratch.path().join("test.log");
     let output_file = scratch.path().join("test.output");
@@ -361,6 +341,28 @@ async fn test(app: &App, dag_id: &str, task_id: &str, logical_date: Option<&str>
         AttemptResult::Reschedule { .. } | AttemptResult::Interrupted => false,
     };
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Connections and variables from every source, and the task's fields rendered with them for a
+/// first try, as the scheduler would render them.
+async fn render_for_cli(
+    app: &App,
+    dag: &Dag,
+    task: &crate::domain::dag::Task,
+    run: &DagRun,
+) -> anyhow::Result<(Resolved, attempt::RenderedFields)> {
+    let resolved = resolve_secrets(app).await?;
+    let context = template_context(
+        dag,
+        run,
+        task.task_id.as_str(),
+        1,
+        &HashMap::new(),
+        &resolved.variables,
+        &resolved.connections.template_context(),
+    );
+    let fields = render_fields(task, &dag.folder(), &context).map_err(|error| CliError::Failed(error.to_string()))?;
+    Ok((resolved, fields))
 }
 
 /// Connections and variables from every source, as the scheduler would resolve them.

@@ -281,22 +281,13 @@ pub async fn clean_finished_of_run(
     run_id: &str,
     dry_run: bool,
 ) -> Result<u64, StorageError> {
-    const WHERE: &str = "WHERE dag_id = $1 AND run_id = $2 AND status IN ('delivered', 'failed')";
-    if dry_run {
-        let sql = format!("SELECT COUNT(*) FROM alert {WHERE}");
-        let count: i64 = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(dag_id)
-            .bind(run_id)
-            .fetch_one(connection)
-            .await?
-            .try_get(0)?;
-        return Ok(u64::try_from(count).unwrap_or(0));
-    }
-    let sql = format!("DELETE FROM alert {WHERE}");
-    Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(dag_id)
-        .bind(run_id)
-        .execute(connection)
-        .await?
-        .rows_affected())
+    super::delete_or_count_run_rows(
+        connection,
+        "alert",
+        "dag_id = $1 AND run_id = $2 AND status IN ('delivered', 'failed')",
+        dag_id,
+        run_id,
+        dry_run,
+    )
+    .await
 }

@@ -255,24 +255,15 @@ pub async fn clean_consumed_events_of_run(
     run_id: &str,
     dry_run: bool,
 ) -> Result<u64, StorageError> {
-    const WHERE: &str = "WHERE source_dag_id = $1 AND source_run_id = $2 \
-        AND id < (SELECT MAX(newer.id) FROM dataset_event newer WHERE newer.dataset = dataset_event.dataset) \
-        AND id <= COALESCE((SELECT MIN(c.consumed_event_id) FROM dataset_consumer c WHERE c.dataset = dataset_event.dataset), id)";
-    if dry_run {
-        let sql = format!("SELECT COUNT(*) FROM dataset_event {WHERE}");
-        let count: i64 = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(dag_id)
-            .bind(run_id)
-            .fetch_one(connection)
-            .await?
-            .try_get(0)?;
-        return Ok(u64::try_from(count).unwrap_or(0));
-    }
-    let sql = format!("DELETE FROM dataset_event {WHERE}");
-    Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(dag_id)
-        .bind(run_id)
-        .execute(connection)
-        .await?
-        .rows_affected())
+    super::delete_or_count_run_rows(
+        connection,
+        "dataset_event",
+        "source_dag_id = $1 AND source_run_id = $2 \
+         AND id < (SELECT MAX(newer.id) FROM dataset_event newer WHERE newer.dataset = dataset_event.dataset) \
+         AND id <= COALESCE((SELECT MIN(c.consumed_event_id) FROM dataset_consumer c WHERE c.dataset = dataset_event.dataset), id)",
+        dag_id,
+        run_id,
+        dry_run,
+    )
+    .await
 }

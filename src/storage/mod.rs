@@ -310,6 +310,35 @@ pub fn redact(url: &str) -> String {
 
 /// Bumps the change counter that a running scheduler polls, so work recorded by another process
 /// (a trigger from the CLI, a clear, a pause) is picked up at once.
+/// Rows of `table` matching `filter` (SQL with `$1` = dag id, `$2` = run id), deleted, or only
+/// counted with `dry_run`: what `db clean` does to the rows a run leaves in other tables.
+pub(crate) async fn delete_or_count_run_rows(
+    connection: &mut AnyConnection,
+    table: &str,
+    filter: &str,
+    dag_id: &str,
+    run_id: &str,
+    dry_run: bool,
+) -> Result<u64> {
+    if dry_run {
+        let sql = format!("SELECT COUNT(*) FROM {table} WHERE {filter}");
+        let count: i64 = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(dag_id)
+            .bind(run_id)
+            .fetch_one(connection)
+            .await?
+            .try_get(0)?;
+        return Ok(u64::try_from(count).unwrap_or(0));
+    }
+    let sql = format!("DELETE FROM {table} WHERE {filter}");
+    Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(dag_id)
+        .bind(run_id)
+        .execute(connection)
+        .await?
+        .rows_affected())
+}
+
 pub async fn signal_change(connection: &mut AnyConnection) -> Result<()> {
     sqlx::query("UPDATE weir_meta SET value = value + 1 WHERE key = 'change_seq'")
         .execute(connection)

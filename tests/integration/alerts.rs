@@ -25,7 +25,7 @@ use weir::domain::state::{RunState, RunType};
 use weir::runtime::alerts::{AlertDelivery, AlertRouting};
 use weir::runtime::executor::{ExecutorEvent, LocalExecutor};
 use weir::runtime::loader::DagBag;
-use weir::runtime::scheduler::{Scheduler, SchedulerSettings};
+use weir::runtime::scheduler::Scheduler;
 use weir::storage::Db;
 use weir::storage::alerts::{self, Alert, AlertFilter, NewAlert};
 use weir::storage::runs::{self, DagRun, NewRun};
@@ -194,7 +194,7 @@ async fn smtp_session(
                 }
             };
             // authzid \0 authcid \0 password
-            let decoded = decode_base64(&encoded);
+            let decoded = support::decode_base64(&encoded);
             let parts: Vec<&str> = decoded.split('\0').collect();
             check_login(
                 parts.get(1).copied(),
@@ -205,9 +205,9 @@ async fn smtp_session(
             )
         } else if upper.starts_with("AUTH LOGIN") {
             writer.write_all(b"334 VXNlcm5hbWU6\r\n").await?;
-            let user = decode_base64(&read_line(&mut lines).await?);
+            let user = support::decode_base64(&read_line(&mut lines).await?);
             writer.write_all(b"334 UGFzc3dvcmQ6\r\n").await?;
-            let secret = decode_base64(&read_line(&mut lines).await?);
+            let secret = support::decode_base64(&read_line(&mut lines).await?);
             check_login(Some(&user), Some(&secret), username, password, &mut authenticated_as)
         } else if upper.starts_with("MAIL FROM:") {
             mail = Mail {
@@ -277,26 +277,6 @@ fn address(command: &str) -> String {
         .unwrap_or_default()
 }
 
-fn decode_base64(text: &str) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut bits = 0u32;
-    let mut count = 0;
-    let mut out = Vec::new();
-    for byte in text.bytes().filter(|byte| *byte != b'=') {
-        let Some(value) = ALPHABET.iter().position(|c| *c == byte) else {
-            continue;
-        };
-        bits = (bits << 6) | value as u32;
-        count += 6;
-        if count >= 8 {
-            count -= 8;
-            out.push((bits >> count) as u8);
-            bits &= (1 << count) - 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 // ---------------------------------------------------------------------------------------------
 // The scheduler with alerts, as `weir serve` wires it, over DAGs validated against a real config.
 
@@ -340,19 +320,7 @@ impl AlertHarness {
         }
         weir::runtime::loader::record(db, &bag).await.unwrap();
         let (events_tx, events) = mpsc::unbounded_channel();
-        let settings = SchedulerSettings {
-            parallelism: 8,
-            pools: BTreeMap::from([("default".to_string(), 128)]),
-            logs_dir: config.logs_dir(),
-            kill_grace: Duration::from_millis(200),
-            max_log_bytes: 1024 * 1024,
-            owner: None,
-            variables: BTreeMap::new(),
-            connection_passwords: Vec::new(),
-            secrets: weir::runtime::connections::SecretSources::env_and_database(
-                weir::secrets::SecretsKey::from_passphrase("weir-tests"),
-            ),
-        };
+        let settings = support::scheduler_settings(config.logs_dir());
         let (bag_tx, bag_rx) = watch::channel(Arc::new(bag));
         let wake = Arc::new(Notify::new());
         let routing = AlertRouting {

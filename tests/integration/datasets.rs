@@ -3,7 +3,7 @@
 //! scheduled on them, failures and skips update nothing, a DAG on two datasets waits for both,
 //! a paused DAG keeps its events for later, and two schedulers never make two runs of one update.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use weir::runtime::datasets::create_dataset_runs;
 use weir::runtime::executor::{ExecutorEvent, LocalExecutor};
 use weir::runtime::loader::{self, DagBag};
 use weir::runtime::operations;
-use weir::runtime::scheduler::{Scheduler, SchedulerSettings};
+use weir::runtime::scheduler::Scheduler;
 use weir::storage::datasets::{self, EventFilter, NewDatasetEvent};
 use weir::storage::runs::{self, DagRun, RunFilter};
 use weir::storage::{self, Db, dags as dag_rows};
@@ -62,19 +62,7 @@ impl World {
         loader::record(db, &bag).await.unwrap();
         let bag = Arc::new(bag);
         let (events_tx, events) = mpsc::unbounded_channel();
-        let settings = SchedulerSettings {
-            parallelism: 8,
-            pools: BTreeMap::from([("default".to_string(), 128)]),
-            logs_dir: folder.path().join("logs"),
-            kill_grace: Duration::from_millis(200),
-            max_log_bytes: 1024 * 1024,
-            owner: None,
-            variables: BTreeMap::new(),
-            connection_passwords: Vec::new(),
-            secrets: weir::runtime::connections::SecretSources::env_and_database(
-                weir::secrets::SecretsKey::from_passphrase("weir-tests"),
-            ),
-        };
+        let settings = support::scheduler_settings(folder.path().join("logs"));
         let (bag_tx, bag_rx) = watch::channel(Arc::clone(&bag));
         let scheduler = Scheduler::new(db.clone(), settings, bag_rx, LocalExecutor::new(events_tx));
         World {

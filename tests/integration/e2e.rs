@@ -53,19 +53,7 @@ impl Harness {
         let dag = first.expect("at least one DAG");
         weir::runtime::loader::record(db, &bag).await.unwrap();
         let (events_tx, events) = mpsc::unbounded_channel();
-        let mut settings = SchedulerSettings {
-            parallelism: 8,
-            pools: BTreeMap::from([("default".to_string(), 128)]),
-            logs_dir: folder.path().join("logs"),
-            kill_grace: Duration::from_millis(200),
-            max_log_bytes: 1024 * 1024,
-            owner: None,
-            variables: BTreeMap::new(),
-            connection_passwords: Vec::new(),
-            secrets: weir::runtime::connections::SecretSources::env_and_database(
-                weir::secrets::SecretsKey::from_passphrase("weir-tests"),
-            ),
-        };
+        let mut settings = support::scheduler_settings(folder.path().join("logs"));
         tune(&mut settings);
         let (bag_tx, bag_rx) = watch::channel(Arc::new(bag));
         let scheduler = Scheduler::new(db.clone(), settings, bag_rx, LocalExecutor::new(events_tx));

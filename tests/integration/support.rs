@@ -497,3 +497,41 @@ async fn sweep_mysql_leftovers(admin: &mut sqlx::mysql::MySqlConnection) {
             .await;
     }
 }
+
+/// The scheduler settings tests use: 8 slots, a fast kill grace, logs under `logs_dir`,
+/// connections from the environment and the database (decrypted with a fixed test key).
+pub fn scheduler_settings(logs_dir: std::path::PathBuf) -> weir::runtime::scheduler::SchedulerSettings {
+    weir::runtime::scheduler::SchedulerSettings {
+        parallelism: 8,
+        pools: std::collections::BTreeMap::from([("default".to_string(), 128)]),
+        logs_dir,
+        kill_grace: Duration::from_millis(200),
+        max_log_bytes: 1024 * 1024,
+        owner: None,
+        variables: std::collections::BTreeMap::new(),
+        connection_passwords: Vec::new(),
+        secrets: weir::runtime::connections::SecretSources::env_and_database(
+            weir::secrets::SecretsKey::from_passphrase("weir-tests"),
+        ),
+    }
+}
+
+/// Standard base64 (RFC 4648) decoding, for what test servers receive as basic auth.
+pub fn decode_base64(text: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bits = 0u32;
+    let mut count = 0;
+    let mut out = Vec::new();
+    for byte in text.bytes().filter(|byte| *byte != b'=') {
+        let Some(value) = ALPHABET.iter().position(|c| *c == byte) else {
+            continue;
+        };
+        bits = (bits << 6) | value as u32;
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

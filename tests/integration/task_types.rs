@@ -45,7 +45,10 @@ impl TestServer {
                         .and_then(|value| value.to_str().ok())
                         .unwrap_or("")
                         .to_string();
-                    let decoded = auth.strip_prefix("Basic ").map(decode_base64).unwrap_or_default();
+                    let decoded = auth
+                        .strip_prefix("Basic ")
+                        .map(support::decode_base64)
+                        .unwrap_or_default();
                     format!("you sent {decoded}")
                 }),
             );
@@ -69,25 +72,6 @@ async fn silent_server() -> (String, tokio::task::JoinHandle<()>) {
         }
     });
     (base, task)
-}
-
-fn decode_base64(text: &str) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut bits = 0u32;
-    let mut count = 0;
-    let mut out = Vec::new();
-    for byte in text.bytes().filter(|byte| *byte != b'=') {
-        let Some(value) = ALPHABET.iter().position(|c| *c == byte) else {
-            continue;
-        };
-        bits = (bits << 6) | value as u32;
-        count += 6;
-        if count >= 8 {
-            count -= 8;
-            out.push((bits >> count) as u8);
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 async fn attempt_error(harness: &Harness, run_pk: i64, task: &str) -> String {
