@@ -170,3 +170,38 @@ async fn db_clean_never_removes_a_run_that_is_still_active() {
         assert_eq!(all_runs(&harness.db, &harness.dag).await.len(), 1);
     }
 }
+
+#[tokio::test]
+async fn db_clean_keeps_dataset_events_a_consumer_has_not_used_yet() {
+    for test_db in support::databases().await {
+        let mut harness = Harness::new(
+            &test_db.db,
+            "dag_id: producer\ntasks:\n  a: { command: 'echo a', outlets: [kept.data] }\n",
+        )
+        .await;
+        // A (paused) DAG scheduled on the dataset starts tracking it before any event exists.
+        let consumer = weir::domain::ids::DagId::parse("waiting_consumer").unwrap();
+        let mut connection = harness.db.acquire().await.unwrap();
+        weir::storage::datasets::track(&mut connection, &consumer, "kept.data")
+            .await
+            .unwrap();
+        drop(connection);
+        finished_run_at(&mut harness, "2026-01-01T00:00:00Z").await;
+        finished_run_at(&mut harness, "2026-06-01T00:00:00Z").await;
+        let report = operations::clean_history(
+            &harness.db,
+            &harness.logs_dir(),
+            at("2026-03-01T00:00:00Z"),
+            None,
+            false,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (report.runs, report.dataset_events),
+            (1, 0),
+            "{}: the old run goes, its event stays until the consumer has used it",
+            test_db.label
+        );
+    }
+}
