@@ -80,11 +80,14 @@ c1=$(ticks); w1=$(now_ms)
 rss_kb=$(awk '/^VmRSS:/ { print $2 }' "/proc/$serve_pid/status")
 hwm_kb=$(awk '/^VmHWM:/ { print $2 }' "/proc/$serve_pid/status")
 threads=$(awk '/^Threads:/ { print $2 }' "/proc/$serve_pid/status")
-python3 - "$label" "$rss_kb" "$hwm_kb" "$threads" "$((c1 - c0))" "$(getconf CLK_TCK)" "$((w1 - w0))" <<'PY'
+# What the RSS is made of: heap and stacks (anonymous) vs. pages of the binary (file-backed).
+anon_kb=$(awk '/^RssAnon:/ { print $2 }' "/proc/$serve_pid/status")
+file_kb=$(awk '/^RssFile:/ { print $2 }' "/proc/$serve_pid/status")
+python3 - "$label" "$rss_kb" "$hwm_kb" "$threads" "$((c1 - c0))" "$(getconf CLK_TCK)" "$((w1 - w0))" "$anon_kb" "$file_kb" <<'PY'
 import sys
-label, rss, hwm, threads, ticks, hz, wall = sys.argv[1], *map(int, sys.argv[2:])
+label, rss, hwm, threads, ticks, hz, wall, anon, file = sys.argv[1], *map(int, sys.argv[2:])
 mb = rss / 1024
 cpu = ticks / hz / (wall / 1000) * 100
-print(f"| {label} | W4 footprint: idle `weir serve`, 1,000 DAGs, RSS | {mb:.1f} MB | target ≤ 30 MB | peak {hwm / 1024:.1f} MB, {threads} threads ({mb / 30:.2f}x target) |")
+print(f"| {label} | W4 footprint: idle `weir serve`, 1,000 DAGs, RSS | {mb:.1f} MB | target ≤ 30 MB | peak {hwm / 1024:.1f} MB, {threads} threads; anonymous {anon / 1024:.1f} MB, binary and other files {file / 1024:.1f} MB ({mb / 30:.2f}x target) |")
 print(f"| {label} | W4 footprint: idle `weir serve`, CPU over {wall / 1000:.0f} s | {cpu:.2f}% of one core | target ≤ 0.5% | {ticks} ticks of 1/{hz} s ({cpu / 0.5:.2f}x target) |")
 PY
