@@ -89,6 +89,8 @@ struct RawCore {
     default_task_retry_delay: String,
     task_kill_grace: String,
     retention_days: u32,
+    /// Airflow's `[core] test_connection`: "Disabled" (default) or "Enabled".
+    test_connection: String,
 }
 
 impl Default for RawCore {
@@ -105,6 +107,7 @@ impl Default for RawCore {
             default_task_retry_delay: "5m".into(),
             task_kill_grace: "5s".into(),
             retention_days: 0,
+            test_connection: "Disabled".into(),
         }
     }
 }
@@ -179,6 +182,10 @@ pub struct Config {
     pub task_kill_grace: Duration,
     /// Finished runs older than this many days are removed daily by the daemon; `None` keeps all.
     pub retention_days: Option<u32>,
+    /// Whether the API and UI may test a connection (`[core] test_connection`, off by default as
+    /// in Airflow: without authentication it would let any caller make the server connect
+    /// anywhere). `weir connections test` on the command line always works.
+    pub test_connection: bool,
     pub database_url: String,
     pub bind: std::net::SocketAddr,
     /// The UI's address as people reach it, without a trailing `/` (links in alerts).
@@ -342,6 +349,18 @@ impl Config {
             default_task_retry_delay: duration("default_task_retry_delay", &core.default_task_retry_delay)?,
             task_kill_grace: duration("task_kill_grace", &core.task_kill_grace)?,
             retention_days: (core.retention_days > 0).then_some(core.retention_days),
+            test_connection: match core.test_connection.to_ascii_lowercase().as_str() {
+                "enabled" => true,
+                "disabled" => false,
+                _ => {
+                    return Err(bad(
+                        "core",
+                        "test_connection",
+                        &core.test_connection,
+                        "use \"Enabled\" or \"Disabled\"",
+                    ));
+                }
+            },
             database_url,
             bind,
             base_url,
@@ -539,6 +558,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("[core] dag_dir_poll = \"soon\""), "{error}");
+        let error = load("[core]\ntest_connection = \"maybe\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("test_connection") && error.contains("Enabled"),
+            "{error}"
+        );
+        assert!(
+            load("[core]\ntest_connection = \"enabled\"\n", &[])
+                .unwrap()
+                .test_connection
+        );
+        assert!(!load("", &[]).unwrap().test_connection, "off by default, as in Airflow");
         let error = load("[alerts.ops]\nkind = \"pager\"\n", &[]).unwrap_err().to_string();
         assert!(error.contains("[alerts.ops] kind"), "{error}");
     }

@@ -24,6 +24,9 @@ pub enum ApiError {
     /// The resource exists but cannot be changed this way (pools come from config.toml).
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// Switched off by configuration.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("internal error: {0}")]
     Internal(#[from] anyhow::Error),
 }
@@ -36,6 +39,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

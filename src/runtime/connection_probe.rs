@@ -10,6 +10,9 @@ use sqlx::Connection as _;
 use super::masking::Masker;
 use crate::domain::connection::Connection;
 
+/// What the API and UI answer while testing connections is off (`[core] test_connection`).
+pub const TESTING_DISABLED: &str = "testing connections is disabled: set [core] test_connection = \"Enabled\" in config.toml (as in Airflow), or use `weir connections test NAME` on the server";
+
 /// Longest a test waits for an answer.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 

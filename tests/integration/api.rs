@@ -84,7 +84,7 @@ pub async fn apis_with(extra_dags: &[&str]) -> Vec<Api> {
         let config_path = folder.path().join("config.toml");
         std::fs::write(
             &config_path,
-            "[core]\ndags_folder = \"dags\"\nstate_dir = \"state\"\n\n[pools]\ndefault = 8\nwarehouse = 2\n",
+            "[core]\ndags_folder = \"dags\"\nstate_dir = \"state\"\ntest_connection = \"Enabled\"\n\n[pools]\ndefault = 8\nwarehouse = 2\n",
         )
         .unwrap();
         let config = Config::load(&config_path, true, std::iter::empty::<(String, String)>()).unwrap();

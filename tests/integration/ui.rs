@@ -63,7 +63,7 @@ impl Ui {
         std::fs::write(
             &config_path,
             format!(
-                "[core]\ndags_folder = \"dags\"\nstate_dir = \"state\"\n\n[database]\nurl = \"{}\"\n{extra_config}",
+                "[core]\ndags_folder = \"dags\"\nstate_dir = \"state\"\ntest_connection = \"Enabled\"\n\n[database]\nurl = \"{}\"\n{extra_config}",
                 test_db.url
             ),
         )

@@ -284,6 +284,11 @@ pub async fn test(
     State(state): State<ApiState>,
     ApiJson(body): ApiJson<ConnectionBody>,
 ) -> Result<ApiJson<ConnectionTestResponse>, ApiError> {
+    if !state.config.test_connection {
+        return Err(ApiError::Forbidden(
+            crate::runtime::connection_probe::TESTING_DISABLED.to_string(),
+        ));
+    }
     let mut candidate = connection_of(body)?;
     let uses_stored_password = candidate
         .password

@@ -421,6 +421,11 @@ fn parse_source(text: &str) -> Result<ConnectionSource, UiError> {
 /// `POST /connections/test` with `name` and `source`: connects once (databases: `SELECT 1`;
 /// HTTP: a GET of the base URL) and shows the page with the outcome, redacted.
 pub async fn test(State(state): State<ApiState>, UiForm(form): UiForm<NameForm>) -> Result<Response, UiError> {
+    if !state.config.test_connection {
+        return Err(UiError::Forbidden(
+            crate::runtime::connection_probe::TESTING_DISABLED.to_string(),
+        ));
+    }
     let source = parse_source(&form.source)?;
     let name = form.name.trim();
     let sources = Sources::load(&state).await?;

@@ -17,6 +17,9 @@ pub enum UiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// Switched off by configuration.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("internal error: {0}")]
     Internal(#[from] anyhow::Error),
 }
@@ -27,6 +30,7 @@ impl UiError {
             UiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             UiError::NotFound(_) => StatusCode::NOT_FOUND,
             UiError::Conflict(_) => StatusCode::CONFLICT,
+            UiError::Forbidden(_) => StatusCode::FORBIDDEN,
             UiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -115,6 +115,31 @@ async fn a_connection_password_never_appears_in_any_connections_response() {
 }
 
 #[tokio::test]
+async fn testing_connections_through_the_api_is_off_unless_the_config_enables_it() {
+    for mut api in apis().await {
+        let label = api.label;
+        let mut config = (*api.state.config).clone();
+        config.test_connection = false;
+        api.router = weir::api::router(weir::api::ApiState {
+            config: std::sync::Arc::new(config),
+            ..api.state.clone()
+        });
+        let answer = api
+            .call(
+                Method::POST,
+                "/api/v2/connections/test",
+                Some(json!({"connection_id": "local", "conn_type": "http", "host": "example.com"})),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{label}: {answer:?}");
+        assert!(
+            answer.detail().contains("[core] test_connection"),
+            "{label}: {answer:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn testing_a_connection_answers_status_and_message_without_the_password() {
     for api in apis().await {
         let label = api.label;
