@@ -240,11 +240,7 @@ fn where_clause(filter: &AlertFilter) -> (String, Vec<String>) {
 pub async fn list(connection: &mut AnyConnection, filter: &AlertFilter) -> Result<Vec<Alert>, StorageError> {
     let (where_sql, binds) = where_clause(filter);
     let mut sql = format!("SELECT {COLUMNS} FROM alert{where_sql} ORDER BY id DESC");
-    match filter.limit {
-        Some(limit) => sql.push_str(&format!(" LIMIT {limit} OFFSET {}", filter.offset)),
-        None if filter.offset > 0 => sql.push_str(&format!(" LIMIT {} OFFSET {}", i64::MAX, filter.offset)),
-        None => {}
-    }
+    sql.push_str(&super::page_clause(filter.limit, filter.offset));
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for bind in binds {
         query = query.bind(bind);

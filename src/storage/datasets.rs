@@ -222,11 +222,7 @@ pub async fn events(connection: &mut AnyConnection, filter: &EventFilter) -> Res
     let (where_sql, binds) = where_clause(filter);
     let direction = if filter.oldest_first { "ASC" } else { "DESC" };
     let mut sql = format!("SELECT {COLUMNS} FROM dataset_event{where_sql} ORDER BY id {direction}");
-    match filter.limit {
-        Some(limit) => sql.push_str(&format!(" LIMIT {limit} OFFSET {}", filter.offset)),
-        None if filter.offset > 0 => sql.push_str(&format!(" LIMIT {} OFFSET {}", i64::MAX, filter.offset)),
-        None => {}
-    }
+    sql.push_str(&super::page_clause(filter.limit, filter.offset));
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for bind in binds {
         query = query.bind(bind);

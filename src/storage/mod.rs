@@ -310,6 +310,16 @@ pub fn redact(url: &str) -> String {
 
 /// Bumps the change counter that a running scheduler polls, so work recorded by another process
 /// (a trigger from the CLI, a clear, a pause) is picked up at once.
+/// The `LIMIT … OFFSET …` of a page (nothing for "all rows"); every list query pages the same way.
+pub(crate) fn page_clause<L: std::fmt::Display>(limit: Option<L>, offset: impl Into<i64>) -> String {
+    let offset = offset.into();
+    match limit {
+        Some(limit) => format!(" LIMIT {limit} OFFSET {offset}"),
+        None if offset > 0 => format!(" LIMIT {} OFFSET {offset}", i64::MAX),
+        None => String::new(),
+    }
+}
+
 /// Rows of `table` matching `filter` (SQL with `$1` = dag id, `$2` = run id), deleted, or only
 /// counted with `dry_run`: what `db clean` does to the rows a run leaves in other tables.
 pub(crate) async fn delete_or_count_run_rows(

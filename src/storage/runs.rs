@@ -269,11 +269,7 @@ pub async fn list(connection: &mut AnyConnection, filter: &RunFilter) -> Result<
             " ORDER BY logical_date, id"
         }),
     }
-    match filter.limit {
-        Some(limit) => sql.push_str(&format!(" LIMIT {limit} OFFSET {}", filter.offset)),
-        None if filter.offset > 0 => sql.push_str(&format!(" LIMIT {} OFFSET {}", i64::MAX, filter.offset)),
-        None => {}
-    }
+    sql.push_str(&super::page_clause(filter.limit, filter.offset));
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for bind in binds {
         query = query.bind(bind);
