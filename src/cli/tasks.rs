@@ -505,8 +505,8 @@ async fn why(app: &App, dag_id: &str, run_id: &str, task_id: &str) -> CliResult 
     reasons.extend(planner::explain(&dag, &snapshot, &task.task_id, Utc::now()));
     let state = snapshot.tasks.get(&task.task_id).map(|ti| ti.state);
     if state == Some(TaskState::Scheduled) {
-        let active = task_instances::active(&mut connection).await?;
-        let capacity = capacity(&active, app.config.parallelism, &app.config.pools);
+        let holders = task_instances::slot_holders(&mut connection).await?;
+        let capacity = capacity(&holders, app.config.parallelism, &app.config.pools);
         let candidate = Candidate {
             key: (),
             run_key: run.pk,

@@ -36,9 +36,14 @@ pub fn check_syntax(template: &str) -> Result<(), String> {
         .map_err(|error| describe(&error))
 }
 
+/// Whether `text` has template syntax at all; text without it renders to itself.
+pub fn has_syntax(text: &str) -> bool {
+    text.contains("{{") || text.contains("{%") || text.contains("{#")
+}
+
 /// Renders one templated field with `context` (a JSON object of the names of §2).
 pub fn render(field: &str, template: &str, context: &Value) -> Result<String, RenderError> {
-    if !template.contains("{{") && !template.contains("{%") && !template.contains("{#") {
+    if !has_syntax(template) {
         return Ok(template.to_string());
     }
     environment()

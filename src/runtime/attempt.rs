@@ -166,6 +166,24 @@ pub fn template_context(
     })
 }
 
+/// Whether rendering `task` reads the template context: some field has template syntax, or it
+/// runs a SQL file (read, and rendered, at each attempt). A task without either renders to
+/// itself, so the scheduler skips building a context for it.
+pub fn needs_context(task: &Task) -> bool {
+    matches!(
+        task.operator,
+        Operator::Sql(SqlTask {
+            sql: SqlSource::File(_),
+            ..
+        })
+    ) || task
+        .operator
+        .templated_fields()
+        .iter()
+        .any(|(_, text)| template::has_syntax(text))
+        || task.env.iter().any(|(_, value)| template::has_syntax(value))
+}
+
 /// Renders every templated field of `task`; the first failure names its field. A `sql_file`
 /// (relative to `folder`, the DAG file's) is read here and rendered as `sql`.
 pub fn render_fields(task: &Task, folder: &Path, context: &Value) -> Result<RenderedFields, RenderError> {

@@ -62,11 +62,20 @@ pub enum AttemptResult {
     Interrupted,
 }
 
-/// What an executor reports.
+/// What an executor reports, with when it happened: the scheduler may record an event a few
+/// milliseconds later, in a batch, and the recorded times must be the attempt's own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExecutorEvent {
-    Started { key: AttemptKey, pid: Option<u32> },
-    Finished { key: AttemptKey, result: AttemptResult },
+    Started {
+        key: AttemptKey,
+        pid: Option<u32>,
+        at: DateTime<Utc>,
+    },
+    Finished {
+        key: AttemptKey,
+        result: AttemptResult,
+        at: DateTime<Utc>,
+    },
 }
 
 pub type ShutdownFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;
@@ -112,6 +121,7 @@ impl Executor for LocalExecutor {
                     let _ = events.send(ExecutorEvent::Started {
                         key: request.key.clone(),
                         pid: None,
+                        at: Utc::now(),
                     });
                     run_builtin(builtin, cancel).await
                 }
@@ -119,6 +129,7 @@ impl Executor for LocalExecutor {
             let _ = events.send(ExecutorEvent::Finished {
                 key: request.key,
                 result,
+                at: Utc::now(),
             });
         });
     }
@@ -147,7 +158,11 @@ pub async fn run_shell_attempt(
     let reporter = events.clone();
     let forward = tokio::spawn(async move {
         let pid = started_rx.await.ok();
-        let _ = reporter.send(ExecutorEvent::Started { key, pid });
+        let _ = reporter.send(ExecutorEvent::Started {
+            key,
+            pid,
+            at: Utc::now(),
+        });
     });
     let timeout = shell.timeout;
     let report = run_shell(shell.clone(), Some(started_tx), cancel).await;
@@ -155,13 +170,10 @@ pub async fn run_shell_attempt(
     let _ = forward.await;
     match report.reason {
         ExitReason::Exited { code: 0 } => {
-            let output_path = output_path.to_path_buf();
-            let last_line = report.last_stdout_line;
-            let output = tokio::task::spawn_blocking(move || read_output(&output_path, last_line))
-                .await
-                .ok()
-                .flatten()
-                .map(|output| mask_secrets(&output, &shell.secrets));
+            // A read of a small local file (usually absent): cheaper in place than a hop to
+            // the blocking pool, like the log writes (see process::LogWriter).
+            let output =
+                read_output(output_path, report.last_stdout_line).map(|output| mask_secrets(&output, &shell.secrets));
             AttemptResult::Success { output }
         }
         ExitReason::Exited { code } if code == skip_exit_code => AttemptResult::Skipped,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::{Pid, getpgid, getpgrp};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -107,7 +107,7 @@ pub async fn run_shell(
     cancel: CancellationToken,
 ) -> AttemptReport {
     let masker = Arc::new(Masker::new(&attempt.secrets));
-    let mut log = match LogWriter::open(&attempt.log_path, attempt.max_log_bytes).await {
+    let mut log = match LogWriter::open(&attempt.log_path, attempt.max_log_bytes) {
         Ok(log) => log,
         Err(err) => {
             let message = format!("cannot open log file {}: {err}", attempt.log_path.display());
@@ -119,12 +119,11 @@ pub async fn run_shell(
         "running: sh -c {} in {}",
         shell_quote(&attempt.command),
         attempt.cwd.display()
-    )))
-    .await;
+    )));
 
     if cancel.is_cancelled() {
-        log.note("cancelled before the command was started").await;
-        log.finish().await;
+        log.note("cancelled before the command was started");
+        log.finish();
         return not_started(ExitReason::Cancelled);
     }
 
@@ -145,8 +144,8 @@ pub async fn run_shell(
         Ok(child) => child,
         Err(err) => {
             let message = spawn_failure_message(&attempt.cwd, &err).await;
-            log.note(&masker.mask(&format!("failed to start: {message}"))).await;
-            log.finish().await;
+            log.note(&masker.mask(&format!("failed to start: {message}")));
+            log.finish();
             return not_started(ExitReason::SpawnFailed { message });
         }
     };
@@ -160,8 +159,7 @@ pub async fn run_shell(
     log.note(&format!(
         "started pid {pid} (process group {pid}) at {}",
         chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-    ))
-    .await;
+    ));
 
     let (log_tx, log_rx) = mpsc::channel(LOG_CHANNEL_CAPACITY);
     // A JoinSet aborts its readers when dropped, so a reader stuck on a pipe that a
@@ -245,20 +243,19 @@ pub async fn run_shell(
             "stopped reading output {} after the process ended: a background process of group {pid} still holds stdout/stderr open",
             human_duration(OUTPUT_DRAIN_DEADLINE)
         ))
-        .await;
+        ;
     }
     if let Some(err) = lost_status {
-        log.note(&format!("lost track of the process: {err}")).await;
+        log.note(&format!("lost track of the process: {err}"));
     }
     if log.dropped_bytes > 0 {
         log.note(&format!(
             "log truncated: {} bytes of output beyond max_log_bytes ({}) were dropped",
             log.dropped_bytes, attempt.max_log_bytes
-        ))
-        .await;
+        ));
     }
-    log.note(&footer(&reason, elapsed)).await;
-    log.finish().await;
+    log.note(&footer(&reason, elapsed));
+    log.finish();
     AttemptReport {
         reason,
         pid: Some(pid),
@@ -532,20 +529,20 @@ async fn write_log(mut items: mpsc::Receiver<LogItem>, mut log: LogWriter) -> (L
     while let Some(item) = items.recv().await {
         match item {
             LogItem::Output { line, stdout } => {
-                log.output(&line).await;
+                log.output(&line);
                 if stdout && !line.is_empty() {
                     last_stdout_line = Some(line);
                 }
             }
-            LogItem::Note(text) => log.note(&text).await,
+            LogItem::Note(text) => log.note(&text),
         }
         // Flush whenever we caught up, so the log can be followed live without a
         // syscall per line under heavy output.
         if items.is_empty() {
-            log.flush().await;
+            log.flush();
         }
     }
-    log.flush().await;
+    log.flush();
     let last_stdout_line = last_stdout_line.map(|mut line: String| {
         // Masking can make a piece longer than it was read (a short secret becomes
         // `***`), so cap again.
@@ -567,8 +564,12 @@ fn truncate_at_char_boundary(text: &mut String, max_bytes: usize) {
 
 /// The attempt's log file. Write errors are reported once and then ignored: a full
 /// disk must not turn into a hung or failed supervision.
+///
+/// It writes with plain blocking calls from the attempt's task: a line into the page cache takes
+/// microseconds, while `tokio::fs` hands every call to the blocking pool, which with hundreds of
+/// attempts at once meant a thread hop (and often a new thread) per open, write and flush.
 struct LogWriter {
-    out: BufWriter<tokio::fs::File>,
+    out: std::io::BufWriter<std::fs::File>,
     path: PathBuf,
     max_output_bytes: u64,
     output_bytes: u64,
@@ -577,19 +578,15 @@ struct LogWriter {
 }
 
 impl LogWriter {
-    async fn open(path: &Path, max_output_bytes: u64) -> io::Result<Self> {
+    fn open(path: &Path, max_output_bytes: u64) -> io::Result<Self> {
         if let Some(parent) = path.parent()
             && !parent.as_os_str().is_empty()
         {
-            tokio::fs::create_dir_all(parent).await?;
+            std::fs::create_dir_all(parent)?;
         }
-        let file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .await?;
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
         Ok(Self {
-            out: BufWriter::new(file),
+            out: std::io::BufWriter::new(file),
             path: path.to_owned(),
             max_output_bytes,
             output_bytes: 0,
@@ -599,50 +596,51 @@ impl LogWriter {
     }
 
     /// Writes a `[weir] ` line; these are never dropped by the size limit.
-    async fn note(&mut self, text: &str) {
-        self.write(&[b"[weir] ", text.as_bytes(), b"\n"]).await;
+    fn note(&mut self, text: &str) {
+        self.write(&[b"[weir] ", text.as_bytes(), b"\n"]);
     }
 
     /// Writes a line of task output, unless the size limit has been reached.
-    async fn output(&mut self, line: &str) {
+    fn output(&mut self, line: &str) {
         let size = line.len() as u64 + 1;
         if self.dropped_bytes > 0 || self.output_bytes + size > self.max_output_bytes {
             if self.dropped_bytes == 0 {
                 self.note(&format!(
                     "log truncated: output reached max_log_bytes ({}); further output is dropped",
                     self.max_output_bytes
-                ))
-                .await;
+                ));
             }
             self.dropped_bytes += size;
             return;
         }
         self.output_bytes += size;
-        self.write(&[line.as_bytes(), b"\n"]).await;
+        self.write(&[line.as_bytes(), b"\n"]);
     }
 
-    async fn write(&mut self, parts: &[&[u8]]) {
+    fn write(&mut self, parts: &[&[u8]]) {
+        use std::io::Write;
         if self.failed {
             return;
         }
         for part in parts {
-            if let Err(err) = self.out.write_all(part).await {
+            if let Err(err) = self.out.write_all(part) {
                 self.fail(&err);
                 return;
             }
         }
     }
 
-    async fn flush(&mut self) {
+    fn flush(&mut self) {
+        use std::io::Write;
         if !self.failed
-            && let Err(err) = self.out.flush().await
+            && let Err(err) = self.out.flush()
         {
             self.fail(&err);
         }
     }
 
-    async fn finish(mut self) {
-        self.flush().await;
+    fn finish(mut self) {
+        self.flush();
     }
 
     fn fail(&mut self, err: &io::Error) {

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::alerts::AlertRouting;
-use super::attempt::{self, attempt_env, log_path, output_path, render_fields, template_context};
+use super::attempt::{self, attempt_env, log_path, needs_context, output_path, render_fields, template_context};
 use super::builtin::BuiltinAttempt;
 use super::connections::{Connections, Resolved, SecretSources};
 use super::executor::{AttemptKey, AttemptRequest, AttemptResult, AttemptWork, Executor, ExecutorEvent};
@@ -24,12 +24,12 @@ use super::metrics::SchedulerMetrics;
 use super::process::{ShellAttempt, kill_processes_with_env};
 use crate::domain::backfill::{BackfillState, DateAction, DateProgress, backfill_step};
 use crate::domain::dag::{Dag, Operator};
-use crate::domain::ids::{DagId, RunId};
-use crate::domain::planner::{self, Candidate, Capacity, Decision, RunSnapshot};
+use crate::domain::ids::{DagId, RunId, TaskId};
+use crate::domain::planner::{self, Candidate, Capacity, Decision, RunSnapshot, TaskInstanceState};
 use crate::domain::state::{RunState, RunType, TaskState};
 use crate::storage::backfills::{self, Backfill, BackfillDate};
 use crate::storage::runs::{self, DagRun, NewRun, RunFilter};
-use crate::storage::task_instances::{self, AttemptEnd, TaskInstance};
+use crate::storage::task_instances::{self, AttemptEnd, AttemptStart, SlotHolder};
 use crate::storage::{self, Db, StorageError};
 
 /// How a scheduler is set up.
@@ -103,6 +103,10 @@ const SECRETS_TTL: Duration = Duration::from_secs(1);
 /// writes that reach the database without bumping the change counter.
 const FULL_PLAN_EVERY: Duration = Duration::from_secs(10);
 
+/// The fewest waiting task instances a dispatch reads at a time (it reads four per free slot when
+/// that is more): enough that a page rarely ends before the free slots are taken.
+const DISPATCH_PAGE_MIN: usize = 256;
+
 /// The runs a step must plan. Planning reads every task instance of a run, so planning all of
 /// them at every step costs O(running runs × tasks) per finished task; this keeps a step to the
 /// runs an event touched, the runs whose wake-up is due and the runs not seen before. Everything
@@ -117,6 +121,14 @@ struct PlanScope {
     dirty: HashSet<i64>,
     /// Runs planned at least once, with the time their plan asked to be looked at again.
     known: HashMap<i64, Option<DateTime<Utc>>>,
+    /// The task instances of running runs as last read, kept current with this scheduler's own
+    /// writes (claims, starts, ends). A run planned from here with nothing to decide needs no
+    /// read at all, which is most of them: in a fan-out, each of hundreds of ends changes nothing
+    /// until the last one. A plan with decisions is always made again from a fresh read, so a
+    /// stale entry can delay a decision (until the next full plan, which empties this) but never
+    /// make a wrong one. Runs of DAGs with `depends_on_past` are not kept (their plans read the
+    /// previous run too).
+    snapshots: HashMap<i64, RunSnapshot>,
 }
 
 impl PlanScope {
@@ -236,6 +248,48 @@ impl Scheduler {
         }
     }
 
+    /// The plan of a run from its kept snapshot, if there is one.
+    fn plan_from_kept_snapshot(&self, dag: &Dag, run_pk: i64, now: DateTime<Utc>) -> Option<planner::RunPlan> {
+        let scope = self.scope.lock().ok()?;
+        let snapshot = scope.snapshots.get(&run_pk)?;
+        Some(planner::plan_run(dag, snapshot, now))
+    }
+
+    /// Keeps a run's freshly read snapshot for later plans (see [`PlanScope::snapshots`]).
+    fn keep_snapshot(&self, dag: &Dag, run_pk: i64, snapshot: RunSnapshot) {
+        if dag.tasks.iter().any(|task| task.depends_on_past) {
+            return;
+        }
+        if let Ok(mut scope) = self.scope.lock() {
+            scope.snapshots.insert(run_pk, snapshot);
+        }
+    }
+
+    fn forget_snapshots(&self) {
+        if let Ok(mut scope) = self.scope.lock() {
+            scope.snapshots.clear();
+        }
+    }
+
+    fn forget_snapshot(&self, run_pk: i64) {
+        if let Ok(mut scope) = self.scope.lock() {
+            scope.snapshots.remove(&run_pk);
+        }
+    }
+
+    /// Applies one of this scheduler's own writes to a task instance to the kept snapshot of its
+    /// run, if there is one.
+    fn update_kept_instance(&self, run_pk: i64, task_id: &TaskId, update: impl FnOnce(&mut TaskInstanceState)) {
+        if let Ok(mut scope) = self.scope.lock()
+            && let Some(instance) = scope
+                .snapshots
+                .get_mut(&run_pk)
+                .and_then(|snapshot| snapshot.tasks.get_mut(task_id))
+        {
+            update(instance);
+        }
+    }
+
     /// Something happened to a run (an attempt ended): the next step plans it.
     fn touch_run(&self, run_pk: i64) {
         if let Ok(mut scope) = self.scope.lock() {
@@ -287,6 +341,10 @@ impl Scheduler {
     pub async fn tick(&self, now: DateTime<Utc>) -> anyhow::Result<TickOutcome> {
         let started = std::time::Instant::now();
         let outcome = self.step(now).await;
+        if outcome.is_err() {
+            // Kept snapshots were updated with writes that may have been rolled back.
+            self.forget_snapshots();
+        }
         self.metrics.record_step(started.elapsed());
         self.wake_alert_delivery();
         outcome
@@ -548,8 +606,7 @@ impl Scheduler {
     ) -> anyhow::Result<()> {
         let mut connection = self.db.acquire().await?;
         let change_seq = storage::change_sequence(&mut connection).await?;
-        let running = runs::list(&mut connection, &self.run_filter(RunState::Running)).await?;
-        drop(connection);
+        let running = runs::keys(&mut connection, &self.run_filter(RunState::Running)).await?;
         // Decide which runs to plan, and start the next scope afresh.
         let wanted = {
             let mut scope = self
@@ -563,47 +620,59 @@ impl Scheduler {
             let plan_all = scope.needs_full_plan();
             let mut wanted: HashSet<i64> = running
                 .iter()
-                .filter(|run| plan_all || scope.wants(run.pk, now))
-                .map(|run| run.pk)
+                .filter(|(pk, _)| plan_all || scope.wants(*pk, now))
+                .map(|(pk, _)| *pk)
                 .collect();
             // depends_on_past links a run to the DAG's other runs: plan them together.
             let linked: HashSet<&DagId> = running
                 .iter()
-                .filter(|run| wanted.contains(&run.pk))
-                .filter(|run| {
-                    bag.get(&run.dag_id)
+                .filter(|(pk, _)| wanted.contains(pk))
+                .filter(|(_, dag_id)| {
+                    bag.get(dag_id)
                         .is_some_and(|dag| dag.tasks.iter().any(|task| task.depends_on_past))
                 })
-                .map(|run| &run.dag_id)
+                .map(|(_, dag_id)| dag_id)
                 .collect();
             wanted.extend(
                 running
                     .iter()
-                    .filter(|run| linked.contains(&run.dag_id))
-                    .map(|run| run.pk),
+                    .filter(|(_, dag_id)| linked.contains(dag_id))
+                    .map(|(pk, _)| *pk),
             );
-            let still_running: HashSet<i64> = running.iter().map(|run| run.pk).collect();
+            let still_running: HashSet<i64> = running.iter().map(|(pk, _)| *pk).collect();
             scope.known.retain(|pk, _| still_running.contains(pk));
+            scope.snapshots.retain(|pk, _| still_running.contains(pk));
             scope.dirty.clear();
             if plan_all {
                 scope.plan_all = false;
                 scope.last_full = Some(std::time::Instant::now());
+                // Someone else may have written: every run is planned from a fresh read.
+                scope.snapshots.clear();
             }
             wanted
         };
-        for run in running {
-            if !wanted.contains(&run.pk) {
-                continue;
-            }
+        // Whole rows only for the runs planned.
+        let wanted: Vec<i64> = wanted.into_iter().collect();
+        let planned = runs::get_many(&mut connection, &wanted).await?;
+        drop(connection);
+        for run in planned {
             let Some(dag) = bag.get(&run.dag_id) else {
                 continue;
             };
-            // Most runs have nothing to do at a given step: decide that from a plain read, and
-            // take the write lock only when there is something to write.
+            // Most runs have nothing to do at a given step: decide that from the kept snapshot
+            // when there is one, else from a plain read, and take the write lock only when there
+            // is something to write.
+            if let Some(plan) = self.plan_from_kept_snapshot(dag, run.pk, now)
+                && plan.decisions.is_empty()
+            {
+                self.remember_wake(run.pk, plan.wake_at);
+                continue;
+            }
             let mut connection = self.db.acquire().await?;
             let snapshot = run_snapshot(&mut connection, dag, &run).await?;
             drop(connection);
             let plan = planner::plan_run(dag, &snapshot, now);
+            self.keep_snapshot(dag, run.pk, snapshot);
             // The planner applies its own decisions as it goes (a task it schedules or skips is
             // seen by its downstream in the same pass), so a planned run needs nothing more until
             // an event touches it or its wake-up comes.
@@ -611,11 +680,19 @@ impl Scheduler {
             if plan.decisions.is_empty() {
                 continue;
             }
+            // The decisions change the run: it is read again before it is next planned.
+            self.forget_snapshot(run.pk);
             let mut transaction = self.db.begin().await?;
-            // Re-read inside the transaction: a clear or a mark from the CLI may have landed since.
-            let snapshot = run_snapshot(&mut transaction, dag, &run).await?;
-            let plan = planner::plan_run(dag, &snapshot, now);
-            self.remember_wake(run.pk, plan.wake_at);
+            // A clear or a mark from the CLI may have landed since the read; every such change
+            // moves the change counter, so plan again from a fresh read only when it moved.
+            let plan = if storage::change_sequence(&mut transaction).await? == change_seq {
+                plan
+            } else {
+                let snapshot = run_snapshot(&mut transaction, dag, &run).await?;
+                let plan = planner::plan_run(dag, &snapshot, now);
+                self.remember_wake(run.pk, plan.wake_at);
+                plan
+            };
             for decision in &plan.decisions {
                 match decision {
                     Decision::Create(task_id) => {
@@ -684,11 +761,43 @@ impl Scheduler {
 
     async fn dispatch(&self, bag: &DagBag, now: DateTime<Utc>, outcome: &mut TickOutcome) -> anyhow::Result<()> {
         let mut connection = self.db.acquire().await?;
-        let waiting = task_instances::scheduled(&mut connection, self.owner()).await?;
-        if waiting.is_empty() {
+        let holders = task_instances::slot_holders(&mut connection).await?;
+        let capacity = capacity(&holders, self.settings.parallelism, &self.settings.pools);
+        let free = capacity.parallelism.saturating_sub(capacity.running_total);
+        if free == 0 {
             return Ok(());
         }
-        let active = task_instances::active(&mut connection).await?;
+        // Read the waiting task instances in admission order, a page at a time, until the free
+        // slots are taken or none are left: admission is greedy in that order, so what it admits
+        // from the pages read is what it would admit from all of them.
+        let page = (free * 4).max(DISPATCH_PAGE_MIN);
+        let mut waiting = Vec::new();
+        let mut candidates: Vec<Candidate<usize>> = Vec::new();
+        let admitted = loop {
+            let read = task_instances::scheduled(&mut connection, self.owner(), page, waiting.len()).await?;
+            let last_page = read.len() < page;
+            for entry in read {
+                if let Some(dag) = bag.get(&entry.dag_id) {
+                    candidates.push(Candidate {
+                        key: waiting.len(),
+                        run_key: entry.run_pk,
+                        priority_weight: entry.priority_weight,
+                        logical_date: entry.logical_date,
+                        pool: entry.pool.clone(),
+                        pool_slots: entry.pool_slots,
+                        max_active_tasks: dag.max_active_tasks,
+                    });
+                }
+                waiting.push(entry);
+            }
+            let admitted = planner::admit(&candidates, &capacity);
+            if last_page || admitted.len() >= free {
+                break admitted;
+            }
+        };
+        if admitted.is_empty() {
+            return Ok(());
+        }
         let mut resolved = self.resolve_secrets(&mut connection).await?;
         drop(connection);
         resolved.variables.extend(self.settings.variables.clone());
@@ -696,65 +805,47 @@ impl Scheduler {
             .passwords
             .extend(self.settings.connection_passwords.iter().cloned());
         let connections_view = resolved.connections.template_context();
-        let capacity = capacity(&active, self.settings.parallelism, &self.settings.pools);
-        let candidates: Vec<Candidate<usize>> = waiting
-            .iter()
-            .enumerate()
-            .filter_map(|(position, waiting)| {
-                let dag = bag.get(&waiting.dag_id)?;
-                Some(Candidate {
-                    key: position,
-                    run_key: waiting.run_pk,
-                    priority_weight: waiting.priority_weight,
-                    logical_date: waiting.logical_date,
-                    pool: waiting.pool.clone(),
-                    pool_slots: waiting.pool_slots,
-                    max_active_tasks: dag.max_active_tasks,
-                })
-            })
-            .collect();
         let mut runs_cache: HashMap<i64, DagRun> = HashMap::new();
         // Every claim of this step in one transaction; attempts start once it is committed.
         let mut transaction = self.db.begin().await?;
         let mut outputs_cache: HashMap<i64, HashMap<String, String>> = HashMap::new();
         let mut requests = Vec::new();
-        for admitted in planner::admit(&candidates, &capacity) {
+        for admitted in admitted {
             let waiting = &waiting[admitted.key];
             let Some(dag) = bag.get(&waiting.dag_id) else {
                 continue;
             };
-            let run = match runs_cache.get(&waiting.run_pk) {
-                Some(run) => run.clone(),
-                None => {
-                    let run = runs::get_by_pk(&mut transaction, waiting.run_pk)
-                        .await?
-                        .context("a scheduled task's run disappeared")?;
-                    runs_cache.insert(run.pk, run.clone());
-                    run
-                }
-            };
+            if !runs_cache.contains_key(&waiting.run_pk) {
+                let run = runs::get_by_pk(&mut transaction, waiting.run_pk)
+                    .await?
+                    .context("a scheduled task's run disappeared")?;
+                runs_cache.insert(run.pk, run);
+            }
+            let run = runs_cache.get(&waiting.run_pk).context("the run was just read")?;
             let Some(task) = dag.task(waiting.task_id.as_str()) else {
                 continue;
             };
             let try_number = waiting.try_number + 1;
-            // Outputs change only when attempts end, never during a dispatch: read once per run.
-            let outputs = match outputs_cache.get(&run.pk) {
-                Some(outputs) => outputs.clone(),
-                None => {
-                    let outputs = task_instances::outputs(&mut transaction, run.pk).await?;
-                    outputs_cache.insert(run.pk, outputs.clone());
-                    outputs
-                }
+            let context = if needs_context(task) {
+                // Outputs change only when attempts end, never during a dispatch: read once per run.
+                let outputs = match outputs_cache.entry(run.pk) {
+                    std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(entry) => {
+                        entry.insert(task_instances::outputs(&mut transaction, run.pk).await?)
+                    }
+                };
+                template_context(
+                    dag,
+                    run,
+                    task.task_id.as_str(),
+                    try_number,
+                    outputs,
+                    &resolved.variables,
+                    &connections_view,
+                )
+            } else {
+                serde_json::Value::Null
             };
-            let context = template_context(
-                dag,
-                &run,
-                task.task_id.as_str(),
-                try_number,
-                &outputs,
-                &resolved.variables,
-                &connections_view,
-            );
             let rendered = render_fields(task, &dag.folder(), &context);
             let secrets = attempt::secrets(&resolved.variables, &task.env, &resolved.passwords);
             let rendered_json = match &rendered {
@@ -776,6 +867,11 @@ impl Scheduler {
             else {
                 continue;
             };
+            self.update_kept_instance(run.pk, &task.task_id, |instance| {
+                instance.state = TaskState::Queued;
+                instance.try_number = try_number;
+                instance.next_retry_at = None;
+            });
             let key = AttemptKey {
                 run_pk: run.pk,
                 task_id: task.task_id.clone(),
@@ -791,7 +887,8 @@ impl Scheduler {
                     // A template that cannot render, or an unknown connection, fails the attempt
                     // before anything runs.
                     let result = AttemptResult::Failed { exit_code: None, error };
-                    self.record_result(&mut transaction, dag, &key, &result, now).await?;
+                    self.record_result(&mut transaction, dag, &key, &result, None, now)
+                        .await?;
                     continue;
                 }
             };
@@ -819,7 +916,7 @@ impl Scheduler {
                         Some(cwd) => dag.folder().join(cwd),
                         None => dag.folder(),
                     };
-                    let env = attempt_env(&run, dag, task.task_id.as_str(), try_number, &fields.env, &output);
+                    let env = attempt_env(run, dag, task.task_id.as_str(), try_number, &fields.env, &output);
                     AttemptWork::Shell {
                         shell: ShellAttempt {
                             command: command.clone(),
@@ -871,22 +968,50 @@ impl Scheduler {
     }
 
     /// Records what the executor reports.
-    pub async fn handle_event(&self, event: ExecutorEvent, now: DateTime<Utc>) -> anyhow::Result<()> {
-        self.handle_events(vec![event], now).await
+    pub async fn handle_event(&self, event: ExecutorEvent) -> anyhow::Result<()> {
+        self.handle_events(vec![event]).await
     }
 
     /// Records a batch of executor events in one transaction: a busy pool reports many attempts
-    /// at once, and one commit for all of them is what keeps hand-offs in milliseconds.
-    pub async fn handle_events(&self, events: Vec<ExecutorEvent>, now: DateTime<Utc>) -> anyhow::Result<()> {
+    /// at once, and one commit for all of them is what keeps hand-offs in milliseconds. An
+    /// attempt that started and ended within the batch is written once, its end carrying its start.
+    pub async fn handle_events(&self, events: Vec<ExecutorEvent>) -> anyhow::Result<()> {
+        let recorded = self.record_events(events).await;
+        if recorded.is_err() {
+            // Kept snapshots were updated with writes that were rolled back.
+            self.forget_snapshots();
+        }
+        recorded
+    }
+
+    async fn record_events(&self, events: Vec<ExecutorEvent>) -> anyhow::Result<()> {
         if events.is_empty() {
             return Ok(());
         }
         let bag = self.bag();
+        let ended: HashSet<&AttemptKey> = events
+            .iter()
+            .filter_map(|event| match event {
+                ExecutorEvent::Finished { key, .. } => Some(key),
+                ExecutorEvent::Started { .. } => None,
+            })
+            .collect();
+        let mut starts: HashMap<&AttemptKey, AttemptStart<'_>> = HashMap::new();
         let mut transaction = self.db.begin().await?;
         let mut dags_of_runs: HashMap<i64, Option<Arc<Dag>>> = HashMap::new();
         for event in &events {
             match event {
-                ExecutorEvent::Started { key, pid } => {
+                ExecutorEvent::Started { key, pid, at } if ended.contains(key) => {
+                    starts.insert(
+                        key,
+                        AttemptStart {
+                            at: *at,
+                            pid: *pid,
+                            hostname: &self.hostname,
+                        },
+                    );
+                }
+                ExecutorEvent::Started { key, pid, at } => {
                     task_instances::mark_started(
                         &mut transaction,
                         key.run_pk,
@@ -894,11 +1019,16 @@ impl Scheduler {
                         key.try_number,
                         *pid,
                         &self.hostname,
-                        now,
+                        *at,
                     )
                     .await?;
+                    self.update_kept_instance(key.run_pk, &key.task_id, |instance| {
+                        if instance.state == TaskState::Queued && instance.try_number == key.try_number {
+                            instance.state = TaskState::Running;
+                        }
+                    });
                 }
-                ExecutorEvent::Finished { key, result } => {
+                ExecutorEvent::Finished { key, result, at } => {
                     let dag = match dags_of_runs.get(&key.run_pk) {
                         Some(dag) => dag.clone(),
                         None => {
@@ -908,9 +1038,13 @@ impl Scheduler {
                             dag
                         }
                     };
+                    let start = starts.remove(key);
                     match dag {
-                        Some(dag) => self.record_result(&mut transaction, &dag, key, result, now).await?,
-                        None => record_result_without_dag(&mut transaction, key, result, now).await?,
+                        Some(dag) => {
+                            self.record_result(&mut transaction, &dag, key, result, start.as_ref(), *at)
+                                .await?
+                        }
+                        None => record_result_without_dag(&mut transaction, key, result, start.as_ref(), *at).await?,
                     }
                 }
             }
@@ -926,27 +1060,44 @@ impl Scheduler {
         dag: &Dag,
         key: &AttemptKey,
         result: &AttemptResult,
+        start: Option<&AttemptStart<'_>>,
         now: DateTime<Utc>,
     ) -> anyhow::Result<()> {
         self.touch_run(key.run_pk);
-        let instance = task_instances::get(connection, key.run_pk, &key.task_id).await?;
-        if let Some(started) = instance.as_ref().and_then(|instance| instance.start_date) {
-            self.metrics
-                .record_attempt((now - started).to_std().unwrap_or_default());
-        }
-        let max_tries = instance.map_or(key.try_number, |instance| instance.max_tries);
+        // Only a failure asks whether tries remain.
+        let max_tries = match result {
+            AttemptResult::Failed { .. } => task_instances::get(connection, key.run_pk, &key.task_id)
+                .await?
+                .map_or(key.try_number, |instance| instance.max_tries),
+            _ => key.try_number,
+        };
         let end = attempt_end(dag, key, result, max_tries, now);
         if matches!(end.instance_state, TaskState::UpForRetry | TaskState::Failed) {
             tracing::warn!(task_id = %key.task_id, try_number = key.try_number, error = end.error.as_deref().unwrap_or(""), state = %end.instance_state, "attempt failed");
         }
-        let recorded =
-            task_instances::finish_attempt(connection, key.run_pk, &key.task_id, key.try_number, &end, now).await?;
+        let Some(recorded) =
+            task_instances::finish_attempt(connection, key.run_pk, &key.task_id, key.try_number, &end, start, now)
+                .await?
+        else {
+            return Ok(());
+        };
+        // The same change as finish_attempt's on the task instance row.
+        self.update_kept_instance(key.run_pk, &key.task_id, |instance| {
+            instance.state = end.instance_state;
+            instance.next_retry_at = end.next_retry_at;
+            instance.max_tries += u32::from(end.refund_try);
+            instance.try_number = instance.try_number.saturating_sub(u32::from(end.reschedule));
+        });
+        if let Some(started) = recorded.start_date {
+            self.metrics
+                .record_attempt((now - started).to_std().unwrap_or_default());
+        }
         // §6: a real success (not a skip, not one a clear or mark overtook) updates the outlets.
-        if recorded && end.instance_state == TaskState::Success {
+        if end.instance_state == TaskState::Success {
             super::datasets::record_outlet_events(connection, dag, key, now).await?;
         }
         // §9: a failure for good or a retry raises its alerts in the same transaction.
-        if recorded && let Some(hooks) = &self.alerts {
+        if let Some(hooks) = &self.alerts {
             let raised = super::alerts::record_task_alerts(
                 connection,
                 &hooks.routing,
@@ -1022,7 +1173,8 @@ impl Scheduler {
                 error: "the scheduler running this attempt stopped (crash or kill); the attempt was ended on restart"
                     .to_string(),
             };
-            self.handle_event(ExecutorEvent::Finished { key, result }, now).await?;
+            self.handle_event(ExecutorEvent::Finished { key, result, at: now })
+                .await?;
         }
         Ok(count)
     }
@@ -1096,11 +1248,11 @@ impl Scheduler {
                     while let Ok(more) = events.try_recv() {
                         batch.push(more);
                     }
-                    if let Err(error) = self.handle_events(batch.clone(), Utc::now()).await {
+                    if let Err(error) = self.handle_events(batch.clone()).await {
                         // One bad event must not lose the others: record them one by one.
                         tracing::warn!("recording {} executor events together failed ({error:#}); recording them one by one", batch.len());
                         for event in batch {
-                            if let Err(error) = self.handle_event(event, Utc::now()).await {
+                            if let Err(error) = self.handle_event(event).await {
                                 tracing::error!("cannot record an executor event: {error:#}");
                             }
                         }
@@ -1117,7 +1269,7 @@ impl Scheduler {
         tracing::info!("scheduler stopping: ending running attempts");
         self.executor.shutdown().await;
         while let Ok(event) = events.try_recv() {
-            if let Err(error) = self.handle_event(event, Utc::now()).await {
+            if let Err(error) = self.handle_event(event).await {
                 tracing::error!("cannot record an executor event during shutdown: {error:#}");
             }
         }
@@ -1126,7 +1278,7 @@ impl Scheduler {
 }
 
 /// How many slots the task instances holding one (queued or running) take, against the limits.
-pub fn capacity(active: &[TaskInstance], parallelism: u32, pools: &BTreeMap<String, u32>) -> Capacity {
+pub fn capacity(active: &[SlotHolder], parallelism: u32, pools: &BTreeMap<String, u32>) -> Capacity {
     let mut capacity = Capacity {
         parallelism: parallelism as usize,
         running_total: active.len(),
@@ -1147,19 +1299,23 @@ pub async fn run_snapshot(
     dag: &Dag,
     run: &DagRun,
 ) -> anyhow::Result<RunSnapshot> {
-    let instances = task_instances::for_run(connection, run.pk).await?;
     let mut snapshot = RunSnapshot {
-        tasks: instances
-            .iter()
-            .map(|ti| (ti.task_id.clone(), ti.planner_view()))
+        tasks: task_instances::planner_states(connection, run.pk)
+            .await?
+            .into_iter()
             .collect(),
         previous_run: None,
     };
     if dag.tasks.iter().any(|task| task.depends_on_past)
         && let Some(previous) = runs::previous(connection, run).await?
     {
-        let previous_states = task_instances::for_run(connection, previous.pk).await?;
-        snapshot.previous_run = Some(previous_states.into_iter().map(|ti| (ti.task_id, ti.state)).collect());
+        let previous_states = task_instances::planner_states(connection, previous.pk).await?;
+        snapshot.previous_run = Some(
+            previous_states
+                .into_iter()
+                .map(|(task_id, view)| (task_id, view.state))
+                .collect(),
+        );
     }
     Ok(snapshot)
 }
@@ -1253,6 +1409,7 @@ async fn record_result_without_dag(
     connection: &mut sqlx::AnyConnection,
     key: &AttemptKey,
     result: &AttemptResult,
+    start: Option<&AttemptStart<'_>>,
     now: DateTime<Utc>,
 ) -> anyhow::Result<()> {
     let (state, error, exit_code, output) = match result {
@@ -1282,7 +1439,7 @@ async fn record_result_without_dag(
         refund_try: false,
         reschedule: false,
     };
-    task_instances::finish_attempt(connection, key.run_pk, &key.task_id, key.try_number, &end, now).await?;
+    task_instances::finish_attempt(connection, key.run_pk, &key.task_id, key.try_number, &end, start, now).await?;
     Ok(())
 }
 
@@ -1337,7 +1494,7 @@ impl Scheduler {
                     while let Ok(more) = events.try_recv() {
                         batch.push(more);
                     }
-                    self.handle_events(batch, Utc::now()).await?;
+                    self.handle_events(batch).await?;
                 }
                 _ = tokio::time::sleep(sleep_for) => {}
             }

@@ -33,17 +33,6 @@ pub struct TaskInstance {
     pub hostname: Option<String>,
 }
 
-impl TaskInstance {
-    pub fn planner_view(&self) -> TaskInstanceState {
-        TaskInstanceState {
-            state: self.state,
-            try_number: self.try_number,
-            max_tries: self.max_tries,
-            next_retry_at: self.next_retry_at,
-        }
-    }
-}
-
 const COLUMNS: &str = "run_pk, dag_id, run_id, task_id, state, try_number, max_tries, pool, pool_slots, priority_weight, next_retry_at, queued_at, start_date, end_date, pid, hostname";
 
 fn count(row: &AnyRow, column: &str) -> Result<u32, StorageError> {
@@ -81,6 +70,31 @@ pub async fn for_run(connection: &mut AnyConnection, run_pk: i64) -> Result<Vec<
         .await?
         .into_iter()
         .map(from_row)
+        .collect()
+}
+
+/// What the planner needs of a run's task instances, and nothing more: it is read after every
+/// event that touches the run, so the narrow row keeps that read cheap.
+pub async fn planner_states(
+    connection: &mut AnyConnection,
+    run_pk: i64,
+) -> Result<Vec<(TaskId, TaskInstanceState)>, StorageError> {
+    sqlx::query("SELECT task_id, state, try_number, max_tries, next_retry_at FROM task_instance WHERE run_pk = $1")
+        .bind(run_pk)
+        .fetch_all(connection)
+        .await?
+        .into_iter()
+        .map(|row| {
+            let task_id = TaskId::parse(row.try_get::<String, _>("task_id")?)
+                .map_err(|error| StorageError::Corrupt(error.to_string()))?;
+            let view = TaskInstanceState {
+                state: parse_column(row.try_get("state")?, "state")?,
+                try_number: count(&row, "try_number")?,
+                max_tries: count(&row, "max_tries")?,
+                next_retry_at: opt_time(row.try_get("next_retry_at")?),
+            };
+            Ok((task_id, view))
+        })
         .collect()
 }
 
@@ -151,23 +165,17 @@ pub async fn set_state(
     now: DateTime<Utc>,
 ) -> Result<(), StorageError> {
     let end_date = state.is_finished().then(|| micros(now));
-    sqlx::query("UPDATE task_instance SET state = $3, end_date = COALESCE($4, end_date), next_retry_at = NULL WHERE run_pk = $1 AND task_id = $2")
+    // One statement either way: the planner writes one of these per task, so they add up.
+    sqlx::query("UPDATE task_instance SET state = $3, end_date = COALESCE($4, end_date), next_retry_at = NULL, pool = COALESCE($5, pool), pool_slots = COALESCE($6, pool_slots), priority_weight = COALESCE($7, priority_weight) WHERE run_pk = $1 AND task_id = $2")
         .bind(run_pk)
         .bind(task_id.as_str())
         .bind(state.as_str())
         .bind(end_date)
-        .execute(&mut *connection)
+        .bind(task.map(|task| task.pool.as_str()))
+        .bind(task.map(|task| i64::from(task.pool_slots)))
+        .bind(task.map(|task| task.priority_weight))
+        .execute(connection)
         .await?;
-    if let Some(task) = task {
-        sqlx::query("UPDATE task_instance SET pool = $3, pool_slots = $4, priority_weight = $5 WHERE run_pk = $1 AND task_id = $2")
-            .bind(run_pk)
-            .bind(task_id.as_str())
-            .bind(&task.pool)
-            .bind(i64::from(task.pool_slots))
-            .bind(task.priority_weight)
-            .execute(connection)
-            .await?;
-    }
     Ok(())
 }
 
@@ -186,16 +194,27 @@ pub struct Waiting {
 }
 
 /// Scheduled task instances of running runs driven by `owner` (`None` = the daemon).
-pub async fn scheduled(connection: &mut AnyConnection, owner: Option<&str>) -> Result<Vec<Waiting>, StorageError> {
+/// Scheduled task instances of running runs (of `owner`'s runs, or the daemon's when `None`), in
+/// the order admission considers them (§3.6: highest `priority_weight` first, then oldest logical
+/// date, then run and task): `limit` of them from `offset` on. The dispatcher reads a page at a
+/// time, so thousands waiting for a few free slots are not all read at every step.
+pub async fn scheduled(
+    connection: &mut AnyConnection,
+    owner: Option<&str>,
+    limit: usize,
+    offset: usize,
+) -> Result<Vec<Waiting>, StorageError> {
     let owner_clause = if owner.is_some() {
-        "r.owner = $1"
+        "r.owner = $3"
     } else {
         "r.owner IS NULL"
     };
     let sql = format!(
-        "SELECT t.run_pk, t.dag_id, t.task_id, r.logical_date, t.pool, t.pool_slots, t.priority_weight, t.try_number FROM task_instance t JOIN dag_run r ON r.id = t.run_pk WHERE t.state = 'scheduled' AND r.state = 'running' AND {owner_clause}"
+        "SELECT t.run_pk, t.dag_id, t.task_id, r.logical_date, t.pool, t.pool_slots, t.priority_weight, t.try_number FROM task_instance t JOIN dag_run r ON r.id = t.run_pk WHERE t.state = 'scheduled' AND r.state = 'running' AND {owner_clause} ORDER BY t.priority_weight DESC, r.logical_date, t.run_pk, t.task_id LIMIT $1 OFFSET $2"
     );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(i64::try_from(offset).unwrap_or(i64::MAX));
     if let Some(owner) = owner {
         query = query.bind(owner.to_string());
     }
@@ -214,6 +233,31 @@ pub async fn scheduled(connection: &mut AnyConnection, owner: Option<&str>) -> R
                 pool_slots: count(&row, "pool_slots")?,
                 priority_weight: row.try_get("priority_weight")?,
                 try_number: u32::try_from(row.try_get::<i64, _>("try_number")?).unwrap_or(0),
+            })
+        })
+        .collect()
+}
+
+/// A task instance holding slots (queued or running): what capacity counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotHolder {
+    pub run_pk: i64,
+    pub pool: String,
+    pub pool_slots: u32,
+}
+
+/// The slots taken (by queued and running task instances), everywhere: read at every dispatch,
+/// so only the three columns capacity needs.
+pub async fn slot_holders(connection: &mut AnyConnection) -> Result<Vec<SlotHolder>, StorageError> {
+    sqlx::query("SELECT run_pk, pool, pool_slots FROM task_instance WHERE state IN ('queued', 'running')")
+        .fetch_all(connection)
+        .await?
+        .into_iter()
+        .map(|row| {
+            Ok(SlotHolder {
+                run_pk: row.try_get("run_pk")?,
+                pool: row.try_get("pool")?,
+                pool_slots: count(&row, "pool_slots")?,
             })
         })
         .collect()
@@ -312,17 +356,37 @@ pub struct AttemptEnd {
     pub reschedule: bool,
 }
 
-/// Records an attempt's end. The task instance changes only if it is still on this attempt (a
-/// clear or a mark in the meantime wins); returns whether it did.
+/// When and where an attempt's process started, for an end recorded together with its start (a
+/// task that began and ended between two scheduler steps).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptStart<'a> {
+    pub at: DateTime<Utc>,
+    pub pid: Option<u32>,
+    pub hostname: &'a str,
+}
+
+/// An end the task instance took: it was still on this attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedEnd {
+    pub start_date: Option<DateTime<Utc>>,
+}
+
+/// Records an attempt's end at `now` (and its start, if it was not recorded yet). The task
+/// instance changes only if it is still on this attempt (a clear or a mark in the meantime wins);
+/// returns `None` when it did not.
 pub async fn finish_attempt(
     connection: &mut AnyConnection,
     run_pk: i64,
     task_id: &TaskId,
     try_number: u32,
     end: &AttemptEnd,
+    start: Option<&AttemptStart<'_>>,
     now: DateTime<Utc>,
-) -> Result<bool, StorageError> {
-    sqlx::query("UPDATE task_attempt SET state = $4, end_date = $5, exit_code = $6, output = $7, error = $8, start_date = COALESCE(start_date, $5) WHERE run_pk = $1 AND task_id = $2 AND try_number = $3")
+) -> Result<Option<RecordedEnd>, StorageError> {
+    let started_at = micros(start.map_or(now, |start| start.at));
+    let pid = start.and_then(|start| start.pid).map(i64::from);
+    let hostname = start.map(|start| start.hostname);
+    sqlx::query("UPDATE task_attempt SET state = $4, end_date = $5, exit_code = $6, output = $7, error = $8, start_date = COALESCE(start_date, $9), pid = COALESCE($10, pid), hostname = COALESCE($11, hostname) WHERE run_pk = $1 AND task_id = $2 AND try_number = $3")
         .bind(run_pk)
         .bind(task_id.as_str())
         .bind(i64::from(try_number))
@@ -331,9 +395,12 @@ pub async fn finish_attempt(
         .bind(end.exit_code.map(i64::from))
         .bind(end.output.as_deref())
         .bind(end.error.as_deref())
+        .bind(started_at)
+        .bind(pid)
+        .bind(hostname)
         .execute(&mut *connection)
         .await?;
-    let changed = sqlx::query("UPDATE task_instance SET state = $4, end_date = $5, next_retry_at = $6, start_date = COALESCE(start_date, $5), max_tries = max_tries + $7, try_number = try_number - $8 WHERE run_pk = $1 AND task_id = $2 AND try_number = $3 AND state IN ('queued', 'running')")
+    let changed = sqlx::query("UPDATE task_instance SET state = $4, end_date = $5, next_retry_at = $6, start_date = COALESCE(start_date, $9), pid = COALESCE($10, pid), hostname = COALESCE($11, hostname), max_tries = max_tries + $7, try_number = try_number - $8 WHERE run_pk = $1 AND task_id = $2 AND try_number = $3 AND state IN ('queued', 'running') RETURNING start_date")
         .bind(run_pk)
         .bind(task_id.as_str())
         .bind(i64::from(try_number))
@@ -342,10 +409,18 @@ pub async fn finish_attempt(
         .bind(end.next_retry_at.map(micros))
         .bind(i64::from(end.refund_try))
         .bind(i64::from(end.reschedule))
-        .execute(connection)
-        .await?
-        .rows_affected();
-    Ok(changed > 0)
+        .bind(started_at)
+        .bind(pid)
+        .bind(hostname)
+        .fetch_optional(connection)
+        .await?;
+    changed
+        .map(|row| {
+            Ok(RecordedEnd {
+                start_date: opt_time(row.try_get(0)?),
+            })
+        })
+        .transpose()
 }
 
 /// One recorded attempt.

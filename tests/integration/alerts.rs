@@ -393,9 +393,9 @@ impl AlertHarness {
             );
             tokio::select! {
                 Some(event) = self.events.recv() => {
-                    self.scheduler.handle_event(event, Utc::now()).await.unwrap();
+                    self.scheduler.handle_event(event).await.unwrap();
                     while let Ok(more) = self.events.try_recv() {
-                        self.scheduler.handle_event(more, Utc::now()).await.unwrap();
+                        self.scheduler.handle_event(more).await.unwrap();
                     }
                 }
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {}

@@ -217,7 +217,7 @@ impl Api {
             refund_try: false,
             reschedule: false,
         };
-        task_instances::finish_attempt(&mut connection, run.pk, &first.task_id, try_number, &end, now)
+        task_instances::finish_attempt(&mut connection, run.pk, &first.task_id, try_number, &end, None, now)
             .await
             .unwrap();
         let log = log_path(

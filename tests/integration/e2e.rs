@@ -39,22 +39,25 @@ impl Harness {
     /// settings adjusted by `tune`.
     pub async fn with_dags(db: &Db, yamls: &[&str], tune: impl FnOnce(&mut SchedulerSettings)) -> Harness {
         let folder = tempfile::tempdir().unwrap();
+        let mut settings = support::scheduler_settings(folder.path().join("logs"));
+        tune(&mut settings);
+        // The DAGs may name the pools the settings have, as with a config.toml.
+        let context = ValidationContext {
+            pools: settings.pools.keys().cloned().collect(),
+            ..ValidationContext::default()
+        };
         let mut bag = DagBag::default();
         let mut first = None;
         for (position, yaml) in yamls.iter().enumerate() {
             let path = folder.path().join(format!("dag{position}.yaml"));
             std::fs::write(&path, yaml).unwrap();
-            let dag = Arc::new(
-                Dag::from_yaml(&path, yaml, &ValidationContext::default()).unwrap_or_else(|error| panic!("{error}")),
-            );
+            let dag = Arc::new(Dag::from_yaml(&path, yaml, &context).unwrap_or_else(|error| panic!("{error}")));
             first.get_or_insert_with(|| Arc::clone(&dag));
             bag.dags.insert(dag.dag_id.clone(), dag);
         }
         let dag = first.expect("at least one DAG");
         weir::runtime::loader::record(db, &bag).await.unwrap();
         let (events_tx, events) = mpsc::unbounded_channel();
-        let mut settings = support::scheduler_settings(folder.path().join("logs"));
-        tune(&mut settings);
         let (bag_tx, bag_rx) = watch::channel(Arc::new(bag));
         let scheduler = Scheduler::new(db.clone(), settings, bag_rx, LocalExecutor::new(events_tx));
         Harness {
@@ -121,9 +124,9 @@ impl Harness {
                 .min(Duration::from_millis(200));
             tokio::select! {
                 Some(event) = self.events.recv() => {
-                    self.scheduler.handle_event(event, Utc::now()).await.unwrap();
+                    self.scheduler.handle_event(event).await.unwrap();
                     while let Ok(more) = self.events.try_recv() {
-                        self.scheduler.handle_event(more, Utc::now()).await.unwrap();
+                        self.scheduler.handle_event(more).await.unwrap();
                     }
                 }
                 _ = tokio::time::sleep(wait) => {}
@@ -567,5 +570,34 @@ async fn a_task_marked_success_by_hand_lets_its_downstream_run() {
                 .await
                 .unwrap_err();
         assert_eq!(error.to_string(), "a task can be marked success or failed, not running");
+    }
+}
+
+#[tokio::test]
+async fn a_free_slot_is_found_behind_hundreds_of_higher_priority_tasks_waiting_for_a_full_pool() {
+    // The dispatcher reads waiting tasks a page at a time (256 here): the only task it can start
+    // besides the first of the pool sits on the second page.
+    let mut yaml = String::from("dag_id: crowded\ntasks:\n  free: { command: 'true', priority_weight: 1 }\n");
+    for i in 0..300 {
+        yaml.push_str(&format!(
+            "  tiny{i:03}: {{ command: 'true', pool: tiny, priority_weight: 10 }}\n"
+        ));
+    }
+    for test_db in support::databases().await {
+        let harness = Harness::with_dags(&test_db.db, &[&yaml], |settings| {
+            settings.parallelism = 4;
+            settings.pools.insert("tiny".to_string(), 1);
+        })
+        .await;
+        let run = harness.trigger().await;
+        harness.scheduler.tick(Utc::now()).await.unwrap();
+        let holding: Vec<String> = harness
+            .instances(&run)
+            .await
+            .into_iter()
+            .filter(|(_, ti)| matches!(ti.state, TaskState::Queued | TaskState::Running))
+            .map(|(task, _)| task)
+            .collect();
+        assert_eq!(holding, ["free", "tiny000"], "{}", test_db.label);
     }
 }

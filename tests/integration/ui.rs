@@ -183,7 +183,7 @@ impl Ui {
         };
         let mut connection = self.db().acquire().await.unwrap();
         let task_id = TaskId::parse(task).unwrap();
-        task_instances::finish_attempt(&mut connection, run.pk, &task_id, 1, &end, Utc::now())
+        task_instances::finish_attempt(&mut connection, run.pk, &task_id, 1, &end, None, Utc::now())
             .await
             .unwrap();
     }

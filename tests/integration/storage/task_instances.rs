@@ -10,7 +10,7 @@ use weir::domain::dag::Dag;
 use weir::domain::ids::TaskId;
 use weir::domain::state::{RunType, TaskState};
 use weir::storage::runs::{self, DagRun};
-use weir::storage::task_instances::{self, Attempt, AttemptEnd, TaskInstance};
+use weir::storage::task_instances::{self, Attempt, AttemptEnd, AttemptStart, RecordedEnd, TaskInstance};
 use weir::storage::{Db, StorageError};
 
 use super::{PIPELINE, at, insert_run, new_run, task_id};
@@ -177,7 +177,7 @@ async fn scheduled_instances_wait_only_in_running_runs_and_per_owner() {
         }
         let mut connection = db.acquire().await.expect(label);
         let waiting_for = async |connection: &mut AnyConnection, owner: Option<&str>| {
-            task_instances::scheduled(connection, owner)
+            task_instances::scheduled(connection, owner, 100, 0)
                 .await
                 .expect(label)
                 .into_iter()
@@ -200,6 +200,62 @@ async fn scheduled_instances_wait_only_in_running_runs_and_per_owner() {
             [("extract".to_string(), at("2026-03-02T05:30:00Z"), 5)],
             "{label}: the owner's"
         );
+    }
+}
+
+#[tokio::test]
+async fn scheduled_instances_come_in_admission_order_a_page_at_a_time() {
+    let pipeline = dag(PIPELINE);
+    for TestDb { db, label, .. } in &databases().await {
+        let now = at("2026-03-05T06:00:00Z");
+        let older = insert_run(
+            db,
+            label,
+            &new_run("orders_pipeline", "older", RunType::Manual, "2026-03-01T05:30:00Z"),
+        )
+        .await;
+        let newer = insert_run(
+            db,
+            label,
+            &new_run("orders_pipeline", "newer", RunType::Manual, "2026-03-02T05:30:00Z"),
+        )
+        .await;
+        let mut connection = db.acquire().await.expect(label);
+        for run in [&newer, &older] {
+            runs::start(&mut connection, run.pk, now).await.expect(label);
+            for task in &pipeline.tasks {
+                task_instances::create(&mut connection, run.pk, &run.dag_id, &run.run_id, task)
+                    .await
+                    .expect(label);
+                schedule(&mut connection, label, run.pk, &task.task_id, now).await;
+            }
+        }
+        let order = |waiting: Vec<task_instances::Waiting>| {
+            waiting
+                .into_iter()
+                .map(|waiting| (waiting.priority_weight, waiting.run_pk, waiting.task_id.to_string()))
+                .collect::<Vec<_>>()
+        };
+        let everything = order(
+            task_instances::scheduled(&mut connection, None, 1000, 0)
+                .await
+                .expect(label),
+        );
+        assert_eq!(everything.len(), 2 * pipeline.tasks.len(), "{label}");
+        // Highest priority first; among equals the older run first, then by task.
+        let mut expected = everything.clone();
+        let logical = |run_pk: i64| if run_pk == older.pk { 0 } else { 1 };
+        expected.sort_by(|a, b| b.0.cmp(&a.0).then(logical(a.1).cmp(&logical(b.1))).then(a.2.cmp(&b.2)));
+        assert_eq!(everything, expected, "{label}");
+        let mut paged = Vec::new();
+        for offset in (0..everything.len()).step_by(2) {
+            paged.extend(order(
+                task_instances::scheduled(&mut connection, None, 2, offset)
+                    .await
+                    .expect(label),
+            ));
+        }
+        assert_eq!(paged, everything, "{label}: pages of two add up to the whole list");
     }
 }
 
@@ -306,10 +362,13 @@ async fn an_attempt_that_starts_and_succeeds_is_recorded_in_full_with_its_output
             refund_try: false,
             reschedule: false,
         };
-        assert!(
-            task_instances::finish_attempt(&mut connection, run.pk, &extract, try_number, &end, ended_at)
+        assert_eq!(
+            task_instances::finish_attempt(&mut connection, run.pk, &extract, try_number, &end, None, ended_at)
                 .await
                 .expect(label),
+            Some(RecordedEnd {
+                start_date: Some(started_at)
+            }),
             "{label}"
         );
         let finished = instance(db, label, run.pk, "extract").await;
@@ -346,6 +405,97 @@ async fn an_attempt_that_starts_and_succeeds_is_recorded_in_full_with_its_output
 }
 
 #[tokio::test]
+async fn an_attempt_that_started_and_ended_between_two_steps_is_recorded_in_one_write_with_its_start() {
+    for test_db in databases().await {
+        let TestDb { label, db, .. } = &test_db;
+        let (_dag, run) = pipeline_run(db, label).await;
+        let mut connection = db.acquire().await.expect(label);
+        let extract = task_id("extract");
+        let queued_at = at("2026-03-02T06:00:00.000001Z");
+        let started_at = at("2026-03-02T06:00:00.004000Z");
+        let ended_at = at("2026-03-02T06:00:00.009000Z");
+        schedule(&mut connection, label, run.pk, &extract, queued_at).await;
+        let try_number = task_instances::claim(&mut connection, run.pk, &extract, &json!({}), queued_at)
+            .await
+            .expect(label)
+            .expect(label);
+        let end = AttemptEnd {
+            attempt_state: TaskState::Success,
+            instance_state: TaskState::Success,
+            next_retry_at: None,
+            exit_code: Some(0),
+            output: None,
+            error: None,
+            refund_try: false,
+            reschedule: false,
+        };
+        let start = AttemptStart {
+            at: started_at,
+            pid: Some(99),
+            hostname: "worker-2",
+        };
+        assert_eq!(
+            task_instances::finish_attempt(
+                &mut connection,
+                run.pk,
+                &extract,
+                try_number,
+                &end,
+                Some(&start),
+                ended_at
+            )
+            .await
+            .expect(label),
+            Some(RecordedEnd {
+                start_date: Some(started_at)
+            }),
+            "{label}"
+        );
+        let finished = instance(db, label, run.pk, "extract").await;
+        assert_eq!(
+            (
+                finished.state,
+                finished.start_date,
+                finished.end_date,
+                finished.pid,
+                finished.hostname.as_deref()
+            ),
+            (
+                TaskState::Success,
+                Some(started_at),
+                Some(ended_at),
+                Some(99),
+                Some("worker-2")
+            ),
+            "{label}"
+        );
+        let attempts = task_instances::attempts(&mut connection, run.pk, &extract)
+            .await
+            .expect(label);
+        assert_eq!(
+            attempts
+                .iter()
+                .map(|attempt| (
+                    attempt.state,
+                    attempt.start_date,
+                    attempt.end_date,
+                    attempt.pid,
+                    attempt.hostname.as_deref()
+                ))
+                .collect::<Vec<_>>(),
+            vec![(
+                TaskState::Success,
+                Some(started_at),
+                Some(ended_at),
+                Some(99),
+                Some("worker-2")
+            )],
+            "{label}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_failed_try_with_budget_left_goes_up_for_retry_and_the_next_claim_is_try_two() {
     for TestDb { db, label, .. } in &databases().await {
         let (_, run) = pipeline_run(db, label).await;
@@ -364,9 +514,10 @@ async fn a_failed_try_with_budget_left_goes_up_for_retry_and_the_next_claim_is_t
             ..failed_attempt()
         };
         assert!(
-            task_instances::finish_attempt(&mut connection, run.pk, &extract, 1, &retry, now)
+            task_instances::finish_attempt(&mut connection, run.pk, &extract, 1, &retry, None, now)
                 .await
-                .expect(label),
+                .expect(label)
+                .is_some(),
             "{label}"
         );
         let waiting = instance(db, label, run.pk, "extract").await;
@@ -429,9 +580,10 @@ async fn finishing_an_attempt_after_a_clear_keeps_the_history_but_leaves_the_ins
             .expect(label);
 
         assert!(
-            !task_instances::finish_attempt(&mut connection, run.pk, &extract, 1, &failed_attempt(), now)
+            task_instances::finish_attempt(&mut connection, run.pk, &extract, 1, &failed_attempt(), None, now)
                 .await
-                .expect(label),
+                .expect(label)
+                .is_none(),
             "{label}: the clear wins"
         );
         let cleared = instance(db, label, run.pk, "extract").await;
@@ -467,9 +619,17 @@ async fn clearing_renews_the_retry_budget_from_the_current_try() {
                 Some(try_number),
                 "{label}"
             );
-            task_instances::finish_attempt(&mut connection, run.pk, &extract, try_number, &failed_attempt(), now)
-                .await
-                .expect(label);
+            task_instances::finish_attempt(
+                &mut connection,
+                run.pk,
+                &extract,
+                try_number,
+                &failed_attempt(),
+                None,
+                now,
+            )
+            .await
+            .expect(label);
         }
         let exhausted = instance(db, label, run.pk, "extract").await;
         assert_eq!(
