@@ -4,14 +4,13 @@
 
 use chrono::{DateTime, LocalResult, NaiveDateTime, TimeDelta, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+
 use croner::parser::{CronParser, Seconds};
 
 /// The schedule forms a DAG may declare.
 #[derive(Debug, Clone)]
-#[allow(
-    clippy::large_enum_variant,
-    reason = "one Schedule per DAG, so its size does not matter, and callers match on a plain `croner::Cron`"
-)]
 pub enum Schedule {
     /// No time-based runs; only manual ones.
     Never,
@@ -21,11 +20,34 @@ pub enum Schedule {
     Cron {
         /// What the user wrote, alias included, so it can be shown back unchanged.
         expression: String,
-        cron: croner::Cron,
+        /// Shared: croner's compiled pattern takes about 5 KB, and the DAGs of a folder usually
+        /// use a handful of schedules between them (see [`CronCache`]).
+        cron: Arc<croner::Cron>,
         data_interval: bool,
     },
     /// Runs only when the named datasets are updated.
     Datasets(Vec<String>),
+}
+
+/// Compiled cron patterns by expression, so the DAGs a loader keeps share one per expression.
+/// Holds them weakly: a pattern no DAG uses any more is dropped with its last DAG.
+#[derive(Debug, Default)]
+pub struct CronCache {
+    patterns: HashMap<String, Weak<croner::Cron>>,
+}
+
+impl CronCache {
+    /// The pattern already kept for `expression`, or `compiled`, kept from now on.
+    pub fn share(&mut self, expression: &str, compiled: Arc<croner::Cron>) -> Arc<croner::Cron> {
+        if let Some(kept) = self.patterns.get(expression).and_then(Weak::upgrade) {
+            return kept;
+        }
+        if self.patterns.len() >= 64 {
+            self.patterns.retain(|_, pattern| pattern.strong_count() > 0);
+        }
+        self.patterns.insert(expression.to_string(), Arc::downgrade(&compiled));
+        compiled
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -67,9 +89,29 @@ impl Schedule {
             .map_err(|e| invalid(e.to_string()))?;
         Ok(Schedule::Cron {
             expression: expression.to_string(),
-            cron,
+            cron: Arc::new(cron),
             data_interval,
         })
+    }
+
+    /// The same schedule, its compiled pattern shared through `cache` with every other schedule
+    /// of the same expression.
+    pub fn shared(self, cache: &mut CronCache) -> Schedule {
+        match self {
+            Schedule::Cron {
+                expression,
+                cron,
+                data_interval,
+            } => {
+                let cron = cache.share(&expression, cron);
+                Schedule::Cron {
+                    expression,
+                    cron,
+                    data_interval,
+                }
+            }
+            other => other,
+        }
     }
 
     /// What the user wrote, for display: "0 3 * * *", "@daily", "@once", "None" for Never, "datasets: a, b" for Datasets.
@@ -381,6 +423,23 @@ fn whole_seconds(wall: NaiveDateTime) -> NaiveDateTime {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn schedules_with_the_same_expression_share_one_compiled_pattern_while_a_dag_uses_it() {
+        let mut cache = CronCache::default();
+        let pattern = |schedule: &Schedule| match schedule {
+            Schedule::Cron { cron, .. } => Arc::clone(cron),
+            other => panic!("expected a cron schedule, got {other:?}"),
+        };
+        let first = Schedule::parse("@daily", true).unwrap().shared(&mut cache);
+        let second = Schedule::parse("@daily", true).unwrap().shared(&mut cache);
+        let hourly = Schedule::parse("@hourly", true).unwrap().shared(&mut cache);
+        assert!(Arc::ptr_eq(&pattern(&first), &pattern(&second)));
+        assert!(!Arc::ptr_eq(&pattern(&first), &pattern(&hourly)));
+        let weak = Arc::downgrade(&pattern(&first));
+        drop((first, second));
+        assert!(weak.upgrade().is_none(), "the cache does not keep a pattern alive");
+    }
     use super::*;
     use chrono_tz::America::New_York;
     use chrono_tz::Asia::Seoul;

@@ -150,6 +150,10 @@ impl Db {
                 Backend::Postgres => 8,
             })
             .acquire_timeout(Duration::from_secs(30))
+            // A SQLite connection is an open file: nothing can break it between two uses, so the
+            // ping sqlx sends on every acquire (a round trip to the connection's thread) is waste.
+            // A PostgreSQL connection can die with the server or the network: keep the check.
+            .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |connection, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
