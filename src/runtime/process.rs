@@ -127,7 +127,10 @@ pub async fn run_shell(
         return not_started(ExitReason::Cancelled);
     }
 
-    let mut command = Command::new("sh");
+    // By its full path, like Python's `subprocess` with `shell=True`: `sh` through `PATH` costs a
+    // failed `execve` per `PATH` entry before it (eight on a typical developer's machine) for
+    // every attempt.
+    let mut command = Command::new("/bin/sh");
     command
         .arg("-c")
         .arg(&attempt.command)

@@ -29,7 +29,7 @@ use crate::domain::planner::{self, Candidate, Capacity, Decision, RunSnapshot, T
 use crate::domain::state::{RunState, RunType, TaskState};
 use crate::storage::backfills::{self, Backfill, BackfillDate};
 use crate::storage::runs::{self, DagRun, NewRun, RunFilter};
-use crate::storage::task_instances::{self, AttemptEnd, AttemptStart, SlotHolder};
+use crate::storage::task_instances::{self, AttemptEnd, AttemptStart, SlotHolder, TaskSlots};
 use crate::storage::{self, Db, StorageError};
 
 /// How a scheduler is set up.
@@ -693,6 +693,8 @@ impl Scheduler {
                 self.remember_wake(run.pk, plan.wake_at);
                 plan
             };
+            // Tasks to schedule, grouped by their slots: one statement per group, not per task.
+            let mut to_schedule: HashMap<TaskSlots, Vec<&TaskId>> = HashMap::new();
             for decision in &plan.decisions {
                 match decision {
                     Decision::Create(task_id) => {
@@ -706,15 +708,10 @@ impl Scheduler {
                             .await?;
                     }
                     Decision::Schedule(task_id) => {
-                        task_instances::set_state(
-                            &mut transaction,
-                            run.pk,
-                            task_id,
-                            TaskState::Scheduled,
-                            dag.task(task_id.as_str()),
-                            now,
-                        )
-                        .await?;
+                        let task = dag
+                            .task(task_id.as_str())
+                            .context("planner scheduled a task the DAG lacks")?;
+                        to_schedule.entry(TaskSlots::of(task)).or_default().push(task_id);
                     }
                     Decision::Skip(task_id) => {
                         task_instances::set_state(&mut transaction, run.pk, task_id, TaskState::Skipped, None, now)
@@ -732,6 +729,7 @@ impl Scheduler {
                         .await?;
                     }
                     Decision::FinishRun(state) => {
+                        schedule_groups(&mut transaction, run.pk, std::mem::take(&mut to_schedule), now).await?;
                         if runs::finish(&mut transaction, run.pk, *state, now).await?
                             && let Some(hooks) = &self.alerts
                         {
@@ -751,6 +749,7 @@ impl Scheduler {
                     }
                 }
             }
+            schedule_groups(&mut transaction, run.pk, to_schedule, now).await?;
             transaction.commit().await?;
         }
         if let Ok(scope) = self.scope.lock() {
@@ -805,23 +804,27 @@ impl Scheduler {
             .passwords
             .extend(self.settings.connection_passwords.iter().cloned());
         let connections_view = resolved.connections.template_context();
-        let mut runs_cache: HashMap<i64, DagRun> = HashMap::new();
         // Every claim of this step in one transaction; attempts start once it is committed.
         let mut transaction = self.db.begin().await?;
+        let mut run_pks: Vec<i64> = admitted.iter().map(|admitted| admitted.run_key).collect();
+        run_pks.sort_unstable();
+        run_pks.dedup();
+        let runs_of_step: HashMap<i64, DagRun> = runs::get_many(&mut transaction, &run_pks)
+            .await?
+            .into_iter()
+            .map(|run| (run.pk, run))
+            .collect();
         let mut outputs_cache: HashMap<i64, HashMap<String, String>> = HashMap::new();
-        let mut requests = Vec::new();
-        for admitted in admitted {
+        // First each attempt's rendered fields, then the claims, a few statements per run.
+        let mut prepared = Vec::new();
+        for admitted in &admitted {
             let waiting = &waiting[admitted.key];
             let Some(dag) = bag.get(&waiting.dag_id) else {
                 continue;
             };
-            if !runs_cache.contains_key(&waiting.run_pk) {
-                let run = runs::get_by_pk(&mut transaction, waiting.run_pk)
-                    .await?
-                    .context("a scheduled task's run disappeared")?;
-                runs_cache.insert(run.pk, run);
-            }
-            let run = runs_cache.get(&waiting.run_pk).context("the run was just read")?;
+            let Some(run) = runs_of_step.get(&waiting.run_pk) else {
+                continue;
+            };
             let Some(task) = dag.task(waiting.task_id.as_str()) else {
                 continue;
             };
@@ -862,9 +865,22 @@ impl Scheduler {
             } else {
                 None
             };
-            let Some(try_number) =
-                task_instances::claim(&mut transaction, run.pk, &task.task_id, &rendered_json, now).await?
-            else {
+            prepared.push((dag, run, task, rendered, rendered_json, secrets, first_poke));
+        }
+        let mut claimed: HashMap<i64, HashMap<TaskId, u32>> = HashMap::new();
+        for run_pk in &run_pks {
+            let claims: Vec<(&TaskId, &serde_json::Value)> = prepared
+                .iter()
+                .filter(|(_, run, ..)| run.pk == *run_pk)
+                .map(|(_, _, task, _, rendered_json, ..)| (&task.task_id, rendered_json))
+                .collect();
+            let tries = task_instances::claim_many(&mut transaction, *run_pk, &claims, now).await?;
+            claimed.insert(*run_pk, tries.into_iter().collect());
+        }
+        let mut requests = Vec::new();
+        for (dag, run, task, rendered, _, secrets, first_poke) in prepared {
+            // Another scheduler, or a clear or mark, got there first.
+            let Some(&try_number) = claimed.get(&run.pk).and_then(|tries| tries.get(&task.task_id)) else {
                 continue;
             };
             self.update_kept_instance(run.pk, &task.task_id, |instance| {
@@ -1318,6 +1334,19 @@ pub async fn run_snapshot(
         );
     }
     Ok(snapshot)
+}
+
+/// Writes a plan's `Schedule` decisions, one statement per group of tasks with the same slots.
+async fn schedule_groups(
+    connection: &mut sqlx::AnyConnection,
+    run_pk: i64,
+    groups: HashMap<TaskSlots, Vec<&TaskId>>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    for (slots, task_ids) in groups {
+        task_instances::set_states(connection, run_pk, &task_ids, TaskState::Scheduled, Some(&slots), now).await?;
+    }
+    Ok(())
 }
 
 /// The URLs (with credentials) of the connections `operator` names, or why one cannot be used.

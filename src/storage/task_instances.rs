@@ -164,18 +164,57 @@ pub async fn set_state(
     task: Option<&Task>,
     now: DateTime<Utc>,
 ) -> Result<(), StorageError> {
+    let slots = task.map(TaskSlots::of);
+    set_states(connection, run_pk, &[task_id], state, slots.as_ref(), now).await
+}
+
+/// Where a scheduled task takes its slots and how it ranks, as its DAG file says now.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TaskSlots {
+    pub pool: String,
+    pub pool_slots: u32,
+    pub priority_weight: i64,
+}
+
+impl TaskSlots {
+    pub fn of(task: &Task) -> TaskSlots {
+        TaskSlots {
+            pool: task.pool.clone(),
+            pool_slots: task.pool_slots,
+            priority_weight: task.priority_weight,
+        }
+    }
+}
+
+/// [`set_state`] for several task instances of one run that take the same transition (and, when
+/// scheduled, the same slots): one statement per hundred, since a fan-out schedules hundreds at once.
+pub async fn set_states(
+    connection: &mut AnyConnection,
+    run_pk: i64,
+    task_ids: &[&TaskId],
+    state: TaskState,
+    slots: Option<&TaskSlots>,
+    now: DateTime<Utc>,
+) -> Result<(), StorageError> {
     let end_date = state.is_finished().then(|| micros(now));
-    // One statement either way: the planner writes one of these per task, so they add up.
-    sqlx::query("UPDATE task_instance SET state = $3, end_date = COALESCE($4, end_date), next_retry_at = NULL, pool = COALESCE($5, pool), pool_slots = COALESCE($6, pool_slots), priority_weight = COALESCE($7, priority_weight) WHERE run_pk = $1 AND task_id = $2")
-        .bind(run_pk)
-        .bind(task_id.as_str())
-        .bind(state.as_str())
-        .bind(end_date)
-        .bind(task.map(|task| task.pool.as_str()))
-        .bind(task.map(|task| i64::from(task.pool_slots)))
-        .bind(task.map(|task| task.priority_weight))
-        .execute(connection)
-        .await?;
+    for chunk in task_ids.chunks(CLAIM_CHUNK) {
+        let placeholders: Vec<String> = (0..chunk.len()).map(|index| format!("${}", index + 7)).collect();
+        let sql = format!(
+            "UPDATE task_instance SET state = $2, end_date = COALESCE($3, end_date), next_retry_at = NULL, pool = COALESCE($4, pool), pool_slots = COALESCE($5, pool_slots), priority_weight = COALESCE($6, priority_weight) WHERE run_pk = $1 AND task_id IN ({})",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(run_pk)
+            .bind(state.as_str())
+            .bind(end_date)
+            .bind(slots.map(|slots| slots.pool.as_str()))
+            .bind(slots.map(|slots| i64::from(slots.pool_slots)))
+            .bind(slots.map(|slots| slots.priority_weight));
+        for task_id in chunk {
+            query = query.bind(task_id.as_str());
+        }
+        query.execute(&mut *connection).await?;
+    }
     Ok(())
 }
 
@@ -284,28 +323,73 @@ pub async fn claim(
     rendered: &serde_json::Value,
     now: DateTime<Utc>,
 ) -> Result<Option<u32>, StorageError> {
-    let claimed = sqlx::query(
-        "UPDATE task_instance SET state = 'queued', try_number = try_number + 1, queued_at = $3, start_date = NULL, end_date = NULL, pid = NULL, next_retry_at = NULL WHERE run_pk = $1 AND task_id = $2 AND state = 'scheduled' RETURNING try_number",
-    )
-    .bind(run_pk)
-    .bind(task_id.as_str())
-    .bind(micros(now))
-    .fetch_optional(&mut *connection)
-    .await?;
-    let Some(row) = claimed else {
-        return Ok(None);
-    };
-    let try_number: i64 = row.try_get(0)?;
-    // A sensor's next poke continues its try: the row exists and keeps its first start.
-    sqlx::query("INSERT INTO task_attempt (run_pk, task_id, try_number, state, queued_at, rendered) VALUES ($1, $2, $3, 'queued', $4, $5) ON CONFLICT (run_pk, task_id, try_number) DO UPDATE SET state = 'queued', rendered = excluded.rendered, end_date = NULL, error = NULL")
-        .bind(run_pk)
-        .bind(task_id.as_str())
-        .bind(try_number)
-        .bind(micros(now))
-        .bind(rendered.to_string())
-        .execute(connection)
-        .await?;
-    Ok(Some(u32::try_from(try_number).unwrap_or(0)))
+    Ok(claim_many(connection, run_pk, &[(task_id, rendered)], now)
+        .await?
+        .into_iter()
+        .next()
+        .map(|(_, try_number)| try_number))
+}
+
+/// Tasks claimed per statement: within every backend's bind limit with room to spare.
+const CLAIM_CHUNK: usize = 100;
+
+/// [`claim`] for several task instances of one run, in two statements per hundred: the
+/// dispatcher claims a whole step's tasks at once. Returns the ones claimed with their try
+/// numbers, in no particular order; a task another claim got first is left out.
+pub async fn claim_many(
+    connection: &mut AnyConnection,
+    run_pk: i64,
+    tasks: &[(&TaskId, &serde_json::Value)],
+    now: DateTime<Utc>,
+) -> Result<Vec<(TaskId, u32)>, StorageError> {
+    let mut claimed = Vec::with_capacity(tasks.len());
+    for chunk in tasks.chunks(CLAIM_CHUNK) {
+        let placeholders: Vec<String> = (0..chunk.len()).map(|index| format!("${}", index + 3)).collect();
+        let sql = format!(
+            "UPDATE task_instance SET state = 'queued', try_number = try_number + 1, queued_at = $2, start_date = NULL, end_date = NULL, pid = NULL, next_retry_at = NULL WHERE run_pk = $1 AND state = 'scheduled' AND task_id IN ({}) RETURNING task_id, try_number",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(run_pk).bind(micros(now));
+        for (task_id, _) in chunk {
+            query = query.bind(task_id.as_str());
+        }
+        let mut now_claimed: Vec<(TaskId, u32)> = Vec::new();
+        for row in query.fetch_all(&mut *connection).await? {
+            let task_id = TaskId::parse(row.try_get::<String, _>("task_id")?)
+                .map_err(|error| StorageError::Corrupt(error.to_string()))?;
+            now_claimed.push((task_id, count(&row, "try_number")?));
+        }
+        if now_claimed.is_empty() {
+            continue;
+        }
+        // A sensor's next poke continues its try: the row exists and keeps its first start.
+        let values: Vec<String> = (0..now_claimed.len())
+            .map(|index| {
+                format!(
+                    "($1, ${}, ${}, 'queued', $2, ${})",
+                    3 * index + 3,
+                    3 * index + 4,
+                    3 * index + 5
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO task_attempt (run_pk, task_id, try_number, state, queued_at, rendered) VALUES {} ON CONFLICT (run_pk, task_id, try_number) DO UPDATE SET state = 'queued', rendered = excluded.rendered, end_date = NULL, error = NULL",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(run_pk).bind(micros(now));
+        for (task_id, try_number) in &now_claimed {
+            let rendered = chunk
+                .iter()
+                .find(|(asked, _)| *asked == task_id)
+                .map(|(_, rendered)| rendered.to_string())
+                .unwrap_or_default();
+            query = query.bind(task_id.as_str()).bind(i64::from(*try_number)).bind(rendered);
+        }
+        query.execute(&mut *connection).await?;
+        claimed.extend(now_claimed);
+    }
+    Ok(claimed)
 }
 
 /// The executor started the attempt: `queued → running`, with its pid and host.
