@@ -865,20 +865,37 @@ impl Scheduler {
             } else {
                 None
             };
-            prepared.push((dag, run, task, rendered, rendered_json, secrets, first_poke));
+            prepared.push(PreparedAttempt {
+                dag,
+                run,
+                task,
+                rendered,
+                rendered_json,
+                secrets,
+                first_poke,
+            });
         }
         let mut claimed: HashMap<i64, HashMap<TaskId, u32>> = HashMap::new();
         for run_pk in &run_pks {
             let claims: Vec<(&TaskId, &serde_json::Value)> = prepared
                 .iter()
-                .filter(|(_, run, ..)| run.pk == *run_pk)
-                .map(|(_, _, task, _, rendered_json, ..)| (&task.task_id, rendered_json))
+                .filter(|attempt| attempt.run.pk == *run_pk)
+                .map(|attempt| (&attempt.task.task_id, &attempt.rendered_json))
                 .collect();
             let tries = task_instances::claim_many(&mut transaction, *run_pk, &claims, now).await?;
             claimed.insert(*run_pk, tries.into_iter().collect());
         }
         let mut requests = Vec::new();
-        for (dag, run, task, rendered, _, secrets, first_poke) in prepared {
+        for PreparedAttempt {
+            dag,
+            run,
+            task,
+            rendered,
+            secrets,
+            first_poke,
+            ..
+        } in prepared
+        {
             // Another scheduler, or a clear or mark, got there first.
             let Some(&try_number) = claimed.get(&run.pk).and_then(|tries| tries.get(&task.task_id)) else {
                 continue;
@@ -1334,6 +1351,18 @@ pub async fn run_snapshot(
         );
     }
     Ok(snapshot)
+}
+
+/// One admitted task of a dispatch, rendered and ready to claim.
+struct PreparedAttempt<'a> {
+    dag: &'a Arc<Dag>,
+    run: &'a DagRun,
+    task: &'a crate::domain::dag::Task,
+    rendered: Result<attempt::RenderedFields, crate::domain::template::RenderError>,
+    /// As stored with the attempt: rendered fields with secrets masked.
+    rendered_json: serde_json::Value,
+    secrets: Vec<String>,
+    first_poke: Option<DateTime<Utc>>,
 }
 
 /// Writes a plan's `Schedule` decisions, one statement per group of tasks with the same slots.

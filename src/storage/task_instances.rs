@@ -33,6 +33,10 @@ pub struct TaskInstance {
     pub hostname: Option<String>,
 }
 
+/// Task instances one batched statement (claims, schedules) names: within every backend's bind
+/// limit with room to spare.
+const ROWS_PER_STATEMENT: usize = 100;
+
 const COLUMNS: &str = "run_pk, dag_id, run_id, task_id, state, try_number, max_tries, pool, pool_slots, priority_weight, next_retry_at, queued_at, start_date, end_date, pid, hostname";
 
 fn count(row: &AnyRow, column: &str) -> Result<u32, StorageError> {
@@ -197,7 +201,7 @@ pub async fn set_states(
     now: DateTime<Utc>,
 ) -> Result<(), StorageError> {
     let end_date = state.is_finished().then(|| micros(now));
-    for chunk in task_ids.chunks(CLAIM_CHUNK) {
+    for chunk in task_ids.chunks(ROWS_PER_STATEMENT) {
         let placeholders: Vec<String> = (0..chunk.len()).map(|index| format!("${}", index + 7)).collect();
         let sql = format!(
             "UPDATE task_instance SET state = $2, end_date = COALESCE($3, end_date), next_retry_at = NULL, pool = COALESCE($4, pool), pool_slots = COALESCE($5, pool_slots), priority_weight = COALESCE($6, priority_weight) WHERE run_pk = $1 AND task_id IN ({})",
@@ -330,9 +334,6 @@ pub async fn claim(
         .map(|(_, try_number)| try_number))
 }
 
-/// Tasks claimed per statement: within every backend's bind limit with room to spare.
-const CLAIM_CHUNK: usize = 100;
-
 /// [`claim`] for several task instances of one run, in two statements per hundred: the
 /// dispatcher claims a whole step's tasks at once. Returns the ones claimed with their try
 /// numbers, in no particular order; a task another claim got first is left out.
@@ -343,7 +344,7 @@ pub async fn claim_many(
     now: DateTime<Utc>,
 ) -> Result<Vec<(TaskId, u32)>, StorageError> {
     let mut claimed = Vec::with_capacity(tasks.len());
-    for chunk in tasks.chunks(CLAIM_CHUNK) {
+    for chunk in tasks.chunks(ROWS_PER_STATEMENT) {
         let placeholders: Vec<String> = (0..chunk.len()).map(|index| format!("${}", index + 3)).collect();
         let sql = format!(
             "UPDATE task_instance SET state = 'queued', try_number = try_number + 1, queued_at = $2, start_date = NULL, end_date = NULL, pid = NULL, next_retry_at = NULL WHERE run_pk = $1 AND state = 'scheduled' AND task_id IN ({}) RETURNING task_id, try_number",
@@ -377,12 +378,12 @@ pub async fn claim_many(
             "INSERT INTO task_attempt (run_pk, task_id, try_number, state, queued_at, rendered) VALUES {} ON CONFLICT (run_pk, task_id, try_number) DO UPDATE SET state = 'queued', rendered = excluded.rendered, end_date = NULL, error = NULL",
             values.join(", ")
         );
+        let rendered_of: HashMap<&TaskId, &serde_json::Value> = chunk.iter().copied().collect();
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(run_pk).bind(micros(now));
         for (task_id, try_number) in &now_claimed {
-            let rendered = chunk
-                .iter()
-                .find(|(asked, _)| *asked == task_id)
-                .map(|(_, rendered)| rendered.to_string())
+            let rendered = rendered_of
+                .get(task_id)
+                .map(|rendered| rendered.to_string())
                 .unwrap_or_default();
             query = query.bind(task_id.as_str()).bind(i64::from(*try_number)).bind(rendered);
         }
