@@ -1,6 +1,7 @@
 //! Identifier newtypes: DAG ids, task ids and run ids, validated once at the edge.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -31,13 +32,13 @@ macro_rules! identifier {
         $(#[$meta])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
+        pub struct $name(Arc<str>);
 
         impl $name {
             pub fn parse(value: impl Into<String>) -> Result<Self, InvalidId> {
                 let value = value.into();
                 if is_valid_identifier(&value) {
-                    Ok(Self(value))
+                    Ok(Self(Arc::from(value)))
                 } else {
                     Err(InvalidId { kind: $kind, value })
                 }
@@ -57,7 +58,7 @@ macro_rules! identifier {
 
         impl From<$name> for String {
             fn from(id: $name) -> String {
-                id.0
+                id.0.as_ref().to_owned()
             }
         }
 
@@ -90,14 +91,14 @@ identifier!(
 /// the person who triggered it). Wider than DAG ids: `:` and `+` appear in the generated ones.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct RunId(String);
+pub struct RunId(Arc<str>);
 
 impl RunId {
     pub fn parse(value: impl Into<String>) -> Result<Self, InvalidId> {
         let value = value.into();
         let allowed = |byte: u8| byte.is_ascii_alphanumeric() || b"_.-:+~".contains(&byte);
         if !value.is_empty() && !is_dots_only(&value) && value.len() <= 250 && value.bytes().all(allowed) {
-            Ok(Self(value))
+            Ok(Self(Arc::from(value)))
         } else {
             Err(InvalidId { kind: "run id", value })
         }
@@ -117,7 +118,7 @@ impl TryFrom<String> for RunId {
 
 impl From<RunId> for String {
     fn from(id: RunId) -> String {
-        id.0
+        id.0.as_ref().to_owned()
     }
 }
 

@@ -300,7 +300,7 @@ fn http(keys: &TaskKeys<'_>, problems: &mut Problems) -> Option<Operator> {
         .pick(|d| &d.request_timeout)
         .and_then(|text| duration(text, "request_timeout", problems))
         .unwrap_or(DEFAULT_REQUEST_TIMEOUT);
-    Some(Operator::Http(HttpTask {
+    Some(Operator::Http(Box::new(HttpTask {
         conn,
         url,
         method,
@@ -308,7 +308,7 @@ fn http(keys: &TaskKeys<'_>, problems: &mut Problems) -> Option<Operator> {
         body,
         expect_status,
         request_timeout,
-    }))
+    })))
 }
 
 fn sql(keys: &TaskKeys<'_>, problems: &mut Problems) -> Option<Operator> {
@@ -424,7 +424,7 @@ fn transfer(keys: &TaskKeys<'_>, problems: &mut Problems) -> Option<Operator> {
         }
     };
     complete.then(|| {
-        Operator::Transfer(TransferTask {
+        Operator::Transfer(Box::new(TransferTask {
             from_conn,
             from_sql,
             to_conn,
@@ -432,7 +432,7 @@ fn transfer(keys: &TaskKeys<'_>, problems: &mut Problems) -> Option<Operator> {
             mode,
             keys: to.value.keys.clone(),
             batch_size,
-        })
+        }))
     })
 }
 
@@ -546,14 +546,14 @@ fn sensor(keys: &TaskKeys<'_>, problems: &mut Problems) -> Option<Operator> {
         }
     };
     let poke_interval = poke_interval(keys, DEFAULT_POKE_INTERVAL, problems);
-    Some(Operator::Sensor(SensorTask {
+    Some(Operator::Sensor(Box::new(SensorTask {
         condition,
         poke_interval,
         soft_fail: own
             .soft_fail
             .or(keys.defaults.and_then(|d| d.soft_fail))
             .unwrap_or(false),
-    }))
+    })))
 }
 
 fn poke_interval(keys: &TaskKeys<'_>, default: Duration, problems: &mut Problems) -> Duration {
@@ -599,10 +599,10 @@ fn trigger_dag(keys: &TaskKeys<'_>, problems: &mut Problems) -> Option<Operator>
             return None;
         }
     };
-    Some(Operator::TriggerDag(TriggerDagTask {
+    Some(Operator::TriggerDag(Box::new(TriggerDagTask {
         dag_id: dag_id.value.clone(),
         conf,
         wait_for_completion: keys.own.wait_for_completion.unwrap_or(false),
         poke_interval: poke_interval(keys, DEFAULT_TRIGGER_POKE_INTERVAL, problems),
-    }))
+    })))
 }
