@@ -23,7 +23,7 @@ use super::loader::DagBag;
 use super::metrics::SchedulerMetrics;
 use super::process::{ShellAttempt, kill_processes_with_env};
 use crate::domain::backfill::{BackfillState, DateAction, DateProgress, backfill_step};
-use crate::domain::dag::{Dag, Operator};
+use crate::domain::dag::{Dag, Operator, Task};
 use crate::domain::ids::{DagId, RunId, TaskId};
 use crate::domain::planner::{self, Candidate, Capacity, Decision, RunSnapshot, TaskInstanceState};
 use crate::domain::state::{RunState, RunType, TaskState};
@@ -695,13 +695,21 @@ impl Scheduler {
             };
             // Tasks to schedule, grouped by their slots: one statement per group, not per task.
             let mut to_schedule: HashMap<TaskSlots, Vec<&TaskId>> = HashMap::new();
+            // Rows to create, in a few multi-row statements; written before any decision that
+            // updates a row at once (it may be one of them) and before the schedule groups.
+            let mut to_create: Vec<&Task> = Vec::new();
             for decision in &plan.decisions {
+                let writes_now = !matches!(decision, Decision::Create(_) | Decision::Schedule(_));
+                if writes_now && !to_create.is_empty() {
+                    task_instances::create(&mut transaction, run.pk, &run.dag_id, &run.run_id, &to_create).await?;
+                    to_create.clear();
+                }
                 match decision {
                     Decision::Create(task_id) => {
                         let task = dag
                             .task(task_id.as_str())
                             .context("planner created a task the DAG lacks")?;
-                        task_instances::create(&mut transaction, run.pk, &run.dag_id, &run.run_id, task).await?;
+                        to_create.push(task);
                     }
                     Decision::Remove(task_id) => {
                         task_instances::set_state(&mut transaction, run.pk, task_id, TaskState::Removed, None, now)
@@ -749,6 +757,7 @@ impl Scheduler {
                     }
                 }
             }
+            task_instances::create(&mut transaction, run.pk, &run.dag_id, &run.run_id, &to_create).await?;
             schedule_groups(&mut transaction, run.pk, to_schedule, now).await?;
             transaction.commit().await?;
         }

@@ -134,27 +134,46 @@ pub async fn get(
         .transpose()
 }
 
-/// Creates a task instance in state `none` with a fresh retry budget.
+/// Creates task instances in state `none` with a fresh retry budget, one statement per
+/// [`ROWS_PER_STATEMENT`] tasks: a new run of a 200-task DAG is a few statements, not 200.
 pub async fn create(
     connection: &mut AnyConnection,
     run_pk: i64,
     dag_id: &DagId,
     run_id: &RunId,
-    task: &Task,
+    tasks: &[&Task],
 ) -> Result<(), StorageError> {
-    sqlx::query(
-        "INSERT INTO task_instance (run_pk, task_id, dag_id, run_id, state, try_number, max_tries, pool, pool_slots, priority_weight) VALUES ($1, $2, $3, $4, 'none', 0, $5, $6, $7, $8)",
-    )
-    .bind(run_pk)
-    .bind(task.task_id.as_str())
-    .bind(dag_id.as_str())
-    .bind(run_id.as_str())
-    .bind(i64::from(task.retry.retries) + 1)
-    .bind(&task.pool)
-    .bind(i64::from(task.pool_slots))
-    .bind(task.priority_weight)
-    .execute(connection)
-    .await?;
+    for chunk in tasks.chunks(ROWS_PER_STATEMENT) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|index| {
+                let first = 5 * index + 4;
+                format!(
+                    "($1, ${first}, $2, $3, 'none', 0, ${}, ${}, ${}, ${})",
+                    first + 1,
+                    first + 2,
+                    first + 3,
+                    first + 4
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO task_instance (run_pk, task_id, dag_id, run_id, state, try_number, max_tries, pool, pool_slots, priority_weight) VALUES {}",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(run_pk)
+            .bind(dag_id.as_str())
+            .bind(run_id.as_str());
+        for task in chunk {
+            query = query
+                .bind(task.task_id.as_str())
+                .bind(i64::from(task.retry.retries) + 1)
+                .bind(task.pool.as_str())
+                .bind(i64::from(task.pool_slots))
+                .bind(task.priority_weight);
+        }
+        query.execute(&mut *connection).await?;
+    }
     Ok(())
 }
 

@@ -177,7 +177,7 @@ impl Api {
         let now = chrono::Utc::now();
         let mut connection = self.state.db.acquire().await.unwrap();
         for task in &self.dag.tasks {
-            task_instances::create(&mut connection, run.pk, &run.dag_id, &run.run_id, task)
+            task_instances::create(&mut connection, run.pk, &run.dag_id, &run.run_id, &[task])
                 .await
                 .unwrap();
         }

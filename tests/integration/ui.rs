@@ -127,7 +127,7 @@ impl Ui {
         let run = operations::trigger(self.db(), &self.dag, &new_run).await.unwrap();
         let mut connection = self.db().acquire().await.unwrap();
         for task in &self.dag.tasks {
-            task_instances::create(&mut connection, run.pk, &run.dag_id, &run.run_id, task)
+            task_instances::create(&mut connection, run.pk, &run.dag_id, &run.run_id, &[task])
                 .await
                 .unwrap();
         }

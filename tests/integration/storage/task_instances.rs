@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::AnyConnection;
-use weir::domain::dag::Dag;
+use weir::domain::dag::{Dag, Task};
 use weir::domain::ids::TaskId;
 use weir::domain::state::{RunType, TaskState};
 use weir::storage::runs::{self, DagRun};
@@ -34,11 +34,10 @@ async fn pipeline_run(db: &Db, label: &str) -> (Dag, DagRun) {
     runs::start(&mut connection, run.pk, at("2026-03-02T05:30:00Z"))
         .await
         .expect(label);
-    for task in &pipeline.tasks {
-        task_instances::create(&mut connection, run.pk, &run.dag_id, &run.run_id, task)
-            .await
-            .expect(label);
-    }
+    let tasks: Vec<&Task> = pipeline.tasks.iter().collect();
+    task_instances::create(&mut connection, run.pk, &run.dag_id, &run.run_id, &tasks)
+        .await
+        .expect(label);
     (pipeline, run)
 }
 
@@ -102,6 +101,49 @@ async fn a_created_task_instance_is_in_state_none_with_a_budget_of_retries_plus_
             ..expected_extract.clone()
         };
         assert_eq!(listed, vec![expected_extract, expected_load], "{label}");
+    }
+}
+
+#[tokio::test]
+async fn a_run_of_250_tasks_gets_every_instance_with_its_own_budget_and_slots() {
+    // More rows than one INSERT statement carries: the rows are split over several.
+    let mut yaml = String::from("dag_id: wide\ntasks:\n");
+    for index in 0..250 {
+        yaml.push_str(&format!(
+            "  t{index:03}: {{ command: 'true', retries: {}, pool_slots: {} }}\n",
+            index % 4,
+            1 + index % 3
+        ));
+    }
+    let wide = dag(&yaml);
+    for TestDb { db, label, .. } in &databases().await {
+        let run = insert_run(
+            db,
+            label,
+            &new_run("wide", "manual__wide", RunType::Manual, "2026-03-01T00:00:00Z"),
+        )
+        .await;
+        let mut connection = db.acquire().await.expect(label);
+        let tasks: Vec<&Task> = wide.tasks.iter().collect();
+        task_instances::create(&mut connection, run.pk, &run.dag_id, &run.run_id, &tasks)
+            .await
+            .expect(label);
+        let listed = task_instances::for_run(&mut connection, run.pk).await.expect(label);
+        let created: Vec<(String, TaskState, u32, u32)> = listed
+            .iter()
+            .map(|instance| {
+                (
+                    instance.task_id.to_string(),
+                    instance.state,
+                    instance.max_tries,
+                    instance.pool_slots,
+                )
+            })
+            .collect();
+        let expected: Vec<(String, TaskState, u32, u32)> = (0..250u32)
+            .map(|index| (format!("t{index:03}"), TaskState::None, index % 4 + 1, 1 + index % 3))
+            .collect();
+        assert_eq!(created, expected, "{label}");
     }
 }
 
@@ -170,7 +212,7 @@ async fn scheduled_instances_wait_only_in_running_runs_and_per_owner() {
             if *start {
                 runs::start(&mut connection, run.pk, now).await.expect(label);
             }
-            task_instances::create(&mut connection, run.pk, &run.dag_id, &run.run_id, extract)
+            task_instances::create(&mut connection, run.pk, &run.dag_id, &run.run_id, &[extract])
                 .await
                 .expect(label);
             schedule(&mut connection, label, run.pk, &extract.task_id, now).await;
@@ -224,7 +266,7 @@ async fn scheduled_instances_come_in_admission_order_a_page_at_a_time() {
         for run in [&newer, &older] {
             runs::start(&mut connection, run.pk, now).await.expect(label);
             for task in &pipeline.tasks {
-                task_instances::create(&mut connection, run.pk, &run.dag_id, &run.run_id, task)
+                task_instances::create(&mut connection, run.pk, &run.dag_id, &run.run_id, &[task])
                     .await
                     .expect(label);
                 schedule(&mut connection, label, run.pk, &task.task_id, now).await;
