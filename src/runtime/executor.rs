@@ -78,6 +78,16 @@ pub enum ExecutorEvent {
     },
 }
 
+impl ExecutorEvent {
+    /// Whether a scheduling step can decide anything new after this event. An attempt's end frees
+    /// its slot and settles its task (downstream tasks, a retry, the run's state follow); a start
+    /// only moves the instance from queued to running, holding the same slot, so the scheduler
+    /// records it without stepping.
+    pub fn ends_attempt(&self) -> bool {
+        matches!(self, ExecutorEvent::Finished { .. })
+    }
+}
+
 pub type ShutdownFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;
 
 /// Something that runs attempts.

@@ -1290,6 +1290,7 @@ impl Scheduler {
                     while let Ok(more) = events.try_recv() {
                         batch.push(more);
                     }
+                    let decides = batch.iter().any(ExecutorEvent::ends_attempt);
                     if let Err(error) = self.handle_events(batch.clone()).await {
                         // One bad event must not lose the others: record them one by one.
                         tracing::warn!("recording {} executor events together failed ({error:#}); recording them one by one", batch.len());
@@ -1299,7 +1300,7 @@ impl Scheduler {
                             }
                         }
                     }
-                    step_needed = true;
+                    step_needed = decides;
                 }
                 Ok(()) = self.dags.changed() => {
                     self.forget_schedule_memo();
@@ -1541,18 +1542,21 @@ impl Scheduler {
         run_pk: i64,
         events: &mut mpsc::UnboundedReceiver<ExecutorEvent>,
     ) -> anyhow::Result<RunState> {
+        let mut step_needed = true;
+        let mut next_wake = None;
         loop {
-            let outcome = self.tick(Utc::now()).await?;
-            let mut connection = self.db.acquire().await?;
-            let run = runs::get_by_pk(&mut connection, run_pk)
-                .await?
-                .context("the run being driven disappeared")?;
-            drop(connection);
-            if run.state.is_finished() {
-                return Ok(run.state);
+            if step_needed {
+                next_wake = self.tick(Utc::now()).await?.next_wake;
+                let mut connection = self.db.acquire().await?;
+                let run = runs::get_by_pk(&mut connection, run_pk)
+                    .await?
+                    .context("the run being driven disappeared")?;
+                drop(connection);
+                if run.state.is_finished() {
+                    return Ok(run.state);
+                }
             }
-            let sleep_for = outcome
-                .next_wake
+            let sleep_for = next_wake
                 .map(|wake| (wake - Utc::now()).to_std().unwrap_or(Duration::ZERO))
                 .unwrap_or(Duration::from_secs(1));
             tokio::select! {
@@ -1561,9 +1565,10 @@ impl Scheduler {
                     while let Ok(more) = events.try_recv() {
                         batch.push(more);
                     }
+                    step_needed = batch.iter().any(ExecutorEvent::ends_attempt);
                     self.handle_events(batch).await?;
                 }
-                _ = tokio::time::sleep(sleep_for) => {}
+                _ = tokio::time::sleep(sleep_for) => step_needed = true,
             }
         }
     }
