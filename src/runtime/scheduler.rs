@@ -242,7 +242,6 @@ impl Scheduler {
         if let Ok(mut memo) = self.not_due.lock() {
             memo.clear();
         }
-        self.forget_dag_records();
         if let Ok(mut scope) = self.scope.lock() {
             scope.plan_all = true;
         }
@@ -393,13 +392,13 @@ impl Scheduler {
     async fn step(&self, now: DateTime<Utc>) -> anyhow::Result<TickOutcome> {
         let bag = self.bag();
         let mut outcome = TickOutcome::default();
-        // The daemon's view of each DAG (paused, next run) for the scheduled-run creation and the
-        // start of queued runs, kept between steps (`dag_records`). `dags test` needs neither.
         // Moved by every change recorded outside this scheduler (CLI, API, UI, the loader).
         let change_seq = {
             let mut connection = self.db.acquire().await?;
             storage::change_sequence(&mut connection).await?
         };
+        // The daemon's view of each DAG (paused, next run) for the scheduled-run creation and the
+        // start of queued runs, kept between steps (`dag_records`). `dags test` needs neither.
         let records = match self.settings.owner {
             None => Some(self.dag_records(change_seq).await?),
             Some(_) => None,
