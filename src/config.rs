@@ -91,6 +91,7 @@ struct RawCore {
     retention_days: u32,
     /// Airflow's `[core] test_connection`: "Disabled" (default) or "Enabled".
     test_connection: String,
+    max_backfill_dates: u32,
 }
 
 impl Default for RawCore {
@@ -108,6 +109,7 @@ impl Default for RawCore {
             task_kill_grace: "5s".into(),
             retention_days: 0,
             test_connection: "Disabled".into(),
+            max_backfill_dates: crate::domain::backfill::DEFAULT_MAX_DATES,
         }
     }
 }
@@ -186,6 +188,9 @@ pub struct Config {
     /// in Airflow: without authentication it would let any caller make the server connect
     /// anywhere). `weir connections test` on the command line always works.
     pub test_connection: bool,
+    /// The most logical dates one backfill (or its dry run) may cover; a longer range is refused
+    /// before any date is listed.
+    pub max_backfill_dates: u32,
     pub database_url: String,
     pub bind: std::net::SocketAddr,
     /// The UI's address as people reach it, without a trailing `/` (links in alerts).
@@ -266,6 +271,9 @@ impl Config {
         }
         if core.parallelism == 0 {
             return Err(bad("core", "parallelism", "0", "must be at least 1"));
+        }
+        if core.max_backfill_dates == 0 {
+            return Err(bad("core", "max_backfill_dates", "0", "must be at least 1"));
         }
         let log_format = match raw.logging.format.as_str() {
             "text" => LogFormat::Text,
@@ -361,6 +369,7 @@ impl Config {
                     ));
                 }
             },
+            max_backfill_dates: core.max_backfill_dates,
             database_url,
             bind,
             base_url,

@@ -89,6 +89,10 @@ impl From<sqlx::Error> for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         match rejection {
+            // A date out of range is refused with 400 wherever it enters (`domain::dates`).
+            JsonRejection::JsonDataError(error) if error.body_text().contains(crate::domain::dates::OUT_OF_RANGE) => {
+                ApiError::BadRequest(format!("invalid request body: {}", error.body_text()))
+            }
             JsonRejection::JsonDataError(error) => {
                 ApiError::Unprocessable(format!("invalid request body: {}", error.body_text()))
             }

@@ -11,7 +11,7 @@ use super::output::{self, OutputFormat};
 use super::{App, CliError, CliResult, parse_time_arg};
 use crate::domain::backfill::{BackfillState, Reprocess};
 use crate::domain::ids::DagId;
-use crate::runtime::operations::{self, BackfillRequest};
+use crate::runtime::operations::{self, BackfillRequest, OperationError};
 use crate::storage::backfills::{self, Backfill};
 use crate::storage::{self, Db};
 
@@ -110,10 +110,11 @@ pub async fn create(app: &App, args: BackfillArgs) -> CliResult {
         max_active_runs: args.max_active_runs,
         reverse: args.reverse,
         conf,
+        max_dates: app.config.max_backfill_dates,
     };
     let db = app.db(false).await?;
     if args.dry_run {
-        let dates = operations::plan_backfill(&db, &dag, &request).await?;
+        let dates = operations::plan_backfill(&db, &dag, &request).await.map_err(refused)?;
         for date in &dates {
             let what = match (date.action, &date.reason) {
                 (crate::domain::backfill::DateAction::Create, _) => "new run".to_string(),
@@ -129,7 +130,7 @@ pub async fn create(app: &App, args: BackfillArgs) -> CliResult {
         println!("{} date(s); nothing created (dry run)", dates.len());
         return Ok(ExitCode::SUCCESS);
     }
-    let backfill = operations::create_backfill(&db, &dag, &request).await?;
+    let backfill = operations::create_backfill(&db, &dag, &request).await.map_err(refused)?;
     let (total, _) = {
         let mut connection = db.acquire().await?;
         backfills::progress(&mut connection, backfill.id).await?
@@ -142,6 +143,15 @@ pub async fn create(app: &App, args: BackfillArgs) -> CliResult {
         return Ok(ExitCode::SUCCESS);
     }
     wait(&db, backfill.id).await
+}
+
+/// A request the operation refuses (a range too long, dates out of range, bad conf) is a usage
+/// error: exit 2.
+fn refused(error: OperationError) -> anyhow::Error {
+    match error {
+        OperationError::Invalid(message) => CliError::Usage(message).into(),
+        other => other.into(),
+    }
 }
 
 /// Follows a backfill to its end: a progress bar on a terminal, a line per change otherwise.

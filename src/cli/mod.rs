@@ -327,10 +327,5 @@ pub async fn encrypt_plain_passwords(db: &Db, key: &SecretsKey) -> anyhow::Resul
 
 /// Parses a date or time given on the command line, in `timezone` when it has no offset.
 pub fn parse_time_arg(text: &str, timezone: chrono_tz::Tz) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
-    crate::domain::validate::parse_date_in(text, timezone).ok_or_else(|| {
-        CliError::Usage(format!(
-            "`{text}` is not a date or time: write 2026-03-01, 2026-03-01T03:00:00 or RFC 3339"
-        ))
-        .into()
-    })
+    crate::domain::dates::parse_date_in(text, timezone).map_err(|error| CliError::Usage(error.to_string()).into())
 }

@@ -1,6 +1,7 @@
 //! Backfills (§3.8) as decisions: which logical dates a backfill covers and what happens to each
 //! (a new run, a re-run of an existing one, or nothing), and which of them start at each step.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -92,6 +93,58 @@ pub struct PlannedDate {
     pub reason: Option<String>,
 }
 
+/// The most logical dates one backfill may cover unless `[core] max_backfill_dates` says otherwise.
+pub const DEFAULT_MAX_DATES: u32 = 10_000;
+
+/// Why a backfill's range is refused before anything is planned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RangeError {
+    /// More dates than the limit. Counting stopped one past it, so `estimate` is extrapolated
+    /// from the span those dates covered (exact counting of a range of billions of minutes would
+    /// itself be the unbounded work the limit prevents).
+    #[error(
+        "the range from {from} to {to} holds more than {limit} logical dates of schedule `{schedule}`{}: a backfill covers at most {limit} (the server's [core] max_backfill_dates); narrow the range, or split it into several backfills",
+        estimate.map(|estimate| format!(" (about {estimate}, going by the first {limit})")).unwrap_or_default()
+    )]
+    TooManyDates {
+        from: String,
+        to: String,
+        schedule: String,
+        limit: u32,
+        estimate: Option<u128>,
+    },
+}
+
+/// How many logical dates `[from, to]` holds, counted lazily and stopped one past `limit`, so
+/// nothing grows with the size of the range.
+pub fn count_dates(timetable: &Timetable, from: DateTime<Utc>, to: DateTime<Utc>, limit: u32) -> Result<usize, RangeError> {
+    let limit_len = usize::try_from(limit).unwrap_or(usize::MAX);
+    let mut count = 0_usize;
+    let mut first = None;
+    let mut last = None;
+    for run in timetable.runs_in(from, to).take(limit_len.saturating_add(1)) {
+        first.get_or_insert(run.logical_date);
+        last = Some(run.logical_date);
+        count += 1;
+    }
+    if count <= limit_len {
+        return Ok(count);
+    }
+    // `limit` steps took the dates from `first` to `last`; the rest of the range at that pace.
+    let estimate = first.zip(last).and_then(|(first, last)| {
+        let covered = (last - first).num_microseconds()?;
+        let whole = (to - first).num_microseconds()?;
+        (covered > 0).then(|| u128::from(limit) * whole.unsigned_abs() as u128 / covered.unsigned_abs() as u128 + 1)
+    });
+    Err(RangeError::TooManyDates {
+        from: from.to_rfc3339(),
+        to: to.to_rfc3339(),
+        schedule: timetable.schedule.describe(),
+        limit,
+        estimate,
+    })
+}
+
 /// Every scheduled logical date in `[from, to]`, oldest first (newest first with `reverse`), and
 /// what the backfill does with each.
 pub fn plan_dates(
@@ -102,13 +155,12 @@ pub fn plan_dates(
     existing: &[ExistingRun],
     reverse: bool,
 ) -> Vec<PlannedDate> {
+    let by_date: HashMap<DateTime<Utc>, &ExistingRun> =
+        existing.iter().map(|existing| (existing.logical_date, existing)).collect();
     let mut dates: Vec<PlannedDate> = timetable
-        .runs_between(from, to)
-        .into_iter()
+        .runs_in(from, to)
         .map(|run| {
-            let found = existing
-                .iter()
-                .find(|existing| existing.logical_date == run.logical_date);
+            let found = by_date.get(&run.logical_date).copied();
             let (action, reason) = match found {
                 None => (DateAction::Create, None),
                 Some(existing) if !existing.state.is_finished() => (
@@ -262,6 +314,50 @@ mod tests {
             true,
         );
         assert_eq!(summary(&dates), ["03-03 create", "03-02 create", "03-01 create"]);
+    }
+
+    fn every_minute() -> Timetable {
+        Timetable {
+            schedule: Schedule::parse("* * * * *", true).unwrap(),
+            timezone: chrono_tz::Tz::UTC,
+            start_date: Some(at("1000-01-01T00:00:00Z")),
+            end_date: None,
+        }
+    }
+
+    #[test]
+    fn a_range_within_the_limit_counts_its_dates_exactly() {
+        let count = count_dates(&daily(), at("2026-03-01T00:00:00Z"), at("2026-03-10T00:00:00Z"), 10).unwrap();
+        assert_eq!(count, 10);
+    }
+
+    #[test]
+    fn a_range_over_the_limit_is_refused_with_how_many_dates_it_holds() {
+        let error = count_dates(&daily(), at("2026-03-01T00:00:00Z"), at("2026-03-11T00:00:00Z"), 10).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the range from 2026-03-01T00:00:00+00:00 to 2026-03-11T00:00:00+00:00 holds more than 10 logical dates of schedule `@daily` (about 11, going by the first 10): a backfill covers at most 10 (the server's [core] max_backfill_dates); narrow the range, or split it into several backfills"
+        );
+    }
+
+    #[test]
+    fn eight_thousand_years_of_minutes_are_refused_after_counting_one_past_the_limit() {
+        let error = count_dates(&every_minute(), at("1000-01-01T00:00:00Z"), at("9999-12-31T00:00:00Z"), 10_000)
+            .unwrap_err();
+        let RangeError::TooManyDates { estimate, limit, .. } = error else {
+            panic!("expected TooManyDates, got {error:?}");
+        };
+        assert_eq!(limit, 10_000);
+        // 9,000 years of minutes, give or take leap days.
+        let estimate = estimate.unwrap();
+        assert!((4_700_000_000..4_740_000_000).contains(&estimate), "{estimate}");
+    }
+
+    #[test]
+    fn cron_schedules_have_no_dates_from_year_5000_on() {
+        // croner searches up to year 5000, so no interval of a cron schedule ends past 9999.
+        let count = count_dates(&daily(), at("4999-12-28T00:00:00Z"), at("9999-12-31T00:00:00Z"), 10).unwrap();
+        assert_eq!(count, 4, "12-28 to 12-31, whose interval ends at 5000-01-01, croner's last time");
     }
 
     fn progress(spec: &str) -> Vec<DateProgress> {

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod backfill;
 pub mod connection;
 pub mod dag;
+pub mod dates;
 pub mod datasets;
 pub mod duration;
 pub mod ids;

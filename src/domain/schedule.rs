@@ -247,6 +247,12 @@ impl Timetable {
 
     /// Every scheduled run whose logical date is within [from, to], oldest first (for backfill).
     pub fn runs_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<PlannedRun> {
+        self.runs_in(from, to).collect()
+    }
+
+    /// The runs of `runs_between`, computed one at a time as they are taken, so a caller can stop
+    /// early on a range of millions of dates.
+    pub fn runs_in(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> impl Iterator<Item = PlannedRun> + '_ {
         let first = match &self.schedule {
             Schedule::Never | Schedule::Datasets(_) => None,
             Schedule::Once => self
@@ -259,9 +265,7 @@ impl Timetable {
                 self.run_starting(start)
             }),
         };
-        std::iter::successors(first, |run| self.following(run))
-            .take_while(|run| run.logical_date <= to)
-            .collect()
+        std::iter::successors(first, |run| self.following(run)).take_while(move |run| run.logical_date <= to)
     }
 
     /// The data interval of a manual run at `logical_date` (§3.3).

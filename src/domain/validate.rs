@@ -7,12 +7,14 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use indexmap::IndexMap;
 use serde_saphyr::Spanned;
 
 use super::dag::{Dag, DagAlerts, RetryPolicy, Task};
+pub use super::dates::parse_date_in;
+use super::dates::DateError;
 use super::duration::parse_duration;
 use super::ids::{DagId, TaskId};
 use super::params::{Param, ParamType, Params};
@@ -275,37 +277,24 @@ fn schedule(spec: &DagSpec, problems: &mut Problems) -> Schedule {
     })
 }
 
-/// Dates are `2026-01-01`, `2026-01-01T03:00:00` (both in the DAG's time zone) or RFC 3339.
-pub fn parse_date_in(text: &str, timezone: Tz) -> Option<DateTime<Utc>> {
-    let text = text.trim();
-    if let Ok(instant) = DateTime::parse_from_rfc3339(text) {
-        return Some(instant.with_timezone(&Utc));
-    }
-    let naive = NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .ok()
-        .and_then(|date| date.and_hms_opt(0, 0, 0))
-        .or_else(|| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S").ok())
-        .or_else(|| NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S").ok())
-        .or_else(|| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M").ok())
-        .or_else(|| NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M").ok())?;
-    timezone
-        .from_local_datetime(&naive)
-        .earliest()
-        .map(|local| local.with_timezone(&Utc))
-}
-
 fn parse_date(date: &Spanned<String>, timezone: Tz, key: &str, problems: &mut Problems) -> Option<DateTime<Utc>> {
-    let parsed = parse_date_in(&date.value, timezone);
-    if parsed.is_none() {
-        problems.at(
-            date,
-            format!(
-                "{key} `{}` is not a date: write 2026-01-01, 2026-01-01T03:00:00 or an RFC 3339 time",
-                date.value
-            ),
-        );
+    match parse_date_in(&date.value, timezone) {
+        Ok(parsed) => Some(parsed),
+        Err(DateError::NotADate(_)) => {
+            problems.at(
+                date,
+                format!(
+                    "{key} `{}` is not a date: write 2026-01-01, 2026-01-01T03:00:00 or an RFC 3339 time",
+                    date.value
+                ),
+            );
+            None
+        }
+        Err(error) => {
+            problems.at(date, format!("{key}: {error}"));
+            None
+        }
     }
-    parsed
 }
 
 /// A count that must be 1 or more (and fit in a u32), reported at its value otherwise.

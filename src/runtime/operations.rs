@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::domain::backfill::{BackfillState, ExistingRun, PlannedDate, Reprocess, plan_dates};
+use crate::domain::backfill::{BackfillState, ExistingRun, PlannedDate, Reprocess, count_dates, plan_dates};
+use crate::domain::dates;
 use crate::domain::dag::Dag;
 use crate::domain::ids::{DagId, RunId, TaskId};
 use crate::domain::state::{RunState, RunType, TaskState};
@@ -59,6 +60,7 @@ pub fn manual_run(
         .map_err(|error| OperationError::Invalid(error.to_string()))?;
     // Stored times have microsecond precision; the run id must match the stored logical date.
     let logical_date = logical_date.unwrap_or_else(Utc::now);
+    dates::check(logical_date).map_err(|error| OperationError::Invalid(format!("logical_date: {error}")))?;
     let logical_date = DateTime::from_timestamp_micros(logical_date.timestamp_micros()).unwrap_or(logical_date);
     let run_id = match run_id {
         Some(run_id) => RunId::parse(run_id).map_err(|error| OperationError::Invalid(error.to_string()))?,
@@ -241,6 +243,9 @@ pub struct BackfillRequest {
     pub max_active_runs: u32,
     pub reverse: bool,
     pub conf: Value,
+    /// The most dates the range may hold (`[core] max_backfill_dates`), checked before anything
+    /// is read or planned.
+    pub max_dates: u32,
 }
 
 /// The dates a backfill would cover and what would happen to each, before anything is created.
@@ -266,6 +271,11 @@ pub async fn plan_backfill(db: &Db, dag: &Dag, request: &BackfillRequest) -> Res
     }
     dag.params
         .resolve(&request.conf)
+        .map_err(|error| OperationError::Invalid(error.to_string()))?;
+    for date in [request.from, request.to] {
+        dates::check(date).map_err(|error| OperationError::Invalid(error.to_string()))?;
+    }
+    count_dates(&dag.timetable, request.from, request.to, request.max_dates)
         .map_err(|error| OperationError::Invalid(error.to_string()))?;
     let mut connection = db.acquire().await?;
     let filter = RunFilter {

@@ -42,6 +42,7 @@ fn request(from: &str, to: &str, reprocess: Reprocess, max_active_runs: u32, rev
         max_active_runs,
         reverse,
         conf: serde_json::Value::Null,
+        max_dates: 10_000,
     }
 }
 

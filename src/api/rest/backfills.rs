@@ -12,7 +12,7 @@ use crate::api::ApiState;
 use crate::api::error::{ApiError, ApiJson, ApiPath};
 use crate::domain::backfill::{BackfillState, DateAction, PlannedDate, Reprocess};
 use crate::domain::dag::Dag;
-use crate::domain::validate::parse_date_in;
+use crate::domain::dates::{DateError, parse_date_in};
 use crate::runtime::operations::{self, BackfillRequest};
 use crate::storage::backfills::{self, Backfill};
 
@@ -173,10 +173,9 @@ fn request(state: &ApiState, body: BackfillPostBody) -> Result<(std::sync::Arc<D
     let dag = loaded(state, &dag_id)?;
     let timezone = dag.timetable.timezone;
     let date = |name: &str, text: &str| {
-        parse_date_in(text, timezone).ok_or_else(|| {
-            ApiError::Unprocessable(format!(
-                "{name} `{text}` is not a date or time: write 2026-03-01, 2026-03-01T03:00:00 or RFC 3339"
-            ))
+        parse_date_in(text, timezone).map_err(|error| match error {
+            DateError::NotADate(_) => ApiError::Unprocessable(format!("{name} {error}")),
+            DateError::OutOfRange(_) => ApiError::BadRequest(format!("{name}: {error}")),
         })
     };
     let from = date("from_date", &body.from_date)?;
@@ -194,6 +193,7 @@ fn request(state: &ApiState, body: BackfillPostBody) -> Result<(std::sync::Arc<D
         max_active_runs: body.max_active_runs.unwrap_or(10),
         reverse: body.run_backwards.unwrap_or(false),
         conf: body.dag_run_conf.map_or(Value::Null, Value::Object),
+        max_dates: state.config.max_backfill_dates,
     };
     Ok((dag, request))
 }

@@ -12,6 +12,7 @@ use super::query::{self, QueryParams};
 use super::task_instances::{TaskInstanceCollectionResponse, instance_views};
 use crate::api::ApiState;
 use crate::api::error::{ApiError, ApiJson, ApiPath};
+use crate::domain::dates::Timestamp;
 use crate::domain::ids::{DagId, RunId};
 use crate::domain::state::{RunState, RunType};
 use crate::runtime::operations::{self, ClearRequest};
@@ -245,10 +246,10 @@ pub async fn get(
 #[serde(deny_unknown_fields)]
 pub struct TriggerBody {
     pub dag_run_id: Option<String>,
-    pub logical_date: Option<DateTime<Utc>>,
-    pub run_after: Option<DateTime<Utc>>,
-    pub data_interval_start: Option<DateTime<Utc>>,
-    pub data_interval_end: Option<DateTime<Utc>>,
+    pub logical_date: Option<Timestamp>,
+    pub run_after: Option<Timestamp>,
+    pub data_interval_start: Option<Timestamp>,
+    pub data_interval_end: Option<Timestamp>,
     pub conf: Option<Map<String, Value>>,
     pub note: Option<String>,
     pub partition_key: Option<String>,
@@ -273,8 +274,17 @@ pub async fn trigger(
         ));
     }
     let conf = body.conf.map_or(Value::Null, Value::Object);
-    let mut new_run = operations::manual_run(&dag, &conf, body.logical_date, body.dag_run_id.as_deref(), None)?;
-    match (body.data_interval_start, body.data_interval_end) {
+    let mut new_run = operations::manual_run(
+        &dag,
+        &conf,
+        body.logical_date.map(Timestamp::get),
+        body.dag_run_id.as_deref(),
+        None,
+    )?;
+    match (
+        body.data_interval_start.map(Timestamp::get),
+        body.data_interval_end.map(Timestamp::get),
+    ) {
         (Some(start), Some(end)) if start <= end => {
             new_run.data_interval_start = start;
             new_run.data_interval_end = end;
@@ -292,7 +302,7 @@ pub async fn trigger(
         }
     }
     if let Some(run_after) = body.run_after {
-        new_run.run_after = run_after;
+        new_run.run_after = run_after.get();
     }
     let run = operations::trigger(&state.db, &dag, &new_run).await?;
     Ok(ApiJson(run_view(&run)))

@@ -18,6 +18,7 @@ use super::dags::loaded;
 use super::query::{self, QueryParams};
 use crate::api::ApiState;
 use crate::api::error::{ApiError, ApiJson, ApiPath};
+use crate::domain::dates::Timestamp;
 use crate::domain::dag::Dag;
 use crate::domain::ids::{DagId, RunId, TaskId};
 use crate::domain::state::TaskState;
@@ -698,8 +699,8 @@ pub struct ClearTaskInstancesBody {
     pub reset_dag_runs: bool,
     pub task_ids: Option<Vec<TaskIdEntry>>,
     pub dag_run_id: Option<String>,
-    pub start_date: Option<DateTime<Utc>>,
-    pub end_date: Option<DateTime<Utc>>,
+    pub start_date: Option<Timestamp>,
+    pub end_date: Option<Timestamp>,
     pub note: Option<String>,
     /// Accepted for Airflow clients: weir never clears a queued or running instance anyway.
     #[allow(dead_code, reason = "accepted and ignored: running instances are never cleared")]
@@ -752,7 +753,7 @@ pub async fn clear(
         }
         task_ids.push(task_id);
     }
-    if let (Some(start), Some(end)) = (body.start_date, body.end_date)
+    if let (Some(start), Some(end)) = (body.start_date.map(Timestamp::get), body.end_date.map(Timestamp::get))
         && start > end
     {
         return Err(ApiError::BadRequest(
@@ -761,8 +762,8 @@ pub async fn clear(
     }
     let request = ClearRequest {
         run_id: body.dag_run_id.as_deref().map(query::run_id).transpose()?,
-        from: body.start_date,
-        to: body.end_date,
+        from: body.start_date.map(Timestamp::get),
+        to: body.end_date.map(Timestamp::get),
         task_pattern: None,
         task_ids,
         include_downstream: body.include_downstream,

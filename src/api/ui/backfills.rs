@@ -22,7 +22,7 @@ use crate::api::ApiState;
 use crate::domain::backfill::{BackfillState, DateAction, PlannedDate, Reprocess};
 use crate::domain::dag::Dag;
 use crate::domain::ids::RunId;
-use crate::domain::validate::parse_date_in;
+use crate::domain::dates::parse_date_in;
 use crate::runtime::operations::{self, BackfillRequest, OperationError};
 use crate::storage::backfills::{self, Backfill};
 use crate::storage::runs as run_rows;
@@ -135,7 +135,7 @@ impl FormValues {
     }
 
     /// The request the form asks for, or every problem with it.
-    fn request(&self, dag: &Dag) -> Result<BackfillRequest, Vec<String>> {
+    fn request(&self, dag: &Dag, max_dates: u32) -> Result<BackfillRequest, Vec<String>> {
         let mut problems = Vec::new();
         let timezone = dag.timetable.timezone;
         let mut date = |label: &str, text: &str| {
@@ -144,13 +144,9 @@ impl FormValues {
                 problems.push(format!("{label}: give a logical date, such as 2026-03-01"));
                 return None;
             }
-            let parsed = parse_date_in(text, timezone);
-            if parsed.is_none() {
-                problems.push(format!(
-                    "{label}: `{text}` is not a date or time: write 2026-03-01, 2026-03-01T03:00 or RFC 3339"
-                ));
-            }
-            parsed
+            parse_date_in(text, timezone)
+                .map_err(|error| problems.push(format!("{label}: {error}")))
+                .ok()
         };
         let from = date("From", &self.from);
         let to = date("To", &self.to);
@@ -193,6 +189,7 @@ impl FormValues {
                     max_active_runs,
                     reverse: self.reverse,
                     conf,
+                    max_dates,
                 })
             }
             _ => Err(problems),
@@ -306,7 +303,7 @@ pub async fn submit(
     let form = FormValues::read(fields);
     let mut problems = Vec::new();
     let mut preview = None;
-    let status = match (form.request(&dag), form.intent.as_str()) {
+    let status = match (form.request(&dag, state.config.max_backfill_dates), form.intent.as_str()) {
         (Err(found), _) => {
             problems = found;
             StatusCode::BAD_REQUEST

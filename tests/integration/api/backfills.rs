@@ -328,6 +328,16 @@ async fn bad_backfill_requests_are_refused_with_a_reason() {
                 "to_date",
             ),
             (
+                with(json!({"from_date": "0001-01-01", "to_date": "9999-12-31"})),
+                StatusCode::BAD_REQUEST,
+                "0001-01-01T00:00:00Z is outside the dates weir accepts: use a date from 1000-01-01 to 9999-12-31",
+            ),
+            (
+                with(json!({"from_date": "1000-01-01", "to_date": "9999-12-30"})),
+                StatusCode::BAD_REQUEST,
+                "holds more than 10000 logical dates of schedule `@daily`",
+            ),
+            (
                 with(json!({"colour": "red"})),
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "unknown field `colour`",
@@ -347,6 +357,40 @@ async fn bad_backfill_requests_are_refused_with_a_reason() {
             let malformed = api.raw(Method::POST, path, "application/json", "{").await;
             assert_eq!(malformed.status, StatusCode::BAD_REQUEST, "{label}: {malformed:?}");
         }
+        let listed = api.get("/api/v2/backfills").await;
+        assert_eq!(listed.body["total_entries"], 0, "{label}: nothing was created");
+    }
+}
+
+/// Every minute from 1000 to 9999 is billions of dates: the refusal counts one past the limit
+/// and says about how many there are, without listing them.
+const EVERY_MINUTE_YAML: &str = "
+dag_id: every_minute
+schedule: '* * * * *'
+start_date: 1000-01-01
+is_paused_upon_creation: true
+tasks:
+  work: { command: echo work }
+";
+
+#[tokio::test]
+async fn a_backfill_of_billions_of_minutes_is_refused_with_how_many_it_would_be() {
+    for api in apis_with(&[EVERY_MINUTE_YAML]).await {
+        let label = api.label;
+        for path in ["/api/v2/backfills/dry_run", "/api/v2/backfills"] {
+            let request = json!({"dag_id": "every_minute", "from_date": "1000-01-01", "to_date": "9999-12-31"});
+            let answer = api.call(Method::POST, path, Some(request)).await;
+            assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{label} {path}: {answer:?}");
+            let detail = answer.detail();
+            assert!(detail.contains("holds more than 10000 logical dates"), "{label}: {detail}");
+            assert!(detail.contains("(about 4"), "{label}: an estimate in billions: {detail}");
+            assert!(detail.contains("[core] max_backfill_dates"), "{label}: {detail}");
+        }
+        // Exactly the limit is fine: 10,000 minutes.
+        let request = json!({"dag_id": "every_minute", "from_date": "2026-03-01T00:00:00Z", "to_date": "2026-03-07T22:39:00Z"});
+        let answer = api.call(Method::POST, "/api/v2/backfills/dry_run", Some(request)).await;
+        assert_eq!(answer.status, StatusCode::OK, "{label}: {answer:?}");
+        assert_eq!(answer.body["total_entries"], 10_000, "{label}");
         let listed = api.get("/api/v2/backfills").await;
         assert_eq!(listed.body["total_entries"], 0, "{label}: nothing was created");
     }
