@@ -25,7 +25,7 @@ pub async fn serve(app: &App, with_scheduler: bool, with_webserver: bool) -> Cli
     let db = app.db(with_scheduler).await?;
     let secrets = app.secrets_key()?;
     if with_scheduler {
-        super::encrypt_plain_passwords(&db, &secrets).await?;
+        super::encrypt_plain_secrets(&db, &secrets).await?;
     }
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();

@@ -234,12 +234,17 @@ async fn run(app: App, command: Command) -> CliResult {
             let status = db.schema_status().await?;
             println!("schema is at version {}", status.current);
             let mut connection = db.acquire().await?;
-            let plain = crate::storage::connections::has_plain_passwords(&mut connection).await?;
+            let plain = crate::storage::connections::has_plain_passwords(&mut connection).await?
+                || crate::storage::connections::has_plain_extras(&mut connection).await?
+                || crate::storage::variables::has_plain_values(&mut connection).await?;
             drop(connection);
             // Only then is the key needed: migrating must not create a key file on its own.
             if plain {
-                let encrypted = encrypt_plain_passwords(&db, &app.secrets_key()?).await?;
-                println!("encrypted {encrypted} connection password(s) stored in plain text");
+                let encrypted = encrypt_plain_secrets(&db, &app.secrets_key()?).await?;
+                println!(
+                    "encrypted secrets stored in plain text: {} connection password(s), {} connection extra(s), {} variable(s)",
+                    encrypted.passwords, encrypted.extras, encrypted.variables
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -314,15 +319,33 @@ async fn run(app: App, command: Command) -> CliResult {
     }
 }
 
-/// Encrypts connection passwords stored before encryption existed (`serve`, `scheduler`,
-/// `db migrate`); returns how many.
-pub async fn encrypt_plain_passwords(db: &Db, key: &SecretsKey) -> anyhow::Result<usize> {
+/// How many secrets stored in plain text `encrypt_plain_secrets` encrypted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EncryptedCounts {
+    pub passwords: usize,
+    /// Connections whose secret-named extra values were encrypted.
+    pub extras: usize,
+    pub variables: usize,
+}
+
+/// Encrypts connection passwords, secret-named connection extras and secret-named variables
+/// stored before their encryption existed (`serve`, `scheduler`, `db migrate`).
+pub async fn encrypt_plain_secrets(db: &Db, key: &SecretsKey) -> anyhow::Result<EncryptedCounts> {
     let mut connection = db.acquire().await?;
-    let encrypted = crate::storage::connections::encrypt_plain_passwords(&mut connection, key).await?;
-    if encrypted > 0 {
-        tracing::info!(encrypted, "encrypted connection passwords stored in plain text");
+    let counts = EncryptedCounts {
+        passwords: crate::storage::connections::encrypt_plain_passwords(&mut connection, key).await?,
+        extras: crate::storage::connections::encrypt_plain_extras(&mut connection, key).await?,
+        variables: crate::storage::variables::encrypt_plain_values(&mut connection, key).await?,
+    };
+    if counts != EncryptedCounts::default() {
+        tracing::info!(
+            passwords = counts.passwords,
+            extras = counts.extras,
+            variables = counts.variables,
+            "encrypted secrets stored in plain text"
+        );
     }
-    Ok(encrypted)
+    Ok(counts)
 }
 
 /// Parses a date or time given on the command line, in `timezone` when it has no offset.

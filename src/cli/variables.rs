@@ -72,7 +72,7 @@ async fn get(app: &App, key: &str) -> CliResult {
     }
     let db = app.db(false).await?;
     let mut connection = db.acquire().await?;
-    match variables::get(&mut connection, key).await? {
+    match variables::get(&mut connection, key, &app.secrets_key()?).await? {
         Some(variable) => {
             println!("{}", variable.value);
             Ok(ExitCode::SUCCESS)
@@ -94,7 +94,7 @@ async fn set(app: &App, key: String, value: String, description: Option<String>)
         value,
         description,
     };
-    variables::set(&mut connection, &variable).await?;
+    variables::set(&mut connection, &variable, &app.secrets_key()?).await?;
     println!("set variable `{}`", variable.key);
     if variables_from_env(std::env::vars()).contains_key(&variable.key) {
         eprintln!(
@@ -117,7 +117,7 @@ async fn list(app: &App, output: OutputFormat) -> CliResult {
     let from_env = variables_from_env(std::env::vars());
     let db = app.db(false).await?;
     let mut connection = db.acquire().await?;
-    let (from_database, _) = variables::list(&mut connection, false, u32::MAX, 0).await?;
+    let (from_database, _) = variables::list(&mut connection, &app.secrets_key()?, false, u32::MAX, 0).await?;
     let mut rows: Vec<(String, Value)> = from_env
         .iter()
         .map(|(key, value)| {

@@ -306,7 +306,7 @@ impl SecretSources {
             database,
             self.base_dir.clone(),
         );
-        let variables = load_variables(connection, environment).await?;
+        let variables = load_variables(connection, environment, &self.key).await?;
         let passwords = connections.passwords();
         Ok(Resolved {
             connections,
@@ -316,13 +316,14 @@ impl SecretSources {
     }
 }
 
-/// Variables for templates: the database's, overlaid by `WEIR_VAR_<NAME>` (env wins, as in
-/// Airflow).
+/// Variables for templates: the database's (secret-named ones decrypted with `key`), overlaid by
+/// `WEIR_VAR_<NAME>` (env wins, as in Airflow).
 pub async fn load_variables(
     connection: &mut AnyConnection,
     environment: impl IntoIterator<Item = (String, String)>,
+    key: &SecretsKey,
 ) -> Result<BTreeMap<String, String>, StorageError> {
-    let mut variables = storage::variables::all(connection).await?;
+    let mut variables = storage::variables::all(connection, key).await?;
     variables.extend(variables_from_env(environment));
     Ok(variables)
 }

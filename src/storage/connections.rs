@@ -1,12 +1,16 @@
-//! The `connection` table: connections managed through the CLI and API (§5.8). Passwords are
-//! written encrypted with the secrets key (`enc:v1:...`) and decrypted only by the functions that
-//! return a connection for connecting; listing never reads them.
+//! The `connection` table: connections managed through the CLI and API (§5.8). Passwords and
+//! secret-named `extra` values (password, secret, token, key, at any depth) are written encrypted
+//! with the secrets key (`enc:v1:...`) and decrypted only by the functions that return a
+//! connection for connecting. Listing never reads passwords, and leaves secret extras encrypted
+//! (they are shown as `***`; written back unchanged, they stay as they are).
 
+use serde_json::{Map, Value};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::StorageError;
 use crate::domain::connection::{Connection, parse_extra};
+use crate::domain::secret::is_secret_name;
 use crate::secrets::{DecryptError, SecretsKey, is_encrypted};
 
 /// A connection as shown: `connection.password` is always `None`; `has_password` says whether
@@ -20,7 +24,7 @@ pub struct StoredConnection {
 /// A stored password that the key in use cannot decrypt.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "connection `{conn_id}`'s password {error}: set [secrets] key (or WEIR__SECRETS__KEY) to the key used when it was stored, or set the password again"
+    "connection `{conn_id}`'s password (or a secret extra value) {error}: set [secrets] key (or WEIR__SECRETS__KEY) to the key used when it was stored, or set the password and extra again"
 )]
 pub struct UndecryptablePassword {
     pub conn_id: String,
@@ -65,8 +69,54 @@ fn from_row(row: &AnyRow) -> Result<StoredConnection, StorageError> {
     })
 }
 
-fn extra_text(connection: &Connection) -> Option<String> {
-    (!connection.extra.is_empty()).then(|| serde_json::Value::Object(connection.extra.clone()).to_string())
+/// The extra as stored: secret-named values encrypted.
+fn extra_text(connection: &Connection, key: &SecretsKey) -> Option<String> {
+    (!connection.extra.is_empty()).then(|| Value::Object(encrypt_extra(&connection.extra, key)).to_string())
+}
+
+/// Every secret-named value (at any depth; null stays null) replaced by `enc:v1:...` of its JSON
+/// text. A value already encrypted is kept: it comes from a stored connection read for display.
+fn encrypt_extra(extra: &Map<String, Value>, key: &SecretsKey) -> Map<String, Value> {
+    extra
+        .iter()
+        .map(|(name, value)| {
+            let stored = match value {
+                Value::Null => Value::Null,
+                Value::String(text) if is_secret_name(name) && is_encrypted(text) => value.clone(),
+                _ if is_secret_name(name) => Value::String(key.encrypt(&value.to_string())),
+                Value::Object(inner) => Value::Object(encrypt_extra(inner, key)),
+                other => other.clone(),
+            };
+            (name.clone(), stored)
+        })
+        .collect()
+}
+
+/// The extra with its secret-named values decrypted back to the JSON they were.
+fn decrypt_extra(extra: &Map<String, Value>, key: &SecretsKey) -> Result<Map<String, Value>, DecryptError> {
+    extra
+        .iter()
+        .map(|(name, value)| {
+            let clear = match value {
+                Value::String(text) if is_secret_name(name) && is_encrypted(text) => serde_json::from_str(&key.decrypt(text)?)
+                    .map_err(|_| DecryptError::Malformed("not JSON once decrypted".to_string()))?,
+                Value::Object(inner) => Value::Object(decrypt_extra(inner, key)?),
+                other => other.clone(),
+            };
+            Ok((name.clone(), clear))
+        })
+        .collect()
+}
+
+/// Whether a secret-named value (at any depth) is stored in plain text.
+fn has_plain_secret(extra: &Map<String, Value>) -> bool {
+    extra.iter().any(|(name, value)| match value {
+        Value::Null => false,
+        Value::String(text) if is_secret_name(name) => !is_encrypted(text),
+        _ if is_secret_name(name) => true,
+        Value::Object(inner) => has_plain_secret(inner),
+        _ => false,
+    })
 }
 
 /// One page of connections ordered by id (descending when asked), and how many there are in all.
@@ -140,9 +190,14 @@ pub async fn all_with_passwords(
 fn with_password(row: &AnyRow, key: &SecretsKey) -> Result<Result<Connection, UndecryptablePassword>, StorageError> {
     let mut connection = from_row(row)?.connection;
     let stored: Option<String> = row.try_get("password")?;
-    Ok(match stored.map(|stored| key.decrypt(&stored)).transpose() {
-        Ok(password) => {
+    let decrypted = stored
+        .map(|stored| key.decrypt(&stored))
+        .transpose()
+        .and_then(|password| Ok((password, decrypt_extra(&connection.extra, key)?)));
+    Ok(match decrypted {
+        Ok((password, extra)) => {
             connection.password = password;
+            connection.extra = extra;
             Ok(connection)
         }
         Err(error) => Err(UndecryptablePassword {
@@ -191,7 +246,7 @@ pub async fn insert(connection: &mut AnyConnection, new: &Connection, key: &Secr
         .bind(new.login.as_deref())
         .bind(new.password.as_deref().map(|password| key.encrypt(password)))
         .bind(new.port.map(i64::from))
-        .bind(extra_text(new))
+        .bind(extra_text(new, key))
         .bind(new.description.as_deref())
         .execute(connection)
         .await
@@ -240,7 +295,7 @@ pub async fn update(
         .bind(changed.schema.as_deref())
         .bind(changed.login.as_deref())
         .bind(changed.port.map(i64::from))
-        .bind(extra_text(changed))
+        .bind(extra_text(changed, key))
         .bind(changed.description.as_deref())
         .bind(replace_password)
         .bind(new_password)
@@ -293,6 +348,46 @@ pub async fn encrypt_plain_passwords(connection: &mut AnyConnection, key: &Secre
             .bind(key.encrypt(&stored))
             .bind(&conn_id)
             .bind(&stored)
+            .execute(&mut *connection)
+            .await?
+            .rows_affected() as usize;
+    }
+    Ok(encrypted)
+}
+
+/// Connections whose extra holds a secret-named value in plain text: (id, extra as stored).
+async fn plain_secret_extras(connection: &mut AnyConnection) -> Result<Vec<(String, String)>, StorageError> {
+    let rows = sqlx::query("SELECT conn_id, extra FROM connection WHERE extra IS NOT NULL")
+        .fetch_all(connection)
+        .await?;
+    let mut plain = Vec::new();
+    for row in rows {
+        let conn_id: String = row.try_get("conn_id")?;
+        let text: String = row.try_get("extra")?;
+        let extra = parse_extra(&text).map_err(|reason| StorageError::Corrupt(format!("connection `{conn_id}`: {reason}")))?;
+        if has_plain_secret(&extra) {
+            plain.push((conn_id, text));
+        }
+    }
+    Ok(plain)
+}
+
+/// Whether any secret-named extra value is stored in plain text.
+pub async fn has_plain_extras(connection: &mut AnyConnection) -> Result<bool, StorageError> {
+    Ok(!plain_secret_extras(connection).await?.is_empty())
+}
+
+/// Encrypts secret-named extra values stored in plain text before this encryption existed;
+/// returns how many connections changed. Run when the scheduler starts and by `weir db migrate`.
+pub async fn encrypt_plain_extras(connection: &mut AnyConnection, key: &SecretsKey) -> Result<usize, StorageError> {
+    let mut encrypted = 0;
+    for (conn_id, text) in plain_secret_extras(&mut *connection).await? {
+        let extra = parse_extra(&text).map_err(|reason| StorageError::Corrupt(format!("connection `{conn_id}`: {reason}")))?;
+        // Only if it is still the same text: an extra set meanwhile is already encrypted.
+        encrypted += sqlx::query("UPDATE connection SET extra = $1 WHERE conn_id = $2 AND extra = $3")
+            .bind(Value::Object(encrypt_extra(&extra, key)).to_string())
+            .bind(&conn_id)
+            .bind(&text)
             .execute(&mut *connection)
             .await?
             .rows_affected() as usize;

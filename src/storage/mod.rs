@@ -39,6 +39,8 @@ pub enum StorageError {
     Open { url: String, reason: String },
     #[error(transparent)]
     Undecryptable(#[from] connections::UndecryptablePassword),
+    #[error(transparent)]
+    UndecryptableVariable(#[from] variables::UndecryptableVariable),
 }
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;

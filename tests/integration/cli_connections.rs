@@ -414,7 +414,7 @@ async fn db_migrate_encrypts_passwords_stored_in_plain_text_before_encryption_ex
         let migrated = weir(project.path(), &["db", "migrate"]);
         assert_eq!(migrated.status.code(), Some(0), "{label}: {}", text(&migrated));
         assert!(
-            text(&migrated).contains("encrypted 1 connection password(s) stored in plain text"),
+            text(&migrated).contains("encrypted secrets stored in plain text: 1 connection password(s)"),
             "{label}: {}",
             text(&migrated)
         );

@@ -15,6 +15,7 @@ mod datasets;
 mod e2e;
 mod examples;
 mod retention;
+mod secrets_at_rest;
 mod sql_tasks;
 mod storage;
 mod support;

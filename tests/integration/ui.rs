@@ -832,7 +832,7 @@ async fn the_variables_and_connections_pages_show_every_entry_and_no_secret() {
                 value: value.to_string(),
                 description: description.map(str::to_string),
             };
-            weir::storage::variables::set(&mut connection, &variable).await.unwrap();
+            weir::storage::variables::set(&mut connection, &variable, &ui.state.secrets).await.unwrap();
         }
         let mut stored = weir::domain::connection::Connection::from_url(
             "warehouse",
@@ -915,7 +915,7 @@ async fn variables_are_set_and_deleted_through_the_forms() {
         let (status, _, _) = ui.post("/variables", &replace).await;
         assert_eq!(status, StatusCode::SEE_OTHER, "{label}");
         let mut connection = ui.db().acquire().await.unwrap();
-        let variable = weir::storage::variables::get(&mut connection, "region")
+        let variable = weir::storage::variables::get(&mut connection, "region", &ui.state.secrets)
             .await
             .unwrap()
             .unwrap();
@@ -970,7 +970,7 @@ async fn variables_are_set_and_deleted_through_the_forms() {
         );
         let mut connection = ui.db().acquire().await.unwrap();
         assert!(
-            weir::storage::variables::get(&mut connection, "region")
+            weir::storage::variables::get(&mut connection, "region", &ui.state.secrets)
                 .await
                 .unwrap()
                 .is_none(),

@@ -42,7 +42,8 @@ pub struct VariableBody {
 }
 
 fn view(variable: Variable) -> VariableResponse {
-    let value = if is_secret_name(&variable.key) {
+    let secret = is_secret_name(&variable.key);
+    let value = if secret {
         "***".to_string()
     } else {
         variable.value
@@ -51,7 +52,8 @@ fn view(variable: Variable) -> VariableResponse {
         key: variable.key,
         value: Some(value),
         description: variable.description,
-        is_encrypted: false,
+        // Secret-named values are stored encrypted with the secrets key.
+        is_encrypted: secret,
         team_name: None,
     }
 }
@@ -85,7 +87,7 @@ pub async fn list(
     let page = params.page()?;
     let order = params.order_by(&["key"], "key")?;
     let mut connection = state.db.acquire().await?;
-    let (found, total_entries) = variables::list(&mut connection, order.descending, page.limit, page.offset).await?;
+    let (found, total_entries) = variables::list(&mut connection, &state.secrets, order.descending, page.limit, page.offset).await?;
     Ok(ApiJson(VariableCollectionResponse {
         variables: found.into_iter().map(view).collect(),
         total_entries,
@@ -99,7 +101,7 @@ pub async fn get(
 ) -> Result<ApiJson<VariableResponse>, ApiError> {
     let key = query::key("variable key", &key, MAX_KEY_LENGTH)?;
     let mut connection = state.db.acquire().await?;
-    let variable = variables::get(&mut connection, &key)
+    let variable = variables::get(&mut connection, &key, &state.secrets)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no variable `{key}`")))?;
     Ok(ApiJson(view(variable)))
@@ -117,7 +119,7 @@ pub async fn create(
         description: body.description,
     };
     let mut connection = state.db.acquire().await?;
-    variables::insert(&mut connection, &variable).await?;
+    variables::insert(&mut connection, &variable, &state.secrets).await?;
     Ok((StatusCode::CREATED, ApiJson(view(variable))))
 }
 
@@ -146,7 +148,7 @@ pub async fn patch(
     }
     let changes = |field: &str| mask.is_empty() || mask.iter().any(|named| named == field);
     let mut connection = state.db.acquire().await?;
-    let mut variable = variables::get(&mut connection, &key)
+    let mut variable = variables::get(&mut connection, &key, &state.secrets)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no variable `{key}`")))?;
     if changes("value") {
@@ -155,7 +157,7 @@ pub async fn patch(
     if changes("description") {
         variable.description = body.description;
     }
-    variables::update(&mut connection, &variable).await?;
+    variables::update(&mut connection, &variable, &state.secrets).await?;
     Ok(ApiJson(view(variable)))
 }
 

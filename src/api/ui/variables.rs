@@ -94,7 +94,7 @@ async fn render_page(
     status: StatusCode,
 ) -> Result<Response, UiError> {
     let mut connection = state.db.acquire().await?;
-    let (database, _) = variables::list(&mut connection, false, u32::MAX, 0).await?;
+    let (database, _) = variables::list(&mut connection, &state.secrets, false, u32::MAX, 0).await?;
     drop(connection);
     let rows = rows(database, &variables_from_env(std::env::vars()));
     let html = render::page("variables.html", context! { rows, notice, problems, form })?;
@@ -143,7 +143,7 @@ pub async fn set(State(state): State<ApiState>, UiForm(form): UiForm<SetForm>) -
         description,
     };
     let mut connection = state.db.acquire().await?;
-    variables::set(&mut connection, &variable).await?;
+    variables::set(&mut connection, &variable, &state.secrets).await?;
     let mut notice = format!("Set variable `{}`.", variable.key);
     if variables_from_env(std::env::vars()).contains_key(&variable.key) {
         notice.push_str(&format!(

@@ -362,8 +362,8 @@ async fn bad_backfill_requests_are_refused_with_a_reason() {
     }
 }
 
-/// Every minute from 1000 to 9999 is billions of dates: the refusal counts one past the limit
-/// and says about how many there are, without listing them.
+/// Every minute from 1000 to 9999 is billions of dates: the refusal counts one past the limit,
+/// without listing them, and says so.
 const EVERY_MINUTE_YAML: &str = "
 dag_id: every_minute
 schedule: '* * * * *'
@@ -374,7 +374,7 @@ tasks:
 ";
 
 #[tokio::test]
-async fn a_backfill_of_billions_of_minutes_is_refused_with_how_many_it_would_be() {
+async fn a_backfill_of_billions_of_minutes_is_refused_after_counting_one_past_the_limit() {
     for api in apis_with(&[EVERY_MINUTE_YAML]).await {
         let label = api.label;
         for path in ["/api/v2/backfills/dry_run", "/api/v2/backfills"] {
@@ -383,7 +383,6 @@ async fn a_backfill_of_billions_of_minutes_is_refused_with_how_many_it_would_be(
             assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{label} {path}: {answer:?}");
             let detail = answer.detail();
             assert!(detail.contains("holds more than 10000 logical dates"), "{label}: {detail}");
-            assert!(detail.contains("(about 4"), "{label}: an estimate in billions: {detail}");
             assert!(detail.contains("[core] max_backfill_dates"), "{label}: {detail}");
         }
         // Exactly the limit is fine: 10,000 minutes.

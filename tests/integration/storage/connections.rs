@@ -227,15 +227,16 @@ async fn env_wins_over_config_which_wins_over_the_database() {
 
 #[tokio::test]
 async fn templates_see_database_variables_overlaid_by_env() {
+    let key = SecretsKey::from_passphrase("weir-tests");
     for TestDb { db, label, .. } in &databases().await {
         let mut connection = db.acquire().await.unwrap();
-        for (key, value) in [("region", "kr"), ("work_dir", "/db/dir")] {
+        for (name, value) in [("region", "kr"), ("work_dir", "/db/dir")] {
             let variable = Variable {
-                key: key.to_string(),
+                key: name.to_string(),
                 value: value.to_string(),
                 description: None,
             };
-            variables::set(&mut connection, &variable).await.unwrap();
+            variables::set(&mut connection, &variable, &key).await.unwrap();
         }
         // `set` replaces the value and keeps a description it is not given.
         let described = Variable {
@@ -243,17 +244,17 @@ async fn templates_see_database_variables_overlaid_by_env() {
             value: "us".to_string(),
             description: Some("the market".to_string()),
         };
-        variables::set(&mut connection, &described).await.unwrap();
+        variables::set(&mut connection, &described, &key).await.unwrap();
         let again = Variable {
             description: None,
             ..described.clone()
         };
-        variables::set(&mut connection, &again).await.unwrap();
-        let stored = variables::get(&mut connection, "region").await.unwrap().unwrap();
+        variables::set(&mut connection, &again, &key).await.unwrap();
+        let stored = variables::get(&mut connection, "region", &key).await.unwrap().unwrap();
         assert_eq!(stored, described, "{label}");
 
         let environment = vec![("WEIR_VAR_WORK_DIR".to_string(), "/env/dir".to_string())];
-        let variables = load_variables(&mut connection, environment).await.unwrap();
+        let variables = load_variables(&mut connection, environment, &key).await.unwrap();
         assert_eq!(
             variables,
             BTreeMap::from([
