@@ -1,4 +1,5 @@
-//! The secrets key (§1 `[secrets] key`) and the encryption of connection passwords at rest:
+//! The secrets key (§1 `[secrets] key`) and the encryption of secrets at rest (connection
+//! passwords, secret-named connection extras and variables):
 //! XChaCha20-Poly1305 with a random 24-byte nonce per value, key = SHA-256 of the passphrase.
 //!
 //! It sits beside `config.rs` rather than in `storage/` because three layers use it: storage
@@ -38,7 +39,7 @@ impl std::fmt::Debug for Passphrase {
     }
 }
 
-/// The key that encrypts connection passwords.
+/// The key that encrypts secrets at rest.
 #[derive(Clone)]
 pub struct SecretsKey {
     cipher: XChaCha20Poly1305,

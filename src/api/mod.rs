@@ -25,7 +25,7 @@ pub struct ApiState {
     pub config: Arc<Config>,
     /// The in-process scheduler's own measurements (`weir serve`); `None` for `weir webserver`.
     pub scheduler_metrics: Option<Arc<crate::runtime::metrics::SchedulerMetrics>>,
-    /// Encrypts connection passwords written through the API.
+    /// Encrypts connection passwords, secret extras and secret variables written through the API.
     pub secrets: crate::secrets::SecretsKey,
 }
 

@@ -425,6 +425,7 @@ mod tests {
     fn a_broken_source_spoils_only_its_own_connection_and_its_password_is_still_masked() {
         let database = vec![Err(UndecryptablePassword {
             conn_id: "old".to_string(),
+            what: "password".to_string(),
             error: DecryptError::WrongKey,
         })];
         let connections = Connections::from_sources(

@@ -21,13 +21,15 @@ pub struct StoredConnection {
     pub has_password: bool,
 }
 
-/// A stored password that the key in use cannot decrypt.
+/// A stored password (or secret extra value) that the key in use cannot decrypt.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "connection `{conn_id}`'s password (or a secret extra value) {error}: set [secrets] key (or WEIR__SECRETS__KEY) to the key used when it was stored, or set the password and extra again"
+    "connection `{conn_id}`'s {what} {error}: set [secrets] key (or WEIR__SECRETS__KEY) to the key used when it was stored, or set the {what} again"
 )]
 pub struct UndecryptablePassword {
     pub conn_id: String,
+    /// `password`, or ``extra `api_token` ``.
+    pub what: String,
     pub error: DecryptError,
 }
 
@@ -93,13 +95,19 @@ fn encrypt_extra(extra: &Map<String, Value>, key: &SecretsKey) -> Map<String, Va
 }
 
 /// The extra with its secret-named values decrypted back to the JSON they were.
-fn decrypt_extra(extra: &Map<String, Value>, key: &SecretsKey) -> Result<Map<String, Value>, DecryptError> {
+/// On failure, the name of the value that could not be decrypted.
+fn decrypt_extra(extra: &Map<String, Value>, key: &SecretsKey) -> Result<Map<String, Value>, (String, DecryptError)> {
     extra
         .iter()
         .map(|(name, value)| {
             let clear = match value {
-                Value::String(text) if is_secret_name(name) && is_encrypted(text) => serde_json::from_str(&key.decrypt(text)?)
-                    .map_err(|_| DecryptError::Malformed("not JSON once decrypted".to_string()))?,
+                Value::String(text) if is_secret_name(name) && is_encrypted(text) => key
+                    .decrypt(text)
+                    .and_then(|json| {
+                        serde_json::from_str(&json)
+                            .map_err(|_| DecryptError::Malformed("not JSON once decrypted".to_string()))
+                    })
+                    .map_err(|error| (name.clone(), error))?,
                 Value::Object(inner) => Value::Object(decrypt_extra(inner, key)?),
                 other => other.clone(),
             };
@@ -193,15 +201,20 @@ fn with_password(row: &AnyRow, key: &SecretsKey) -> Result<Result<Connection, Un
     let decrypted = stored
         .map(|stored| key.decrypt(&stored))
         .transpose()
-        .and_then(|password| Ok((password, decrypt_extra(&connection.extra, key)?)));
+        .map_err(|error| ("password".to_string(), error))
+        .and_then(|password| {
+            let extra = decrypt_extra(&connection.extra, key).map_err(|(name, error)| (format!("extra `{name}`"), error))?;
+            Ok((password, extra))
+        });
     Ok(match decrypted {
         Ok((password, extra)) => {
             connection.password = password;
             connection.extra = extra;
             Ok(connection)
         }
-        Err(error) => Err(UndecryptablePassword {
+        Err((what, error)) => Err(UndecryptablePassword {
             conn_id: connection.conn_id,
+            what,
             error,
         }),
     })
@@ -226,6 +239,7 @@ pub async fn password(
             key.decrypt(&stored).map_err(|error| {
                 StorageError::from(UndecryptablePassword {
                     conn_id: conn_id.to_string(),
+                    what: "password".to_string(),
                     error,
                 })
             })

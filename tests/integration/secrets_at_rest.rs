@@ -257,6 +257,23 @@ async fn secrets_left_in_plain_text_by_an_older_weir_are_encrypted_on_start_and_
             .unwrap();
         assert_eq!(old.extra["password"], "OldPlainExtra", "{label}");
         assert_eq!(old.extra["timeout"], 5, "{label}: the value's JSON type comes back too");
+        let other = SecretsKey::from_passphrase("another key");
+        let error = weir::storage::connections::get_with_password(&mut connection, "old", &other)
+            .await
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("connection `old`'s extra `password` was encrypted with a different secrets key"),
+            "{label}: {error}"
+        );
+        let error = weir::storage::variables::all(&mut connection, &other).await.unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("variable `old_api_key`'s value was encrypted with a different secrets key"),
+            "{label}: {error}"
+        );
         drop(connection);
 
         let again = weir(cli.path(), &["db", "migrate"]);

@@ -762,6 +762,12 @@ async fn bad_backfill_input_gets_readable_messages_not_500s() {
                 "from=2026-03-01&to=2026-03-03&intent=explode",
                 "unknown action `explode`",
             ),
+            (
+                "from=0001-01-01&to=2026-03-03&intent=preview",
+                "From: 0001-01-01T00:00:00Z is outside the dates weir accepts: use a date from 1000-01-01 to 9999-12-31",
+            ),
+            ("from=1000-01-01&to=4000-12-31&intent=preview", "holds more than 10000 logical dates"),
+            ("from=1000-01-01&to=4000-12-31&intent=start", "narrow the range, or split it"),
         ];
         for (form, needle) in cases {
             let (status, _, body) = ui.post("/dags/shop/backfill", form).await;

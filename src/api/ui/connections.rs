@@ -474,6 +474,7 @@ mod tests {
             Ok(Connection::from_url("warehouse", "postgres://db:db-pw@db-host/dw?api_key=k-123").unwrap()),
             Err(UndecryptablePassword {
                 conn_id: "old".to_string(),
+                what: "password".to_string(),
                 error: crate::secrets::DecryptError::WrongKey,
             }),
         ];
