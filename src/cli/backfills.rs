@@ -130,7 +130,9 @@ pub async fn create(app: &App, args: BackfillArgs) -> CliResult {
         println!("{} date(s); nothing created (dry run)", dates.len());
         return Ok(ExitCode::SUCCESS);
     }
-    let backfill = operations::create_backfill(&db, &dag, &request).await.map_err(refused)?;
+    let backfill = operations::create_backfill(&db, &dag, &request)
+        .await
+        .map_err(refused)?;
     let (total, _) = {
         let mut connection = db.acquire().await?;
         backfills::progress(&mut connection, backfill.id).await?

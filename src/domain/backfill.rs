@@ -114,7 +114,12 @@ pub enum RangeError {
 
 /// How many logical dates `[from, to]` holds, counted lazily and stopped one past `limit`, so
 /// nothing grows with the size of the range.
-pub fn count_dates(timetable: &Timetable, from: DateTime<Utc>, to: DateTime<Utc>, limit: u32) -> Result<usize, RangeError> {
+pub fn count_dates(
+    timetable: &Timetable,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    limit: u32,
+) -> Result<usize, RangeError> {
     let limit_len = usize::try_from(limit).unwrap_or(usize::MAX);
     let count = timetable.runs_in(from, to).take(limit_len.saturating_add(1)).count();
     if count <= limit_len {
@@ -138,8 +143,10 @@ pub fn plan_dates(
     existing: &[ExistingRun],
     reverse: bool,
 ) -> Vec<PlannedDate> {
-    let by_date: HashMap<DateTime<Utc>, &ExistingRun> =
-        existing.iter().map(|existing| (existing.logical_date, existing)).collect();
+    let by_date: HashMap<DateTime<Utc>, &ExistingRun> = existing
+        .iter()
+        .map(|existing| (existing.logical_date, existing))
+        .collect();
     let mut dates: Vec<PlannedDate> = timetable
         .runs_in(from, to)
         .map(|run| {
@@ -325,10 +332,17 @@ mod tests {
 
     #[test]
     fn eight_thousand_years_of_minutes_are_refused_after_counting_one_past_the_limit() {
-        let error = count_dates(&every_minute(), at("1000-01-01T00:00:00Z"), at("9999-12-31T00:00:00Z"), 10_000)
-            .unwrap_err();
+        let error = count_dates(
+            &every_minute(),
+            at("1000-01-01T00:00:00Z"),
+            at("9999-12-31T00:00:00Z"),
+            10_000,
+        )
+        .unwrap_err();
         assert!(
-            error.to_string().contains("holds more than 10000 logical dates of schedule `* * * * *`"),
+            error
+                .to_string()
+                .contains("holds more than 10000 logical dates of schedule `* * * * *`"),
             "{error}"
         );
     }
@@ -337,7 +351,10 @@ mod tests {
     fn cron_schedules_have_no_dates_from_year_5000_on() {
         // croner searches up to year 5000, so no interval of a cron schedule ends past 9999.
         let count = count_dates(&daily(), at("4999-12-28T00:00:00Z"), at("9999-12-31T00:00:00Z"), 10).unwrap();
-        assert_eq!(count, 4, "12-28 to 12-31, whose interval ends at 5000-01-01, croner's last time");
+        assert_eq!(
+            count, 4,
+            "12-28 to 12-31, whose interval ends at 5000-01-01, croner's last time"
+        );
     }
 
     fn progress(spec: &str) -> Vec<DateProgress> {

@@ -13,8 +13,8 @@ use indexmap::IndexMap;
 use serde_saphyr::Spanned;
 
 use super::dag::{Dag, DagAlerts, RetryPolicy, Task};
-pub use super::dates::parse_date_in;
 use super::dates::DateError;
+pub use super::dates::parse_date_in;
 use super::duration::parse_duration;
 use super::ids::{DagId, TaskId};
 use super::params::{Param, ParamType, Params};

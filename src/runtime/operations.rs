@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::domain::backfill::{BackfillState, ExistingRun, PlannedDate, Reprocess, count_dates, plan_dates};
-use crate::domain::dates;
 use crate::domain::dag::Dag;
+use crate::domain::dates;
 use crate::domain::ids::{DagId, RunId, TaskId};
 use crate::domain::state::{RunState, RunType, TaskState};
 use crate::storage::backfills::{self, Backfill, NewBackfill};

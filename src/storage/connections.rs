@@ -203,7 +203,8 @@ fn with_password(row: &AnyRow, key: &SecretsKey) -> Result<Result<Connection, Un
         .transpose()
         .map_err(|error| ("password".to_string(), error))
         .and_then(|password| {
-            let extra = decrypt_extra(&connection.extra, key).map_err(|(name, error)| (format!("extra `{name}`"), error))?;
+            let extra =
+                decrypt_extra(&connection.extra, key).map_err(|(name, error)| (format!("extra `{name}`"), error))?;
             Ok((password, extra))
         });
     Ok(match decrypted {
@@ -378,7 +379,8 @@ async fn plain_secret_extras(connection: &mut AnyConnection) -> Result<Vec<(Stri
     for row in rows {
         let conn_id: String = row.try_get("conn_id")?;
         let text: String = row.try_get("extra")?;
-        let extra = parse_extra(&text).map_err(|reason| StorageError::Corrupt(format!("connection `{conn_id}`: {reason}")))?;
+        let extra =
+            parse_extra(&text).map_err(|reason| StorageError::Corrupt(format!("connection `{conn_id}`: {reason}")))?;
         if has_plain_secret(&extra) {
             plain.push((conn_id, text));
         }
@@ -396,7 +398,8 @@ pub async fn has_plain_extras(connection: &mut AnyConnection) -> Result<bool, St
 pub async fn encrypt_plain_extras(connection: &mut AnyConnection, key: &SecretsKey) -> Result<usize, StorageError> {
     let mut encrypted = 0;
     for (conn_id, text) in plain_secret_extras(&mut *connection).await? {
-        let extra = parse_extra(&text).map_err(|reason| StorageError::Corrupt(format!("connection `{conn_id}`: {reason}")))?;
+        let extra =
+            parse_extra(&text).map_err(|reason| StorageError::Corrupt(format!("connection `{conn_id}`: {reason}")))?;
         // Only if it is still the same text: an extra set meanwhile is already encrypted.
         encrypted += sqlx::query("UPDATE connection SET extra = $1 WHERE conn_id = $2 AND extra = $3")
             .bind(Value::Object(encrypt_extra(&extra, key)).to_string())

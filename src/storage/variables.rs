@@ -86,7 +86,11 @@ pub async fn list(
     Ok((variables, total))
 }
 
-pub async fn get(connection: &mut AnyConnection, key: &str, secrets: &SecretsKey) -> Result<Option<Variable>, StorageError> {
+pub async fn get(
+    connection: &mut AnyConnection,
+    key: &str,
+    secrets: &SecretsKey,
+) -> Result<Option<Variable>, StorageError> {
     sqlx::query("SELECT key, val, description FROM variable WHERE key = $1")
         .bind(key)
         .fetch_optional(connection)
@@ -105,7 +109,11 @@ async fn exists(connection: &mut AnyConnection, key: &str) -> Result<bool, Stora
 }
 
 /// Adds a variable; Conflict when the key exists.
-pub async fn insert(connection: &mut AnyConnection, variable: &Variable, secrets: &SecretsKey) -> Result<(), StorageError> {
+pub async fn insert(
+    connection: &mut AnyConnection,
+    variable: &Variable,
+    secrets: &SecretsKey,
+) -> Result<(), StorageError> {
     if exists(&mut *connection, &variable.key).await? {
         return Err(StorageError::Conflict(format!(
             "variable `{}` already exists: PATCH /api/v2/variables/{} changes it",
@@ -128,7 +136,10 @@ pub async fn insert(connection: &mut AnyConnection, variable: &Variable, secrets
 }
 
 /// Every variable, key → value, for templates (`{{ var.<key> }}`).
-pub async fn all(connection: &mut AnyConnection, secrets: &SecretsKey) -> Result<BTreeMap<String, String>, StorageError> {
+pub async fn all(
+    connection: &mut AnyConnection,
+    secrets: &SecretsKey,
+) -> Result<BTreeMap<String, String>, StorageError> {
     sqlx::query("SELECT key, val FROM variable")
         .fetch_all(connection)
         .await?
@@ -142,7 +153,11 @@ pub async fn all(connection: &mut AnyConnection, secrets: &SecretsKey) -> Result
 }
 
 /// Creates or replaces a variable (`weir variables set`); a `None` description keeps the stored one.
-pub async fn set(connection: &mut AnyConnection, variable: &Variable, secrets: &SecretsKey) -> Result<(), StorageError> {
+pub async fn set(
+    connection: &mut AnyConnection,
+    variable: &Variable,
+    secrets: &SecretsKey,
+) -> Result<(), StorageError> {
     sqlx::query("INSERT INTO variable (key, val, description) VALUES ($1, $2, $3) ON CONFLICT (key) DO UPDATE SET val = excluded.val, description = COALESCE(excluded.description, variable.description)")
         .bind(&variable.key)
         .bind(stored_value(variable, secrets))
@@ -153,7 +168,11 @@ pub async fn set(connection: &mut AnyConnection, variable: &Variable, secrets: &
 }
 
 /// Replaces a variable's value and description; NotFound when the key does not exist.
-pub async fn update(connection: &mut AnyConnection, variable: &Variable, secrets: &SecretsKey) -> Result<(), StorageError> {
+pub async fn update(
+    connection: &mut AnyConnection,
+    variable: &Variable,
+    secrets: &SecretsKey,
+) -> Result<(), StorageError> {
     let changed = sqlx::query("UPDATE variable SET val = $2, description = $3 WHERE key = $1")
         .bind(&variable.key)
         .bind(stored_value(variable, secrets))

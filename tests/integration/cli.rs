@@ -359,41 +359,98 @@ fn dags_show_draws_the_graph_as_dot_and_as_svg() {
     );
 }
 
-const EVERY_MINUTE: &str = "dag_id: every_minute\nschedule: '* * * * *'\nstart_date: 1000-01-01\ntasks:\n  a: { command: 'true' }\n";
+const EVERY_MINUTE: &str =
+    "dag_id: every_minute\nschedule: '* * * * *'\nstart_date: 1000-01-01\ntasks:\n  a: { command: 'true' }\n";
 
 #[test]
 fn a_backfill_too_long_or_a_date_out_of_range_exits_2_and_says_why() {
     let project = project(&[("every_minute.yaml", EVERY_MINUTE)]);
     let cases: [(&[&str], &str); 4] = [
         (
-            &["dags", "backfill", "every_minute", "--from", "1000-01-01", "--to", "9999-12-31", "--dry-run"],
+            &[
+                "dags",
+                "backfill",
+                "every_minute",
+                "--from",
+                "1000-01-01",
+                "--to",
+                "9999-12-31",
+                "--dry-run",
+            ],
             "holds more than 10000 logical dates of schedule `* * * * *`",
         ),
         (
-            &["dags", "backfill", "every_minute", "--from", "1000-01-01", "--to", "9999-12-31"],
+            &[
+                "dags",
+                "backfill",
+                "every_minute",
+                "--from",
+                "1000-01-01",
+                "--to",
+                "9999-12-31",
+            ],
             "narrow the range, or split it into several backfills",
         ),
         (
-            &["dags", "backfill", "every_minute", "--from", "0001-01-01", "--to", "2026-01-01", "--dry-run"],
+            &[
+                "dags",
+                "backfill",
+                "every_minute",
+                "--from",
+                "0001-01-01",
+                "--to",
+                "2026-01-01",
+                "--dry-run",
+            ],
             "0001-01-01T00:00:00Z is outside the dates weir accepts: use a date from 1000-01-01 to 9999-12-31",
         ),
         (
-            &["dags", "trigger", "every_minute", "--logical-date", "0000-06-01T00:00:00Z"],
+            &[
+                "dags",
+                "trigger",
+                "every_minute",
+                "--logical-date",
+                "0000-06-01T00:00:00Z",
+            ],
             "use a date from 1000-01-01 to 9999-12-31",
         ),
     ];
     for (args, needle) in cases {
         let refused = weir(project.path(), args);
         assert_eq!(refused.status.code(), Some(2), "{args:?}: {}", text(&refused.stderr));
-        assert!(text(&refused.stderr).contains(needle), "{args:?}: {}", text(&refused.stderr));
+        assert!(
+            text(&refused.stderr).contains(needle),
+            "{args:?}: {}",
+            text(&refused.stderr)
+        );
     }
     let limited = std::fs::read_to_string(project.path().join("config.toml")).unwrap() + "max_backfill_dates = 3\n";
     std::fs::write(project.path().join("config.toml"), limited).unwrap();
-    let args = ["dags", "backfill", "every_minute", "--from", "2026-03-01T00:00", "--to", "2026-03-01T00:03", "--dry-run"];
+    let args = [
+        "dags",
+        "backfill",
+        "every_minute",
+        "--from",
+        "2026-03-01T00:00",
+        "--to",
+        "2026-03-01T00:03",
+        "--dry-run",
+    ];
     let over = weir(project.path(), &args);
     assert_eq!(over.status.code(), Some(2), "{}", text(&over.stderr));
-    assert!(text(&over.stderr).contains("holds more than 3 logical dates"), "{}", text(&over.stderr));
-    let within = weir(project.path(), &[&args[..6], &["2026-03-01T00:02", "--dry-run"]].concat());
+    assert!(
+        text(&over.stderr).contains("holds more than 3 logical dates"),
+        "{}",
+        text(&over.stderr)
+    );
+    let within = weir(
+        project.path(),
+        &[&args[..6], &["2026-03-01T00:02", "--dry-run"]].concat(),
+    );
     assert_eq!(within.status.code(), Some(0), "{}", text(&within.stderr));
-    assert!(text(&within.stdout).contains("3 date(s); nothing created"), "{}", text(&within.stdout));
+    assert!(
+        text(&within.stdout).contains("3 date(s); nothing created"),
+        "{}",
+        text(&within.stdout)
+    );
 }

@@ -112,7 +112,11 @@ async fn raw_storage(test_db: &TestDb) -> String {
     let mut all = String::new();
     for table in tables {
         let sql = format!("SELECT CAST(t AS TEXT) AS row_text FROM \"{table}\" t");
-        for row in sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&mut *connection).await.unwrap() {
+        for row in sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&mut *connection)
+            .await
+            .unwrap()
+        {
             all.push_str(&row.try_get::<String, _>("row_text").unwrap());
             all.push('\n');
         }
@@ -159,11 +163,25 @@ async fn secret_variables_and_extras_written_by_the_api_and_the_cli_never_reach_
         let extra = format!("{{\"ssh_key\": \"{CLI_EXTRA}\"}}");
         let add = weir(
             cli.path(),
-            &["connections", "add", "ssh_box", "--conn-type", "ssh", "--host", "box", "--extra", &extra],
+            &[
+                "connections",
+                "add",
+                "ssh_box",
+                "--conn-type",
+                "ssh",
+                "--host",
+                "box",
+                "--extra",
+                &extra,
+            ],
         );
         assert!(add.status.success(), "{label}: {add:?}");
         let got = weir(cli.path(), &["variables", "get", "loader_token"]);
-        assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), CLI_VARIABLE, "{label}: `get` prints it as before");
+        assert_eq!(
+            String::from_utf8_lossy(&got.stdout).trim(),
+            CLI_VARIABLE,
+            "{label}: `get` prints it as before"
+        );
 
         // A task gets the clear values through its templates.
         let out = tempfile::tempdir().unwrap();
@@ -192,7 +210,10 @@ async fn secret_variables_and_extras_written_by_the_api_and_the_cli_never_reach_
         // Nothing of it lies in the database in clear text, even after the run.
         let raw = raw_storage(&test_db).await;
         assert!(raw.contains("enc:v1:"), "{label}: the ciphertext is there");
-        assert!(raw.contains("warehouse_password") && raw.contains("crm.example"), "{label}: and the rest in clear");
+        assert!(
+            raw.contains("warehouse_password") && raw.contains("crm.example"),
+            "{label}: and the rest in clear"
+        );
         for secret in ALL_SECRETS {
             assert!(!raw.contains(secret), "{label}: `{secret}` is stored in clear text");
         }
@@ -246,7 +267,10 @@ async fn secrets_left_in_plain_text_by_an_older_weir_are_encrypted_on_start_and_
             .unwrap();
         assert!(variable.starts_with("enc:v1:"), "{label}: {variable}");
         assert_eq!(region, "kr", "{label}: a variable that is not secret stays as it was");
-        assert!(!extra.contains("OldPlainExtra") && extra.contains("\"timeout\":5"), "{label}: {extra}");
+        assert!(
+            !extra.contains("OldPlainExtra") && extra.contains("\"timeout\":5"),
+            "{label}: {extra}"
+        );
 
         let key = SecretsKey::from_passphrase(KEY);
         let variables = weir::storage::variables::all(&mut connection, &key).await.unwrap();
@@ -267,7 +291,9 @@ async fn secrets_left_in_plain_text_by_an_older_weir_are_encrypted_on_start_and_
                 .contains("connection `old`'s extra `password` was encrypted with a different secrets key"),
             "{label}: {error}"
         );
-        let error = weir::storage::variables::all(&mut connection, &other).await.unwrap_err();
+        let error = weir::storage::variables::all(&mut connection, &other)
+            .await
+            .unwrap_err();
         assert!(
             error
                 .to_string()

@@ -421,7 +421,9 @@ async fn a_password_stored_in_the_database_is_used_by_a_task_and_masked_in_what_
                 value: value.to_string(),
                 description: None,
             };
-            weir::storage::variables::set(&mut connection, &variable, &key).await.unwrap();
+            weir::storage::variables::set(&mut connection, &variable, &key)
+                .await
+                .unwrap();
         }
         drop(connection);
         let yaml = r#"

@@ -766,8 +766,14 @@ async fn bad_backfill_input_gets_readable_messages_not_500s() {
                 "from=0001-01-01&to=2026-03-03&intent=preview",
                 "From: 0001-01-01T00:00:00Z is outside the dates weir accepts: use a date from 1000-01-01 to 9999-12-31",
             ),
-            ("from=1000-01-01&to=4000-12-31&intent=preview", "holds more than 10000 logical dates"),
-            ("from=1000-01-01&to=4000-12-31&intent=start", "narrow the range, or split it"),
+            (
+                "from=1000-01-01&to=4000-12-31&intent=preview",
+                "holds more than 10000 logical dates",
+            ),
+            (
+                "from=1000-01-01&to=4000-12-31&intent=start",
+                "narrow the range, or split it",
+            ),
         ];
         for (form, needle) in cases {
             let (status, _, body) = ui.post("/dags/shop/backfill", form).await;
@@ -838,7 +844,9 @@ async fn the_variables_and_connections_pages_show_every_entry_and_no_secret() {
                 value: value.to_string(),
                 description: description.map(str::to_string),
             };
-            weir::storage::variables::set(&mut connection, &variable, &ui.state.secrets).await.unwrap();
+            weir::storage::variables::set(&mut connection, &variable, &ui.state.secrets)
+                .await
+                .unwrap();
         }
         let mut stored = weir::domain::connection::Connection::from_url(
             "warehouse",

@@ -43,11 +43,7 @@ pub struct VariableBody {
 
 fn view(variable: Variable) -> VariableResponse {
     let secret = is_secret_name(&variable.key);
-    let value = if secret {
-        "***".to_string()
-    } else {
-        variable.value
-    };
+    let value = if secret { "***".to_string() } else { variable.value };
     VariableResponse {
         key: variable.key,
         value: Some(value),
@@ -87,7 +83,14 @@ pub async fn list(
     let page = params.page()?;
     let order = params.order_by(&["key"], "key")?;
     let mut connection = state.db.acquire().await?;
-    let (found, total_entries) = variables::list(&mut connection, &state.secrets, order.descending, page.limit, page.offset).await?;
+    let (found, total_entries) = variables::list(
+        &mut connection,
+        &state.secrets,
+        order.descending,
+        page.limit,
+        page.offset,
+    )
+    .await?;
     Ok(ApiJson(VariableCollectionResponse {
         variables: found.into_iter().map(view).collect(),
         total_entries,

@@ -21,8 +21,8 @@ use super::{back_to, find_dag, render, views};
 use crate::api::ApiState;
 use crate::domain::backfill::{BackfillState, DateAction, PlannedDate, Reprocess};
 use crate::domain::dag::Dag;
-use crate::domain::ids::RunId;
 use crate::domain::dates::parse_date_in;
+use crate::domain::ids::RunId;
 use crate::runtime::operations::{self, BackfillRequest, OperationError};
 use crate::storage::backfills::{self, Backfill};
 use crate::storage::runs as run_rows;
@@ -303,7 +303,10 @@ pub async fn submit(
     let form = FormValues::read(fields);
     let mut problems = Vec::new();
     let mut preview = None;
-    let status = match (form.request(&dag, state.config.max_backfill_dates), form.intent.as_str()) {
+    let status = match (
+        form.request(&dag, state.config.max_backfill_dates),
+        form.intent.as_str(),
+    ) {
         (Err(found), _) => {
             problems = found;
             StatusCode::BAD_REQUEST

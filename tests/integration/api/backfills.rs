@@ -382,11 +382,15 @@ async fn a_backfill_of_billions_of_minutes_is_refused_after_counting_one_past_th
             let answer = api.call(Method::POST, path, Some(request)).await;
             assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{label} {path}: {answer:?}");
             let detail = answer.detail();
-            assert!(detail.contains("holds more than 10000 logical dates"), "{label}: {detail}");
+            assert!(
+                detail.contains("holds more than 10000 logical dates"),
+                "{label}: {detail}"
+            );
             assert!(detail.contains("[core] max_backfill_dates"), "{label}: {detail}");
         }
         // Exactly the limit is fine: 10,000 minutes.
-        let request = json!({"dag_id": "every_minute", "from_date": "2026-03-01T00:00:00Z", "to_date": "2026-03-07T22:39:00Z"});
+        let request =
+            json!({"dag_id": "every_minute", "from_date": "2026-03-01T00:00:00Z", "to_date": "2026-03-07T22:39:00Z"});
         let answer = api.call(Method::POST, "/api/v2/backfills/dry_run", Some(request)).await;
         assert_eq!(answer.status, StatusCode::OK, "{label}: {answer:?}");
         assert_eq!(answer.body["total_entries"], 10_000, "{label}");

@@ -282,9 +282,18 @@ async fn dates_outside_years_1000_to_9999_are_refused_wherever_a_body_carries_on
     for api in apis().await {
         let label = api.label;
         let cases = [
-            ("/api/v2/dags/test/dagRuns", json!({"logical_date": "0000-01-01T00:00:00Z"})),
-            ("/api/v2/dags/test/dagRuns", json!({"logical_date": "0999-12-31T23:59:59Z"})),
-            ("/api/v2/dags/test/dagRuns", json!({"run_after": "0001-01-01T00:00:00Z"})),
+            (
+                "/api/v2/dags/test/dagRuns",
+                json!({"logical_date": "0000-01-01T00:00:00Z"}),
+            ),
+            (
+                "/api/v2/dags/test/dagRuns",
+                json!({"logical_date": "0999-12-31T23:59:59Z"}),
+            ),
+            (
+                "/api/v2/dags/test/dagRuns",
+                json!({"run_after": "0001-01-01T00:00:00Z"}),
+            ),
             (
                 "/api/v2/dags/test/dagRuns",
                 json!({"data_interval_start": "0500-01-01T00:00:00Z", "data_interval_end": "2026-01-01T00:00:00Z"}),
@@ -296,7 +305,11 @@ async fn dates_outside_years_1000_to_9999_are_refused_wherever_a_body_carries_on
         ];
         for (path, body) in cases {
             let answer = api.call(Method::POST, path, Some(body.clone())).await;
-            assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{label} {path} {body}: {answer:?}");
+            assert_eq!(
+                answer.status,
+                StatusCode::BAD_REQUEST,
+                "{label} {path} {body}: {answer:?}"
+            );
             assert!(
                 answer.detail().contains("use a date from 1000-01-01 to 9999-12-31"),
                 "{label} {path} {body}: {answer:?}"
@@ -311,6 +324,10 @@ async fn dates_outside_years_1000_to_9999_are_refused_wherever_a_body_carries_on
                 Some(json!({"logical_date": "1000-01-01T00:00:00Z"})),
             )
             .await;
-        assert_eq!(edge.status, StatusCode::OK, "{label}: the first accepted date: {edge:?}");
+        assert_eq!(
+            edge.status,
+            StatusCode::OK,
+            "{label}: the first accepted date: {edge:?}"
+        );
     }
 }
