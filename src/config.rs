@@ -585,6 +585,18 @@ mod tests {
     }
 
     #[test]
+    fn max_backfill_dates_defaults_to_ten_thousand_and_must_be_positive() {
+        assert_eq!(load("", &[]).unwrap().max_backfill_dates, 10_000);
+        let config = load("", &[("WEIR__CORE__MAX_BACKFILL_DATES", "500")]).unwrap();
+        assert_eq!(config.max_backfill_dates, 500);
+        let error = load("[core]\nmax_backfill_dates = 0\n", &[]).unwrap_err().to_string();
+        assert!(
+            error.contains("[core] max_backfill_dates") && error.contains("at least 1"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn connections_and_the_secrets_key_are_read_and_checked() {
         let config = load(
             "[connections.warehouse]\nurl = \"postgres://loader@db.internal:5432/dw\"\n\n[connections.api]\nconn_type = \"https\"\nhost = \"api.example.com\"\nextra = { timeout = 5 }\n",

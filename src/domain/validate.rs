@@ -1105,6 +1105,23 @@ tasks:
     }
 
     #[test]
+    fn a_start_date_before_the_year_1000_is_reported_with_the_accepted_range() {
+        check(
+            r"
+schedule: '@daily'
+start_date: 0500-01-01
+tasks:
+  hello:
+    command: echo hello
+",
+            &[
+                "2:13: start_date: 0500-01-01T00:00:00Z is outside the dates weir accepts: use a date \
+               from 1000-01-01 to 9999-12-31 (UTC)",
+            ],
+        );
+    }
+
+    #[test]
     fn an_unknown_trigger_rule_is_reported_with_the_known_ones() {
         check(
             r"

@@ -47,10 +47,11 @@ fn stored_value(variable: &Variable, secrets: &SecretsKey) -> String {
     }
 }
 
-/// The value as read: decrypted when it is stored encrypted. A secret-named value still in plain
-/// text (from before this encryption) is returned as it is until `encrypt_plain_values` runs.
+/// The value as read: a secret-named one decrypted. One still in plain text (from before this
+/// encryption) is returned as it is until `encrypt_plain_values` runs; other values are never
+/// touched, whatever they look like.
 fn clear_value(key: &str, stored: String, secrets: &SecretsKey) -> Result<String, StorageError> {
-    if !is_encrypted(&stored) {
+    if !is_secret_name(key) || !is_encrypted(&stored) {
         return Ok(stored);
     }
     secrets.decrypt(&stored).map_err(|error| {

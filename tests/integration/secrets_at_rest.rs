@@ -225,7 +225,7 @@ async fn secrets_left_in_plain_text_by_an_older_weir_are_encrypted_on_start_and_
     for test_db in support::databases().await {
         let label = test_db.label;
         let mut connection = test_db.db.acquire().await.unwrap();
-        sqlx::query("INSERT INTO variable (key, val) VALUES ('old_api_key', 'OldPlainVar'), ('region', 'kr')")
+        sqlx::query("INSERT INTO variable (key, val) VALUES ('old_api_key', 'OldPlainVar'), ('region', 'kr'), ('note', 'enc:v1:looks-encrypted')")
             .execute(&mut *connection)
             .await
             .unwrap();
@@ -275,6 +275,10 @@ async fn secrets_left_in_plain_text_by_an_older_weir_are_encrypted_on_start_and_
         let key = SecretsKey::from_passphrase(KEY);
         let variables = weir::storage::variables::all(&mut connection, &key).await.unwrap();
         assert_eq!(variables["old_api_key"], "OldPlainVar", "{label}");
+        assert_eq!(
+            variables["note"], "enc:v1:looks-encrypted",
+            "{label}: a variable that is not secret is never decrypted, whatever it looks like"
+        );
         let old = weir::storage::connections::get_with_password(&mut connection, "old", &key)
             .await
             .unwrap()
