@@ -3,6 +3,7 @@
 //! query is in the layers below.
 
 pub mod error;
+pub mod origin;
 pub mod rest;
 pub mod ui;
 
@@ -10,7 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::middleware::from_fn_with_state;
 use tokio::sync::watch;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::config::Config;
 use crate::runtime::loader::DagBag;
@@ -36,20 +40,38 @@ impl ApiState {
 }
 
 /// Largest request body accepted (DAG run conf, variables, connections).
-const MAX_BODY_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Longest a request may take, except streams (logs) which have their own rules.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// What pages may load and do: only weir's own scripts, styles and images (no inline script or
+/// style, so injected markup cannot run), forms post only to weir, and no site may frame weir.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// The headers every response carries (pages, API, static files, errors).
+pub const SECURITY_HEADERS: [(HeaderName, &str); 4] = [
+    (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+    (header::X_FRAME_OPTIONS, "DENY"),
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::REFERRER_POLICY, "same-origin"),
+];
+
 /// The whole HTTP application.
 pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .merge(rest::router())
-        .merge(ui::router())
+    let mut router = Router::new()
+        .merge(rest::router().layer(from_fn_with_state(state.clone(), origin::refuse_foreign_browsers)))
+        .merge(ui::router(&state))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
-        ))
-        .with_state(state)
+        ));
+    for (name, value) in SECURITY_HEADERS {
+        router = router.layer(SetResponseHeaderLayer::overriding(
+            name,
+            HeaderValue::from_static(value),
+        ));
+    }
+    router.with_state(state)
 }

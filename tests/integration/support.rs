@@ -1,5 +1,6 @@
 //! The shared harness: a fresh database per test (SQLite always, PostgreSQL when reachable and
-//! required under `CI=true`), DAGs from YAML, and tracing that stays silent unless `TEST_LOG` is set.
+//! required under `CI=true`), DAGs from YAML, UI form posts as weir's own pages send them, and
+//! tracing that stays silent unless `TEST_LOG` is set.
 
 use std::io::Write;
 use std::path::Path;
@@ -13,6 +14,27 @@ use tokio::sync::OnceCell;
 use weir::domain::dag::Dag;
 use weir::domain::validate::ValidationContext;
 use weir::storage::{Db, redact};
+
+/// The origin a test's UI form posts come from: the default `[webserver] base_url`.
+pub const UI_ORIGIN: &str = "http://127.0.0.1:8080";
+/// The CSRF token of the test browser: any 64 hex digits, as long as cookie and field agree.
+pub const UI_CSRF_TOKEN: &str = "5eed0000000000000000000000000000000000000000000000000000000000a1";
+
+/// A form post as a page of weir sends it from a browser: from weir's own origin, with the
+/// `weir_csrf` cookie and the same token in the `csrf_token` field (appended to `form`, an
+/// `application/x-www-form-urlencoded` body). The CSRF layer refuses a post without them.
+pub fn ui_form_post(uri: &str, form: &str) -> axum::http::Request<axum::body::Body> {
+    use weir::api::ui::csrf::{COOKIE_NAME, FIELD_NAME};
+    let separator = if form.is_empty() { "" } else { "&" };
+    axum::http::Request::post(uri)
+        .header(axum::http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(axum::http::header::ORIGIN, UI_ORIGIN)
+        .header(axum::http::header::COOKIE, format!("{COOKIE_NAME}={UI_CSRF_TOKEN}"))
+        .body(axum::body::Body::from(format!(
+            "{form}{separator}{FIELD_NAME}={UI_CSRF_TOKEN}"
+        )))
+        .expect("a form post with valid headers")
+}
 
 /// The secrets key the API harnesses encrypt connection passwords with.
 pub const TEST_SECRETS_KEY: &str = "weir test secrets key";

@@ -48,3 +48,80 @@ fn the_library_has_no_stubs_or_debug_macros() {
     }
     assert!(offenders.is_empty(), "stubs or debug macros: {offenders:?}");
 }
+
+fn templates() -> Vec<(String, String)> {
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("web/templates");
+    let mut found: Vec<(String, String)> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "html"))
+        .map(|path| {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read_to_string(&path).unwrap())
+        })
+        .collect();
+    found.sort();
+    assert!(!found.is_empty(), "no templates in {}", folder.display());
+    found
+}
+
+#[test]
+fn every_post_form_in_the_templates_carries_the_csrf_field() {
+    let form = regex::Regex::new(r"(?is)<form\b[^>]*>.*?</form>").unwrap();
+    let posts = regex::Regex::new(r#"(?i)^<form\b[^>]*\bmethod\s*=\s*["']?post"#).unwrap();
+    let mut n_post_forms = 0;
+    let mut missing = Vec::new();
+    for (name, text) in templates() {
+        for found in form.find_iter(&text) {
+            if !posts.is_match(found.as_str()) {
+                continue;
+            }
+            n_post_forms += 1;
+            if !found.as_str().contains("{{ csrf_field() }}") {
+                let line = text[..found.start()].lines().count() + 1;
+                missing.push(format!("{name}:{line}"));
+            }
+        }
+    }
+    assert!(
+        n_post_forms >= 15,
+        "only {n_post_forms} post forms found: is the pattern still right?"
+    );
+    assert!(
+        missing.is_empty(),
+        "post forms without {{{{ csrf_field() }}}}: {missing:?}"
+    );
+}
+
+#[test]
+fn the_templates_hold_no_inline_script_style_or_event_handler() {
+    // The Content-Security-Policy refuses all three, so they would silently not work.
+    let script = regex::Regex::new(r"(?i)<script\b[^>]*>").unwrap();
+    let with_source = regex::Regex::new(r"(?i)\ssrc\s*=").unwrap();
+    let handler = regex::Regex::new(r#"(?i)<[^>]*\son[a-z]+\s*="#).unwrap();
+    let style_attribute = regex::Regex::new(r#"(?i)<[^>]*\sstyle\s*="#).unwrap();
+    let style_element = regex::Regex::new(r"(?i)<style\b").unwrap();
+    let javascript_url = regex::Regex::new(r"(?i)javascript:").unwrap();
+    let mut offenders = Vec::new();
+    for (name, text) in templates() {
+        for found in script
+            .find_iter(&text)
+            .filter(|found| !with_source.is_match(found.as_str()))
+        {
+            let line = text[..found.start()].lines().count().max(1);
+            offenders.push(format!("{name}:{line}: inline <script>: {}", found.as_str()));
+        }
+        for (what, pattern) in [
+            ("on* event handler", &handler),
+            ("style= attribute", &style_attribute),
+            ("<style> element", &style_element),
+            ("javascript: URL", &javascript_url),
+        ] {
+            for found in pattern.find_iter(&text) {
+                let line = text[..found.start()].lines().count().max(1);
+                offenders.push(format!("{name}:{line}: {what}: {}", found.as_str()));
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "move these to web/static: {offenders:?}");
+}

@@ -107,10 +107,11 @@ impl Ui {
 
     /// Posts a form; returns the status, the `Location` header and the body.
     async fn post(&self, uri: &str, form: &str) -> (StatusCode, Option<String>, String) {
-        let request = Request::post(uri)
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(Body::from(form.to_string()))
-            .unwrap();
+        self.send(support::ui_form_post(uri, form)).await
+    }
+
+    /// Sends any request; returns the status, the `Location` header and the body.
+    pub async fn send(&self, request: Request<Body>) -> (StatusCode, Option<String>, String) {
         let response = router(self.state.clone()).oneshot(request).await.unwrap();
         let status = response.status();
         let location = response

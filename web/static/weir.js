@@ -1,5 +1,7 @@
 // weir UI: keeps pages current without a reload (re-fetches the page and swaps the sections
 // marked data-refresh), streams a running attempt's log, and small conveniences. Plain JS.
+// The Content-Security-Policy allows no inline style: bar widths and offsets arrive as
+// data-width / data-left (percent) and are applied here through the CSSOM.
 (function () {
   "use strict";
   var body = document.body;
@@ -11,6 +13,16 @@
     url.searchParams.delete("notice");
     window.history.replaceState(null, "", url.pathname + url.search + url.hash);
   }
+
+  function applyGeometry(root) {
+    root.querySelectorAll("[data-width], [data-left]").forEach(function (element) {
+      var width = parseFloat(element.dataset.width);
+      var left = parseFloat(element.dataset.left);
+      if (isFinite(width)) element.style.width = width + "%";
+      if (isFinite(left)) element.style.left = left + "%";
+    });
+  }
+  applyGeometry(document);
 
   function schedule() {
     clearTimeout(timer);
@@ -30,6 +42,7 @@
           // Do not pull the rug from under a keyboard user.
           if (section.contains(document.activeElement) && document.activeElement !== document.body) return;
           section.innerHTML = replacement.innerHTML;
+          applyGeometry(section);
         });
         body.dataset.live = fresh.body.dataset.live || "false";
       })

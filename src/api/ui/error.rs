@@ -17,7 +17,7 @@ pub enum UiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
-    /// Switched off by configuration.
+    /// Switched off by configuration, or refused by the CSRF check.
     #[error("{0}")]
     Forbidden(String),
     #[error("internal error: {0}")]
@@ -50,6 +50,7 @@ impl IntoResponse for UiError {
             StatusCode::NOT_FOUND => "Not found",
             StatusCode::BAD_REQUEST => "Bad request",
             StatusCode::CONFLICT => "Conflict",
+            StatusCode::FORBIDDEN => "Refused",
             _ => "Server error",
         };
         let context = minijinja::context! { title, message, status => status.as_u16() };

@@ -118,8 +118,18 @@ fn layout_svg(dag: &Dag) -> String {
         .find("<svg")
         .and_then(|start| svg[start..].find('>').map(|end| &svg[start + end + 1..]))
         .unwrap_or(&svg);
+    let body = without_style_element(body);
     let (width, height) = (width.ceil() + 10.0, height.ceil() + 10.0);
     format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" role=\"img\" aria-label=\"Graph of the DAG's tasks\">{body}"
     )
+}
+
+/// The SVG without the writer's `<style>` element: the page's Content-Security-Policy refuses
+/// inline styles, and `weir.css` styles the graph's text already.
+fn without_style_element(svg: &str) -> String {
+    match (svg.find("<style"), svg.find("</style>")) {
+        (Some(start), Some(end)) if start < end => format!("{}{}", &svg[..start], &svg[end + "</style>".len()..]),
+        _ => svg.to_string(),
+    }
 }
