@@ -8,6 +8,7 @@ mod alerts;
 mod api;
 mod backfill;
 mod browser;
+mod browser_safety;
 mod cli;
 mod cli_connections;
 mod daemon;

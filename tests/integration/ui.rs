@@ -43,20 +43,20 @@ tasks:
 "#;
 
 /// A UI over one DAG, with a project folder for the config and the logs.
-struct Ui {
-    state: ApiState,
+pub struct Ui {
+    pub state: ApiState,
     dag: Arc<Dag>,
     _bag: watch::Sender<Arc<DagBag>>,
     _folder: tempfile::TempDir,
 }
 
 impl Ui {
-    async fn new(test_db: &TestDb) -> Ui {
+    pub async fn new(test_db: &TestDb) -> Ui {
         Ui::with_config(test_db, "").await
     }
 
     /// A UI whose config file ends with `extra_config` (e.g. `[connections.<name>]` tables).
-    async fn with_config(test_db: &TestDb, extra_config: &str) -> Ui {
+    pub async fn with_config(test_db: &TestDb, extra_config: &str) -> Ui {
         let folder = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(folder.path().join("dags")).unwrap();
         let config_path = folder.path().join("config.toml");
@@ -91,11 +91,11 @@ impl Ui {
         }
     }
 
-    fn db(&self) -> &Db {
+    pub fn db(&self) -> &Db {
         &self.state.db
     }
 
-    async fn get(&self, uri: &str) -> (StatusCode, String) {
+    pub async fn get(&self, uri: &str) -> (StatusCode, String) {
         let response = router(self.state.clone())
             .oneshot(Request::get(uri).body(Body::empty()).unwrap())
             .await
@@ -106,7 +106,7 @@ impl Ui {
     }
 
     /// Posts a form; returns the status, the `Location` header and the body.
-    async fn post(&self, uri: &str, form: &str) -> (StatusCode, Option<String>, String) {
+    pub async fn post(&self, uri: &str, form: &str) -> (StatusCode, Option<String>, String) {
         self.send(support::ui_form_post(uri, form)).await
     }
 
@@ -123,7 +123,7 @@ impl Ui {
     }
 
     /// A manual run with every task instance created, as the scheduler would.
-    async fn run(&self) -> DagRun {
+    pub async fn run(&self) -> DagRun {
         let new_run = operations::manual_run(&self.dag, &json!({}), None, None, None).unwrap();
         let run = operations::trigger(self.db(), &self.dag, &new_run).await.unwrap();
         let mut connection = self.db().acquire().await.unwrap();
@@ -190,7 +190,7 @@ impl Ui {
     }
 }
 
-fn run_url(run: &DagRun) -> String {
+pub fn run_url(run: &DagRun) -> String {
     format!("/dags/{}/runs/{}", run.dag_id, encode(run.run_id.as_str()))
 }
 
