@@ -1,6 +1,7 @@
 // Clicks through the weir web UI in headless Chromium: DAG list → DAG → trigger a run from the
 // form → the grid turns green → graph → the run's Gantt → a task's log. Saves a screenshot of
-// each page. Usage: node ui_check.mjs <base_url> <screenshot_dir> [dag_id]
+// each page. Fails on any Content-Security-Policy violation (the pages hold no inline script or
+// style). Usage: node ui_check.mjs <base_url> <screenshot_dir> [dag_id]
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
@@ -25,7 +26,11 @@ try {
   // Pages answered 4xx on purpose (a bad form, an unknown DAG) make Chromium log "Failed to load
   // resource"; a failing sub-resource (CSS, JS, a refresh fetch, the log stream) is a problem.
   page.on("console", (message) => {
-    if (message.type() === "error" && !message.text().startsWith("Failed to load resource")) problems.push(`console: ${message.text()}`);
+    if (/Content Security Policy|Refused to (apply|execute|load|connect|frame)/i.test(message.text())) {
+      problems.push(`CSP violation: ${message.text()}`);
+    } else if (message.type() === "error" && !message.text().startsWith("Failed to load resource")) {
+      problems.push(`console: ${message.text()}`);
+    }
   });
   page.on("response", (response) => {
     if (response.status() >= 400 && response.request().resourceType() !== "document") {
@@ -35,8 +40,10 @@ try {
   const shot = (name) => page.screenshot({ path: join(screenshotDir, `${name}.png`), fullPage: true });
   const step = (text) => console.log(`ui_check: ${text}`);
 
-  step("DAG list");
-  await page.goto(baseUrl + "/");
+  step("DAG list, under a Content-Security-Policy");
+  const first = await page.goto(baseUrl + "/");
+  const csp = first.headers()["content-security-policy"] || "";
+  if (!csp.includes("script-src 'self'") || !csp.includes("style-src 'self'")) throw new Error(`no CSP on the page: ${csp}`);
   await page.getByRole("link", { name: dagId, exact: true }).waitFor();
   await shot("01-dag-list");
 

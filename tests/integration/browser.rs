@@ -1,9 +1,12 @@
 //! The web UI in a real browser: starts `weir serve` on a temporary project and runs
 //! `tests/browser/ui_check.mjs` (playwright-core driving Debian's headless Chromium), which clicks
 //! through the DAG list, a DAG, the trigger form, the grid, the graph, a run's Gantt chart and a
-//! task's log, saving screenshots under `$CARGO_TARGET_DIR/screenshots` (else `target/screenshots`).
-//! Without node, Chromium or `tests/browser/node_modules` it prints a notice and passes, except
-//! under `CI=true`, where `.ci/run` installs them and their absence is a failure.
+//! task's log, saving screenshots under `$CARGO_TARGET_DIR/screenshots` (else `target/screenshots`);
+//! and `tests/browser/csrf_check.mjs`, whose pages from another origin post each UI form at weir
+//! (nothing may change, checked here in the database and the files) before the same forms are used
+//! from weir's own pages (everything must change). Both fail on any Content-Security-Policy
+//! violation. Without node, Chromium or `tests/browser/node_modules` they print a notice and pass,
+//! except under `CI=true`, where `.ci/run` installs them and their absence is a failure.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -102,79 +105,248 @@ fn screenshot_dir(root: &Path) -> PathBuf {
     }
 }
 
-#[test]
-fn the_ui_works_in_headless_chromium() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let browser_dir = root.join("tests/browser");
-    if let Some(reason) = missing_prerequisite(&browser_dir) {
-        if std::env::var("CI").is_ok_and(|value| value == "true") {
-            panic!("the browser test is required under CI=true: {reason}");
+/// A running `weir serve` on a temporary project, and where its files are.
+struct Project {
+    folder: tempfile::TempDir,
+    port: u16,
+    server_log: PathBuf,
+    _server: Server,
+}
+
+impl Project {
+    /// Writes `dags` (file name, YAML) and a config, starts `weir serve`, waits for its health.
+    fn start(dags: &[(&str, &str)]) -> Project {
+        let folder = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(folder.path().join("dags")).unwrap();
+        for (name, yaml) in dags {
+            std::fs::write(folder.path().join("dags").join(name), yaml).unwrap();
         }
-        let _ = writeln!(std::io::stderr(), "note: browser test skipped: {reason}");
-        return;
+        let port = free_port();
+        std::fs::write(
+            folder.path().join("config.toml"),
+            format!(
+                "[core]\ndags_folder = \"dags\"\nstate_dir = \"state\"\n\n[database]\nurl = \"sqlite://state/weir.db\"\n\n[webserver]\nbind = \"127.0.0.1:{port}\"\n"
+            ),
+        )
+        .unwrap();
+        let server_log = folder.path().join("serve.log");
+        let server = Server {
+            child: Command::new(env!("CARGO_BIN_EXE_weir"))
+                .arg("--config")
+                .arg(folder.path().join("config.toml"))
+                .arg("serve")
+                .env_remove("WEIR_CONFIG")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&server_log).unwrap())
+                .spawn()
+                .unwrap(),
+        };
+        let started = Instant::now();
+        while !healthy(port) {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "weir serve did not answer its health check within 30 s:\n{}",
+                std::fs::read_to_string(&server_log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Project {
+            folder,
+            port,
+            server_log,
+            _server: server,
+        }
     }
 
-    let project = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(project.path().join("dags")).unwrap();
-    std::fs::write(project.path().join("dags/ui_demo.yaml"), DEMO_DAG).unwrap();
-    let port = free_port();
-    std::fs::write(
-        project.path().join("config.toml"),
-        format!(
-            "[core]\ndags_folder = \"dags\"\nstate_dir = \"state\"\n\n[database]\nurl = \"sqlite://state/weir.db\"\n\n[webserver]\nbind = \"127.0.0.1:{port}\"\n"
-        ),
-    )
-    .unwrap();
-    let server_log = project.path().join("serve.log");
-    let server = Server {
-        child: Command::new(env!("CARGO_BIN_EXE_weir"))
+    fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn server_log(&self) -> String {
+        std::fs::read_to_string(&self.server_log).unwrap_or_default()
+    }
+
+    /// Runs a `weir` command against this project's config; panics unless it succeeds.
+    fn weir(&self, args: &[&str]) {
+        let output = Command::new(env!("CARGO_BIN_EXE_weir"))
             .arg("--config")
-            .arg(project.path().join("config.toml"))
-            .arg("serve")
+            .arg(self.folder.path().join("config.toml"))
+            .args(args)
             .env_remove("WEIR_CONFIG")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&server_log).unwrap())
-            .spawn()
-            .unwrap(),
-    };
-    let started = Instant::now();
-    while !healthy(port) {
+            .output()
+            .unwrap();
         assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "weir serve did not answer its health check within 30 s:\n{}",
-            std::fs::read_to_string(&server_log).unwrap_or_default()
+            output.status.success(),
+            "weir {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
         );
-        std::thread::sleep(Duration::from_millis(100));
     }
 
-    let screenshots = screenshot_dir(root);
-    let mut script = Command::new("node")
-        .arg(browser_dir.join("ui_check.mjs"))
-        .arg(format!("http://127.0.0.1:{port}"))
-        .arg(&screenshots)
-        .arg("ui_demo")
-        .current_dir(&browser_dir)
+    /// The metadata database, opened beside the running server.
+    fn db(&self, runtime: &tokio::runtime::Runtime) -> weir::storage::Db {
+        let url = format!("sqlite://{}", self.folder.path().join("state/weir.db").display());
+        runtime.block_on(weir::storage::Db::connect(&url)).unwrap()
+    }
+}
+
+/// Runs a script of `tests/browser` with `args`; its output goes to the test's.
+fn run_script(browser_dir: &Path, script: &str, args: &[&str]) -> std::process::ExitStatus {
+    let mut child = Command::new("node")
+        .arg(browser_dir.join(script))
+        .args(args)
+        .current_dir(browser_dir)
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
     let started = Instant::now();
-    let status = loop {
-        if let Some(status) = script.try_wait().unwrap() {
-            break status;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
         }
         if started.elapsed() > SCRIPT_DEADLINE {
-            let _ = script.kill();
-            let _ = script.wait();
-            panic!("ui_check.mjs did not finish within {SCRIPT_DEADLINE:?}");
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{script} did not finish within {SCRIPT_DEADLINE:?}");
         }
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The browser folder, or `None` (after a notice) when the prerequisites are missing outside CI.
+fn browser_dir() -> Option<PathBuf> {
+    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    if let Some(reason) = missing_prerequisite(&browser_dir) {
+        if std::env::var("CI").is_ok_and(|value| value == "true") {
+            panic!("the browser test is required under CI=true: {reason}");
+        }
+        let _ = writeln!(std::io::stderr(), "note: browser test skipped: {reason}");
+        return None;
+    }
+    Some(browser_dir)
+}
+
+#[test]
+fn the_ui_works_in_headless_chromium() {
+    let Some(browser_dir) = browser_dir() else {
+        return;
     };
-    drop(server);
+    let project = Project::start(&[("ui_demo.yaml", DEMO_DAG)]);
+    let screenshots = screenshot_dir(Path::new(env!("CARGO_MANIFEST_DIR")));
+    let status = run_script(
+        &browser_dir,
+        "ui_check.mjs",
+        &[&project.base_url(), &screenshots.display().to_string(), "ui_demo"],
+    );
     assert!(
         status.success(),
         "ui_check.mjs failed ({status}); screenshots in {}; server log:\n{}",
         screenshots.display(),
-        std::fs::read_to_string(&server_log).unwrap_or_default()
+        project.server_log()
+    );
+}
+
+const CSRF_DAG: &str = r#"
+dag_id: csrf_target
+description: What the hostile pages aim at; its param names a file that the run touches
+schedule: null
+params:
+  file: { type: string, default: /dev/null }
+tasks:
+  touch:
+    command: 'touch {{ params.file }}'
+  done:
+    command: echo done
+    depends_on: [touch]
+"#;
+
+#[test]
+fn forms_posted_from_another_origin_change_nothing_and_work_from_weirs_own_pages() {
+    let Some(browser_dir) = browser_dir() else {
+        return;
+    };
+    let project = Project::start(&[("csrf_target.yaml", CSRF_DAG)]);
+    let markers = tempfile::tempdir().unwrap();
+    let marker = |name: &str| markers.path().join(name);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let db = project.db(&runtime);
+    let fingerprint = || runtime.block_on(crate::support::ui_fingerprint(&db));
+    let wait_for = |what: &str, condition: &dyn Fn(&str) -> bool| {
+        let started = Instant::now();
+        loop {
+            let now = fingerprint();
+            if condition(&now) {
+                return now;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{what} within 60 s; the database holds:\n{now}\nserver log:\n{}",
+                project.server_log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+
+    let conf = format!("{{\"file\": \"{}\"}}", marker("setup").display());
+    project.weir(&["dags", "trigger", "csrf_target", "--run-id", "setup", "--conf", &conf]);
+    wait_for("the setup run succeeds", &|now| {
+        now.contains("setup|success|0") && now.contains("setup/done|success|1")
+    });
+    assert!(marker("setup").exists(), "the DAG touches the file its param names");
+
+    let screenshots = screenshot_dir(Path::new(env!("CARGO_MANIFEST_DIR")));
+    let args = |phase: &'static str| {
+        vec![
+            phase.to_string(),
+            project.base_url(),
+            "csrf_target".to_string(),
+            "setup".to_string(),
+            markers.path().display().to_string(),
+            screenshots.display().to_string(),
+        ]
+    };
+    let before = fingerprint();
+    let hostile_args = args("hostile");
+    let status = run_script(
+        &browser_dir,
+        "csrf_check.mjs",
+        &hostile_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert!(
+        status.success(),
+        "csrf_check.mjs hostile failed ({status}); server log:\n{}",
+        project.server_log()
+    );
+    assert_eq!(fingerprint(), before, "a forged post changed the database");
+    assert!(!marker("hostile_trigger").exists(), "a forged trigger ran its command");
+
+    let own_args = args("own");
+    let status = run_script(
+        &browser_dir,
+        "csrf_check.mjs",
+        &own_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert!(
+        status.success(),
+        "csrf_check.mjs own failed ({status}); server log:\n{}",
+        project.server_log()
+    );
+    let after = fingerprint();
+    for (what, line) in [
+        ("paused", "csrf_target|1|0"),
+        ("triggered", "own|success|0"),
+        ("cleared the run, then touch with downstream", "setup/touch|success|3"),
+        ("cleared twice, then marked failed", "setup/done|failed|3"),
+        ("set a variable", "own_variable|set from weir|0"),
+        ("added a connection", "own_connection|"),
+    ] {
+        assert!(after.contains(line), "{what}: no `{line}` in the database:\n{after}");
+    }
+    assert!(
+        marker("own_trigger").exists(),
+        "the run triggered from weir's page ran its command"
     );
 }

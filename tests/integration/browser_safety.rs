@@ -7,7 +7,6 @@
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
-use sqlx::Row;
 use tower::ServiceExt;
 use weir::api::router;
 use weir::api::ui::csrf::{COOKIE_NAME, FIELD_NAME};
@@ -17,33 +16,6 @@ use crate::ui::{Ui, run_url};
 
 const FOREIGN_ORIGIN: &str = "http://127.0.0.1:3000";
 const OTHER_TOKEN: &str = "bad0000000000000000000000000000000000000000000000000000000000bad";
-
-/// Everything a UI form can change, as text: DAGs and their pause flag, runs, task instances,
-/// variables, connections and backfills.
-async fn fingerprint(ui: &Ui) -> String {
-    let queries = [
-        "SELECT dag_id, is_paused FROM dag ORDER BY dag_id",
-        "SELECT run_id, state FROM dag_run ORDER BY id",
-        "SELECT run_id || '/' || task_id, state, try_number FROM task_instance ORDER BY run_id, task_id",
-        "SELECT key, val FROM variable ORDER BY key",
-        "SELECT conn_id, conn_type FROM connection ORDER BY conn_id",
-        "SELECT dag_id, state FROM backfill ORDER BY id",
-    ];
-    let mut connection = ui.db().acquire().await.unwrap();
-    let mut text = String::new();
-    for query in queries {
-        for row in sqlx::query(query).fetch_all(&mut *connection).await.unwrap() {
-            let first: String = row.try_get(0).unwrap();
-            let second: String = row
-                .try_get::<String, _>(1)
-                .unwrap_or_else(|_| row.try_get::<i64, _>(1).unwrap().to_string());
-            let third: i64 = if row.len() > 2 { row.try_get(2).unwrap() } else { 0 };
-            text.push_str(&format!("{first}|{second}|{third}\n"));
-        }
-        text.push_str("--\n");
-    }
-    text
-}
 
 /// A post as a hostile page would send it: `origin` and `referer` as given, and the cookie and
 /// field only when given.
@@ -114,7 +86,7 @@ async fn forged_form_posts_are_refused_before_anything_changes() {
             ("/connections/delete".to_string(), "name=kept"),
             ("/connections/test".to_string(), "name=kept&source=database"),
         ];
-        let before = fingerprint(&ui).await;
+        let before = support::ui_fingerprint(ui.db()).await;
         for (path, form) in &actions {
             let attacks = [
                 (
@@ -189,7 +161,7 @@ async fn forged_form_posts_are_refused_before_anything_changes() {
             }
         }
         assert_eq!(
-            fingerprint(&ui).await,
+            support::ui_fingerprint(ui.db()).await,
             before,
             "{label}: a refused post changed something"
         );
@@ -197,7 +169,7 @@ async fn forged_form_posts_are_refused_before_anything_changes() {
         // The fingerprint does see a change: the same pause from weir's own page works.
         let (status, _, _) = ui.post("/dags/shop/pause", "paused=true").await;
         assert_eq!(status, StatusCode::SEE_OTHER, "{label}");
-        assert_ne!(fingerprint(&ui).await, before, "{label}");
+        assert_ne!(support::ui_fingerprint(ui.db()).await, before, "{label}");
     }
 }
 
@@ -246,7 +218,7 @@ async fn a_page_gives_the_browser_its_cookie_and_every_form_the_same_token() {
         let response = app
             .clone()
             .oneshot(
-                Request::get(&run_url(&ui.run().await))
+                Request::get(run_url(&ui.run().await))
                     .header(header::COOKIE, format!("{COOKIE_NAME}={token}"))
                     .body(Body::empty())
                     .unwrap(),
@@ -343,7 +315,7 @@ async fn get_changes_nothing_and_state_changing_routes_answer_only_post() {
         let ui = Ui::new(&test_db).await;
         let run = ui.run().await;
         let task_url = format!("{}/tasks/extract", run_url(&run));
-        let before = fingerprint(&ui).await;
+        let before = support::ui_fingerprint(ui.db()).await;
         let pages = [
             "/".to_string(),
             "/import-errors".to_string(),
@@ -384,7 +356,11 @@ async fn get_changes_nothing_and_state_changing_routes_answer_only_post() {
                 assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{label}: {method} {action}");
             }
         }
-        assert_eq!(fingerprint(&ui).await, before, "{label}: a GET changed something");
+        assert_eq!(
+            support::ui_fingerprint(ui.db()).await,
+            before,
+            "{label}: a GET changed something"
+        );
     }
 }
 

@@ -36,6 +36,33 @@ pub fn ui_form_post(uri: &str, form: &str) -> axum::http::Request<axum::body::Bo
         .expect("a form post with valid headers")
 }
 
+/// Everything a UI form can change, as text: DAGs and their pause flag, runs, task instances,
+/// variables, connections and backfills.
+pub async fn ui_fingerprint(db: &Db) -> String {
+    let queries = [
+        "SELECT dag_id, is_paused FROM dag ORDER BY dag_id",
+        "SELECT run_id, state FROM dag_run ORDER BY id",
+        "SELECT run_id || '/' || task_id, state, try_number FROM task_instance ORDER BY run_id, task_id",
+        "SELECT key, val FROM variable ORDER BY key",
+        "SELECT conn_id, conn_type FROM connection ORDER BY conn_id",
+        "SELECT dag_id, state FROM backfill ORDER BY id",
+    ];
+    let mut connection = db.acquire().await.unwrap();
+    let mut text = String::new();
+    for query in queries {
+        for row in sqlx::query(query).fetch_all(&mut *connection).await.unwrap() {
+            let first: String = row.try_get(0).unwrap();
+            let second: String = row
+                .try_get::<String, _>(1)
+                .unwrap_or_else(|_| row.try_get::<i64, _>(1).unwrap().to_string());
+            let third: i64 = if row.len() > 2 { row.try_get(2).unwrap() } else { 0 };
+            text.push_str(&format!("{first}|{second}|{third}\n"));
+        }
+        text.push_str("--\n");
+    }
+    text
+}
+
 /// The secrets key the API harnesses encrypt connection passwords with.
 pub const TEST_SECRETS_KEY: &str = "weir test secrets key";
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";

@@ -217,7 +217,14 @@ mod tests {
         let other = CsrfToken::generate();
         let good_body = format!("state=success&{FIELD_NAME}={}", token.as_str());
         let ours = headers(&[("origin", "http://127.0.0.1:8080")]);
-        let cases: Vec<(&str, HeaderMap, Option<&CsrfToken>, String, Result<(), CsrfRefusal>)> = vec![
+        type Case<'a> = (
+            &'a str,
+            HeaderMap,
+            Option<&'a CsrfToken>,
+            String,
+            Result<(), CsrfRefusal>,
+        );
+        let cases: Vec<Case> = vec![
             ("all present", ours.clone(), Some(&token), good_body.clone(), Ok(())),
             (
                 "referer instead of origin",
