@@ -193,7 +193,8 @@ pub struct Config {
     pub max_backfill_dates: u32,
     pub database_url: String,
     pub bind: std::net::SocketAddr,
-    /// The UI's address as people reach it, without a trailing `/` (links in alerts).
+    /// The UI's address as people reach it, without a trailing `/` (links in alerts; the origin
+    /// the UI's CSRF check accepts form posts from).
     pub base_url: String,
     pub log_level: String,
     pub log_format: LogFormat,
