@@ -61,6 +61,7 @@ pub fn router(state: ApiState) -> Router {
     let mut router = Router::new()
         .merge(rest::router().layer(from_fn_with_state(state.clone(), origin::refuse_foreign_browsers)))
         .merge(ui::router(&state))
+        .layer(from_fn_with_state(state.clone(), origin::refuse_rebound_hosts))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(

@@ -1,6 +1,7 @@
 //! Whether a browser request comes from weir's own pages: the `Origin` (or, without it, the
 //! `Referer`) a browser attaches, compared with the addresses weir answers at. The UI's CSRF check
-//! requires it on every form post; the REST API refuses state changes sent by another origin.
+//! requires it on every form post; the REST API refuses state changes sent by another origin; and
+//! a weir listening on loopback answers no request addressed to another host name (DNS rebinding).
 
 use std::net::SocketAddr;
 
@@ -89,6 +90,29 @@ impl OwnOrigin {
     }
 }
 
+impl OwnOrigin {
+    /// Whether a request addressed to `host` (its `Host` header) may be answered at all: always,
+    /// unless weir listens on loopback only and `host` names another machine that is not the host
+    /// of `base_url`. Such a request comes from a page whose DNS name was pointed at 127.0.0.1
+    /// (DNS rebinding) to read or drive a weir that has no other protection.
+    pub fn answers_host(&self, host: Option<&str>) -> bool {
+        let Some(host) = host else {
+            return true;
+        };
+        if !self.loopback_only {
+            return true;
+        }
+        let Ok(reached) = Url::parse(&format!("http://{host}")) else {
+            return false;
+        };
+        if names_loopback(&reached) {
+            return true;
+        }
+        let base_host = self.base.as_deref().and_then(|base| Url::parse(base).ok());
+        base_host.is_some_and(|base| base.host_str().is_some() && base.host_str() == reached.host_str())
+    }
+}
+
 /// `localhost`, `*.localhost`, 127.0.0.0/8 or `[::1]`.
 fn names_loopback(url: &Url) -> bool {
     match url.host() {
@@ -127,6 +151,33 @@ pub async fn refuse_foreign_browsers(State(state): State<ApiState>, request: Req
         ))
         .into_response(),
     }
+}
+
+/// Middleware for every route: see [`OwnOrigin::answers_host`]. The refusal says how to reach
+/// weir instead.
+pub async fn refuse_rebound_hosts(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let own = OwnOrigin::new(&state.config.base_url, state.config.bind);
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+    if own.answers_host(host.as_deref()) {
+        return next.run(request).await;
+    }
+    tracing::warn!(
+        host = host.as_deref().unwrap_or(""),
+        "refused a request addressed to another host name"
+    );
+    (
+        axum::http::StatusCode::MISDIRECTED_REQUEST,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!(
+            "weir listens on a loopback address and answers only requests addressed to localhost, 127.0.0.1 or [::1] (or to the host of [webserver] base_url); this one was addressed to {}. Open weir at http://localhost:{}/ or set [webserver] base_url to the address you use.\n",
+            host.unwrap_or_default(),
+            state.config.bind.port()
+        ),
+    )
+        .into_response()
 }
 
 #[cfg(test)]
@@ -193,6 +244,29 @@ mod tests {
                 *expected,
                 "origin {origin:?}, host {host:?}"
             );
+        }
+    }
+
+    #[test]
+    fn a_loopback_weir_answers_loopback_names_and_its_base_url_host_only() {
+        let behind_proxy = OwnOrigin::new("https://weir.example.com", "127.0.0.1:8080".parse().unwrap());
+        let cases: &[(&OwnOrigin, Option<&str>, bool)] = &[
+            (&loopback(), None, true),
+            (&loopback(), Some("127.0.0.1:8080"), true),
+            (&loopback(), Some("localhost:8080"), true),
+            (&loopback(), Some("app.localhost"), true),
+            (&loopback(), Some("[::1]:8080"), true),
+            (&loopback(), Some("127.1.2.3"), true),
+            (&loopback(), Some("evil.example:8080"), false),
+            (&loopback(), Some("localhost.evil.example:8080"), false),
+            (&loopback(), Some("10.0.0.5:8080"), false),
+            (&loopback(), Some("bad host"), false),
+            (&behind_proxy, Some("weir.example.com"), true),
+            (&behind_proxy, Some("evil.example"), false),
+            (&public(), Some("anything.example:8080"), true),
+        ];
+        for (own, host, expected) in cases {
+            assert_eq!(own.answers_host(*host), *expected, "host {host:?} for {own:?}");
         }
     }
 

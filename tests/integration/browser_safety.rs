@@ -458,3 +458,45 @@ async fn the_api_refuses_state_changes_sent_by_another_origin() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_loopback_weir_answers_no_request_addressed_to_another_host_name() {
+    let test_db = support::databases().await.into_iter().next().unwrap();
+    let ui = Ui::new(&test_db).await;
+    let get = |path: &str, host: &str| {
+        Request::get(path)
+            .header(header::HOST, host)
+            .body(Body::empty())
+            .unwrap()
+    };
+    // A page at evil.example whose name now points at 127.0.0.1 reaches weir with its own name.
+    for path in ["/", "/variables", "/api/v2/variables", "/api/v2/dags"] {
+        let (status, _, body) = ui.send(get(path, "evil.example:8080")).await;
+        assert_eq!(status, StatusCode::MISDIRECTED_REQUEST, "{path}: {body}");
+        assert!(
+            body.contains("base_url") && body.contains("evil.example"),
+            "{path}: {body}"
+        );
+    }
+    let mut forged = support::ui_form_post("/dags/shop/pause", "paused=true");
+    forged
+        .headers_mut()
+        .insert(header::HOST, "evil.example:8080".parse().unwrap());
+    forged
+        .headers_mut()
+        .insert(header::ORIGIN, "http://evil.example:8080".parse().unwrap());
+    let before = support::ui_fingerprint(ui.db()).await;
+    let (status, _, _) = ui.send(forged).await;
+    assert_eq!(status, StatusCode::MISDIRECTED_REQUEST);
+    assert_eq!(support::ui_fingerprint(ui.db()).await, before);
+
+    for host in ["127.0.0.1:8080", "localhost:8080", "[::1]:8080"] {
+        let (status, _, body) = ui.send(get("/", host)).await;
+        assert_eq!(status, StatusCode::OK, "{host}: {body}");
+    }
+
+    // Listening on every address, weir cannot know its names: any Host is answered.
+    let public = Ui::with_config(&test_db, "\n[webserver]\nbind = \"0.0.0.0:8080\"\n").await;
+    let (status, _, body) = public.send(get("/", "weir.internal:8080")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
