@@ -7,6 +7,7 @@
 //            task. Each is tried twice: as is (the browser adds the victim's cookie), and after
 //            tossing a cookie of the attacker's own token onto weir's host (cookies ignore ports)
 //            with that token in the form. Every attempt must be answered 403 by weir.
+//            A site whose DNS name points at 127.0.0.1 (rebinding) must get no weir page at all.
 //   own:     the same actions from weir's own pages, by clicking, must work.
 // Both phases fail on any Content-Security-Policy violation reported by Chromium.
 // Usage: node csrf_check.mjs <hostile|own> <weir_base_url> <dag_id> <run_id> <marker_dir> <screenshot_dir>
@@ -78,8 +79,10 @@ function startHostileServer() {
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  // rebound.test resolves to 127.0.0.1, as a hostile site's name would after DNS rebinding.
   args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--host-resolver-rules=MAP rebound.test 127.0.0.1"],
 });
 const problems = [];
 let hostile = null;
@@ -120,6 +123,12 @@ try {
       }
     }
     await shot("refused");
+
+    step("a site whose name was rebound to 127.0.0.1 gets no weir page");
+    const rebound = new URL(weir);
+    rebound.hostname = "rebound.test";
+    const answer = await page.goto(`${rebound.origin}/variables`);
+    if (answer.status() !== 421) throw new Error(`weir answered ${answer.status()} to a rebound host name, not 421`);
   } else {
     const waitForRun = async (what) => {
       await page.waitForFunction(() => document.querySelector("#run-head h1 .badge.state-success"), null,
