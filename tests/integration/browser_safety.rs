@@ -309,7 +309,7 @@ async fn hostile_next_values_fall_back_to_the_default_page_after_the_action() {
 }
 
 #[tokio::test]
-async fn get_changes_nothing_and_state_changing_routes_answer_only_post() {
+async fn pages_hold_nothing_the_csp_blocks_get_changes_nothing_and_actions_answer_only_post() {
     for test_db in support::databases().await {
         let label = test_db.label;
         let ui = Ui::new(&test_db).await;
@@ -332,6 +332,10 @@ async fn get_changes_nothing_and_state_changing_routes_answer_only_post() {
         for page in &pages {
             let (status, body) = ui.get(page).await;
             assert_eq!(status, StatusCode::OK, "{label}: {page}: {body}");
+            // What the CSP would block, including markup made by code (the graph's SVG).
+            for blocked in ["<style", " style=", "<script>", " onclick=", " onload=", "javascript:"] {
+                assert!(!body.contains(blocked), "{label}: {page} holds `{blocked}`");
+            }
         }
         let actions = [
             "/dags/shop/pause".to_string(),
