@@ -1,21 +1,65 @@
 //! Jinja templating of task fields (§2), with Airflow's context names and filters. Strict about
 //! undefined names, as Airflow is, so a typo fails the attempt instead of rendering as empty.
+//!
+//! A shell task's `command` renders in its own environment that shell-quotes every `{{ ... }}`
+//! (minijinja's auto-escaping with a shell formatter, as HTML templates escape `<`): a value is
+//! always one word, whatever it holds. `| raw` is the one way to paste text unquoted. Every other
+//! field renders plain: it never reaches a shell (env values are passed as environment, SQL
+//! values go in bind `parameters:`, HTTP bodies are JSON built from rendered strings).
 
+mod placement;
+
+use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
 use chrono::{Duration as ChronoDuration, NaiveDate};
-use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior};
+use minijinja::value::Value as TemplateValue;
+use minijinja::{AutoEscape, Environment, Error, ErrorKind, Output, State, UndefinedBehavior};
 use serde_json::Value;
 
+/// The auto-escape mode of shell commands.
+const SHELL: AutoEscape = AutoEscape::Custom("shell");
+
+/// Most template instructions one render may run: generous for loops over a task's output rows,
+/// and a bound on `{% for %}` nests that would otherwise run for hours.
+const FUEL: u64 = 5_000_000;
+
+fn base_environment() -> Environment<'static> {
+    let mut environment = Environment::new();
+    environment.set_undefined_behavior(UndefinedBehavior::Strict);
+    environment.set_keep_trailing_newline(true);
+    environment.set_fuel(Some(FUEL));
+    environment.add_filter("ds_add", ds_add);
+    environment.add_filter("ds_format", ds_format);
+    environment.add_filter("raw", raw);
+    environment
+}
+
+/// Plain fields: values are pasted as they are.
 fn environment() -> &'static Environment<'static> {
     static ENVIRONMENT: OnceLock<Environment<'static>> = OnceLock::new();
     ENVIRONMENT.get_or_init(|| {
-        let mut environment = Environment::new();
-        environment.set_undefined_behavior(UndefinedBehavior::Strict);
-        environment.set_keep_trailing_newline(true);
-        environment.add_filter("ds_add", ds_add);
-        environment.add_filter("ds_format", ds_format);
+        let mut environment = base_environment();
         environment.add_filter("shell_quote", shell_quote);
+        environment
+    })
+}
+
+/// Shell commands: every value is shell-quoted unless `| raw` marked it.
+fn shell_environment() -> &'static Environment<'static> {
+    static ENVIRONMENT: OnceLock<Environment<'static>> = OnceLock::new();
+    ENVIRONMENT.get_or_init(|| {
+        let mut environment = base_environment();
+        environment.set_auto_escape_callback(|_| SHELL);
+        environment.set_formatter(shell_formatter);
+        // Quoting is automatic: these are kept so that older commands still render, once quoted.
+        environment.add_filter("shell_quote", unchanged);
+        environment.add_filter("escape", unchanged);
+        environment.add_filter("e", unchanged);
+        // minijinja's `safe` and `tojson` mark their result as already escaped; in a command that
+        // would be a second, silent way around the quoting.
+        environment.add_filter("safe", refuse_safe);
+        environment.add_filter("tojson", tojson_text);
         environment
     })
 }
@@ -36,22 +80,116 @@ pub fn check_syntax(template: &str) -> Result<(), String> {
         .map_err(|error| describe(&error))
 }
 
+/// The check of a shell task's `command` at DAG validation: its syntax, and that every
+/// `{{ ... }}` stands where a quoted word means what it says (not inside quotes, a comment or a
+/// here-document).
+pub fn check_shell_command(template: &str) -> Result<(), String> {
+    shell_environment()
+        .template_from_str(template)
+        .map_err(|error| describe(&error))?;
+    placement::check(template)
+}
+
 /// Whether `text` has template syntax at all; text without it renders to itself.
 pub fn has_syntax(text: &str) -> bool {
     text.contains("{{") || text.contains("{%") || text.contains("{#")
 }
 
-/// Renders one templated field with `context` (a JSON object of the names of §2).
+/// The top-level context names a template reads (`params`, `ds`, ...); empty when it does not
+/// compile (the syntax check reports that).
+pub fn names_read(template: &str) -> BTreeSet<String> {
+    if !has_syntax(template) {
+        return BTreeSet::new();
+    }
+    environment()
+        .template_from_str(template)
+        .map(|compiled| compiled.undeclared_variables(false).into_iter().collect())
+        .unwrap_or_default()
+}
+
+/// Renders one plain templated field with `context` (a JSON object of the names of §2).
 pub fn render(field: &str, template: &str, context: &Value) -> Result<String, RenderError> {
     if !has_syntax(template) {
         return Ok(template.to_string());
     }
-    environment()
+    render_in(environment(), field, template, context)
+}
+
+/// Renders a shell task's `command`: every `{{ ... }}` becomes one shell-quoted word (a value
+/// that needs no quotes, such as `2026-03-01`, is written as it is), except a value passed
+/// through `| raw`, which is pasted unquoted. Refuses a template whose `{{ ... }}` stands inside
+/// quotes, a comment or a here-document, where quoting would not hold.
+pub fn render_shell_command(template: &str, context: &Value) -> Result<String, RenderError> {
+    if !has_syntax(template) {
+        return Ok(template.to_string());
+    }
+    placement::check(template).map_err(|reason| RenderError {
+        field: "command".to_string(),
+        reason,
+    })?;
+    render_in(shell_environment(), "command", template, context)
+}
+
+/// `text` as one word for a POSIX shell (`sh -c`): unchanged when it needs no quotes.
+pub fn shell_word(text: &str) -> Result<String, String> {
+    shlex::try_quote(text).map(|word| word.into_owned()).map_err(|_| {
+        "the value holds a NUL byte, which no shell command can carry: pass it another way".to_string()
+    })
+}
+
+fn render_in(environment: &Environment<'_>, field: &str, template: &str, context: &Value) -> Result<String, RenderError> {
+    environment
         .render_str(template, context)
         .map_err(|error| RenderError {
             field: field.to_string(),
             reason: describe(&error),
         })
+}
+
+/// Writes a value into a shell command: as it is when `| raw` marked it, else as one quoted word.
+/// Auto-escape blocks (`{% autoescape false %}`) do not change this.
+fn shell_formatter(out: &mut Output<'_>, _state: &State<'_, '_>, value: &TemplateValue) -> Result<(), Error> {
+    if value.is_undefined() {
+        return Ok(());
+    }
+    let text = text_of(value);
+    let written = if value.is_safe() {
+        text
+    } else {
+        shell_word(&text).map_err(|reason| Error::new(ErrorKind::InvalidOperation, reason))?
+    };
+    out.write_str(&written)
+        .map_err(|error| Error::new(ErrorKind::WriteFailure, "cannot write the rendered command").with_source(error))
+}
+
+fn text_of(value: &TemplateValue) -> String {
+    match value.as_str() {
+        Some(text) => text.to_string(),
+        None => value.to_string(),
+    }
+}
+
+/// `{{ value | raw }}`: the value pasted as it is, unquoted. In a shell command this is the one
+/// way to insert shell syntax; elsewhere it changes nothing.
+fn raw(value: TemplateValue) -> TemplateValue {
+    TemplateValue::from_safe_string(text_of(&value))
+}
+
+fn unchanged(value: TemplateValue) -> TemplateValue {
+    value
+}
+
+fn refuse_safe(_value: TemplateValue) -> Result<TemplateValue, Error> {
+    Err(Error::new(
+        ErrorKind::InvalidOperation,
+        "`| safe` does not apply to shell commands, where every value is quoted: write `| raw` to paste text unquoted",
+    ))
+}
+
+/// `tojson` as text (quoted like any value), not as minijinja's already-escaped markup.
+fn tojson_text(value: TemplateValue) -> Result<String, Error> {
+    serde_json::to_string(&value)
+        .map_err(|error| Error::new(ErrorKind::InvalidOperation, "cannot serialize to JSON").with_source(error))
 }
 
 fn describe(error: &Error) -> String {
@@ -102,13 +240,10 @@ fn ds_format(ds: String, first: String, second: Option<String>) -> Result<String
     Ok(rendered)
 }
 
-/// `{{ value | shell_quote }}`: one shell word, whatever the value holds.
-fn shell_quote(value: minijinja::Value) -> String {
-    let text = match value.as_str() {
-        Some(text) => text.to_string(),
-        None => value.to_string(),
-    };
-    format!("'{}'", text.replace('\'', r#"'\''"#))
+/// `{{ value | shell_quote }}` outside shell commands: one shell word, whatever the value holds.
+/// In a shell command values are quoted anyway and this filter leaves them as they are.
+fn shell_quote(value: TemplateValue) -> Result<String, Error> {
+    shell_word(&text_of(&value)).map_err(|reason| Error::new(ErrorKind::InvalidOperation, reason))
 }
 
 #[cfg(test)]
@@ -136,7 +271,7 @@ mod tests {
             ("{{ ds | ds_add(31) }}", "2026-04-01"),
             ("{{ ds | ds_format('%d/%m/%Y') }}", "01/03/2026"),
             ("{{ ds_nodash | ds_format('%Y%m%d', '%Y-%m') }}", "2026-03"),
-            ("echo {{ \"it's\" | shell_quote }}", "echo 'it'\\''s'"),
+            ("echo {{ \"it's\" | shell_quote }}", "echo \"it's\""),
             ("no template at all", "no template at all"),
         ];
         for (template, expected) in cases {
@@ -154,6 +289,90 @@ mod tests {
                 .starts_with("cannot render `command`: undefined value"),
             "{error}"
         );
+    }
+
+    fn shell(template: &str, name: &str) -> Result<String, RenderError> {
+        render_shell_command(template, &json!({"ds": "2026-03-01", "params": {"name": name}}))
+    }
+
+    #[test]
+    fn every_value_in_a_shell_command_is_one_quoted_word() {
+        let cases = [
+            ("kr", "echo kr > out.txt"),
+            ("x; touch PWNED", "echo 'x; touch PWNED' > out.txt"),
+            ("$(touch PWNED)", "echo '$(touch PWNED)' > out.txt"),
+            ("it's", "echo \"it's\" > out.txt"),
+            ("", "echo '' > out.txt"),
+        ];
+        for (name, expected) in cases {
+            assert_eq!(shell("echo {{ params.name }} > out.txt", name).unwrap(), expected, "{name}");
+        }
+        assert_eq!(shell("./run.sh --day {{ ds }}", "").unwrap(), "./run.sh --day 2026-03-01");
+    }
+
+    #[test]
+    fn raw_is_the_one_way_to_paste_text_unquoted() {
+        let hostile = "x; touch PWNED";
+        assert_eq!(shell("echo {{ params.name | raw }}", hostile).unwrap(), "echo x; touch PWNED");
+        for quoted in [
+            "echo {{ params.name | shell_quote }}",
+            "echo {{ params.name | e }}",
+            "echo {{ params.name | escape }}",
+            "{% autoescape false %}echo {{ params.name }}{% endautoescape %}",
+            "{% set copy = params.name %}echo {{ copy }}",
+            "{% macro word(text) %}{{ text }}{% endmacro %}echo {{ word(params.name) }}",
+        ] {
+            assert_eq!(shell(quoted, hostile).unwrap(), "echo 'x; touch PWNED'", "{quoted}");
+        }
+        assert_eq!(
+            shell("echo {{ params | tojson }}", hostile).unwrap(),
+            r#"echo '{"name":"x; touch PWNED"}'"#
+        );
+        let error = shell("echo {{ params.name | safe }}", hostile).unwrap_err();
+        assert!(error.reason.contains("write `| raw`"), "{error}");
+    }
+
+    #[test]
+    fn other_fields_render_values_as_they_are() {
+        let context = json!({"params": {"name": "x; touch PWNED"}});
+        assert_eq!(render("env.NAME", "{{ params.name }}", &context).unwrap(), "x; touch PWNED");
+        assert_eq!(
+            render("env.NAME", "{{ params.name | shell_quote }}", &context).unwrap(),
+            "'x; touch PWNED'"
+        );
+        assert_eq!(render("url", "/q?{{ params.name | urlencode }}", &context).unwrap(), "/q?x%3B%20touch%20PWNED");
+    }
+
+    #[test]
+    fn a_shell_command_with_a_value_inside_quotes_is_refused_before_it_runs() {
+        let error = shell("echo \"{{ params.name }}\"", "$(touch PWNED)").unwrap_err();
+        assert!(error.reason.contains("inside double quotes"), "{error}");
+        assert!(check_shell_command("echo '{{ ds }}'").is_err());
+        assert!(check_shell_command("echo {{ ds }}").is_ok());
+    }
+
+    #[test]
+    fn a_nul_byte_cannot_reach_a_shell_command() {
+        let error = shell("echo {{ params.name }}", "a\u{0}b").unwrap_err();
+        assert!(error.reason.contains("NUL byte"), "{error}");
+    }
+
+    #[test]
+    fn templates_that_would_run_for_hours_run_out_of_fuel() {
+        let error = render(
+            "command",
+            "{% for a in range(10000) %}{% for b in range(10000) %}{% endfor %}{% endfor %}",
+            &context(),
+        )
+        .unwrap_err();
+        assert!(error.reason.contains("fuel"), "{error}");
+    }
+
+    #[test]
+    fn the_names_a_template_reads_are_known_before_rendering() {
+        let names = names_read("SELECT * FROM t WHERE a = '{{ params.a }}' AND d = '{{ ds }}'");
+        assert_eq!(names, BTreeSet::from(["ds".to_string(), "params".to_string()]));
+        assert!(names_read("SELECT 1").is_empty());
     }
 
     #[test]

@@ -187,9 +187,14 @@ pub fn needs_context(task: &Task) -> bool {
 /// Renders every templated field of `task`; the first failure names its field. A `sql_file`
 /// (relative to `folder`, the DAG file's) is read here and rendered as `sql`.
 pub fn render_fields(task: &Task, folder: &Path, context: &Value) -> Result<RenderedFields, RenderError> {
-    let mut operator = task
-        .operator
-        .render_with(&mut |field, text| template::render(field, text, context))?;
+    let is_shell = matches!(task.operator, Operator::Shell { .. });
+    let mut operator = task.operator.render_with(&mut |field, text| {
+        if is_shell && field == "command" {
+            template::render_shell_command(text, context)
+        } else {
+            template::render(field, text, context)
+        }
+    })?;
     if let Operator::Sql(SqlTask {
         sql: SqlSource::File(path),
         conn,
@@ -245,7 +250,8 @@ pub fn attempt_env(
         .with_timezone(&dag.timetable.timezone)
         .format("%Y-%m-%d")
         .to_string();
-    let mut env = rendered_env.to_vec();
+    let mut env = param_env(&run.conf);
+    env.extend_from_slice(rendered_env);
     env.extend([
         ("WEIR_DAG_ID".to_string(), dag.dag_id.to_string()),
         ("WEIR_TASK_ID".to_string(), task_id.to_string()),
@@ -258,6 +264,36 @@ pub fn attempt_env(
         ("WEIR_OUTPUT".to_string(), output_file.display().to_string()),
     ]);
     env
+}
+
+/// The run's params (its `conf` with the declared defaults) as `WEIR_PARAM_<NAME>`, the name
+/// upper-cased: strings as they are, other values as JSON. A name that is not an environment
+/// variable name (letters, digits and `_`, not starting with a digit) is left out, and so is a
+/// value holding a NUL byte, which no environment can carry; templates still reach both.
+pub fn param_env(conf: &Value) -> Vec<(String, String)> {
+    let Some(params) = conf.as_object() else {
+        return Vec::new();
+    };
+    params
+        .iter()
+        .filter(|(name, _)| is_env_name(name))
+        .map(|(name, value)| {
+            let text = match value {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            (format!("WEIR_PARAM_{}", name.to_uppercase()), text)
+        })
+        .filter(|(_, text)| !text.contains('\0'))
+        .collect()
+}
+
+fn is_env_name(name: &str) -> bool {
+    let mut characters = name.chars();
+    characters
+        .next()
+        .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
+        && characters.all(|character| character.is_ascii_alphanumeric() || character == '_')
 }
 
 /// The markers that identify one attempt's processes (they carry them in their environment), used
@@ -316,6 +352,29 @@ mod tests {
         ]);
         assert_eq!(passwords, ["pw-3"]);
         assert_eq!(secrets(&variables, &env, &passwords), ["tok-1", "pw-2", "pw-3"]);
+    }
+
+    #[test]
+    fn params_become_weir_param_variables_with_json_for_non_strings() {
+        let conf = serde_json::json!({
+            "name": "x; touch PWNED",
+            "limit": 5,
+            "flags": {"full": true},
+            "Mixed_case": "ok",
+            "not-a-name": "left out",
+            "9lives": "left out",
+            "nul": "a\u{0}b",
+        });
+        assert_eq!(
+            param_env(&conf),
+            [
+                ("WEIR_PARAM_NAME".to_string(), "x; touch PWNED".to_string()),
+                ("WEIR_PARAM_LIMIT".to_string(), "5".to_string()),
+                ("WEIR_PARAM_FLAGS".to_string(), r#"{"full":true}"#.to_string()),
+                ("WEIR_PARAM_MIXED_CASE".to_string(), "ok".to_string()),
+            ]
+        );
+        assert!(param_env(&Value::Null).is_empty());
     }
 
     #[test]

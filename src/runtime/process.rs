@@ -117,7 +117,7 @@ pub async fn run_shell(
     };
     log.note(&masker.mask(&format!(
         "running: sh -c {} in {}",
-        shell_quote(&attempt.command),
+        crate::domain::template::shell_word(&attempt.command).unwrap_or_else(|_| attempt.command.clone()),
         attempt.cwd.display()
     )));
 
@@ -652,11 +652,6 @@ impl LogWriter {
     }
 }
 
-/// Quotes `text` for a POSIX shell, so the logged command can be copied and run.
-fn shell_quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', r"'\''"))
-}
-
 /// `5s` for whole seconds, `1.23s` otherwise.
 fn human_duration(duration: Duration) -> String {
     if duration.subsec_nanos() == 0 {
@@ -848,7 +843,7 @@ mod tests {
             lines.first().copied(),
             Some(
                 format!(
-                    "[weir] running: sh -c 'echo to-out; echo to-err >&2; printf '\\''no newline'\\''' in {}",
+                    "[weir] running: sh -c \"echo to-out; echo to-err >&2; printf 'no newline'\" in {}",
                     dir.path().display()
                 )
                 .as_str()

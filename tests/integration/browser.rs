@@ -30,15 +30,15 @@ tasks:
   extract_a:
     command: 'for i in $(seq 1 {{ params.rows }}); do echo "extract a: row $i"; done'
   extract_b:
-    command: 'echo "extract b in {{ params.mode }} mode"; sleep 1; echo "extract b done"'
+    command: 'echo extract b in {{ params.mode }} mode; sleep 1; echo "extract b done"'
   transform:
-    command: 'echo transforming; sleep 1; echo "{\"rows\": {{ params.rows }}}" > "$WEIR_OUTPUT"'
+    command: 'echo transforming; sleep 1; printf "{\"rows\": %s}" {{ params.rows }} > "$WEIR_OUTPUT"'
     depends_on: [extract_a, extract_b]
   load:
     command: echo loaded
     depends_on: [transform]
   report:
-    command: echo "report for {{ ds }}"
+    command: echo report for {{ ds }}
     depends_on: [load]
     trigger_rule: all_done
 "#;

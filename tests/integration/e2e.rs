@@ -335,7 +335,7 @@ tasks:
   count:
     command: 'echo "{\"rows\": 42}" > "$WEIR_OUTPUT"'
   report:
-    command: 'echo "rows={{ tasks.count.output.rows }} token=$API_TOKEN"'
+    command: 'echo rows={{ tasks.count.output.rows }} "token=$API_TOKEN"'
     env: { API_TOKEN: "s3cr3t-value" }
     depends_on: [count]
 "#,

@@ -113,7 +113,7 @@ tasks:
     expect_status: 201
     depends_on: [fetch]
   count:
-    command: echo "rows={{{{ tasks.fetch.output.rows }}}} day={{{{ tasks.fetch.output.day }}}}"
+    command: echo rows={{{{ tasks.fetch.output.rows }}}} day={{{{ tasks.fetch.output.day }}}}
     depends_on: [fetch]
   broken:
     type: http
@@ -293,7 +293,7 @@ params:
   day: {type: string, default: none}
 tasks:
   work:
-    command: echo "child for {{ params.day }}"
+    command: echo child for {{ params.day }}
 "#;
         let mut harness = Harness::with_dags(&test_db.db, &[parent, child], |_| {}).await;
         let run = harness.trigger().await;
@@ -434,9 +434,9 @@ tasks:
     conn: crm_leak_test
     url: /whoami
   describe:
-    command: echo "host={{ conn.crm_leak_test.host }} login={{ conn.crm_leak_test.login }}"
+    command: echo host={{ conn.crm_leak_test.host }} login={{ conn.crm_leak_test.login }}
   variables:
-    command: echo "region={{ var.region }} token={{ var.crm_api_token }}"
+    command: echo region={{ var.region }} token={{ var.crm_api_token }}
 "#;
         let mut harness = Harness::new(&test_db.db, yaml).await;
         let run = harness.trigger().await;

@@ -186,6 +186,11 @@ fn shell(keys: &TaskKeys<'_>, problems: &mut Problems) -> Option<Operator> {
         );
         return None;
     };
+    if template::check_syntax(&command.value).is_ok()
+        && let Err(error) = template::check_shell_command(&command.value)
+    {
+        problems.at(command, format!("template error in `command`: {error}"));
+    }
     let command = templated(command, "command", problems);
     let cwd = keys.pick(|d| &d.cwd).map(|cwd| templated(cwd, "cwd", problems));
     Some(Operator::Shell {
