@@ -151,6 +151,9 @@ impl std::fmt::Display for StatusExpectation {
 pub struct SqlTask {
     pub conn: String,
     pub sql: SqlSource,
+    /// Bind parameters by name, used as `:name` in the SQL: text (templated), numbers, booleans
+    /// or null. Their values are bound, never pasted into the SQL text.
+    pub parameters: Vec<(String, serde_json::Value)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -287,6 +290,17 @@ impl Operator {
                     SqlSource::Inline(text) => SqlSource::Inline(render("sql", text)?),
                     SqlSource::File(path) => SqlSource::File(render("sql_file", path)?),
                 },
+                parameters: sql
+                    .parameters
+                    .iter()
+                    .map(|(name, value)| match value {
+                        serde_json::Value::String(text) => Ok((
+                            name.clone(),
+                            serde_json::Value::String(render(&format!("parameters.{name}"), text)?),
+                        )),
+                        other => Ok((name.clone(), other.clone())),
+                    })
+                    .collect::<Result<_, E>>()?,
             }),
             Operator::Transfer(transfer) => Operator::Transfer(Box::new(TransferTask {
                 from_sql: render("from.sql", &transfer.from_sql)?,

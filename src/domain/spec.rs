@@ -220,6 +220,8 @@ pub struct TaskSpec {
     // `sql` (§5.3): `sql` is text in a sql task and `{conn, sql}` in a sql sensor.
     pub sql: Option<Spanned<SqlSpec>>,
     pub sql_file: Option<Spanned<String>>,
+    /// Bind parameters of a sql task: name → value, used as `:name` in the SQL.
+    pub parameters: Option<Spanned<IndexMap<String, Spanned<serde_json::Value>>>>,
 
     // `transfer` (§5.4)
     pub from: Option<Spanned<TransferFromSpec>>,

@@ -107,6 +107,23 @@ pub fn names_read(template: &str) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
+/// The check of SQL text (a sql task's `sql` or file, a sensor's query, a transfer's query and
+/// table): it must not read `params` or `conf`, which come from whoever triggers the run and
+/// would be pasted into the statement; such values go in a sql task's bind `parameters:`.
+pub fn check_sql_text(field: &str, template: &str) -> Result<(), String> {
+    let names = names_read(template);
+    let read: Vec<&str> = ["params", "conf"]
+        .into_iter()
+        .filter(|name| names.contains(*name))
+        .collect();
+    match read.first() {
+        None => Ok(()),
+        Some(name) => Err(format!(
+            "`{field}` pastes `{name}` into its SQL text, where a value from a trigger's conf could change the statement: bind it instead, as `parameters: {{value: \"{{{{ {name}.value }}}}\"}}` on a sql task and `:value` in the SQL"
+        )),
+    }
+}
+
 /// Renders one plain templated field with `context` (a JSON object of the names of §2).
 pub fn render(field: &str, template: &str, context: &Value) -> Result<String, RenderError> {
     if !has_syntax(template) {
@@ -373,6 +390,14 @@ mod tests {
         let names = names_read("SELECT * FROM t WHERE a = '{{ params.a }}' AND d = '{{ ds }}'");
         assert_eq!(names, BTreeSet::from(["ds".to_string(), "params".to_string()]));
         assert!(names_read("SELECT 1").is_empty());
+    }
+
+    #[test]
+    fn sql_text_may_not_paste_params_or_conf() {
+        assert_eq!(check_sql_text("sql", "DELETE FROM t WHERE day = '{{ ds }}'"), Ok(()));
+        let error = check_sql_text("sql", "DELETE FROM t WHERE name = '{{ params.name }}'").unwrap_err();
+        assert!(error.starts_with("`sql` pastes `params` into its SQL text"), "{error}");
+        assert!(check_sql_text("from.sql", "SELECT {{ conf.limit }}").is_err());
     }
 
     #[test]

@@ -1328,7 +1328,8 @@ tasks:
             operator("build_from_file"),
             Operator::Sql(crate::domain::dag::SqlTask {
                 conn: "warehouse".into(),
-                sql: SqlSource::File("sql/build.sql".into())
+                sql: SqlSource::File("sql/build.sql".into()),
+                parameters: vec![],
             })
         );
         let Operator::Transfer(transfer) = operator("copy") else {

@@ -198,6 +198,7 @@ pub fn render_fields(task: &Task, folder: &Path, context: &Value) -> Result<Rend
     if let Operator::Sql(SqlTask {
         sql: SqlSource::File(path),
         conn,
+        parameters,
     }) = &operator
     {
         let full = folder.join(path);
@@ -205,9 +206,14 @@ pub fn render_fields(task: &Task, folder: &Path, context: &Value) -> Result<Rend
             field: "sql_file".to_string(),
             reason: format!("cannot read {}: {error}", full.display()),
         })?;
+        template::check_sql_text("sql_file", &text).map_err(|reason| RenderError {
+            field: "sql_file".to_string(),
+            reason,
+        })?;
         operator = Operator::Sql(SqlTask {
             conn: conn.clone(),
             sql: SqlSource::Inline(template::render("sql", &text, context)?),
+            parameters: parameters.clone(),
         });
     }
     let env = task

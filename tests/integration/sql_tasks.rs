@@ -10,7 +10,7 @@ use crate::support::{self, ScratchDb};
 /// Runs `script` on `url`, failing the test on error; returns the outcome.
 async fn sql(url: &str, script: &str) -> SqlOutcome {
     let mut log = |_: &str| {};
-    run_sql(url, script, 1000, &mut log)
+    run_sql(url, script, &[], 1000, &mut log)
         .await
         .unwrap_or_else(|error| panic!("running {script:?}: {error}"))
 }
@@ -109,7 +109,7 @@ async fn a_script_runs_its_statements_and_returns_the_rows_of_the_last_one_up_to
                       SELECT id, name FROM fruit ORDER BY id";
         let mut lines = Vec::new();
         let mut log = |line: &str| lines.push(line.to_string());
-        let outcome = run_sql(&db.url, script, 2, &mut log)
+        let outcome = run_sql(&db.url, script, &[], 2, &mut log)
             .await
             .unwrap_or_else(|error| panic!("{}: {error}", db.label));
         assert_eq!(outcome.statements, 3, "{}", db.label);
@@ -147,6 +147,7 @@ async fn a_script_runs_its_statements_and_returns_the_rows_of_the_last_one_up_to
         let all = run_sql(
             &db.url,
             "SELECT name, price FROM fruit WHERE id = 3",
+            &[],
             10,
             &mut |_: &str| {},
         )
@@ -160,6 +161,37 @@ async fn a_script_runs_its_statements_and_returns_the_rows_of_the_last_one_up_to
             _ => assert_eq!(price, &json!("12.50"), "{}", db.label),
         }
         assert_eq!(all.rows[0]["name"], json!("kiwi ✓"), "{}", db.label);
+    }
+}
+
+#[tokio::test]
+async fn a_hostile_parameter_is_bound_as_a_value_and_never_runs_as_sql() {
+    let hostile = "'; DROP TABLE t; --";
+    for db in all_backends().await {
+        sql(&db.url, "CREATE TABLE t (name VARCHAR(60), n INTEGER)").await;
+        let parameters = [
+            ("name".to_string(), json!(hostile)),
+            ("n".to_string(), json!(7)),
+        ];
+        let mut log = |_: &str| {};
+        let outcome = run_sql(
+            &db.url,
+            "INSERT INTO t (name, n) VALUES (:name, :n);\n\
+             INSERT INTO t (name, n) VALUES ('literal :name', 1);\n\
+             SELECT name, n FROM t WHERE name = :name OR n = :n ORDER BY n",
+            &parameters,
+            10,
+            &mut log,
+        )
+        .await
+        .unwrap_or_else(|error| panic!("{}: {error}", db.label));
+        assert_eq!(outcome.rows, json!([{"name": hostile, "n": 7}]), "{}", db.label);
+        assert_eq!(count(&db.url, "SELECT COUNT(*) FROM t").await, 2, "{}: the table is still there", db.label);
+        let unknown = run_sql(&db.url, "SELECT :nmae", &parameters, 10, &mut log)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(unknown.contains("`:nmae`, which is not among the task's parameters"), "{unknown}");
     }
 }
 
@@ -178,6 +210,7 @@ async fn a_failing_statement_rolls_back_every_statement_before_it_and_names_its_
         let error = run_sql(
             &db.url,
             "INSERT INTO ledger VALUES (1, 'first');\nUPDATE ledger SET note = 'changed';\nINSERT INTO no_such_table VALUES (3)",
+            &[],
             10,
             &mut log,
         )
@@ -206,7 +239,7 @@ async fn a_failing_statement_rolls_back_every_statement_before_it_and_names_its_
 #[tokio::test]
 async fn an_empty_script_is_refused_before_connecting() {
     let mut log = |_: &str| {};
-    let error = run_sql("sqlite:///nonexistent/dir/x.db", " -- nothing\n ; ", 10, &mut log)
+    let error = run_sql("sqlite:///nonexistent/dir/x.db", " -- nothing\n ; ", &[], 10, &mut log)
         .await
         .unwrap_err();
     assert!(matches!(error, SqlTaskError::EmptyScript), "{error}");
@@ -219,7 +252,7 @@ async fn a_connection_error_never_shows_the_password() {
         "postgres://weir:s3cr3t-pw@127.0.0.1:1/db",
         "mysql://weir:s3cr3t-pw@127.0.0.1:1/db",
     ] {
-        let error = run_sql(url, "SELECT 1", 10, &mut log).await.unwrap_err().to_string();
+        let error = run_sql(url, "SELECT 1", &[], 10, &mut log).await.unwrap_err().to_string();
         assert!(error.starts_with("cannot connect to "), "{error}");
         assert!(!error.contains("s3cr3t"), "{error}");
     }
@@ -231,7 +264,7 @@ async fn a_postgres_type_weir_cannot_move_is_named_with_a_cast_to_use() {
         return;
     };
     let mut log = |_: &str| {};
-    let error = run_sql(&db.url, "SELECT 1 AS id, interval '1 day' AS wait", 10, &mut log)
+    let error = run_sql(&db.url, "SELECT 1 AS id, interval '1 day' AS wait", &[], 10, &mut log)
         .await
         .unwrap_err()
         .to_string();
@@ -716,7 +749,7 @@ async fn mariadb_binary_collated_text_reads_as_text_and_blobs_as_bytes() {
         json!([{"doc": "{\"a\": [1, 2]}", "code": "AbC", "raw": "\\x00ff", "tu": 200, "y": 2024, "bits": 5, "e": "b"}])
     );
     let mut log = |_: &str| {};
-    let error = run_sql(&db.url, "SELECT bu FROM j", 10, &mut log)
+    let error = run_sql(&db.url, "SELECT bu FROM j", &[], 10, &mut log)
         .await
         .unwrap_err()
         .to_string();
@@ -724,7 +757,7 @@ async fn mariadb_binary_collated_text_reads_as_text_and_blobs_as_bytes() {
         error.contains("larger than a signed 64-bit integer") && error.contains("CAST(bu AS DECIMAL(20,0))"),
         "{error}"
     );
-    let error = run_sql(&db.url, "SELECT t FROM j", 10, &mut log)
+    let error = run_sql(&db.url, "SELECT t FROM j", &[], 10, &mut log)
         .await
         .unwrap_err()
         .to_string();

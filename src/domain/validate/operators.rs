@@ -59,6 +59,7 @@ impl TaskKeys<'_> {
         add("request_timeout", own.request_timeout.as_ref().map(|v| v.referenced));
         add("sql", own.sql.as_ref().map(|v| v.referenced));
         add("sql_file", own.sql_file.as_ref().map(|v| v.referenced));
+        add("parameters", own.parameters.as_ref().map(|v| v.referenced));
         add("from", own.from.as_ref().map(|v| v.referenced));
         add("to", own.to.as_ref().map(|v| v.referenced));
         add("batch_size", own.batch_size.as_ref().map(|v| v.referenced));
@@ -88,7 +89,7 @@ fn keys_of(type_name: &str) -> &'static [&'static str] {
             "expect_status",
             "request_timeout",
         ],
-        "sql" => &["conn", "sql", "sql_file"],
+        "sql" => &["conn", "sql", "sql_file", "parameters"],
         "transfer" => &["from", "to", "batch_size"],
         "sensor" => &["file", "http", "sql", "dag_run", "poke_interval", "soft_fail"],
         "trigger_dag" => &["dag_id", "conf", "wait_for_completion", "poke_interval"],
@@ -326,6 +327,11 @@ fn sql(keys: &TaskKeys<'_>, problems: &mut Problems) -> Option<Operator> {
         (Some(sql), None) => match &sql.value {
             SqlSpec::Text(text) => {
                 let spanned = Spanned::new(text.clone(), sql.referenced, sql.defined);
+                if template::check_syntax(text).is_ok()
+                    && let Err(error) = template::check_sql_text("sql", text)
+                {
+                    problems.at(sql, error);
+                }
                 Some(SqlSource::Inline(templated(&spanned, "sql", problems)))
             }
             SqlSpec::Query(_) => {
@@ -360,10 +366,57 @@ fn sql(keys: &TaskKeys<'_>, problems: &mut Problems) -> Option<Operator> {
         );
         return None;
     };
+    let parameters = sql_parameters(keys, problems);
     Some(Operator::Sql(SqlTask {
         conn: conn.value.clone(),
         sql: source?,
+        parameters: parameters?,
     }))
+}
+
+/// `parameters:` of a sql task: a map of names (`:name` in the SQL) to text (templated),
+/// numbers, booleans or null.
+fn sql_parameters(keys: &TaskKeys<'_>, problems: &mut Problems) -> Option<Vec<(String, serde_json::Value)>> {
+    let Some(given) = keys.pick(|d| &d.parameters) else {
+        return Some(Vec::new());
+    };
+    let mut parameters = Vec::new();
+    let mut valid = true;
+    for (name, value) in &given.value {
+        let is_name = name.chars().next().is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
+            && name.chars().all(|character| character.is_ascii_alphanumeric() || character == '_');
+        if !is_name {
+            problems.at(
+                value,
+                format!(
+                    "parameter name `{name}` cannot be written as `:{name}` in SQL: use letters, digits and `_`, starting with a letter"
+                ),
+            );
+            valid = false;
+            continue;
+        }
+        match &value.value {
+            serde_json::Value::Array(_) | serde_json::Value::Object(_) => {
+                problems.at(
+                    value,
+                    format!("parameter `{name}` is a list or map, which SQL cannot bind: give text, a number, true/false or null"),
+                );
+                valid = false;
+            }
+            serde_json::Value::String(text) => {
+                if let Err(error) = template::check_syntax(text) {
+                    problems.at(
+                        value,
+                        format!("template error in `parameters.{name}`: {error}; check the {{{{ }}}} and {{% %}} pairs"),
+                    );
+                    valid = false;
+                }
+                parameters.push((name.clone(), value.value.clone()));
+            }
+            other => parameters.push((name.clone(), other.clone())),
+        }
+    }
+    valid.then_some(parameters)
 }
 
 fn transfer(keys: &TaskKeys<'_>, problems: &mut Problems) -> Option<Operator> {
@@ -399,6 +452,8 @@ fn transfer(keys: &TaskKeys<'_>, problems: &mut Problems) -> Option<Operator> {
     ] {
         if let Err(error) = template::check_syntax(text) {
             problems.at_location(at, format!("template error in `{field}`: {error}"));
+        } else if let Err(error) = template::check_sql_text(field, text) {
+            problems.at_location(at, error);
         }
     }
     let mode = match to.value.mode.as_deref() {
@@ -483,6 +538,8 @@ fn sensor(keys: &TaskKeys<'_>, problems: &mut Problems) -> Option<Operator> {
                 (Some(conn), Some(text)) => {
                     if let Err(error) = template::check_syntax(text) {
                         problems.at(sql, format!("template error in `sql.sql`: {error}"));
+                    } else if let Err(error) = template::check_sql_text("sql.sql", text) {
+                        problems.at(sql, error);
                     }
                     Some(SensorCondition::Sql {
                         conn: conn.clone(),

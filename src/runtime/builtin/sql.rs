@@ -14,7 +14,7 @@ pub(super) async fn run(
     let SqlSource::Inline(script) = &task.sql else {
         return Err("the sql file was not read before the attempt started".to_string());
     };
-    let outcome = engine::run_sql(url, script, SQL_OUTPUT_ROWS, &mut |line: &str| log.note(line))
+    let outcome = engine::run_sql(url, script, &task.parameters, SQL_OUTPUT_ROWS, &mut |line: &str| log.note(line))
         .await
         .map_err(|error| error.to_string())?;
     if outcome.truncated {
@@ -27,7 +27,7 @@ pub(super) async fn run(
 
 /// The first column of the first row of `query` (null when there is no row).
 pub(super) async fn first_value(url: &str, query: &str, log: &mut TaskLog) -> Result<serde_json::Value, String> {
-    let outcome = engine::run_sql(url, query, 1, &mut |line: &str| log.note(line))
+    let outcome = engine::run_sql(url, query, &[], 1, &mut |line: &str| log.note(line))
         .await
         .map_err(|error| error.to_string())?;
     let first_column = outcome.columns.first();

@@ -26,6 +26,14 @@ pub enum SqlTaskError {
         statement: String,
     },
 
+    #[error(
+        "the SQL uses `:{name}`, which is not among the task's parameters ({known}): add it under `parameters:` or fix the name"
+    )]
+    UnknownParameter { name: String, known: String },
+
+    #[error("parameter `{name}` cannot be bound: {problem}")]
+    BadParameter { name: String, problem: String },
+
     #[error("starting a transaction failed: {message}")]
     Begin { message: String },
 

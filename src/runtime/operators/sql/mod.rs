@@ -10,6 +10,7 @@ mod cell;
 mod dialect;
 mod driver;
 mod error;
+mod parameters;
 mod script;
 mod split;
 mod transfer;
@@ -18,6 +19,7 @@ mod url;
 pub use cell::{Cell, ColumnKind, ColumnSpec, DecimalShape};
 pub use dialect::{TableName, column_type, rows_per_insert};
 pub use error::SqlTaskError;
+pub use parameters::{BoundStatement, bind_statement, cell_of};
 pub use script::{SqlOutcome, run_sql};
 pub use split::split_statements;
 pub use transfer::{TransferMode, TransferSpec, transfer};
@@ -32,7 +34,7 @@ mod tests {
     #[test]
     fn the_task_futures_can_be_spawned_on_a_multi_threaded_runtime() {
         let mut log = |_: &str| {};
-        let script = run_sql("sqlite::memory:", "SELECT 1", 10, &mut log);
+        let script = run_sql("sqlite::memory:", "SELECT 1", &[], 10, &mut log);
         assert_send(&script);
         drop(script);
         let spec = TransferSpec {

@@ -10,6 +10,7 @@ use sqlx::{Connection, Either, Executor, IntoArguments};
 use super::cell::ColumnSpec;
 use super::driver::{Driver, decode_row_for_output, row_columns};
 use super::error::{database_message, statement_preview};
+use super::parameters::{BoundStatement, bind_statement, cell_of};
 use super::split::split_statements;
 use super::url::{connect_mysql, connect_postgres, connect_sqlite, describe_target};
 use super::{Backend, SqlTaskError, backend_of};
@@ -36,16 +37,27 @@ pub struct SqlOutcome {
 /// Statements are split on `;` outside strings, quoted names, dollar quotes and comments.
 /// The output is the rows of the last statement, at most `row_cap` of them.
 ///
+/// `parameters` (name, value) are bound wherever a statement says `:name`: their values never
+/// become SQL text, so a value from a trigger's conf cannot change what the statement does.
+///
 /// On MySQL/MariaDB, DDL (CREATE, ALTER, DROP, TRUNCATE, ...) commits implicitly, a rule of the
 /// server that no client can change: work before such a statement cannot be rolled back there.
 pub async fn run_sql(
     url: &str,
     script: &str,
+    parameters: &[(String, serde_json::Value)],
     row_cap: usize,
     log: &mut (dyn FnMut(&str) + Send),
 ) -> Result<SqlOutcome, SqlTaskError> {
     let backend = backend_of(url)?;
-    let statements = split_statements(script, backend);
+    let cells = parameters
+        .iter()
+        .map(|(name, value)| Ok((name.clone(), cell_of(name, value)?)))
+        .collect::<Result<Vec<_>, SqlTaskError>>()?;
+    let statements = split_statements(script, backend)
+        .iter()
+        .map(|statement| bind_statement(statement, backend, &cells))
+        .collect::<Result<Vec<_>, SqlTaskError>>()?;
     if statements.is_empty() {
         return Err(SqlTaskError::EmptyScript);
     }
@@ -84,7 +96,7 @@ struct LastStatement {
 
 async fn run_statements<DB>(
     connection: &mut DB::Connection,
-    statements: &[String],
+    statements: &[BoundStatement],
     row_cap: usize,
     log: &mut (dyn FnMut(&str) + Send),
 ) -> Result<SqlOutcome, SqlTaskError>
@@ -105,10 +117,12 @@ where
             number,
             total,
             message: database_message(&error),
-            statement: statement_preview(statement),
+            statement: statement_preview(&statement.sql),
         };
         let step = if number < total {
-            sqlx::query::<DB>(sqlx::AssertSqlSafe(statement.clone()))
+            arguments::<DB>(statement)
+                .map_err(sqlx::Error::Encode)
+                .map_err(failed)?
                 .persistent(false)
                 .execute(&mut *transaction)
                 .await
@@ -158,6 +172,25 @@ where
     })
 }
 
+/// The statement as a query with its parameters bound.
+fn arguments<DB>(
+    statement: &BoundStatement,
+) -> Result<sqlx::query::Query<'static, DB, DB::Arguments>, sqlx::error::BoxDynError>
+where
+    DB: Driver,
+    DB::Arguments: IntoArguments<DB>,
+{
+    let mut arguments = DB::Arguments::default();
+    for value in &statement.values {
+        let kind = value.kind().unwrap_or(super::ColumnKind::Text);
+        DB::bind(&mut arguments, value.clone(), kind)?;
+    }
+    Ok(sqlx::query_with::<DB, _>(
+        sqlx::AssertSqlSafe(statement.sql.clone()),
+        arguments,
+    ))
+}
+
 fn step_line(number: usize, total: usize, count: u64, last: Option<&LastStatement>, row_cap: usize) -> String {
     match last {
         Some(last) if number == total && last.returned > 0 => {
@@ -176,7 +209,7 @@ fn step_line(number: usize, total: usize, count: u64, last: Option<&LastStatemen
 /// without decoding them.
 async fn run_last<DB>(
     transaction: &mut sqlx::Transaction<'_, DB>,
-    statement: &str,
+    statement: &BoundStatement,
     row_cap: usize,
     failed: impl Fn(sqlx::Error) -> SqlTaskError,
 ) -> Result<LastStatement, SqlTaskError>
@@ -185,7 +218,10 @@ where
     for<'e> &'e mut DB::Connection: Executor<'e, Database = DB>,
     DB::Arguments: IntoArguments<DB>,
 {
-    let query = sqlx::query::<DB>(sqlx::AssertSqlSafe(statement.to_string())).persistent(false);
+    let query = arguments::<DB>(statement)
+        .map_err(sqlx::Error::Encode)
+        .map_err(&failed)?
+        .persistent(false);
     let mut steps = (&mut **transaction).fetch_many(query);
     let mut last = LastStatement {
         rows: Vec::new(),

@@ -24,120 +24,165 @@ enum Scan {
     BlockComment,
 }
 
-/// The statements of `script` in order, each trimmed, without the separating `;`; statements
-/// that hold only whitespace and comments are dropped. Quoting rules follow `backend`: MySQL
-/// strings take backslash escapes and `#` starts a comment there; dollar quotes (`$$...$$`,
-/// `$tag$...$tag$`) and `E'...'` strings are PostgreSQL's. Procedural blocks that need a client
-/// `DELIMITER` (MySQL procedures, SQLite triggers with `BEGIN ... END`) are not recognised: send
-/// such a body as a single statement, or use dollar quotes on PostgreSQL.
-pub fn split_statements(script: &str, backend: Backend) -> Vec<String> {
-    let chars: Vec<char> = script.chars().collect();
-    let mut statements = Vec::new();
-    let mut current = String::new();
-    let mut has_code = false;
+/// What one character of a script is, for the splitter and the placeholder finder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Class {
+    Code,
+    /// Inside (or delimiting) a string, a quoted identifier or a dollar quote.
+    Literal,
+    Comment,
+}
+
+/// The class of every character of `script` (one entry per `char`). Quoting rules follow
+/// `backend`: MySQL strings take backslash escapes and `#` starts a comment there; dollar quotes
+/// (`$$...$$`, `$tag$...$tag$`) and `E'...'` strings are PostgreSQL's.
+pub(super) fn classify(chars: &[char], backend: Backend) -> Vec<Class> {
+    let mut classes = Vec::with_capacity(chars.len());
     let mut scan = Scan::Code;
     let mut index = 0;
     while index < chars.len() {
         let character = chars[index];
         let next = chars.get(index + 1).copied();
-        match &scan {
+        let mut width = 1;
+        let class = match &scan {
             Scan::Code => {
-                if character == ';' {
-                    finish_statement(&mut statements, &mut current, &mut has_code);
-                    index += 1;
-                    continue;
-                }
                 if character == '-' && next == Some('-') || character == '#' && backend == Backend::MySql {
                     scan = Scan::LineComment;
+                    Class::Comment
                 } else if character == '/' && next == Some('*') {
                     scan = Scan::BlockComment;
-                    current.push_str("/*");
-                    index += 2;
-                    continue;
+                    width = 2;
+                    Class::Comment
                 } else if character == '\'' {
-                    let escape_prefix = backend == Backend::Postgres && is_escape_string_prefix(&chars, index);
+                    let escape_prefix = backend == Backend::Postgres && is_escape_string_prefix(chars, index);
                     scan = Scan::Quoted {
                         close: '\'',
                         backslash_escapes: backend == Backend::MySql || escape_prefix,
                     };
-                    has_code = true;
+                    Class::Literal
                 } else if character == '"' && backend == Backend::MySql {
                     scan = Scan::Quoted {
                         close: '"',
                         backslash_escapes: true,
                     };
-                    has_code = true;
+                    Class::Literal
                 } else if character == '"' || character == '`' {
                     scan = Scan::Identifier { close: character };
-                    has_code = true;
+                    Class::Literal
                 } else if character == '$'
                     && backend == Backend::Postgres
-                    && let Some(delimiter) = dollar_quote_at(&chars, index)
+                    && let Some(delimiter) = dollar_quote_at(chars, index)
                 {
-                    current.push_str(&delimiter);
-                    index += delimiter.chars().count();
+                    width = delimiter.chars().count();
                     scan = Scan::DollarQuoted { delimiter };
-                    has_code = true;
-                    continue;
-                } else if !character.is_whitespace() {
-                    has_code = true;
+                    Class::Literal
+                } else {
+                    Class::Code
                 }
-                current.push(character);
             }
             Scan::Quoted {
                 close,
                 backslash_escapes,
             } => {
                 if *backslash_escapes && character == '\\' {
-                    current.push(character);
-                    if let Some(escaped) = next {
-                        current.push(escaped);
-                    }
-                    index += 2;
-                    continue;
-                }
-                // A doubled closing quote is an escaped quote: leaving and re-entering the string
-                // on the next character gives the same result.
-                if character == *close {
+                    width = 2;
+                } else if character == *close {
+                    // A doubled closing quote is an escaped quote: leaving and re-entering the
+                    // string on the next character gives the same result.
                     scan = Scan::Code;
                 }
-                current.push(character);
+                Class::Literal
             }
             Scan::Identifier { close } => {
                 if character == *close {
                     scan = Scan::Code;
                 }
-                current.push(character);
+                Class::Literal
             }
             Scan::DollarQuoted { delimiter } => {
-                if character == '$' && starts_with_at(&chars, index, delimiter) {
-                    current.push_str(delimiter);
-                    index += delimiter.chars().count();
+                if character == '$' && starts_with_at(chars, index, delimiter) {
+                    width = delimiter.chars().count();
                     scan = Scan::Code;
-                    continue;
                 }
-                current.push(character);
+                Class::Literal
             }
             Scan::LineComment => {
                 if character == '\n' {
                     scan = Scan::Code;
                 }
-                current.push(character);
+                Class::Comment
             }
             Scan::BlockComment => {
                 if character == '*' && next == Some('/') {
-                    current.push_str("*/");
                     scan = Scan::Code;
-                    index += 2;
-                    continue;
+                    width = 2;
                 }
-                current.push(character);
+                Class::Comment
+            }
+        };
+        let width = width.min(chars.len() - index);
+        classes.extend(std::iter::repeat_n(class, width));
+        index += width;
+    }
+    classes
+}
+
+/// The statements of `script` in order, each trimmed, without the separating `;`; statements
+/// that hold only whitespace and comments are dropped. Semicolons inside strings, quoted
+/// identifiers, dollar quotes and comments do not split (see [`classify`]). Procedural blocks
+/// that need a client `DELIMITER` (MySQL procedures, SQLite triggers with `BEGIN ... END`) are
+/// not recognised: send such a body as a single statement, or use dollar quotes on PostgreSQL.
+pub fn split_statements(script: &str, backend: Backend) -> Vec<String> {
+    let chars: Vec<char> = script.chars().collect();
+    let classes = classify(&chars, backend);
+    let mut statements = Vec::new();
+    let mut current = String::new();
+    let mut has_code = false;
+    for (&character, &class) in chars.iter().zip(&classes) {
+        if class == Class::Code && character == ';' {
+            finish_statement(&mut statements, &mut current, &mut has_code);
+            continue;
+        }
+        if class == Class::Literal || class == Class::Code && !character.is_whitespace() {
+            has_code = true;
+        }
+        current.push(character);
+    }
+    finish_statement(&mut statements, &mut current, &mut has_code);
+    statements
+}
+
+/// A `:name` placeholder in code: where it starts and ends (char indices) and its name. A colon
+/// doubled (`::int`, a PostgreSQL cast) or followed by `=` (MySQL's `:=`) is not one, and
+/// neither is one inside a string or a comment.
+pub(super) fn named_placeholders(chars: &[char], backend: Backend) -> Vec<(usize, usize, String)> {
+    let classes = classify(chars, backend);
+    let is_code = |index: usize| classes.get(index) == Some(&Class::Code);
+    let mut found = Vec::new();
+    let mut index = 0;
+    while index < chars.len() {
+        if chars[index] == ':' && is_code(index) {
+            if chars.get(index + 1) == Some(&':') {
+                index += 2;
+                continue;
+            }
+            let follows_colon = index > 0 && chars[index - 1] == ':';
+            let starts_name = chars
+                .get(index + 1)
+                .is_some_and(|&first| (first.is_ascii_alphabetic() || first == '_') && is_code(index + 1));
+            if starts_name && !follows_colon {
+                let mut end = index + 1;
+                while end < chars.len() && (chars[end].is_ascii_alphanumeric() || chars[end] == '_') && is_code(end) {
+                    end += 1;
+                }
+                found.push((index, end, chars[index + 1..end].iter().collect()));
+                index = end;
+                continue;
             }
         }
         index += 1;
     }
-    finish_statement(&mut statements, &mut current, &mut has_code);
-    statements
+    found
 }
 
 fn finish_statement(statements: &mut Vec<String>, current: &mut String, has_code: &mut bool) {
@@ -297,6 +342,26 @@ SELECT 2"#,
             split(r#"SELECT 1 AS "a"";b"; SELECT 2"#, Backend::Sqlite),
             [r#"SELECT 1 AS "a"";b""#, "SELECT 2"]
         );
+    }
+
+    #[test]
+    fn named_placeholders_are_found_in_code_only() {
+        let names = |sql: &str, backend| -> Vec<String> {
+            let chars: Vec<char> = sql.chars().collect();
+            named_placeholders(&chars, backend)
+                .into_iter()
+                .map(|(_, _, name)| name)
+                .collect()
+        };
+        assert_eq!(
+            names(
+                "SELECT :a, ':b', \":c\", x::int, :d::text -- :e\n/* :f */ FROM t WHERE y = :a",
+                Backend::Postgres
+            ),
+            ["a", "d", "a"]
+        );
+        assert_eq!(names("SET @x := 1; SELECT :name_1, '\\':g'", Backend::MySql), ["name_1"]);
+        assert_eq!(names("SELECT $$ :h $$, :i, arr[1:2]", Backend::Postgres), ["i"]);
     }
 
     #[test]
