@@ -109,6 +109,39 @@ impl Problems {
     }
 }
 
+/// The largest DAG file weir reads (a DAG of a thousand tasks is about 100 KiB).
+pub const MAX_DAG_FILE_BYTES: usize = 4 * 1024 * 1024;
+
+/// The problem of a file past [`MAX_DAG_FILE_BYTES`].
+pub fn too_large(bytes: u64) -> Problem {
+    Problem {
+        line: 1,
+        column: 1,
+        message: format!(
+            "the file is {bytes} bytes, more than a DAG file may hold ({MAX_DAG_FILE_BYTES} bytes): split it into several DAGs"
+        ),
+    }
+}
+
+/// The YAML reader's limits for DAG files, far above any real DAG and far below what would
+/// hurt the daemon: anchors and aliases (a "billion laughs" file expands to at most a few MiB),
+/// nesting depth, and the number of nodes. A file past one is refused at the line and column
+/// where it happened.
+fn yaml_options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_aliases = 10_000;
+    budget.max_anchors = 10_000;
+    budget.max_recorded_anchor_events = 100_000;
+    budget.max_recorded_anchor_bytes = 4 * 1024 * 1024;
+    budget.max_depth = 32;
+    budget.max_nodes = 200_000;
+    budget.max_events = 500_000;
+    budget.max_total_scalar_bytes = 16 * 1024 * 1024;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options
+}
+
 impl Dag {
     /// Parses and validates one DAG file. `path` names the file in messages and gives the default
     /// `dag_id` (its stem) and the folder tasks run in.
@@ -117,8 +150,11 @@ impl Dag {
             path: path.to_path_buf(),
             problems,
         };
-        let spec: DagSpec =
-            serde_saphyr::from_str(text).map_err(|error| fail(vec![syntax::syntax_problem(text, &error)]))?;
+        if text.len() > MAX_DAG_FILE_BYTES {
+            return Err(fail(vec![too_large(text.len() as u64)]));
+        }
+        let spec: DagSpec = serde_saphyr::from_str_with_options(text, yaml_options())
+            .map_err(|error| fail(vec![syntax::syntax_problem(text, &error)]))?;
         let mut problems = Problems(Vec::new());
         let dag = build(path, text, spec, context, &mut problems);
         match dag {

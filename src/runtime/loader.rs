@@ -3,6 +3,7 @@
 //! a `dag_dir_poll` rescan as a safety net) and records each change in the database.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -15,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::domain::dag::Dag;
 use crate::domain::ids::DagId;
 use crate::domain::schedule::CronCache;
-use crate::domain::validate::{DagFileError, Problem, ValidationContext};
+use crate::domain::validate::{DagFileError, MAX_DAG_FILE_BYTES, Problem, ValidationContext, too_large};
 use crate::storage::import_errors::NewImportError;
 use crate::storage::{self, Db, StorageError};
 
@@ -138,18 +139,34 @@ impl DagFolder {
 }
 
 /// Reads and validates one DAG file.
+/// A file larger than [`MAX_DAG_FILE_BYTES`] is refused without reading more than that.
 pub fn parse_file(path: &Path, context: &ValidationContext) -> Result<Dag, DagFileError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => Dag::from_yaml(path, &text, context),
-        Err(error) => Err(DagFileError {
-            path: path.to_path_buf(),
-            problems: vec![Problem {
-                line: 1,
-                column: 1,
-                message: format!("cannot read the file: {error}"),
-            }],
-        }),
+    let fail = |problem: Problem| DagFileError {
+        path: path.to_path_buf(),
+        problems: vec![problem],
+    };
+    let cannot_read = |error: std::io::Error| Problem {
+        line: 1,
+        column: 1,
+        message: format!("cannot read the file: {error}"),
+    };
+    let file = std::fs::File::open(path).map_err(|error| fail(cannot_read(error)))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_DAG_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|error| fail(cannot_read(error)))?;
+    if bytes.len() > MAX_DAG_FILE_BYTES {
+        let size = std::fs::metadata(path).map_or(bytes.len() as u64, |metadata| metadata.len());
+        return Err(fail(too_large(size)));
     }
+    let text = String::from_utf8(bytes).map_err(|_| {
+        fail(Problem {
+            line: 1,
+            column: 1,
+            message: "cannot read the file: it is not UTF-8 text".to_string(),
+        })
+    })?;
+    Dag::from_yaml(path, &text, context)
 }
 
 /// Every `*.yaml`/`*.yml` under `folder`, recursively, skipping hidden files and folders.

@@ -75,6 +75,11 @@ impl Harness {
     }
 
     pub async fn trigger(&self) -> DagRun {
+        self.trigger_with_conf(serde_json::json!({})).await
+    }
+
+    /// A manual run with `conf`, as `weir dags trigger --conf` or the API make one.
+    pub async fn trigger_with_conf(&self, conf: serde_json::Value) -> DagRun {
         let now = Utc::now();
         let run = NewRun {
             dag_id: self.dag.dag_id.clone(),
@@ -84,13 +89,10 @@ impl Harness {
             data_interval_start: now,
             data_interval_end: now,
             run_after: now,
-            conf: serde_json::json!({}),
+            conf,
             owner: None,
         };
-        let mut transaction = self.db.begin().await.unwrap();
-        let run = runs::insert(&mut transaction, &run, now).await.unwrap();
-        transaction.commit().await.unwrap();
-        run
+        weir::runtime::operations::trigger(&self.db, &self.dag, &run).await.unwrap()
     }
 
     pub async fn run_to_end(&mut self, run: &DagRun) -> RunState {

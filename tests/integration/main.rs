@@ -15,6 +15,8 @@ mod daemon;
 mod datasets;
 mod e2e;
 mod examples;
+mod hostile_input;
+mod injection;
 mod retention;
 mod secrets_at_rest;
 mod sql_tasks;

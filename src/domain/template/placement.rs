@@ -56,7 +56,7 @@ pub fn check(template: &str) -> Result<(), String> {
                 let top = *stack.last().unwrap_or(&Context::Code);
                 if let Some(problem) = misplaced(top, previous) {
                     return Err(format!(
-                        "`{{{{ ... }}}}` on line {} {problem}",
+                        "`{{{{ ... }}}}` on line {} of the command {problem}",
                         line_of(&chars, index)
                     ));
                 }
@@ -109,7 +109,7 @@ pub fn check(template: &str) -> Result<(), String> {
                 '\\' => {
                     if next == Some('{') && matches!(chars.get(index + 2), Some('{')) {
                         return Err(format!(
-                            "`{{{{ ... }}}}` on line {} comes right after a backslash, which would escape the quote weir puts around its value: remove the backslash",
+                            "`{{{{ ... }}}}` on line {} of the command comes right after a backslash, which would escape the quote weir puts around its value: remove the backslash",
                             line_of(&chars, index)
                         ));
                     }
@@ -297,7 +297,7 @@ fn skip_here_documents(chars: &[char], start: usize, pending: &mut Vec<HereDocum
             }
             if line.contains("{{") {
                 return Err(format!(
-                    "`{{{{ ... }}}}` on line {} sits in a here-document, where quotes are not removed and `$(...)` in a value would run: read the value from its environment variable instead (\"$WEIR_PARAM_NAME\")",
+                    "`{{{{ ... }}}}` on line {} of the command sits in a here-document, where quotes are not removed and `$(...)` in a value would run: read the value from its environment variable instead (\"$WEIR_PARAM_NAME\")",
                     line_of(chars, index)
                 ));
             }
@@ -336,14 +336,14 @@ mod tests {
     #[test]
     fn expressions_inside_quotes_comments_and_here_documents_are_refused_with_their_line() {
         let cases = [
-            ("echo \"{{ params.name }}\"", "line 1 sits inside double quotes"),
-            ("echo '{{ params.name }}'", "line 1 sits inside single quotes"),
-            ("echo $'{{ params.name }}'", "line 1 sits inside $'...' quotes"),
-            ("true\n# run for {{ params.name }}\n", "line 2 sits in a shell comment"),
-            ("cat <<EOF\nname: {{ params.name }}\nEOF", "line 2 sits in a here-document"),
-            ("cat <<-'END' > f\n\tx {{ ds }}\n\tEND", "line 2 sits in a here-document"),
-            ("echo \\{{ params.name }}", "line 1 comes right after a backslash"),
-            ("echo ${{ params.name }}", "line 1 comes right after `$`"),
+            ("echo \"{{ params.name }}\"", "line 1 of the command sits inside double quotes"),
+            ("echo '{{ params.name }}'", "line 1 of the command sits inside single quotes"),
+            ("echo $'{{ params.name }}'", "line 1 of the command sits inside $'...' quotes"),
+            ("true\n# run for {{ params.name }}\n", "line 2 of the command sits in a shell comment"),
+            ("cat <<EOF\nname: {{ params.name }}\nEOF", "line 2 of the command sits in a here-document"),
+            ("cat <<-'END' > f\n\tx {{ ds }}\n\tEND", "line 2 of the command sits in a here-document"),
+            ("echo \\{{ params.name }}", "line 1 of the command comes right after a backslash"),
+            ("echo ${{ params.name }}", "line 1 of the command comes right after `$`"),
             ("echo \"$(echo a) {{ ds }}\"", "inside double quotes"),
         ];
         for (command, expected) in cases {
