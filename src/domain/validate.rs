@@ -1228,6 +1228,64 @@ tasks:
     }
 
     #[test]
+    fn a_command_with_a_value_inside_quotes_is_refused_at_its_line() {
+        check(
+            r#"
+tasks:
+  hello:
+    command: echo "hi {{ params.name }}"
+"#,
+            &["3:14: template error in `command`: `{{ ... }}` on line 1 of the command sits inside double \
+               quotes: weir shell-quotes every value, so remove the quotes around it (write `--name \
+               {{ params.name }}`), or read the value from its environment variable (\"$WEIR_PARAM_NAME\")"],
+        );
+    }
+
+    #[test]
+    fn sql_parameters_are_checked_where_they_are_written() {
+        check(
+            r#"
+tasks:
+  load:
+    type: sql
+    conn: warehouse
+    sql: DELETE FROM t WHERE name = '{{ params.name }}'
+    parameters:
+      ok: "{{ params.name }}"
+      bad-name: 1
+      list: [1, 2]
+      broken: "{{ params."
+"#,
+            &[
+                "5:10: `sql` pastes `params` into its SQL text, where a value from a trigger's conf could \
+                 change the statement: bind it instead, as `parameters: {value: \"{{ params.value }}\"}` on a \
+                 sql task and `:value` in the SQL",
+                "8:17: parameter name `bad-name` cannot be written as `:bad-name` in SQL: use letters, \
+                 digits and `_`, starting with a letter",
+                "9:13: parameter `list` is a list or map, which SQL cannot bind: give text, a number, \
+                 true/false or null",
+                "10:15: template error in `parameters.broken`: syntax error: unexpected end of input, \
+                 expected identifier or integer (template line 1); check the {{ }} and {% %} pairs",
+            ],
+        );
+        let dag = load_from(
+            "/dags/ok.yaml",
+            "tasks:\n  load:\n    type: sql\n    conn: w\n    sql: DELETE FROM t WHERE name = :name\n    parameters: {name: '{{ params.name }}', n: 3, flag: true, none: null}\n",
+        )
+        .unwrap();
+        let crate::domain::dag::Operator::Sql(sql) = &dag.tasks[0].operator else { panic!("a sql task") };
+        assert_eq!(
+            sql.parameters,
+            [
+                ("name".to_string(), serde_json::json!("{{ params.name }}")),
+                ("n".to_string(), serde_json::json!(3)),
+                ("flag".to_string(), serde_json::json!(true)),
+                ("none".to_string(), serde_json::Value::Null),
+            ]
+        );
+    }
+
+    #[test]
     fn a_duplicate_key_is_reported_at_its_second_occurrence() {
         check(
             r"
