@@ -149,18 +149,21 @@ pub fn render_shell_command(template: &str, context: &Value) -> Result<String, R
 
 /// `text` as one word for a POSIX shell (`sh -c`): unchanged when it needs no quotes.
 pub fn shell_word(text: &str) -> Result<String, String> {
-    shlex::try_quote(text).map(|word| word.into_owned()).map_err(|_| {
-        "the value holds a NUL byte, which no shell command can carry: pass it another way".to_string()
-    })
+    shlex::try_quote(text)
+        .map(|word| word.into_owned())
+        .map_err(|_| "the value holds a NUL byte, which no shell command can carry: pass it another way".to_string())
 }
 
-fn render_in(environment: &Environment<'_>, field: &str, template: &str, context: &Value) -> Result<String, RenderError> {
-    environment
-        .render_str(template, context)
-        .map_err(|error| RenderError {
-            field: field.to_string(),
-            reason: describe(&error),
-        })
+fn render_in(
+    environment: &Environment<'_>,
+    field: &str,
+    template: &str,
+    context: &Value,
+) -> Result<String, RenderError> {
+    environment.render_str(template, context).map_err(|error| RenderError {
+        field: field.to_string(),
+        reason: describe(&error),
+    })
 }
 
 /// Writes a value into a shell command: as it is when `| raw` marked it, else as one quoted word.
@@ -322,15 +325,25 @@ mod tests {
             ("", "echo '' > out.txt"),
         ];
         for (name, expected) in cases {
-            assert_eq!(shell("echo {{ params.name }} > out.txt", name).unwrap(), expected, "{name}");
+            assert_eq!(
+                shell("echo {{ params.name }} > out.txt", name).unwrap(),
+                expected,
+                "{name}"
+            );
         }
-        assert_eq!(shell("./run.sh --day {{ ds }}", "").unwrap(), "./run.sh --day 2026-03-01");
+        assert_eq!(
+            shell("./run.sh --day {{ ds }}", "").unwrap(),
+            "./run.sh --day 2026-03-01"
+        );
     }
 
     #[test]
     fn raw_is_the_one_way_to_paste_text_unquoted() {
         let hostile = "x; touch PWNED";
-        assert_eq!(shell("echo {{ params.name | raw }}", hostile).unwrap(), "echo x; touch PWNED");
+        assert_eq!(
+            shell("echo {{ params.name | raw }}", hostile).unwrap(),
+            "echo x; touch PWNED"
+        );
         for quoted in [
             "echo {{ params.name | shell_quote }}",
             "echo {{ params.name | e }}",
@@ -352,12 +365,18 @@ mod tests {
     #[test]
     fn other_fields_render_values_as_they_are() {
         let context = json!({"params": {"name": "x; touch PWNED"}});
-        assert_eq!(render("env.NAME", "{{ params.name }}", &context).unwrap(), "x; touch PWNED");
+        assert_eq!(
+            render("env.NAME", "{{ params.name }}", &context).unwrap(),
+            "x; touch PWNED"
+        );
         assert_eq!(
             render("env.NAME", "{{ params.name | shell_quote }}", &context).unwrap(),
             "'x; touch PWNED'"
         );
-        assert_eq!(render("url", "/q?{{ params.name | urlencode }}", &context).unwrap(), "/q?x%3B%20touch%20PWNED");
+        assert_eq!(
+            render("url", "/q?{{ params.name | urlencode }}", &context).unwrap(),
+            "/q?x%3B%20touch%20PWNED"
+        );
     }
 
     #[test]

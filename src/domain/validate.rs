@@ -1235,9 +1235,11 @@ tasks:
   hello:
     command: echo "hi {{ params.name }}"
 "#,
-            &["3:14: template error in `command`: `{{ ... }}` on line 1 of the command sits inside double \
+            &[
+                "3:14: template error in `command`: `{{ ... }}` on line 1 of the command sits inside double \
                quotes: weir shell-quotes every value, so remove the quotes around it (write `--name \
-               {{ params.name }}`), or read the value from its environment variable (\"$WEIR_PARAM_NAME\")"],
+               {{ params.name }}`), or read the value from its environment variable (\"$WEIR_PARAM_NAME\")",
+            ],
         );
     }
 
@@ -1273,7 +1275,9 @@ tasks:
             "tasks:\n  load:\n    type: sql\n    conn: w\n    sql: DELETE FROM t WHERE name = :name\n    parameters: {name: '{{ params.name }}', n: 3, flag: true, none: null}\n",
         )
         .unwrap();
-        let crate::domain::dag::Operator::Sql(sql) = &dag.tasks[0].operator else { panic!("a sql task") };
+        let crate::domain::dag::Operator::Sql(sql) = &dag.tasks[0].operator else {
+            panic!("a sql task")
+        };
         assert_eq!(
             sql.parameters,
             [

@@ -92,7 +92,9 @@ impl Harness {
             conf,
             owner: None,
         };
-        weir::runtime::operations::trigger(&self.db, &self.dag, &run).await.unwrap()
+        weir::runtime::operations::trigger(&self.db, &self.dag, &run)
+            .await
+            .unwrap()
     }
 
     pub async fn run_to_end(&mut self, run: &DagRun) -> RunState {
@@ -356,7 +358,7 @@ tasks:
             test_db.label
         );
         assert_eq!(attempts[0].rendered["env"]["API_TOKEN"], "***", "{}", test_db.label);
-        assert_eq!(attempts[0].rendered["command"], "echo \"rows=42 token=$API_TOKEN\"");
+        assert_eq!(attempts[0].rendered["command"], "echo rows=42 \"token=$API_TOKEN\"");
     }
 }
 

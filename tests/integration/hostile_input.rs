@@ -106,7 +106,7 @@ fn an_alias_bomb_is_refused_at_its_line_without_expanding() {
     let mut bomb = String::from("params:\n  a0: {default: &a0 [x, x, x, x, x, x, x, x, x, x]}\n");
     for level in 1..12 {
         let previous = format!("*a{}", level - 1);
-        let items = vec![previous.as_str(); 10].join(", ");
+        let items = [previous.as_str(); 10].join(", ");
         bomb.push_str(&format!("  a{level}: {{default: &a{level} [{items}]}}\n"));
     }
     bomb.push_str("tasks:\n  t: {command: 'true'}\n");
@@ -118,7 +118,13 @@ fn an_alias_bomb_is_refused_at_its_line_without_expanding() {
 
 #[test]
 fn deep_nesting_is_refused_with_a_location() {
-    for nested in ["[".repeat(100_000), "a:\n".to_string() + &(1..200).map(|depth| format!("{}k:\n", " ".repeat(depth))).collect::<String>()] {
+    for nested in [
+        "[".repeat(100_000),
+        "a:\n".to_string()
+            + &(1..200)
+                .map(|depth| format!("{}k:\n", " ".repeat(depth)))
+                .collect::<String>(),
+    ] {
         let error = load(&nested).expect_err("too deep");
         let problem = &error.problems[0];
         assert!(problem.line >= 1 && problem.column >= 1, "{problem:?}");

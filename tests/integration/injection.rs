@@ -39,12 +39,14 @@ async fn a_hostile_conf_value_is_written_literally_and_runs_nothing_unless_the_d
         let quoted_dir = tempfile::tempdir().unwrap();
         let raw_dir = tempfile::tempdir().unwrap();
         let mut harness = Harness::new(&test_db.db, &dag(quoted_dir.path(), raw_dir.path())).await;
-        let run = harness
-            .trigger_with_conf(json!({"name": "x; touch PWNED"}))
-            .await;
+        let run = harness.trigger_with_conf(json!({"name": "x; touch PWNED"})).await;
         assert_eq!(harness.run_to_end(&run).await, RunState::Success, "{}", test_db.label);
         let instances = harness.instances(&run).await;
-        assert!(instances.values().all(|ti| ti.state == TaskState::Success), "{}", test_db.label);
+        assert!(
+            instances.values().all(|ti| ti.state == TaskState::Success),
+            "{}",
+            test_db.label
+        );
 
         let read = |dir: &tempfile::TempDir, name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
         assert_eq!(read(&quoted_dir, "quoted.txt"), "x; touch PWNED\n", "{}", test_db.label);
@@ -55,7 +57,11 @@ async fn a_hostile_conf_value_is_written_literally_and_runs_nothing_unless_the_d
             test_db.label
         );
         // `| raw` is the one way to paste shell syntax: there it runs, as the DAG asked.
-        assert!(raw_dir.path().join("PWNED").exists(), "{}: `| raw` pasted the text", test_db.label);
+        assert!(
+            raw_dir.path().join("PWNED").exists(),
+            "{}: `| raw` pasted the text",
+            test_db.label
+        );
     }
 }
 
@@ -76,6 +82,12 @@ async fn every_breakout_character_stays_inside_the_word() {
         .collect();
     assert!(!entries.iter().any(|name| name.starts_with("PWNED")), "{entries:?}");
     let expected = format!("{HOSTILE}\n");
-    assert_eq!(std::fs::read_to_string(quoted_dir.path().join("quoted.txt")).unwrap(), expected);
-    assert_eq!(std::fs::read_to_string(quoted_dir.path().join("env.txt")).unwrap(), expected);
+    assert_eq!(
+        std::fs::read_to_string(quoted_dir.path().join("quoted.txt")).unwrap(),
+        expected
+    );
+    assert_eq!(
+        std::fs::read_to_string(quoted_dir.path().join("env.txt")).unwrap(),
+        expected
+    );
 }

@@ -169,10 +169,7 @@ async fn a_hostile_parameter_is_bound_as_a_value_and_never_runs_as_sql() {
     let hostile = "'; DROP TABLE t; --";
     for db in all_backends().await {
         sql(&db.url, "CREATE TABLE t (name VARCHAR(60), n INTEGER)").await;
-        let parameters = [
-            ("name".to_string(), json!(hostile)),
-            ("n".to_string(), json!(7)),
-        ];
+        let parameters = [("name".to_string(), json!(hostile)), ("n".to_string(), json!(7))];
         let mut log = |_: &str| {};
         let outcome = run_sql(
             &db.url,
@@ -186,12 +183,20 @@ async fn a_hostile_parameter_is_bound_as_a_value_and_never_runs_as_sql() {
         .await
         .unwrap_or_else(|error| panic!("{}: {error}", db.label));
         assert_eq!(outcome.rows, json!([{"name": hostile, "n": 7}]), "{}", db.label);
-        assert_eq!(count(&db.url, "SELECT COUNT(*) FROM t").await, 2, "{}: the table is still there", db.label);
+        assert_eq!(
+            count(&db.url, "SELECT COUNT(*) FROM t").await,
+            2,
+            "{}: the table is still there",
+            db.label
+        );
         let unknown = run_sql(&db.url, "SELECT :nmae", &parameters, 10, &mut log)
             .await
             .unwrap_err()
             .to_string();
-        assert!(unknown.contains("`:nmae`, which is not among the task's parameters"), "{unknown}");
+        assert!(
+            unknown.contains("`:nmae`, which is not among the task's parameters"),
+            "{unknown}"
+        );
     }
 }
 
@@ -252,7 +257,10 @@ async fn a_connection_error_never_shows_the_password() {
         "postgres://weir:s3cr3t-pw@127.0.0.1:1/db",
         "mysql://weir:s3cr3t-pw@127.0.0.1:1/db",
     ] {
-        let error = run_sql(url, "SELECT 1", &[], 10, &mut log).await.unwrap_err().to_string();
+        let error = run_sql(url, "SELECT 1", &[], 10, &mut log)
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(error.starts_with("cannot connect to "), "{error}");
         assert!(!error.contains("s3cr3t"), "{error}");
     }

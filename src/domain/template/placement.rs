@@ -336,13 +336,34 @@ mod tests {
     #[test]
     fn expressions_inside_quotes_comments_and_here_documents_are_refused_with_their_line() {
         let cases = [
-            ("echo \"{{ params.name }}\"", "line 1 of the command sits inside double quotes"),
-            ("echo '{{ params.name }}'", "line 1 of the command sits inside single quotes"),
-            ("echo $'{{ params.name }}'", "line 1 of the command sits inside $'...' quotes"),
-            ("true\n# run for {{ params.name }}\n", "line 2 of the command sits in a shell comment"),
-            ("cat <<EOF\nname: {{ params.name }}\nEOF", "line 2 of the command sits in a here-document"),
-            ("cat <<-'END' > f\n\tx {{ ds }}\n\tEND", "line 2 of the command sits in a here-document"),
-            ("echo \\{{ params.name }}", "line 1 of the command comes right after a backslash"),
+            (
+                "echo \"{{ params.name }}\"",
+                "line 1 of the command sits inside double quotes",
+            ),
+            (
+                "echo '{{ params.name }}'",
+                "line 1 of the command sits inside single quotes",
+            ),
+            (
+                "echo $'{{ params.name }}'",
+                "line 1 of the command sits inside $'...' quotes",
+            ),
+            (
+                "true\n# run for {{ params.name }}\n",
+                "line 2 of the command sits in a shell comment",
+            ),
+            (
+                "cat <<EOF\nname: {{ params.name }}\nEOF",
+                "line 2 of the command sits in a here-document",
+            ),
+            (
+                "cat <<-'END' > f\n\tx {{ ds }}\n\tEND",
+                "line 2 of the command sits in a here-document",
+            ),
+            (
+                "echo \\{{ params.name }}",
+                "line 1 of the command comes right after a backslash",
+            ),
             ("echo ${{ params.name }}", "line 1 of the command comes right after `$`"),
             ("echo \"$(echo a) {{ ds }}\"", "inside double quotes"),
         ];

@@ -383,8 +383,13 @@ fn sql_parameters(keys: &TaskKeys<'_>, problems: &mut Problems) -> Option<Vec<(S
     let mut parameters = Vec::new();
     let mut valid = true;
     for (name, value) in &given.value {
-        let is_name = name.chars().next().is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
-            && name.chars().all(|character| character.is_ascii_alphanumeric() || character == '_');
+        let is_name = name
+            .chars()
+            .next()
+            .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
+            && name
+                .chars()
+                .all(|character| character.is_ascii_alphanumeric() || character == '_');
         if !is_name {
             problems.at(
                 value,
@@ -407,7 +412,9 @@ fn sql_parameters(keys: &TaskKeys<'_>, problems: &mut Problems) -> Option<Vec<(S
                 if let Err(error) = template::check_syntax(text) {
                     problems.at(
                         value,
-                        format!("template error in `parameters.{name}`: {error}; check the {{{{ }}}} and {{% %}} pairs"),
+                        format!(
+                            "template error in `parameters.{name}`: {error}; check the {{{{ }}}} and {{% %}} pairs"
+                        ),
                     );
                     valid = false;
                 }

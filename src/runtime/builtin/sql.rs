@@ -14,9 +14,11 @@ pub(super) async fn run(
     let SqlSource::Inline(script) = &task.sql else {
         return Err("the sql file was not read before the attempt started".to_string());
     };
-    let outcome = engine::run_sql(url, script, &task.parameters, SQL_OUTPUT_ROWS, &mut |line: &str| log.note(line))
-        .await
-        .map_err(|error| error.to_string())?;
+    let outcome = engine::run_sql(url, script, &task.parameters, SQL_OUTPUT_ROWS, &mut |line: &str| {
+        log.note(line)
+    })
+    .await
+    .map_err(|error| error.to_string())?;
     if outcome.truncated {
         log.note(&format!(
             "the last statement returned more than {SQL_OUTPUT_ROWS} rows: the output keeps the first {SQL_OUTPUT_ROWS}"

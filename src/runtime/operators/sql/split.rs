@@ -360,7 +360,10 @@ SELECT 2"#,
             ),
             ["a", "d", "a"]
         );
-        assert_eq!(names("SET @x := 1; SELECT :name_1, '\\':g'", Backend::MySql), ["name_1"]);
+        assert_eq!(
+            names("SET @x := 1; SELECT :name_1, '\\':g'", Backend::MySql),
+            ["name_1"]
+        );
         assert_eq!(names("SELECT $$ :h $$, :i, arr[1:2]", Backend::Postgres), ["i"]);
     }
 
