@@ -91,3 +91,61 @@ async fn every_breakout_character_stays_inside_the_word() {
         expected
     );
 }
+
+#[tokio::test]
+async fn a_hostile_conf_value_reaches_a_sql_task_as_a_bound_value_on_every_database() {
+    let hostile = "'; DROP TABLE t; --";
+    let metadata = support::databases().await.remove(0);
+    let mut targets = vec![support::scratch_sqlite()];
+    targets.extend(support::scratch_postgres().await);
+    targets.extend(support::scratch_mysql().await);
+    for (index, target) in targets.iter().enumerate() {
+        let mut log = |_: &str| {};
+        weir::runtime::operators::sql::run_sql(&target.url, "CREATE TABLE t (name VARCHAR(60))", &[], 1, &mut log)
+            .await
+            .unwrap();
+        let name = format!("target{index}");
+        let stored = weir::domain::connection::Connection::from_url(&name, &target.url).unwrap();
+        let key = weir::secrets::SecretsKey::from_passphrase("weir-tests");
+        let mut connection = metadata.db.acquire().await.unwrap();
+        weir::storage::connections::insert(&mut connection, &stored, &key)
+            .await
+            .unwrap();
+        drop(connection);
+        let yaml = format!(
+            r#"dag_id: bind{index}
+params:
+  name: {{type: string, default: nobody}}
+tasks:
+  insert:
+    type: sql
+    conn: {name}
+    sql: INSERT INTO t (name) VALUES (:name); SELECT name FROM t WHERE name = :name
+    parameters:
+      name: "{{{{ params.name }}}}"
+"#
+        );
+        let mut harness = Harness::new(&metadata.db, &yaml).await;
+        let run = harness.trigger_with_conf(json!({"name": hostile})).await;
+        assert_eq!(harness.run_to_end(&run).await, RunState::Success, "{}", target.label);
+        let mut connection = harness.db.acquire().await.unwrap();
+        let outputs = weir::storage::task_instances::outputs(&mut connection, run.pk)
+            .await
+            .unwrap();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&outputs["insert"]).unwrap(),
+            json!([{"name": hostile}]),
+            "{}",
+            target.label
+        );
+        let rows = weir::runtime::operators::sql::run_sql(&target.url, "SELECT COUNT(*) AS n FROM t", &[], 1, &mut log)
+            .await
+            .unwrap();
+        assert_eq!(
+            rows.rows[0]["n"].to_string().trim_matches('"'),
+            "1",
+            "{}: t is still there",
+            target.label
+        );
+    }
+}
