@@ -358,6 +358,16 @@ mod tests {
             shell("echo {{ params | tojson }}", hostile).unwrap(),
             r#"echo '{"name":"x; touch PWNED"}'"#
         );
+        assert_eq!(
+            shell("echo {{ params.name | raw | upper }}", hostile).unwrap(),
+            "echo X; TOUCH PWNED",
+            "a text filter after raw keeps it raw"
+        );
+        assert_eq!(
+            shell("echo {{ (params.name | raw) ~ '!' }}", hostile).unwrap(),
+            "echo 'x; touch PWNED!'",
+            "a new value made with ~ is quoted again"
+        );
         let error = shell("echo {{ params.name | safe }}", hostile).unwrap_err();
         assert!(error.reason.contains("write `| raw`"), "{error}");
     }
