@@ -9,6 +9,7 @@ mod dags;
 pub mod output;
 mod runs;
 mod tasks;
+mod users;
 mod variables;
 
 use std::path::PathBuf;
@@ -67,6 +68,9 @@ enum Command {
     /// Variables for templates (`{{ var.name }}`), from env and the database.
     #[command(subcommand)]
     Variables(variables::VariablesCommand),
+    /// People who sign in to the API and the UI, and their roles.
+    #[command(subcommand)]
+    Users(users::UsersCommand),
     /// Alert deliveries, and checking a channel.
     #[command(subcommand)]
     Alerts(alerts::AlertsCommand),
@@ -297,6 +301,7 @@ async fn run(app: App, command: Command) -> CliResult {
         Command::Connections(command) => connections::run(&app, command).await,
         Command::Variables(command) => variables::run(&app, command).await,
         Command::Alerts(command) => alerts::run(&app, command).await,
+        Command::Users(command) => users::run(&app, command).await,
         Command::ImportErrors { output } => {
             let db = app.db(false).await?;
             let mut connection = db.acquire().await?;

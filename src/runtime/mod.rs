@@ -15,3 +15,4 @@ pub mod operations;
 pub mod operators;
 pub mod process;
 pub mod scheduler;
+pub mod users;

@@ -9,6 +9,7 @@ pub mod datasets;
 pub mod import_errors;
 pub mod runs;
 pub mod task_instances;
+pub mod users;
 pub mod variables;
 
 use std::str::FromStr;
@@ -90,6 +91,12 @@ const MIGRATIONS: &[Migration] = &[
         description: "alerts",
         sqlite: include_str!("../../migrations/sqlite/0005_alerts.sql"),
         postgres: include_str!("../../migrations/postgres/0005_alerts.sql"),
+    },
+    Migration {
+        version: 6,
+        description: "users",
+        sqlite: include_str!("../../migrations/sqlite/0006_users.sql"),
+        postgres: include_str!("../../migrations/postgres/0006_users.sql"),
     },
 ];
 
