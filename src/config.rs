@@ -2,6 +2,7 @@
 //! once at start-up into typed values; relative paths resolve against the config file's folder.
 
 mod alerts;
+mod api_auth;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use crate::domain::validate::ValidationContext;
 use crate::secrets::Passphrase;
 
 pub use self::alerts::{AlertsConfig, Channel, ChannelKind, SmtpSecurity, SmtpSettings};
+pub use self::api_auth::{ApiAuthConfig, AuthMode, ConfiguredUser};
 
 /// A configuration problem: which file, which key, and why. Exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +55,9 @@ struct RawConfig {
     webserver: RawWebserver,
     #[serde(default)]
     logging: RawLogging,
+    /// Who may use the API and the UI: see `config/api_auth.rs`.
+    #[serde(default)]
+    api_auth: api_auth::RawApiAuth,
     #[serde(default)]
     pools: BTreeMap<String, u32>,
     /// Channels (`[alerts.<name>]` tables) and settings for all of them: see `config/alerts.rs`.
@@ -209,6 +214,8 @@ pub struct Config {
     pub secrets_key: Option<Passphrase>,
     /// `[connections.<name>]` tables, checked (§5.8).
     pub connections: BTreeMap<String, Connection>,
+    /// `[api_auth]`: the authentication mode, token secret and lifetime, configured users.
+    pub api_auth: ApiAuthConfig,
 }
 
 impl Config {
@@ -336,6 +343,7 @@ impl Config {
                 }
             },
         };
+        let api_auth = api_auth::parse(path, &raw.api_auth, bind, &base_url)?;
         let mut connections = BTreeMap::new();
         for (name, table) in &raw.connections {
             let connection = config_connection(name, table).map_err(|reason| ConfigError::BadConnection {
@@ -381,6 +389,7 @@ impl Config {
             folder: base.to_path_buf(),
             secrets_key,
             connections,
+            api_auth,
         })
     }
 
@@ -595,6 +604,56 @@ mod tests {
             error.contains("[core] max_backfill_dates") && error.contains("at least 1"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn api_auth_defaults_to_passwords_and_refuses_no_auth_off_loopback() {
+        let config = load("", &[]).unwrap();
+        assert_eq!(config.api_auth.mode, AuthMode::Password);
+        assert_eq!(config.api_auth.token_lifetime, Duration::from_secs(24 * 3600));
+        assert!(!config.api_auth.cookie_secure);
+        let config = load("[webserver]\nbind = \"127.0.0.1:9000\"\n", &[("WEIR__API_AUTH__MODE", "none")]).unwrap();
+        assert_eq!(config.api_auth.mode, AuthMode::None);
+        let config = load("[webserver]\nbind = \"[::1]:9000\"\n[api_auth]\nmode = \"none\"\n", &[]).unwrap();
+        assert_eq!(config.api_auth.mode, AuthMode::None);
+        let error = load("[webserver]\nbind = \"0.0.0.0:8080\"\n", &[("WEIR__API_AUTH__MODE", "none")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("[api_auth] mode = \"none\"") && error.contains("loopback") && error.contains("0.0.0.0:8080"),
+            "{error}"
+        );
+        let error = load("[api_auth]\nmode = \"open\"\n", &[]).unwrap_err().to_string();
+        assert!(error.contains("use \"password\" or \"none\""), "{error}");
+        let config = load("[webserver]\nbase_url = \"https://weir.example.com\"\n", &[]).unwrap();
+        assert!(config.api_auth.cookie_secure, "https base_url marks the cookie Secure");
+    }
+
+    #[test]
+    fn api_auth_secret_lifetime_and_users_are_checked_and_hidden() {
+        let config = load(
+            "[api_auth]\ntoken_lifetime = \"2h\"\n[api_auth.users.ana]\nrole = \"op\"\n",
+            &[
+                ("WEIR__API_AUTH__JWT_SECRET", "0123456789abcdef0123"),
+                ("WEIR__API_AUTH__USERS__ANA__PASSWORD", "ana's long password"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.api_auth.token_lifetime, Duration::from_secs(7200));
+        assert_eq!(config.api_auth.users["ana"].role, crate::domain::auth::Role::Op);
+        assert_eq!(config.api_auth.users["ana"].password.expose(), "ana's long password");
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("0123456789abcdef0123") && !debug.contains("long password"), "{debug}");
+        let error = load("[api_auth]\njwt_secret = \"short\"\n", &[]).unwrap_err().to_string();
+        assert!(error.contains("[api_auth] jwt_secret = \"***\"") && error.contains("16"), "{error}");
+        let error = load("[api_auth.users.ana]\nrole = \"Op\"\n", &[]).unwrap_err().to_string();
+        assert!(error.contains("WEIR__API_AUTH__USERS__ANA__PASSWORD"), "{error}");
+        let error = load("[api_auth.users.ana]\nrole = \"Boss\"\npassword = \"long enough\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("[api_auth.users.ana]") && error.contains("not a role"), "{error}");
+        let error = load("[api_auth]\ntoken_lifetime = \"5s\"\n", &[]).unwrap_err().to_string();
+        assert!(error.contains("token_lifetime"), "{error}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! weir has), the web UI at `/`, and `/metrics`. Handlers only translate: every decision and every
 //! query is in the layers below.
 
+pub mod auth;
 pub mod error;
 pub mod origin;
 pub mod rest;
@@ -31,6 +32,8 @@ pub struct ApiState {
     pub scheduler_metrics: Option<Arc<crate::runtime::metrics::SchedulerMetrics>>,
     /// Encrypts connection passwords, secret extras and secret variables written through the API.
     pub secrets: crate::secrets::SecretsKey,
+    /// Issues and checks tokens and sessions; throttles failed logins.
+    pub auth: Arc<auth::Authenticator>,
 }
 
 impl ApiState {
@@ -59,7 +62,7 @@ pub const SECURITY_HEADERS: [(HeaderName, &str); 4] = [
 /// The whole HTTP application.
 pub fn router(state: ApiState) -> Router {
     let mut router = Router::new()
-        .merge(rest::router().layer(from_fn_with_state(state.clone(), origin::refuse_foreign_browsers)))
+        .merge(rest::router(&state).layer(from_fn_with_state(state.clone(), origin::refuse_foreign_browsers)))
         .merge(ui::router(&state))
         .layer(from_fn_with_state(state.clone(), origin::refuse_rebound_hosts))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -10,7 +10,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{App, CliResult};
+use crate::api::auth::Authenticator;
 use crate::api::{self, ApiState};
+use crate::config::AuthMode;
+use crate::runtime::users::{self, FirstAdmin};
 use crate::runtime::alerts::{AlertDelivery, AlertRouting};
 use crate::runtime::executor::LocalExecutor;
 use crate::runtime::loader::{self, DagFolder};
@@ -101,6 +104,7 @@ pub async fn serve(app: &App, with_scheduler: bool, with_webserver: bool) -> Cli
     }
 
     if with_webserver {
+        let authenticator = prepare_authentication(&db, config).await?;
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("cannot listen on {} ([webserver] bind)", config.bind))?;
@@ -111,12 +115,14 @@ pub async fn serve(app: &App, with_scheduler: bool, with_webserver: bool) -> Cli
             config: Arc::new(config.clone()),
             scheduler_metrics,
             secrets,
+            auth: Arc::new(authenticator),
         };
-        let router = api::router(state);
+        // With each connection's address: failed logins are throttled per client address too.
+        let service = api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
         let server_cancel = cancel.child_token();
         tracker.spawn(async move {
             let shutdown = async move { server_cancel.cancelled().await };
-            if let Err(error) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
+            if let Err(error) = axum::serve(listener, service).with_graceful_shutdown(shutdown).await {
                 tracing::error!("web server stopped: {error}");
             }
         });
@@ -129,6 +135,47 @@ pub async fn serve(app: &App, with_scheduler: bool, with_webserver: bool) -> Cli
     tracker.wait().await;
     db.close().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The token signer, the configured users, and on a first start the `admin` user, whose
+/// generated password is printed this once and kept in a private file in the state folder.
+async fn prepare_authentication(db: &crate::storage::Db, config: &crate::config::Config) -> anyhow::Result<Authenticator> {
+    let (authenticator, created) = Authenticator::from_config(&config.api_auth, &config.state_dir)?;
+    if let Some(path) = created {
+        tracing::warn!(
+            "generated the token secret in {}: tokens and sessions are signed with it. When several API servers serve one installation, set [api_auth] jwt_secret to the same value on every one",
+            path.display()
+        );
+    }
+    if config.api_auth.mode == AuthMode::None {
+        tracing::warn!(
+            "[api_auth] mode = \"none\": everyone who reaches {} is an Admin; allowed because it is a loopback address",
+            config.bind
+        );
+        return Ok(authenticator);
+    }
+    let changed = users::sync_configured(db, &config.api_auth.users).await?;
+    if !changed.is_empty() {
+        tracing::info!(users = ?changed, "users from [api_auth.users] created or updated");
+    }
+    match users::ensure_first_admin(db, &config.state_dir).await? {
+        FirstAdmin::Created { password, path } => {
+            // Printed, not logged: the one time a person sees it, kept out of log collectors.
+            println!(
+                "\nweir created the user `{}` (role Admin) with the password:\n\n    {password}\n\nIt is also in {} (readable only by you). Log in at {}/login; change it with `weir users reset-password --username {} --password ...`.\n",
+                users::FIRST_ADMIN,
+                path.display(),
+                config.base_url,
+                users::FIRST_ADMIN,
+            );
+        }
+        FirstAdmin::Exists { path: Some(path) } => tracing::info!(
+            "the first Admin's generated password is in {} (delete the file once you have changed or noted it)",
+            path.display()
+        ),
+        FirstAdmin::Exists { path: None } => {}
+    }
+    Ok(authenticator)
 }
 
 async fn wait_for_signal(cancel: &CancellationToken) {

@@ -95,6 +95,40 @@ impl Principal {
     }
 }
 
+/// Shortest password accepted from a person (generated ones are longer).
+pub const MIN_PASSWORD_LENGTH: usize = 8;
+/// Longest password accepted: argon2 takes any length, but a megabyte of it is an attack.
+pub const MAX_PASSWORD_LENGTH: usize = 1024;
+const MAX_USERNAME_LENGTH: usize = 64;
+
+/// Usernames: 1 to 64 of `A-Z a-z 0-9 _ . @ -`, so they are safe in URLs, logs and tokens.
+pub fn check_username(username: &str) -> Result<(), String> {
+    let valid = !username.is_empty()
+        && username.len() <= MAX_USERNAME_LENGTH
+        && username
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'.' | b'@' | b'-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{username}` is not a valid username: use 1 to {MAX_USERNAME_LENGTH} characters from A-Z a-z 0-9 _ . @ -"
+        ))
+    }
+}
+
+pub fn check_password(password: &str) -> Result<(), String> {
+    if password.chars().count() < MIN_PASSWORD_LENGTH {
+        return Err(format!(
+            "the password is too short: use at least {MIN_PASSWORD_LENGTH} characters (or --use-random-password)"
+        ));
+    }
+    if password.len() > MAX_PASSWORD_LENGTH {
+        return Err(format!("the password is too long: use at most {MAX_PASSWORD_LENGTH} bytes"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,5 +158,16 @@ mod tests {
             error.to_string(),
             "`Superuser` is not a role; the roles are Viewer, User, Op and Admin"
         );
+    }
+
+    #[test]
+    fn usernames_and_passwords_are_checked() {
+        assert!(check_username("ana.lee@corp-1").is_ok());
+        for bad in ["", "ana lee", "ana/../x", "<b>", &"x".repeat(65)] {
+            assert!(check_username(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_password("short").is_err());
+        assert!(check_password(&"x".repeat(2000)).is_err());
+        assert!(check_password("long enough").is_ok());
     }
 }

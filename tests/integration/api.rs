@@ -47,10 +47,12 @@ tasks:
   second: { command: echo done, depends_on: [first] }
 ";
 
-/// One database with the API in front of it.
+/// One database with the API in front of it. Requests carry an Admin's token unless they set
+/// `Authorization` or `Cookie` themselves ([`Api::send_anonymous`] sends none).
 pub struct Api {
     pub router: Router,
     pub state: ApiState,
+    pub admin_token: String,
     pub dag: Arc<Dag>,
     pub label: &'static str,
     _folder: tempfile::TempDir,
@@ -108,13 +110,16 @@ pub async fn apis_with(extra_dags: &[&str]) -> Vec<Api> {
         let state = ApiState {
             db: test_db.db.clone(),
             dags: receiver,
+            auth: support::authenticator(&config),
             config: Arc::new(config),
             scheduler_metrics: None,
             secrets: weir::secrets::SecretsKey::from_passphrase(support::TEST_SECRETS_KEY),
         };
+        let admin_token = support::token_for(&state, weir::domain::auth::Role::Admin).await;
         apis.push(Api {
             router: api::router(state.clone()),
             state,
+            admin_token,
             dag,
             label: test_db.label,
             _folder: folder,
@@ -152,7 +157,18 @@ impl Api {
         self.send(request).await
     }
 
-    pub async fn send(&self, request: Request<Body>) -> Answer {
+    /// Sends `request`, as the Admin unless it names its caller itself.
+    pub async fn send(&self, mut request: Request<Body>) -> Answer {
+        let headers = request.headers_mut();
+        if !headers.contains_key(header::AUTHORIZATION) && !headers.contains_key(header::COOKIE) {
+            let bearer = format!("Bearer {}", self.admin_token);
+            headers.insert(header::AUTHORIZATION, bearer.parse().unwrap());
+        }
+        self.send_anonymous(request).await
+    }
+
+    /// Sends `request` as it is, with no token added.
+    pub async fn send_anonymous(&self, request: Request<Body>) -> Answer {
         let response = self.router.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let content_type = response
@@ -357,7 +373,13 @@ async fn a_real_server_on_port_0_answers_over_tcp() {
     let server = tokio::spawn(async move { axum::serve(listener, router).await });
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
     stream
-        .write_all(b"GET /api/v2/dags?limit=5 HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer anything\r\nConnection: close\r\n\r\n")
+        .write_all(
+            format!(
+                "GET /api/v2/dags?limit=5 HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+                api.admin_token
+            )
+            .as_bytes(),
+        )
         .await
         .unwrap();
     let mut response = String::new();

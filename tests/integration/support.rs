@@ -65,6 +65,8 @@ pub async fn ui_fingerprint(db: &Db) -> String {
 
 /// The secrets key the API harnesses encrypt connection passwords with.
 pub const TEST_SECRETS_KEY: &str = "weir test secrets key";
+/// The secret the API harnesses sign tokens and sessions with.
+pub const TEST_JWT_SECRET: &str = "weir test token secret";
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 /// Every database a test creates is named `weir_test_<pid>_<counter>_<nanos>`.
 const DATABASE_PREFIX: &str = "weir_test_";
@@ -563,6 +565,65 @@ pub fn scheduler_settings(logs_dir: std::path::PathBuf) -> weir::runtime::schedu
             weir::secrets::SecretsKey::from_passphrase("weir-tests"),
         ),
     }
+}
+
+/// The token signer the API and UI harnesses use.
+pub fn authenticator(config: &weir::config::Config) -> std::sync::Arc<weir::api::auth::Authenticator> {
+    std::sync::Arc::new(weir::api::auth::Authenticator::new(&config.api_auth, TEST_JWT_SECRET.as_bytes()).unwrap())
+}
+
+/// The name of the test user of `role`: `test-viewer`, `test-user`, `test-op`, `test-admin`.
+pub fn test_username(role: weir::domain::auth::Role) -> String {
+    format!("test-{}", role.as_str().to_lowercase())
+}
+
+/// A valid token for the test user of `role`, created (with a password no one can type: the
+/// stored hash is not a hash) when missing. The same token works as the UI session cookie.
+pub async fn token_for(state: &weir::api::ApiState, role: weir::domain::auth::Role) -> String {
+    use weir::storage::users::{self, User};
+    let username = test_username(role);
+    let mut connection = state.db.acquire().await.unwrap();
+    let user = match users::get(&mut connection, &username).await.unwrap() {
+        Some(user) => user,
+        None => {
+            let user = User {
+                username: username.clone(),
+                password_hash: "not a password hash".to_string(),
+                role,
+                email: None,
+                first_name: None,
+                last_name: None,
+                token_epoch: 0,
+                created_at: chrono::Utc::now(),
+            };
+            users::insert(&mut connection, &user).await.unwrap();
+            user
+        }
+    };
+    let principal = weir::domain::auth::Principal { username, role };
+    state.auth.issue(&principal, user.token_epoch, chrono::Utc::now()).unwrap()
+}
+
+/// The `Cookie` header of a UI session holding `token`.
+pub fn session_cookie(token: &str) -> String {
+    format!("{}={token}", weir::api::auth::SESSION_COOKIE)
+}
+
+/// Adds the session `cookie` (`weir_session=...`) to the request's cookies, unless it already
+/// carries a session or an `Authorization` header.
+pub fn add_session(request: &mut axum::http::Request<axum::body::Body>, cookie: &str) {
+    use axum::http::header::{AUTHORIZATION, COOKIE};
+    let headers = request.headers_mut();
+    if headers.contains_key(AUTHORIZATION) {
+        return;
+    }
+    let existing = headers.get(COOKIE).and_then(|value| value.to_str().ok()).map(str::to_string);
+    let merged = match existing {
+        Some(existing) if existing.contains(weir::api::auth::SESSION_COOKIE) => return,
+        Some(existing) => format!("{existing}; {cookie}"),
+        None => cookie.to_string(),
+    };
+    headers.insert(COOKIE, merged.parse().unwrap());
 }
 
 /// Standard base64 (RFC 4648) decoding, for what test servers receive as basic auth.

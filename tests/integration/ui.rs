@@ -42,9 +42,12 @@ tasks:
   load: { command: echo load, depends_on: [transform] }
 "#;
 
-/// A UI over one DAG, with a project folder for the config and the logs.
+/// A UI over one DAG, with a project folder for the config and the logs. Requests carry an
+/// Admin's session cookie.
 pub struct Ui {
     pub state: ApiState,
+    /// `Cookie` header value of an Admin's session.
+    pub cookie: String,
     dag: Arc<Dag>,
     _bag: watch::Sender<Arc<DagBag>>,
     _folder: tempfile::TempDir,
@@ -79,12 +82,15 @@ impl Ui {
         let state = ApiState {
             db: test_db.db.clone(),
             dags: bag_rx,
+            auth: support::authenticator(&config),
             config: Arc::new(config),
             scheduler_metrics: None,
             secrets: weir::secrets::SecretsKey::from_passphrase(support::TEST_SECRETS_KEY),
         };
+        let cookie = support::session_cookie(&support::token_for(&state, weir::domain::auth::Role::Admin).await);
         Ui {
             state,
+            cookie,
             dag,
             _bag: bag_tx,
             _folder: folder,
@@ -97,7 +103,12 @@ impl Ui {
 
     pub async fn get(&self, uri: &str) -> (StatusCode, String) {
         let response = router(self.state.clone())
-            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .oneshot(
+                Request::get(uri)
+                    .header(header::COOKIE, &self.cookie)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
             .await
             .unwrap();
         let status = response.status();
@@ -110,8 +121,10 @@ impl Ui {
         self.send(support::ui_form_post(uri, form)).await
     }
 
-    /// Sends any request; returns the status, the `Location` header and the body.
-    pub async fn send(&self, request: Request<Body>) -> (StatusCode, Option<String>, String) {
+    /// Sends any request, as the Admin unless it names a session itself; returns the status, the
+    /// `Location` header and the body.
+    pub async fn send(&self, mut request: Request<Body>) -> (StatusCode, Option<String>, String) {
+        support::add_session(&mut request, &self.cookie);
         let response = router(self.state.clone()).oneshot(request).await.unwrap();
         let status = response.status();
         let location = response
@@ -553,7 +566,12 @@ async fn the_log_stream_sends_what_exists_then_new_lines_then_ends() {
         assert!(page.contains("/logs/1/stream?from=23"), "{label}: {page}");
 
         let response = router(ui.state.clone())
-            .oneshot(Request::get(&uri).body(Body::empty()).unwrap())
+            .oneshot(
+                Request::get(&uri)
+                    .header(header::COOKIE, &ui.cookie)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{label}");
@@ -591,6 +609,7 @@ async fn the_log_stream_sends_what_exists_then_new_lines_then_ends() {
         // Resuming from an offset (a reconnecting browser) sends only what follows it.
         let request = Request::get(&uri)
             .header("last-event-id", "23")
+            .header(header::COOKIE, &ui.cookie)
             .body(Body::empty())
             .unwrap();
         let response = router(ui.state.clone()).oneshot(request).await.unwrap();

@@ -1,8 +1,7 @@
 //! The REST API under `/api/v2`, following Airflow 3's stable REST API: paths, field names,
 //! `limit`/`offset` pagination with `total_entries`, errors as `{"detail": ...}`. Every route is
-//! one row of [`entries`], which builds both the router and the OpenAPI document. No
-//! authentication yet: any `Authorization` header (Airflow clients send a bearer token) is
-//! accepted and ignored.
+//! one row of [`entries`], which builds both the router and the OpenAPI document, and declares
+//! the `Access` its caller needs; one guard (`api::auth::guard`) enforces it for every row.
 
 mod alerts;
 mod backfills;
@@ -27,7 +26,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, any, on};
 
 use super::ApiState;
+use super::auth::{self, Surface};
 use super::error::ApiError;
+use crate::domain::auth::Access;
 
 pub use dag_runs::{DagRunResponse, run_type_name, run_view};
 pub use task_instances::{TaskInstanceResponse, instance_uuid, instance_view};
@@ -76,6 +77,8 @@ pub struct RouteInfo {
     pub tag: &'static str,
     /// The status of a successful answer.
     pub success: u16,
+    /// Who may call it.
+    pub access: Access,
 }
 
 struct Entry {
@@ -89,6 +92,7 @@ fn entry<H, T>(
     operation_id: &'static str,
     summary: &'static str,
     tag: &'static str,
+    access: Access,
     handler: H,
 ) -> Entry
 where
@@ -98,6 +102,7 @@ where
     let success = match (verb, tag) {
         (Verb::Delete, _) => 204,
         (Verb::Post, "Variable" | "Connection") if !path.ends_with("/test") => 201,
+        (Verb::Post, "Login") => 201,
         _ => 200,
     };
     Entry {
@@ -108,21 +113,41 @@ where
             summary,
             tag,
             success,
+            access,
         },
         handler: on(verb.filter(), handler),
     }
 }
+
+/// No token needed. Such a route must reveal nothing secret.
+const PUBLIC: Access = Access::Public;
+/// Reading anything but variables, connections and users: Viewer.
+const READ: Access = Access::READ;
+/// Trigger, clear, mark, patch states, pause, delete runs, backfills: User.
+const OPERATE: Access = Access::OPERATE;
+/// Variables, connections, pool changes: Op.
+const CONFIGURE: Access = Access::CONFIGURE;
 
 /// Every route the API serves, in the order the OpenAPI document lists them.
 fn entries() -> Vec<Entry> {
     use Verb::{Delete, Get, Patch, Post, Put};
     vec![
         entry(
+            Post,
+            "/auth/token",
+            "create_token",
+            "A token for a username and password (Airflow 3's login): 201 {\"access_token\": ...}",
+            "Login",
+            PUBLIC,
+            auth::token_endpoint,
+        ),
+        entry(
             Get,
             "/api/v2/monitor/health",
             "get_health",
             "Health of the metadata database and scheduler",
             "Monitor",
+            PUBLIC,
             monitor::health,
         ),
         entry(
@@ -131,6 +156,7 @@ fn entries() -> Vec<Entry> {
             "get_version",
             "weir's version",
             "Version",
+            READ,
             monitor::version,
         ),
         entry(
@@ -139,6 +165,7 @@ fn entries() -> Vec<Entry> {
             "get_openapi",
             "This OpenAPI document",
             "Monitor",
+            PUBLIC,
             openapi::document,
         ),
         entry(
@@ -147,16 +174,18 @@ fn entries() -> Vec<Entry> {
             "get_metrics",
             "Prometheus metrics",
             "Monitor",
+            PUBLIC,
             metrics::metrics,
         ),
-        entry(Get, "/api/v2/dags", "get_dags", "List DAGs", "DAG", dags::list),
-        entry(Get, "/api/v2/dags/{dag_id}", "get_dag", "Get a DAG", "DAG", dags::get),
+        entry(Get, "/api/v2/dags", "get_dags", "List DAGs", "DAG", READ, dags::list),
+        entry(Get, "/api/v2/dags/{dag_id}", "get_dag", "Get a DAG", "DAG", READ, dags::get),
         entry(
             Patch,
             "/api/v2/dags/{dag_id}",
             "patch_dag",
             "Pause or unpause a DAG",
             "DAG",
+            OPERATE,
             dags::patch,
         ),
         entry(
@@ -165,6 +194,7 @@ fn entries() -> Vec<Entry> {
             "get_dag_details",
             "Get a DAG with its settings",
             "DAG",
+            READ,
             dags::details,
         ),
         entry(
@@ -173,6 +203,7 @@ fn entries() -> Vec<Entry> {
             "get_tasks",
             "List a DAG's tasks",
             "Task",
+            READ,
             tasks::list,
         ),
         entry(
@@ -181,6 +212,7 @@ fn entries() -> Vec<Entry> {
             "get_task",
             "Get a task",
             "Task",
+            READ,
             tasks::get,
         ),
         entry(
@@ -189,6 +221,7 @@ fn entries() -> Vec<Entry> {
             "get_dag_runs",
             "List runs (`~` for every DAG)",
             "DagRun",
+            READ,
             dag_runs::list,
         ),
         entry(
@@ -197,6 +230,7 @@ fn entries() -> Vec<Entry> {
             "trigger_dag_run",
             "Trigger a run",
             "DagRun",
+            OPERATE,
             dag_runs::trigger,
         ),
         entry(
@@ -205,6 +239,7 @@ fn entries() -> Vec<Entry> {
             "get_dag_run",
             "Get a run",
             "DagRun",
+            READ,
             dag_runs::get,
         ),
         entry(
@@ -213,6 +248,7 @@ fn entries() -> Vec<Entry> {
             "patch_dag_run",
             "Set a run's state",
             "DagRun",
+            OPERATE,
             dag_runs::patch,
         ),
         entry(
@@ -221,6 +257,7 @@ fn entries() -> Vec<Entry> {
             "delete_dag_run",
             "Delete a run",
             "DagRun",
+            OPERATE,
             dag_runs::delete,
         ),
         entry(
@@ -229,6 +266,7 @@ fn entries() -> Vec<Entry> {
             "clear_dag_run",
             "Clear a run's task instances",
             "DagRun",
+            OPERATE,
             dag_runs::clear,
         ),
         entry(
@@ -237,6 +275,7 @@ fn entries() -> Vec<Entry> {
             "get_task_instances",
             "List a run's task instances",
             "TaskInstance",
+            READ,
             task_instances::list,
         ),
         entry(
@@ -245,6 +284,7 @@ fn entries() -> Vec<Entry> {
             "get_task_instance",
             "Get a task instance",
             "TaskInstance",
+            READ,
             task_instances::get,
         ),
         entry(
@@ -253,6 +293,7 @@ fn entries() -> Vec<Entry> {
             "patch_task_instance",
             "Mark a task instance success or failed",
             "TaskInstance",
+            OPERATE,
             task_instances::patch,
         ),
         entry(
@@ -261,6 +302,7 @@ fn entries() -> Vec<Entry> {
             "patch_task_instance_dry_run",
             "What marking a task instance would change",
             "TaskInstance",
+            OPERATE,
             task_instances::patch_dry_run,
         ),
         entry(
@@ -269,6 +311,7 @@ fn entries() -> Vec<Entry> {
             "get_task_instance_tries",
             "List a task instance's attempts",
             "TaskInstance",
+            READ,
             task_instances::tries,
         ),
         entry(
@@ -277,6 +320,7 @@ fn entries() -> Vec<Entry> {
             "get_log",
             "An attempt's log (JSON, or text with Accept: text/plain)",
             "TaskInstance",
+            READ,
             task_instances::logs,
         ),
         entry(
@@ -285,6 +329,7 @@ fn entries() -> Vec<Entry> {
             "post_clear_task_instances",
             "Clear task instances",
             "TaskInstance",
+            OPERATE,
             task_instances::clear,
         ),
         entry(
@@ -293,6 +338,7 @@ fn entries() -> Vec<Entry> {
             "list_backfills",
             "List backfills",
             "Backfill",
+            READ,
             backfills::list,
         ),
         entry(
@@ -301,6 +347,7 @@ fn entries() -> Vec<Entry> {
             "create_backfill",
             "Create a backfill",
             "Backfill",
+            OPERATE,
             backfills::create,
         ),
         entry(
@@ -309,6 +356,7 @@ fn entries() -> Vec<Entry> {
             "create_backfill_dry_run",
             "The dates a backfill would run, creating nothing",
             "Backfill",
+            OPERATE,
             backfills::dry_run,
         ),
         entry(
@@ -317,6 +365,7 @@ fn entries() -> Vec<Entry> {
             "get_backfill",
             "Get a backfill with its progress",
             "Backfill",
+            READ,
             backfills::get,
         ),
         entry(
@@ -325,6 +374,7 @@ fn entries() -> Vec<Entry> {
             "pause_backfill",
             "Pause a backfill",
             "Backfill",
+            OPERATE,
             backfills::pause,
         ),
         entry(
@@ -333,6 +383,7 @@ fn entries() -> Vec<Entry> {
             "unpause_backfill",
             "Resume a paused backfill",
             "Backfill",
+            OPERATE,
             backfills::unpause,
         ),
         entry(
@@ -341,6 +392,7 @@ fn entries() -> Vec<Entry> {
             "cancel_backfill",
             "Cancel a backfill",
             "Backfill",
+            OPERATE,
             backfills::cancel,
         ),
         entry(
@@ -349,6 +401,7 @@ fn entries() -> Vec<Entry> {
             "get_datasets",
             "List datasets with their producing tasks, consuming DAGs and newest event",
             "Dataset",
+            READ,
             datasets::list,
         ),
         entry(
@@ -357,6 +410,7 @@ fn entries() -> Vec<Entry> {
             "get_dataset_events",
             "List dataset events, newest first",
             "Dataset",
+            READ,
             datasets::events,
         ),
         entry(
@@ -365,6 +419,7 @@ fn entries() -> Vec<Entry> {
             "get_assets",
             "List datasets under Airflow 3's name (assets)",
             "Asset",
+            READ,
             datasets::list_assets,
         ),
         entry(
@@ -373,6 +428,7 @@ fn entries() -> Vec<Entry> {
             "get_asset_events",
             "List dataset events under Airflow 3's name (asset events)",
             "Asset",
+            READ,
             datasets::asset_events,
         ),
         entry(
@@ -381,6 +437,7 @@ fn entries() -> Vec<Entry> {
             "get_alerts",
             "List alert deliveries, newest first (weir extension)",
             "Alert",
+            READ,
             alerts::list,
         ),
         entry(
@@ -389,6 +446,7 @@ fn entries() -> Vec<Entry> {
             "get_alert",
             "Get an alert delivery with its payload (weir extension)",
             "Alert",
+            READ,
             alerts::get,
         ),
         entry(
@@ -397,6 +455,7 @@ fn entries() -> Vec<Entry> {
             "get_import_errors",
             "List import errors",
             "ImportError",
+            READ,
             import_errors::list,
         ),
         entry(
@@ -405,6 +464,7 @@ fn entries() -> Vec<Entry> {
             "get_import_error",
             "Get an import error",
             "ImportError",
+            READ,
             import_errors::get,
         ),
         entry(
@@ -413,6 +473,7 @@ fn entries() -> Vec<Entry> {
             "get_variables",
             "List variables",
             "Variable",
+            CONFIGURE,
             variables::list,
         ),
         entry(
@@ -421,6 +482,7 @@ fn entries() -> Vec<Entry> {
             "post_variable",
             "Create a variable",
             "Variable",
+            CONFIGURE,
             variables::create,
         ),
         entry(
@@ -429,6 +491,7 @@ fn entries() -> Vec<Entry> {
             "get_variable",
             "Get a variable",
             "Variable",
+            CONFIGURE,
             variables::get,
         ),
         entry(
@@ -437,6 +500,7 @@ fn entries() -> Vec<Entry> {
             "patch_variable",
             "Update a variable",
             "Variable",
+            CONFIGURE,
             variables::patch,
         ),
         entry(
@@ -445,6 +509,7 @@ fn entries() -> Vec<Entry> {
             "delete_variable",
             "Delete a variable",
             "Variable",
+            CONFIGURE,
             variables::delete,
         ),
         entry(
@@ -453,6 +518,7 @@ fn entries() -> Vec<Entry> {
             "get_connections",
             "List connections (passwords never shown)",
             "Connection",
+            CONFIGURE,
             connections::list,
         ),
         entry(
@@ -461,6 +527,7 @@ fn entries() -> Vec<Entry> {
             "post_connection",
             "Create a connection",
             "Connection",
+            CONFIGURE,
             connections::create,
         ),
         entry(
@@ -469,6 +536,7 @@ fn entries() -> Vec<Entry> {
             "test_connection",
             "Test a connection (database: SELECT 1; HTTP: GET the base URL)",
             "Connection",
+            CONFIGURE,
             connections::test,
         ),
         entry(
@@ -477,6 +545,7 @@ fn entries() -> Vec<Entry> {
             "get_connection",
             "Get a connection",
             "Connection",
+            CONFIGURE,
             connections::get,
         ),
         entry(
@@ -485,6 +554,7 @@ fn entries() -> Vec<Entry> {
             "patch_connection",
             "Update a connection",
             "Connection",
+            CONFIGURE,
             connections::patch,
         ),
         entry(
@@ -493,6 +563,7 @@ fn entries() -> Vec<Entry> {
             "delete_connection",
             "Delete a connection",
             "Connection",
+            CONFIGURE,
             connections::delete,
         ),
         entry(
@@ -501,6 +572,7 @@ fn entries() -> Vec<Entry> {
             "get_pools",
             "List pools (from config.toml)",
             "Pool",
+            READ,
             pools::list,
         ),
         entry(
@@ -509,6 +581,7 @@ fn entries() -> Vec<Entry> {
             "post_pool",
             "Refused: pools come from config.toml",
             "Pool",
+            CONFIGURE,
             pools::read_only,
         ),
         entry(
@@ -517,6 +590,7 @@ fn entries() -> Vec<Entry> {
             "get_pool",
             "Get a pool",
             "Pool",
+            READ,
             pools::get,
         ),
         entry(
@@ -525,6 +599,7 @@ fn entries() -> Vec<Entry> {
             "patch_pool",
             "Refused: pools come from config.toml",
             "Pool",
+            CONFIGURE,
             pools::read_only,
         ),
         entry(
@@ -533,6 +608,7 @@ fn entries() -> Vec<Entry> {
             "delete_pool",
             "Refused: pools come from config.toml",
             "Pool",
+            CONFIGURE,
             pools::read_only,
         ),
     ]
@@ -543,10 +619,15 @@ pub fn route_table() -> Vec<RouteInfo> {
     entries().into_iter().map(|entry| entry.info).collect()
 }
 
-pub fn router() -> Router<ApiState> {
+/// Every row's route behind the guard of its `access`.
+pub fn router(state: &ApiState) -> Router<ApiState> {
     let mut router = Router::new();
     for entry in entries() {
-        router = router.route(entry.info.path, entry.handler);
+        let guard_state = (state.clone(), entry.info.access, Surface::Api);
+        let handler = entry
+            .handler
+            .route_layer(axum::middleware::from_fn_with_state(guard_state, auth::guard));
+        router = router.route(entry.info.path, handler);
     }
     router
         .route("/api/v2/{*rest}", any(unknown_path))

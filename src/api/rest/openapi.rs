@@ -5,6 +5,7 @@ use axum::Json;
 use serde_json::{Map, Value, json};
 
 use super::route_table;
+use crate::domain::auth::Access;
 
 /// The parameters named in a path template (`{dag_id}` …), all strings in the path.
 fn path_parameters(path: &str) -> Vec<Value> {
@@ -27,11 +28,17 @@ pub fn build() -> Value {
             "description": "The request was refused; `detail` says why",
             "content": { "application/json": { "schema": { "$ref": "#/components/schemas/HTTPExceptionResponse" } } }
         });
+        let (security, role) = match route.access {
+            Access::Public => (json!([]), Value::Null),
+            Access::AtLeast(role) => (json!([{ "HTTPBearer": [] }]), json!(role.as_str())),
+        };
         let operation = json!({
             "operationId": route.operation_id,
             "summary": route.summary,
             "tags": [route.tag],
             "parameters": path_parameters(route.path),
+            "security": security,
+            "x-weir-minimum-role": role,
             "responses": { route.success.to_string(): success, "4XX": error.clone(), "5XX": error },
         });
         let item = paths
@@ -46,10 +53,13 @@ pub fn build() -> Value {
         "info": {
             "title": "weir REST API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Airflow 3's stable REST API for the resources weir has. No authentication yet: any Authorization header is accepted."
+            "description": "Airflow 3's stable REST API for the resources weir has. Get a token from POST /auth/token and send it as `Authorization: Bearer <token>`; `x-weir-minimum-role` names the least role an operation needs (Viewer < User < Op < Admin)."
         },
         "paths": paths,
         "components": {
+            "securitySchemes": {
+                "HTTPBearer": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT" }
+            },
             "schemas": {
                 "HTTPExceptionResponse": {
                     "type": "object",

@@ -50,7 +50,8 @@ impl IntoResponse for UiError {
             StatusCode::NOT_FOUND => "Not found",
             StatusCode::BAD_REQUEST => "Bad request",
             StatusCode::CONFLICT => "Conflict",
-            StatusCode::FORBIDDEN => "Refused",
+            StatusCode::FORBIDDEN => "Forbidden",
+            StatusCode::TOO_MANY_REQUESTS => "Too many attempts",
             _ => "Server error",
         };
         let context = minijinja::context! { title, message, status => status.as_u16() };
@@ -111,6 +112,11 @@ impl From<FormRejection> for UiError {
     fn from(rejection: FormRejection) -> Self {
         UiError::BadRequest(format!("invalid form: {}", rejection.body_text()))
     }
+}
+
+/// The page for a caller whose role may not do what they asked.
+pub fn forbidden_page(message: String) -> Response {
+    UiError::Forbidden(message).into_response()
 }
 
 /// Path parameters whose rejections become a readable page.

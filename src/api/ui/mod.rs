@@ -1,7 +1,10 @@
 //! The web UI (§8): server-rendered pages at Airflow's URLs (`/`, `/dags/{dag_id}`,
 //! `/dags/{dag_id}/runs/{dag_run_id}`, `/dags/{dag_id}/runs/{dag_run_id}/tasks/{task_id}`), from
 //! minijinja templates and plain CSS/JS embedded in the binary. Buttons post forms to routes here
-//! that call `runtime::operations`, then redirect back (Post/Redirect/Get).
+//! that call `runtime::operations`, then redirect back (Post/Redirect/Get). Every route is a row
+//! of [`entries`] with the `Access` it needs; the guard redirects callers without a session to
+//! `/login` and refuses roles below the row's with a 403 page. Templates get the caller as `me`
+//! and what they may do as `can` (see `render::page`), and show only those actions.
 
 mod alerts;
 mod backfills;
@@ -14,51 +17,126 @@ pub mod graph;
 mod logs;
 mod render;
 mod runs;
+mod login;
 mod tasks;
+mod users;
 mod variables;
 mod views;
 
 use std::sync::Arc;
 
+use axum::handler::Handler;
 use axum::response::Redirect;
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use axum::{Extension, Router};
 
 use self::error::UiError;
 use super::ApiState;
+use super::auth::{self, Surface};
+use super::rest::Verb;
+pub use self::error::forbidden_page;
+pub use self::render::with_caller;
+pub use self::views::encode;
+use crate::domain::auth::Access;
 use crate::domain::dag::Dag;
 use crate::domain::ids::{DagId, RunId, TaskId};
 use crate::storage::runs::{self as run_rows, DagRun};
 
-/// Every UI route, behind the CSRF layer ([`csrf::protect`]): a route added here is protected
-/// without doing anything, and its forms get the token with `{{ csrf_field() }}`.
-pub fn router(state: &ApiState) -> Router<ApiState> {
-    Router::new()
-        .route("/", get(dags::list))
-        .route("/import-errors", get(dags::import_errors))
-        .route("/datasets", get(datasets::list))
-        .route("/alerts", get(alerts::list))
-        .route("/variables", get(variables::list).post(variables::set))
-        .route("/variables/delete", post(variables::delete))
-        .route("/connections", get(connections::list).post(connections::add))
-        .route("/connections/delete", post(connections::delete))
-        .route("/connections/test", post(connections::test))
-        .route("/static/{*path}", get(render::asset))
-        .route("/dags/{dag_id}", get(dags::show))
-        .route("/dags/{dag_id}/pause", post(dags::pause))
-        .route("/dags/{dag_id}/trigger", post(dags::trigger))
-        .route("/dags/{dag_id}/backfill", post(backfills::submit))
-        .route("/dags/{dag_id}/backfills/{backfill_id}", get(backfills::show))
-        .route("/dags/{dag_id}/backfills/{backfill_id}/state", post(backfills::change))
-        .route("/dags/{dag_id}/runs/{run_id}", get(runs::show))
-        .route("/dags/{dag_id}/runs/{run_id}/clear", post(runs::clear))
-        .route("/dags/{dag_id}/runs/{run_id}/tasks/{task_id}", get(tasks::show))
-        .route("/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/clear", post(tasks::clear))
-        .route("/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/mark", post(tasks::mark))
-        .route(
+/// One UI route: what the role × route test and the guard read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UiRoute {
+    pub verb: Verb,
+    pub path: &'static str,
+    pub access: Access,
+}
+
+struct UiEntry {
+    route: UiRoute,
+    handler: MethodRouter<ApiState>,
+}
+
+fn page<H, T>(verb: Verb, path: &'static str, access: Access, handler: H) -> UiEntry
+where
+    H: Handler<T, ApiState>,
+    T: 'static,
+{
+    let handler = match verb {
+        Verb::Get => get(handler),
+        _ => post(handler),
+    };
+    UiEntry {
+        route: UiRoute { verb, path, access },
+        handler,
+    }
+}
+
+/// Every UI route with the access it needs: pages to read are Viewer's, forms that change runs
+/// and DAGs User's, variables and connections Op's, users Admin's. Forms post (never GET).
+fn entries() -> Vec<UiEntry> {
+    use Verb::{Get, Post};
+    const PUBLIC: Access = Access::Public;
+    const READ: Access = Access::READ;
+    const OPERATE: Access = Access::OPERATE;
+    const CONFIGURE: Access = Access::CONFIGURE;
+    const ADMINISTER: Access = Access::ADMINISTER;
+    vec![
+        page(Get, "/login", PUBLIC, login::page),
+        page(Post, "/login", PUBLIC, login::submit),
+        page(Post, "/logout", PUBLIC, login::logout),
+        page(Get, "/static/{*path}", PUBLIC, render::asset),
+        page(Get, "/", READ, dags::list),
+        page(Get, "/import-errors", READ, dags::import_errors),
+        page(Get, "/datasets", READ, datasets::list),
+        page(Get, "/alerts", READ, alerts::list),
+        page(Get, "/variables", CONFIGURE, variables::list),
+        page(Post, "/variables", CONFIGURE, variables::set),
+        page(Post, "/variables/delete", CONFIGURE, variables::delete),
+        page(Get, "/connections", CONFIGURE, connections::list),
+        page(Post, "/connections", CONFIGURE, connections::add),
+        page(Post, "/connections/delete", CONFIGURE, connections::delete),
+        page(Post, "/connections/test", CONFIGURE, connections::test),
+        page(Get, "/users", ADMINISTER, users::list),
+        page(Post, "/users", ADMINISTER, users::create),
+        page(Post, "/users/delete", ADMINISTER, users::delete),
+        page(Post, "/users/reset-password", ADMINISTER, users::reset_password),
+        page(Get, "/dags/{dag_id}", READ, dags::show),
+        page(Post, "/dags/{dag_id}/pause", OPERATE, dags::pause),
+        page(Post, "/dags/{dag_id}/trigger", OPERATE, dags::trigger),
+        page(Post, "/dags/{dag_id}/backfill", OPERATE, backfills::submit),
+        page(Get, "/dags/{dag_id}/backfills/{backfill_id}", READ, backfills::show),
+        page(Post, "/dags/{dag_id}/backfills/{backfill_id}/state", OPERATE, backfills::change),
+        page(Get, "/dags/{dag_id}/runs/{run_id}", READ, runs::show),
+        page(Post, "/dags/{dag_id}/runs/{run_id}/clear", OPERATE, runs::clear),
+        page(Get, "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}", READ, tasks::show),
+        page(Post, "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/clear", OPERATE, tasks::clear),
+        page(Post, "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/mark", OPERATE, tasks::mark),
+        page(
+            Get,
             "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/logs/{try_number}/stream",
-            get(logs::stream),
-        )
+            READ,
+            logs::stream,
+        ),
+    ]
+}
+
+/// Every UI route, for tests that check each one's access.
+pub fn route_table() -> Vec<UiRoute> {
+    entries().into_iter().map(|entry| entry.route).collect()
+}
+
+/// Every row's route behind the guard of its `access`, all behind the CSRF layer
+/// ([`csrf::protect`]): a route added here is protected without doing anything, and its forms get
+/// the token with `{{ csrf_field() }}`.
+pub fn router(state: &ApiState) -> Router<ApiState> {
+    let mut router = Router::new();
+    for entry in entries() {
+        let guard_state = (state.clone(), entry.route.access, Surface::Ui);
+        let handler = entry
+            .handler
+            .route_layer(axum::middleware::from_fn_with_state(guard_state, auth::guard));
+        router = router.route(entry.route.path, handler);
+    }
+    router
         .layer(Extension(graph::GraphCache::default()))
         .layer(axum::middleware::from_fn_with_state(state.clone(), csrf::protect))
 }

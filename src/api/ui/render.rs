@@ -5,9 +5,10 @@ use std::sync::LazyLock;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use minijinja::Environment;
+use minijinja::{Environment, context};
 
 use super::error::{UiError, UiPath};
+use crate::domain::auth::{Access, Principal};
 
 #[derive(rust_embed::Embed)]
 #[folder = "web/templates"]
@@ -73,13 +74,40 @@ fn html_formatter(
         .map_err(|error| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, error.to_string()))
 }
 
-/// Renders template `name` (HTML-escaped) with `context`.
+tokio::task_local! {
+    /// The caller of the UI request being handled, set by the guard for the handler's future.
+    static CALLER: Principal;
+}
+
+/// Runs a UI handler with `principal` as the caller every page it renders shows and obeys.
+pub async fn with_caller<F: std::future::Future>(principal: Principal, future: F) -> F::Output {
+    CALLER.scope(principal, future).await
+}
+
+/// What every template gets about its caller: `me` (username, role; absent on public pages) and
+/// `can` (what the role may do, so a page shows only the actions it may take).
+fn caller_context() -> minijinja::Value {
+    CALLER
+        .try_with(|principal| {
+            context! {
+                me => context! { username => principal.username, role => principal.role.as_str() },
+                can => context! {
+                    operate => principal.may(Access::OPERATE),
+                    configure => principal.may(Access::CONFIGURE),
+                    administer => principal.may(Access::ADMINISTER),
+                },
+            }
+        })
+        .unwrap_or_else(|_| context! { can => context! { operate => false, configure => false, administer => false } })
+}
+
+/// Renders template `name` (HTML-escaped) with `context` and the caller's `me` and `can`.
 pub fn page(name: &str, context: minijinja::Value) -> Result<Html<String>, UiError> {
     let template = ENVIRONMENT
         .get_template(name)
         .map_err(|error| UiError::Internal(anyhow::anyhow!("loading template {name}: {error:#}")))?;
     let html = template
-        .render(context)
+        .render(context! { ..caller_context(), ..context })
         .map_err(|error| UiError::Internal(anyhow::anyhow!("rendering template {name}: {error:#}")))?;
     Ok(Html(html))
 }

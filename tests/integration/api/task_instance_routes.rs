@@ -206,6 +206,7 @@ async fn get_raw(api: &super::Api, uri: &str, accept: &str) -> (StatusCode, axum
     let request = Request::builder()
         .uri(uri)
         .header(header::ACCEPT, accept)
+        .header(header::AUTHORIZATION, format!("Bearer {}", api.admin_token))
         .body(Body::empty())
         .unwrap();
     let response = api.router.clone().oneshot(request).await.unwrap();
