@@ -612,15 +612,24 @@ mod tests {
         assert_eq!(config.api_auth.mode, AuthMode::Password);
         assert_eq!(config.api_auth.token_lifetime, Duration::from_secs(24 * 3600));
         assert!(!config.api_auth.cookie_secure);
-        let config = load("[webserver]\nbind = \"127.0.0.1:9000\"\n", &[("WEIR__API_AUTH__MODE", "none")]).unwrap();
+        let config = load(
+            "[webserver]\nbind = \"127.0.0.1:9000\"\n",
+            &[("WEIR__API_AUTH__MODE", "none")],
+        )
+        .unwrap();
         assert_eq!(config.api_auth.mode, AuthMode::None);
         let config = load("[webserver]\nbind = \"[::1]:9000\"\n[api_auth]\nmode = \"none\"\n", &[]).unwrap();
         assert_eq!(config.api_auth.mode, AuthMode::None);
-        let error = load("[webserver]\nbind = \"0.0.0.0:8080\"\n", &[("WEIR__API_AUTH__MODE", "none")])
-            .unwrap_err()
-            .to_string();
+        let error = load(
+            "[webserver]\nbind = \"0.0.0.0:8080\"\n",
+            &[("WEIR__API_AUTH__MODE", "none")],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
-            error.contains("[api_auth] mode = \"none\"") && error.contains("loopback") && error.contains("0.0.0.0:8080"),
+            error.contains("[api_auth] mode = \"none\"")
+                && error.contains("loopback")
+                && error.contains("0.0.0.0:8080"),
             "{error}"
         );
         let error = load("[api_auth]\nmode = \"open\"\n", &[]).unwrap_err().to_string();
@@ -643,16 +652,34 @@ mod tests {
         assert_eq!(config.api_auth.users["ana"].role, crate::domain::auth::Role::Op);
         assert_eq!(config.api_auth.users["ana"].password.expose(), "ana's long password");
         let debug = format!("{config:?}");
-        assert!(!debug.contains("0123456789abcdef0123") && !debug.contains("long password"), "{debug}");
-        let error = load("[api_auth]\njwt_secret = \"short\"\n", &[]).unwrap_err().to_string();
-        assert!(error.contains("[api_auth] jwt_secret = \"***\"") && error.contains("16"), "{error}");
-        let error = load("[api_auth.users.ana]\nrole = \"Op\"\n", &[]).unwrap_err().to_string();
-        assert!(error.contains("WEIR__API_AUTH__USERS__ANA__PASSWORD"), "{error}");
-        let error = load("[api_auth.users.ana]\nrole = \"Boss\"\npassword = \"long enough\"\n", &[])
+        assert!(
+            !debug.contains("0123456789abcdef0123") && !debug.contains("long password"),
+            "{debug}"
+        );
+        let error = load("[api_auth]\njwt_secret = \"short\"\n", &[])
             .unwrap_err()
             .to_string();
-        assert!(error.contains("[api_auth.users.ana]") && error.contains("not a role"), "{error}");
-        let error = load("[api_auth]\ntoken_lifetime = \"5s\"\n", &[]).unwrap_err().to_string();
+        assert!(
+            error.contains("[api_auth] jwt_secret = \"***\"") && error.contains("16"),
+            "{error}"
+        );
+        let error = load("[api_auth.users.ana]\nrole = \"Op\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("WEIR__API_AUTH__USERS__ANA__PASSWORD"), "{error}");
+        let error = load(
+            "[api_auth.users.ana]\nrole = \"Boss\"\npassword = \"long enough\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("[api_auth.users.ana]") && error.contains("not a role"),
+            "{error}"
+        );
+        let error = load("[api_auth]\ntoken_lifetime = \"5s\"\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("token_lifetime"), "{error}");
     }
 

@@ -13,12 +13,12 @@ use super::{App, CliResult};
 use crate::api::auth::Authenticator;
 use crate::api::{self, ApiState};
 use crate::config::AuthMode;
-use crate::runtime::users::{self, FirstAdmin};
 use crate::runtime::alerts::{AlertDelivery, AlertRouting};
 use crate::runtime::executor::LocalExecutor;
 use crate::runtime::loader::{self, DagFolder};
 use crate::runtime::metrics::SchedulerMetrics;
 use crate::runtime::scheduler::{Scheduler, SchedulerSettings};
+use crate::runtime::users::{self, FirstAdmin};
 
 /// Most bytes of one attempt's output kept in its log file.
 const MAX_LOG_BYTES: u64 = 256 * 1024 * 1024;
@@ -139,7 +139,10 @@ pub async fn serve(app: &App, with_scheduler: bool, with_webserver: bool) -> Cli
 
 /// The token signer, the configured users, and on a first start the `admin` user, whose
 /// generated password is printed this once and kept in a private file in the state folder.
-async fn prepare_authentication(db: &crate::storage::Db, config: &crate::config::Config) -> anyhow::Result<Authenticator> {
+async fn prepare_authentication(
+    db: &crate::storage::Db,
+    config: &crate::config::Config,
+) -> anyhow::Result<Authenticator> {
     let (authenticator, created) = Authenticator::from_config(&config.api_auth, &config.state_dir)?;
     if let Some(path) = created {
         tracing::warn!(

@@ -82,7 +82,9 @@ pub async fn run(app: &App, command: UsersCommand) -> CliResult {
             firstname,
             lastname,
         } => {
-            let role: Role = role.parse().map_err(|error: crate::domain::auth::UnknownRole| CliError::Usage(error.to_string()))?;
+            let role: Role = role
+                .parse()
+                .map_err(|error: crate::domain::auth::UnknownRole| CliError::Usage(error.to_string()))?;
             let (password, generated) = password.resolve().map_err(failed)?;
             let db = app.db(false).await?;
             let new_user = NewUser {

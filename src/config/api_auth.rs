@@ -100,7 +100,12 @@ impl Default for ApiAuthConfig {
     }
 }
 
-pub(super) fn parse(path: &Path, raw: &RawApiAuth, bind: SocketAddr, base_url: &str) -> Result<ApiAuthConfig, ConfigError> {
+pub(super) fn parse(
+    path: &Path,
+    raw: &RawApiAuth,
+    bind: SocketAddr,
+    base_url: &str,
+) -> Result<ApiAuthConfig, ConfigError> {
     let bad = |key: &str, value: &str, reason: &str| ConfigError::BadValue {
         path: path.to_path_buf(),
         section: "api_auth".to_string(),
@@ -147,17 +152,16 @@ pub(super) fn parse(path: &Path, raw: &RawApiAuth, bind: SocketAddr, base_url: &
             message: format!("[api_auth.users.{username}]: {reason}"),
         };
         check_username(username).map_err(user_error)?;
-        let role: Role = user.role.parse().map_err(|error: UnknownRole| user_error(error.to_string()))?;
-        let password = user
-            .password
-            .as_ref()
-            .and_then(scalar_text)
-            .ok_or_else(|| {
-                user_error(format!(
-                    "set `password` (or env WEIR__API_AUTH__USERS__{}__PASSWORD)",
-                    username.to_uppercase()
-                ))
-            })?;
+        let role: Role = user
+            .role
+            .parse()
+            .map_err(|error: UnknownRole| user_error(error.to_string()))?;
+        let password = user.password.as_ref().and_then(scalar_text).ok_or_else(|| {
+            user_error(format!(
+                "set `password` (or env WEIR__API_AUTH__USERS__{}__PASSWORD)",
+                username.to_uppercase()
+            ))
+        })?;
         check_password(&password).map_err(user_error)?;
         users.insert(
             username.clone(),

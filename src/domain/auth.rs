@@ -124,7 +124,9 @@ pub fn check_password(password: &str) -> Result<(), String> {
         ));
     }
     if password.len() > MAX_PASSWORD_LENGTH {
-        return Err(format!("the password is too long: use at most {MAX_PASSWORD_LENGTH} bytes"));
+        return Err(format!(
+            "the password is too long: use at most {MAX_PASSWORD_LENGTH} bytes"
+        ));
     }
     Ok(())
 }

@@ -96,7 +96,10 @@ fn decoy_hash() -> &'static str {
 /// The outcome of a login attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Login {
-    Accepted { principal: Principal, token_epoch: i64 },
+    Accepted {
+        principal: Principal,
+        token_epoch: i64,
+    },
     /// Wrong username or wrong password (which one is not said).
     Refused,
 }

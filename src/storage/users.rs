@@ -108,9 +108,7 @@ pub async fn count(connection: &mut AnyConnection) -> Result<i64, StorageError> 
 }
 
 fn no_such_user(username: &str) -> StorageError {
-    StorageError::NotFound(format!(
-        "no user `{username}`: `weir users list` shows who exists"
-    ))
+    StorageError::NotFound(format!("no user `{username}`: `weir users list` shows who exists"))
 }
 
 /// Removes a user; NotFound when there is none of that name.
@@ -127,15 +125,18 @@ pub async fn delete(connection: &mut AnyConnection, username: &str) -> Result<()
 }
 
 /// Replaces the password hash and moves the token epoch on, so tokens issued before stop working.
-pub async fn set_password(connection: &mut AnyConnection, username: &str, password_hash: &str) -> Result<(), StorageError> {
-    let updated = sqlx::query(
-        "UPDATE weir_user SET password_hash = $1, token_epoch = token_epoch + 1 WHERE username = $2",
-    )
-    .bind(password_hash)
-    .bind(username)
-    .execute(connection)
-    .await?
-    .rows_affected();
+pub async fn set_password(
+    connection: &mut AnyConnection,
+    username: &str,
+    password_hash: &str,
+) -> Result<(), StorageError> {
+    let updated =
+        sqlx::query("UPDATE weir_user SET password_hash = $1, token_epoch = token_epoch + 1 WHERE username = $2")
+            .bind(password_hash)
+            .bind(username)
+            .execute(connection)
+            .await?
+            .rows_affected();
     if updated == 0 {
         return Err(no_such_user(username));
     }

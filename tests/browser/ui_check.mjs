@@ -1,7 +1,8 @@
 // Clicks through the weir web UI in headless Chromium: DAG list → DAG → trigger a run from the
 // form → the grid turns green → graph → the run's Gantt → a task's log. Saves a screenshot of
 // each page. Fails on any Content-Security-Policy violation (the pages hold no inline script or
-// style). Usage: node ui_check.mjs <base_url> <screenshot_dir> [dag_id]
+// style). Logs in first as WEIR_UI_USER with WEIR_UI_PASSWORD (from the environment).
+// Usage: node ui_check.mjs <base_url> <screenshot_dir> [dag_id]
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
@@ -39,6 +40,18 @@ try {
   });
   const shot = (name) => page.screenshot({ path: join(screenshotDir, `${name}.png`), fullPage: true });
   const step = (text) => console.log(`ui_check: ${text}`);
+
+  step("without a session the UI sends us to the login page, which sends us back after login");
+  await page.goto(baseUrl + "/");
+  await page.waitForURL("**/login?next=**");
+  await page.locator("#login-username").fill(process.env.WEIR_UI_USER || "admin");
+  await page.locator("#login-password").fill("not the password");
+  await page.getByRole("button", { name: "Log in" }).click();
+  await page.locator("#login-error").waitFor();
+  await shot("00-login-refused");
+  await page.locator("#login-password").fill(process.env.WEIR_UI_PASSWORD || "");
+  await page.getByRole("button", { name: "Log in" }).click();
+  await page.waitForURL((url) => url.pathname === "/");
 
   step("DAG list, under a Content-Security-Policy");
   const first = await page.goto(baseUrl + "/");
@@ -104,6 +117,11 @@ try {
   await page.keyboard.press("Tab");
   const focused = await page.evaluate(() => document.activeElement && document.activeElement.textContent);
   if (!focused || !focused.includes("Skip")) throw new Error(`Tab did not reach the skip link first: ${focused}`);
+
+  step("the Users page lists the admin, marked as the one logged in");
+  await page.getByRole("link", { name: "Users", exact: true }).click();
+  await page.locator("#users").getByText("(you)").waitFor();
+  await shot("09-users");
 
   step("an unknown DAG gives a readable 404 (the browser logs the 404 itself: not a problem)");
   const response = await page.goto(baseUrl + "/dags/no_such_dag");

@@ -1,6 +1,6 @@
 //! The web UI in a real browser: starts `weir serve` on a temporary project and runs
-//! `tests/browser/ui_check.mjs` (playwright-core driving Debian's headless Chromium), which clicks
-//! through the DAG list, a DAG, the trigger form, the grid, the graph, a run's Gantt chart and a
+//! `tests/browser/ui_check.mjs` (playwright-core driving Debian's headless Chromium), which logs
+//! in (as the `admin` the first start created) and clicks through the DAG list, a DAG, the trigger form, the grid, the graph, a run's Gantt chart and a
 //! task's log, saving screenshots under `$CARGO_TARGET_DIR/screenshots` (else `target/screenshots`);
 //! and `tests/browser/csrf_check.mjs`, whose pages from another origin post each UI form at weir
 //! (nothing may change, checked here in the database and the files) before the same forms are used
@@ -182,6 +182,12 @@ impl Project {
         );
     }
 
+    /// The password of `admin`, created and kept in the state folder by the first start.
+    fn admin_password(&self) -> String {
+        let path = self.folder.path().join("state/admin_password.txt");
+        std::fs::read_to_string(path).unwrap().trim().to_string()
+    }
+
     /// The metadata database, opened beside the running server.
     fn db(&self, runtime: &tokio::runtime::Runtime) -> weir::storage::Db {
         let url = format!("sqlite://{}", self.folder.path().join("state/weir.db").display());
@@ -189,11 +195,14 @@ impl Project {
     }
 }
 
-/// Runs a script of `tests/browser` with `args`; its output goes to the test's.
-fn run_script(browser_dir: &Path, script: &str, args: &[&str]) -> std::process::ExitStatus {
+/// Runs a script of `tests/browser` with `args`, logging in as `admin` with `password`; its
+/// output goes to the test's.
+fn run_script(browser_dir: &Path, script: &str, args: &[&str], password: &str) -> std::process::ExitStatus {
     let mut child = Command::new("node")
         .arg(browser_dir.join(script))
         .args(args)
+        .env("WEIR_UI_USER", "admin")
+        .env("WEIR_UI_PASSWORD", password)
         .current_dir(browser_dir)
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())
@@ -237,6 +246,7 @@ fn the_ui_works_in_headless_chromium() {
         &browser_dir,
         "ui_check.mjs",
         &[&project.base_url(), &screenshots.display().to_string(), "ui_demo"],
+        &project.admin_password(),
     );
     assert!(
         status.success(),
@@ -314,6 +324,7 @@ fn forms_posted_from_another_origin_change_nothing_and_work_from_weirs_own_pages
         &browser_dir,
         "csrf_check.mjs",
         &hostile_args.iter().map(String::as_str).collect::<Vec<_>>(),
+        &project.admin_password(),
     );
     assert!(
         status.success(),
@@ -328,6 +339,7 @@ fn forms_posted_from_another_origin_change_nothing_and_work_from_weirs_own_pages
         &browser_dir,
         "csrf_check.mjs",
         &own_args.iter().map(String::as_str).collect::<Vec<_>>(),
+        &project.admin_password(),
     );
     assert!(
         status.success(),

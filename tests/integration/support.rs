@@ -601,7 +601,10 @@ pub async fn token_for(state: &weir::api::ApiState, role: weir::domain::auth::Ro
         }
     };
     let principal = weir::domain::auth::Principal { username, role };
-    state.auth.issue(&principal, user.token_epoch, chrono::Utc::now()).unwrap()
+    state
+        .auth
+        .issue(&principal, user.token_epoch, chrono::Utc::now())
+        .unwrap()
 }
 
 /// The `Cookie` header of a UI session holding `token`.

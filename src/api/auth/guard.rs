@@ -34,7 +34,11 @@ pub async fn guard(
     };
     let reading = matches!(*request.method(), Method::GET | Method::HEAD);
     let cookie_allowed = surface == Surface::Ui || reading;
-    let principal = match state.auth.authenticate(&state.db, request.headers(), cookie_allowed).await {
+    let principal = match state
+        .auth
+        .authenticate(&state.db, request.headers(), cookie_allowed)
+        .await
+    {
         Ok(principal) => principal,
         Err(AuthFailure::Storage) => {
             return ApiError::Internal(anyhow::anyhow!("the metadata database did not answer a token check"))

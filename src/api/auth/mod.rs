@@ -136,7 +136,11 @@ impl Authenticator {
             exp: now.timestamp().saturating_add(lifetime),
             epoch: token_epoch,
         };
-        Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?)
+        Ok(jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.encoding,
+        )?)
     }
 
     /// Who `token` belongs to, checked against the database on every request: a deleted user's
@@ -167,7 +171,12 @@ impl Authenticator {
 
     /// The caller of a request from its headers. `cookie_allowed`: whether the session cookie
     /// counts (UI routes, and API reads); else only `Authorization: Bearer`.
-    pub async fn authenticate(&self, db: &Db, headers: &HeaderMap, cookie_allowed: bool) -> Result<Principal, AuthFailure> {
+    pub async fn authenticate(
+        &self,
+        db: &Db,
+        headers: &HeaderMap,
+        cookie_allowed: bool,
+    ) -> Result<Principal, AuthFailure> {
         if self.mode == AuthMode::None {
             return Ok(anonymous());
         }

@@ -99,7 +99,11 @@ mod tests {
         }
         let now = start + Duration::from_secs(10);
         assert_eq!(throttle.blocked(&ana, now), Some(Duration::from_secs(50)));
-        assert_eq!(throttle.blocked(&keys("bob", None), now), None, "other users are not blocked");
+        assert_eq!(
+            throttle.blocked(&keys("bob", None), now),
+            None,
+            "other users are not blocked"
+        );
         assert_eq!(throttle.blocked(&keys("ANA", None), now), Some(Duration::from_secs(50)));
         assert_eq!(throttle.blocked(&ana, start + Duration::from_secs(60)), None);
     }
@@ -113,7 +117,10 @@ mod tests {
             throttle.record_failure(&keys(user, address), now);
         }
         assert!(throttle.blocked(&keys("f", address), now).is_some());
-        assert_eq!(throttle.blocked(&keys("f", Some("203.0.113.10".parse().unwrap())), now), None);
+        assert_eq!(
+            throttle.blocked(&keys("f", Some("203.0.113.10".parse().unwrap())), now),
+            None
+        );
     }
 
     #[test]

@@ -178,7 +178,15 @@ fn entries() -> Vec<Entry> {
             metrics::metrics,
         ),
         entry(Get, "/api/v2/dags", "get_dags", "List DAGs", "DAG", READ, dags::list),
-        entry(Get, "/api/v2/dags/{dag_id}", "get_dag", "Get a DAG", "DAG", READ, dags::get),
+        entry(
+            Get,
+            "/api/v2/dags/{dag_id}",
+            "get_dag",
+            "Get a DAG",
+            "DAG",
+            READ,
+            dags::get,
+        ),
         entry(
             Patch,
             "/api/v2/dags/{dag_id}",

@@ -72,6 +72,10 @@ pub async fn submit(
         username: form.username.trim().to_string(),
         password: form.password,
     };
+    if request.username.is_empty() || request.password.is_empty() {
+        let error = Some("Enter your username and password.".to_string());
+        return login_page(StatusCode::BAD_REQUEST, &next, &request.username, error);
+    }
     match auth::login(&state, &request, auth::client_address(&extensions)).await {
         Ok((_, token)) => {
             let mut response = Redirect::to(&next).into_response();

@@ -14,10 +14,10 @@ mod dags;
 mod datasets;
 mod error;
 pub mod graph;
+mod login;
 mod logs;
 mod render;
 mod runs;
-mod login;
 mod tasks;
 mod users;
 mod variables;
@@ -31,12 +31,12 @@ use axum::routing::{MethodRouter, get, post};
 use axum::{Extension, Router};
 
 use self::error::UiError;
-use super::ApiState;
-use super::auth::{self, Surface};
-use super::rest::Verb;
 pub use self::error::forbidden_page;
 pub use self::render::with_caller;
 pub use self::views::encode;
+use super::ApiState;
+use super::auth::{self, Surface};
+use super::rest::Verb;
 use crate::domain::auth::Access;
 use crate::domain::dag::Dag;
 use crate::domain::ids::{DagId, RunId, TaskId};
@@ -104,12 +104,27 @@ fn entries() -> Vec<UiEntry> {
         page(Post, "/dags/{dag_id}/trigger", OPERATE, dags::trigger),
         page(Post, "/dags/{dag_id}/backfill", OPERATE, backfills::submit),
         page(Get, "/dags/{dag_id}/backfills/{backfill_id}", READ, backfills::show),
-        page(Post, "/dags/{dag_id}/backfills/{backfill_id}/state", OPERATE, backfills::change),
+        page(
+            Post,
+            "/dags/{dag_id}/backfills/{backfill_id}/state",
+            OPERATE,
+            backfills::change,
+        ),
         page(Get, "/dags/{dag_id}/runs/{run_id}", READ, runs::show),
         page(Post, "/dags/{dag_id}/runs/{run_id}/clear", OPERATE, runs::clear),
         page(Get, "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}", READ, tasks::show),
-        page(Post, "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/clear", OPERATE, tasks::clear),
-        page(Post, "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/mark", OPERATE, tasks::mark),
+        page(
+            Post,
+            "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/clear",
+            OPERATE,
+            tasks::clear,
+        ),
+        page(
+            Post,
+            "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/mark",
+            OPERATE,
+            tasks::mark,
+        ),
         page(
             Get,
             "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/logs/{try_number}/stream",

@@ -124,7 +124,11 @@ pub async fn create(
         Err(error) => return refused(&state, &principal, OperationError::Invalid(format!("{error}"))).await,
     };
     let generated = form.password.is_empty();
-    let password = if generated { users::random_password()? } else { form.password };
+    let password = if generated {
+        users::random_password()?
+    } else {
+        form.password
+    };
     let new_user = NewUser {
         username: form.username.trim().to_string(),
         password: password.clone(),
@@ -143,7 +147,12 @@ pub async fn create(
             let notice = format!("Created user {} ({}).", user.username, user.role);
             render_page(&state, &principal, Some(notice), outcome, StatusCode::OK).await
         }
-        Ok(user) => Ok(back_to(None, PAGE_URL, &format!("Created user {} ({}).", user.username, user.role)).into_response()),
+        Ok(user) => Ok(back_to(
+            None,
+            PAGE_URL,
+            &format!("Created user {} ({}).", user.username, user.role),
+        )
+        .into_response()),
         Err(error) => refused(&state, &principal, error).await,
     }
 }
@@ -162,7 +171,9 @@ pub async fn delete(
     UiForm(form): UiForm<DeleteForm>,
 ) -> Result<Response, UiError> {
     if form.username == principal.username {
-        let error = OperationError::Invalid("You cannot delete yourself: ask another Admin, or use `weir users delete`.".to_string());
+        let error = OperationError::Invalid(
+            "You cannot delete yourself: ask another Admin, or use `weir users delete`.".to_string(),
+        );
         return refused(&state, &principal, error).await;
     }
     match users::delete_user(&state.db, &form.username).await {
@@ -187,10 +198,17 @@ pub async fn reset_password(
     UiForm(form): UiForm<ResetForm>,
 ) -> Result<Response, UiError> {
     let generated = form.password.is_empty();
-    let password = if generated { users::random_password()? } else { form.password };
+    let password = if generated {
+        users::random_password()?
+    } else {
+        form.password
+    };
     match users::reset_password(&state.db, &form.username, password.clone()).await {
         Ok(()) => {
-            let notice = format!("Reset the password of {}; their sessions and tokens have ended.", form.username);
+            let notice = format!(
+                "Reset the password of {}; their sessions and tokens have ended.",
+                form.username
+            );
             if generated {
                 let outcome = Outcome {
                     generated_for: Some(form.username),
