@@ -39,6 +39,9 @@ for d in range(n):
         out.write("\n".join(lines) + "\n")
 PY
 "$weir" --config "$project/config.toml" db migrate > /dev/null
+# The API needs a token: a Viewer of our own (the timings include each request's user check).
+"$weir" --config "$project/config.toml" users delete --username bench > /dev/null 2>&1 || true
+"$weir" --config "$project/config.toml" users create --username bench --role Viewer --password bench-password > /dev/null
 
 # Run n (0-based) belongs to hist_0000 for n < hot_runs, else to one of the 999 others in turn; its
 # logical date is `day` days before 2026-01-01 (one a day per DAG, so scheduled runs stay unique).
@@ -140,12 +143,15 @@ done
 [ "$(recorded)" = "$n_dags" ] || { echo "history.sh: weir serve did not record the $n_dags DAGs" >&2; exit 1; }
 sleep 1
 
+token=$(curl -sf -X POST -H 'Content-Type: application/json' -d '{"username": "bench", "password": "bench-password"}' \
+  "$base_url/auth/token" | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
+auth="Authorization: Bearer $token"
 hot_run="scheduled__2026-01-01T00:00:00+00:00"
 measure() { # name path
-  curl -sf -o /dev/null "$base_url$2" || { echo "history.sh: GET $2 failed" >&2; exit 1; } # warm-up
+  curl -sf -o /dev/null -H "$auth" "$base_url$2" || { echo "history.sh: GET $2 failed" >&2; exit 1; } # warm-up
   local times=()
   for _ in $(seq 1 "$requests"); do
-    read -r code seconds < <(curl -s -o /dev/null -w '%{http_code} %{time_total}\n' "$base_url$2")
+    read -r code seconds < <(curl -s -o /dev/null -H "$auth" -w '%{http_code} %{time_total}\n' "$base_url$2")
     [ "$code" = 200 ] || { echo "history.sh: GET $2 answered $code" >&2; exit 1; }
     times+=("$seconds")
   done

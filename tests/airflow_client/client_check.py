@@ -1,13 +1,16 @@
 """Drives a running `weir serve` with the official Airflow 3 Python client (apache-airflow-client
 3.3.x), whose pydantic models validate every response strictly.
 
-Usage: client_check.py BASE_URL DAG_ID SCHEDULED_DAG_ID
-Exits 0 when every step passed; prints the failing step and the error otherwise.
+Usage: client_check.py BASE_URL DAG_ID SCHEDULED_DAG_ID USERNAME PASSWORD
+Gets a token from POST /auth/token as Airflow 3's users do, and first shows that without one
+every call is refused with 401. Exits 0 when every step passed; prints the failing step and the error otherwise.
 """
 
 import datetime
+import json
 import sys
 import time
+import urllib.request
 
 import airflow_client.client as client
 from airflow_client.client.api.backfill_api import BackfillApi
@@ -17,6 +20,7 @@ from airflow_client.client.api.monitor_api import MonitorApi
 from airflow_client.client.api.task_api import TaskApi
 from airflow_client.client.api.task_instance_api import TaskInstanceApi
 from airflow_client.client.api.version_api import VersionApi
+from airflow_client.client.exceptions import ApiException
 from airflow_client.client.models.backfill_post_body import BackfillPostBody
 from airflow_client.client.models.clear_task_instances_body import ClearTaskInstancesBody
 from airflow_client.client.models.clear_task_instances_body_task_ids_inner import ClearTaskInstancesBodyTaskIdsInner
@@ -29,10 +33,46 @@ def step(name):
     print(f"-- {name}", flush=True)
 
 
+def get_token(base_url, username, password):
+    """POST /auth/token, as Airflow 3's documentation shows: 201 {"access_token": ...}."""
+    request = urllib.request.Request(
+        f"{base_url}/auth/token",
+        data=json.dumps({"username": username, "password": password}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request) as response:
+        assert response.status == 201, response.status
+        return json.load(response)["access_token"]
+
+
+def refused_without_token(base_url, dag_id):
+    configuration = client.Configuration(host=base_url)
+    with client.ApiClient(configuration) as api_client:
+        for call in (lambda: DAGApi(api_client).get_dags(limit=1),
+                     lambda: DagRunApi(api_client).trigger_dag_run(dag_id, TriggerDAGRunPostBody(logical_date=None))):
+            try:
+                call()
+            except ApiException as error:
+                assert error.status == 401, error
+            else:
+                raise AssertionError("a call without a token was answered")
+    wrong = client.Configuration(host=base_url, access_token="garbage")
+    with client.ApiClient(wrong) as api_client:
+        try:
+            DAGApi(api_client).get_dags(limit=1)
+        except ApiException as error:
+            assert error.status == 401, error
+        else:
+            raise AssertionError("a garbage token was accepted")
+
+
 def main():
-    base_url, dag_id, scheduled_dag_id = sys.argv[1], sys.argv[2], sys.argv[3]
-    # Airflow 3 clients send a bearer token; weir has no auth yet and accepts any.
-    configuration = client.Configuration(host=base_url, access_token="weir-has-no-auth-yet")
+    base_url, dag_id, scheduled_dag_id, username, password = sys.argv[1:6]
+    step("without a token: 401")
+    refused_without_token(base_url, dag_id)
+    step("a token from POST /auth/token")
+    configuration = client.Configuration(host=base_url, access_token=get_token(base_url, username, password))
     with client.ApiClient(configuration) as api_client:
         dags = DAGApi(api_client)
         runs = DagRunApi(api_client)

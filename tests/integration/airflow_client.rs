@@ -1,6 +1,7 @@
 //! Compatibility with the official Airflow 3 Python client (`apache-airflow-client` 3.3.x),
 //! whose pydantic models validate every response strictly: the real `weir serve` binary is
-//! driven by `tests/airflow_client/client_check.py`. The interpreter comes from
+//! driven by `tests/airflow_client/client_check.py`, which shows that calls without a token get
+//! 401, then logs in with `POST /auth/token` as the first start's `admin`. The interpreter comes from
 //! `WEIR_TEST_PYTHON` (`.ci/run` creates it); without one the test is skipped with a notice,
 //! except under `CI=true`, where that is a failure.
 
@@ -109,12 +110,16 @@ fn the_official_airflow_python_client_lists_triggers_reads_a_run_and_backfills()
             .unwrap(),
     );
     wait_for_port(port, &log);
+    // The first start created `admin` and kept its generated password in the state folder.
+    let password = std::fs::read_to_string(project.path().join("state/admin_password.txt")).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/airflow_client/client_check.py");
     let output = Command::new(&python)
         .arg(&script)
         .arg(format!("http://127.0.0.1:{port}"))
         .arg("client_dag")
         .arg("client_daily")
+        .arg("admin")
+        .arg(password.trim())
         .output()
         .unwrap();
     drop(daemon);

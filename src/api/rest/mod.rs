@@ -154,9 +154,9 @@ fn entries() -> Vec<Entry> {
             Get,
             "/api/v2/version",
             "get_version",
-            "weir's version",
+            "weir's version (open, as in Airflow 3: the official client sends no token for it)",
             "Version",
-            READ,
+            PUBLIC,
             monitor::version,
         ),
         entry(

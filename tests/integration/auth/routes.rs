@@ -173,7 +173,12 @@ fn the_route_table_gives_each_role_airflows_permissions() {
             .unwrap_or_else(|| panic!("no route {} {path}", verb.as_str()))
             .access
     };
-    for public in ["/api/v2/monitor/health", "/metrics", "/api/v2/openapi.json"] {
+    for public in [
+        "/api/v2/monitor/health",
+        "/api/v2/version",
+        "/metrics",
+        "/api/v2/openapi.json",
+    ] {
         assert_eq!(access(Verb::Get, public), Access::Public, "{public}");
     }
     assert_eq!(access(Verb::Post, "/auth/token"), Access::Public);

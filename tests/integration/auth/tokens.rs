@@ -248,7 +248,12 @@ async fn public_routes_reveal_no_secret() {
             )
             .await;
         assert_eq!(answer.status, StatusCode::CREATED, "{label}: {answer:?}");
-        for uri in ["/api/v2/monitor/health", "/metrics", "/api/v2/openapi.json"] {
+        for uri in [
+            "/api/v2/monitor/health",
+            "/api/v2/version",
+            "/metrics",
+            "/api/v2/openapi.json",
+        ] {
             let request = Request::get(uri).body(Body::empty()).unwrap();
             let answer = send_raw(&api, request).await;
             assert_eq!(answer.status, StatusCode::OK, "{label}: {uri}");
