@@ -47,7 +47,14 @@ pub async fn guard(
         Err(failure) => return unauthenticated(surface, &failure, &request),
     };
     if !principal.may(access) {
-        return forbidden(surface, &principal, access);
+        let message = forbidden_message(&principal, access);
+        return match surface {
+            Surface::Api => ApiError::Forbidden(message).into_response(),
+            // Rendered as the caller, so the page's menu is theirs.
+            Surface::Ui => {
+                crate::api::ui::with_caller(principal, async move { crate::api::ui::forbidden_page(message) }).await
+            }
+        };
     }
     request.extensions_mut().insert(principal.clone());
     match surface {
@@ -80,20 +87,13 @@ fn unauthenticated(surface: Surface, failure: &AuthFailure, request: &Request) -
     }
 }
 
-fn forbidden(surface: Surface, principal: &Principal, access: Access) -> Response {
+fn forbidden_message(principal: &Principal, access: Access) -> String {
     let needed = match access {
         Access::AtLeast(role) => role.as_str(),
-        Access::Public => "none",
+        Access::Public => "no",
     };
-    let message = format!(
+    format!(
         "Forbidden: this needs the {needed} role or above; `{}` has {}",
         principal.username, principal.role
-    );
-    match surface {
-        Surface::Api => ApiError::Forbidden(message).into_response(),
-        Surface::Ui => {
-            let page = crate::api::ui::forbidden_page(message);
-            page.into_response()
-        }
-    }
+    )
 }
