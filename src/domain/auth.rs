@@ -100,6 +100,9 @@ pub const MIN_PASSWORD_LENGTH: usize = 8;
 /// Longest password accepted: argon2 takes any length, but a megabyte of it is an attack.
 pub const MAX_PASSWORD_LENGTH: usize = 1024;
 const MAX_USERNAME_LENGTH: usize = 64;
+/// Who everyone is when logins are off; no user may take the name (a token issued then would
+/// otherwise be theirs later).
+pub const ANONYMOUS: &str = "anonymous";
 
 /// Usernames: 1 to 64 of `A-Z a-z 0-9 _ . @ -`, so they are safe in URLs, logs and tokens.
 pub fn check_username(username: &str) -> Result<(), String> {
@@ -108,13 +111,17 @@ pub fn check_username(username: &str) -> Result<(), String> {
         && username
             .bytes()
             .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'.' | b'@' | b'-'));
-    if valid {
-        Ok(())
-    } else {
-        Err(format!(
+    if !valid {
+        return Err(format!(
             "`{username}` is not a valid username: use 1 to {MAX_USERNAME_LENGTH} characters from A-Z a-z 0-9 _ . @ -"
-        ))
+        ));
     }
+    if username.eq_ignore_ascii_case(ANONYMOUS) {
+        return Err(format!(
+            "`{username}` is reserved: it names everyone when logins are off ([api_auth] mode = \"none\")"
+        ));
+    }
+    Ok(())
 }
 
 pub fn check_password(password: &str) -> Result<(), String> {
@@ -165,7 +172,15 @@ mod tests {
     #[test]
     fn usernames_and_passwords_are_checked() {
         assert!(check_username("ana.lee@corp-1").is_ok());
-        for bad in ["", "ana lee", "ana/../x", "<b>", &"x".repeat(65)] {
+        for bad in [
+            "",
+            "ana lee",
+            "ana/../x",
+            "<b>",
+            &"x".repeat(65),
+            "anonymous",
+            "Anonymous",
+        ] {
             assert!(check_username(bad).is_err(), "{bad:?}");
         }
         assert!(check_password("short").is_err());

@@ -29,8 +29,7 @@ use crate::storage::{Db, users};
 pub const SESSION_COOKIE: &str = "weir_session";
 /// The file the token secret is generated into when `[api_auth] jwt_secret` is not set.
 pub const JWT_SECRET_FILE: &str = "jwt_secret";
-/// Who everyone is in `[api_auth] mode = "none"`.
-pub const ANONYMOUS: &str = "anonymous";
+pub use crate::domain::auth::ANONYMOUS;
 /// Clock difference between API servers that a token's expiry tolerates.
 const LEEWAY_SECONDS: u64 = 5;
 
