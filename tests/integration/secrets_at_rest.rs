@@ -33,9 +33,11 @@ const CLI_EXTRA: &str = "CliExtraSecret6a41";
 const ALL_SECRETS: [&str; 5] = [API_VARIABLE, API_EXTRA, API_NESTED_EXTRA, CLI_VARIABLE, CLI_EXTRA];
 
 async fn call(state: &ApiState, method: Method, uri: &str, body: Value) -> (StatusCode, Value) {
+    let token = support::token_for(state, weir::domain::auth::Role::Admin).await;
     let request = Request::builder()
         .method(method)
         .uri(uri)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(body.to_string()))
         .unwrap();
@@ -53,6 +55,7 @@ fn api_state(test_db: &TestDb, folder: &Path) -> ApiState {
     ApiState {
         db: test_db.db.clone(),
         dags: receiver,
+        auth: support::authenticator(&config),
         config: Arc::new(config),
         scheduler_metrics: None,
         secrets: SecretsKey::from_passphrase(KEY),
