@@ -24,6 +24,9 @@ use crate::runtime::users::{self, FirstAdmin};
 const MAX_LOG_BYTES: u64 = 256 * 1024 * 1024;
 
 pub async fn serve(app: &App, with_scheduler: bool, with_webserver: bool) -> CliResult {
+    // Installed first: a SIGTERM during start-up (while tasks may already run) is a clean stop,
+    // not the default action that kills the process.
+    let signals = Signals::install();
     let config = &app.config;
     let db = app.db(with_scheduler).await?;
     let secrets = app.secrets_key()?;
@@ -128,7 +131,7 @@ pub async fn serve(app: &App, with_scheduler: bool, with_webserver: bool) -> Cli
         });
     }
 
-    wait_for_signal(&cancel).await;
+    signals.wait(&cancel).await;
     tracing::info!("shutting down");
     cancel.cancel();
     tracker.close();
@@ -181,17 +184,36 @@ async fn prepare_authentication(
     Ok(authenticator)
 }
 
-async fn wait_for_signal(cancel: &CancellationToken) {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async {
-            match terminate.as_mut() {
-                Some(signal) => { signal.recv().await; }
+/// SIGINT and SIGTERM, listened for from the moment they are installed.
+struct Signals {
+    interrupt: Option<tokio::signal::unix::Signal>,
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn install() -> Signals {
+        use tokio::signal::unix::{SignalKind, signal};
+        Signals {
+            interrupt: signal(SignalKind::interrupt()).ok(),
+            terminate: signal(SignalKind::terminate()).ok(),
+        }
+    }
+
+    /// Until a signal arrives or `cancel` fires.
+    async fn wait(mut self, cancel: &CancellationToken) {
+        async fn next(signal: Option<&mut tokio::signal::unix::Signal>) {
+            match signal {
+                Some(signal) => {
+                    signal.recv().await;
+                }
                 None => std::future::pending::<()>().await,
             }
-        } => {}
-        _ = cancel.cancelled() => {}
+        }
+        tokio::select! {
+            _ = next(self.interrupt.as_mut()) => {}
+            _ = next(self.terminate.as_mut()) => {}
+            _ = cancel.cancelled() => {}
+        }
     }
 }
 
