@@ -183,7 +183,12 @@ async fn a_page_gives_the_browser_its_cookie_and_every_form_the_same_token() {
 
         let response = app
             .clone()
-            .oneshot(Request::get("/dags/shop?tab=trigger").body(Body::empty()).unwrap())
+            .oneshot(
+                Request::get("/dags/shop?tab=trigger")
+                    .header(header::COOKIE, &ui.cookie)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
             .await
             .unwrap();
         let cookie = response
@@ -210,8 +215,8 @@ async fn a_page_gives_the_browser_its_cookie_and_every_form_the_same_token() {
         let field = format!("<input type=\"hidden\" name=\"{FIELD_NAME}\" value=\"{token}\">");
         assert_eq!(
             body.matches(&field).count(),
-            2,
-            "{label}: the pause toggle and the trigger form: {body}"
+            3,
+            "{label}: the pause toggle, the trigger form and the log-out button: {body}"
         );
 
         // With the cookie, the page keeps it and puts it in every form.
@@ -219,7 +224,7 @@ async fn a_page_gives_the_browser_its_cookie_and_every_form_the_same_token() {
             .clone()
             .oneshot(
                 Request::get(run_url(&ui.run().await))
-                    .header(header::COOKIE, format!("{COOKIE_NAME}={token}"))
+                    .header(header::COOKIE, format!("{COOKIE_NAME}={token}; {}", ui.cookie))
                     .body(Body::empty())
                     .unwrap(),
             )

@@ -620,7 +620,10 @@ pub fn add_session(request: &mut axum::http::Request<axum::body::Body>, cookie: 
     if headers.contains_key(AUTHORIZATION) {
         return;
     }
-    let existing = headers.get(COOKIE).and_then(|value| value.to_str().ok()).map(str::to_string);
+    let existing = headers
+        .get(COOKIE)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_string);
     let merged = match existing {
         Some(existing) if existing.contains(weir::api::auth::SESSION_COOKIE) => return,
         Some(existing) => format!("{existing}; {cookie}"),

@@ -124,7 +124,16 @@ impl Ui {
     /// Sends any request, as the Admin unless it names a session itself; returns the status, the
     /// `Location` header and the body.
     pub async fn send(&self, mut request: Request<Body>) -> (StatusCode, Option<String>, String) {
-        support::add_session(&mut request, &self.cookie);
+        if request.uri().path().starts_with("/api/") {
+            // The API takes changes only with a bearer token; the session is the same token.
+            let token = self.cookie.split_once('=').map_or("", |(_, token)| token);
+            if !request.headers().contains_key(header::AUTHORIZATION) {
+                let bearer = format!("Bearer {token}").parse().unwrap();
+                request.headers_mut().insert(header::AUTHORIZATION, bearer);
+            }
+        } else {
+            support::add_session(&mut request, &self.cookie);
+        }
         let response = router(self.state.clone()).oneshot(request).await.unwrap();
         let status = response.status();
         let location = response

@@ -19,19 +19,18 @@ pub struct LoginQuery {
     next: Option<String>,
 }
 
-/// Where to go after logging in: a same-origin path, else the DAG list. Refuses anything a
-/// browser could read as another origin (`//host`, `/\host`, tabs and line breaks it strips).
+/// Where to go after logging in: a path on weir itself ([`super::local_path`]: no `//host`,
+/// `/\host`, tabs or line breaks, also once percent-decoded), else the DAG list; never back to
+/// the login or logout page.
 pub fn safe_next(next: Option<&str>) -> String {
-    let Some(next) = next else {
+    let Some(next) = next.and_then(super::local_path) else {
         return "/".to_string();
     };
     let path_only = next.split(['?', '#']).next().unwrap_or_default();
-    let acceptable = next.starts_with('/')
-        && !next.starts_with("//")
-        && !next.starts_with("/\\")
-        && next.bytes().all(|byte| byte.is_ascii_graphic() && byte != b'\\')
-        && !matches!(path_only, "/login" | "/logout");
-    if acceptable { next.to_string() } else { "/".to_string() }
+    if matches!(path_only, "/login" | "/logout") {
+        return "/".to_string();
+    }
+    next.to_string()
 }
 
 fn login_page(status: StatusCode, next: &str, username: &str, error: Option<String>) -> Result<Response, UiError> {
@@ -130,6 +129,7 @@ mod tests {
             "/\\evil.example",
             "/\t/evil.example",
             "/x\r\nSet-Cookie: a=b",
+            "/%2F%2Fevil.example",
             "javascript:alert(1)",
             "evil",
             "/login?next=/",

@@ -68,28 +68,39 @@ async fn callers(api: &crate::api::Api) -> Vec<Caller> {
 }
 
 fn request(verb: Verb, uri: &str, caller: &Caller, form: bool) -> Request<Body> {
-    let mut builder = Request::builder().method(method(verb)).uri(uri);
-    builder = match caller {
-        Caller::Nobody => builder,
-        Caller::Garbage => builder.header(header::AUTHORIZATION, "Bearer garbage"),
-        Caller::Forged => builder.header(header::AUTHORIZATION, format!("Bearer {}", forged_token())),
-        Caller::Bearer(_, token) => builder.header(header::AUTHORIZATION, format!("Bearer {token}")),
-        Caller::Cookie(_, token) => builder.header(header::COOKIE, support::session_cookie(token)),
-    };
-    if verb == Verb::Get {
-        return builder.body(Body::empty()).unwrap();
-    }
-    if form {
-        builder
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(Body::from(""))
-            .unwrap()
-    } else {
-        builder
+    // UI forms come as weir's own pages send them (origin, CSRF cookie and field), so that only
+    // the caller decides the answer.
+    let mut request = match (verb, form) {
+        (Verb::Get, _) => Request::builder()
+            .method(method(verb))
+            .uri(uri)
+            .body(Body::empty())
+            .unwrap(),
+        (_, true) => support::ui_form_post(uri, ""),
+        (_, false) => Request::builder()
+            .method(method(verb))
+            .uri(uri)
             .header(header::CONTENT_TYPE, "application/json")
             .body(Body::from("{}"))
-            .unwrap()
+            .unwrap(),
+    };
+    let bearer = |token: &str| format!("Bearer {token}").parse().unwrap();
+    match caller {
+        Caller::Nobody => {}
+        Caller::Garbage => {
+            request.headers_mut().insert(header::AUTHORIZATION, bearer("garbage"));
+        }
+        Caller::Forged => {
+            request
+                .headers_mut()
+                .insert(header::AUTHORIZATION, bearer(&forged_token()));
+        }
+        Caller::Bearer(_, token) => {
+            request.headers_mut().insert(header::AUTHORIZATION, bearer(token));
+        }
+        Caller::Cookie(_, token) => support::add_session(&mut request, &support::session_cookie(token)),
     }
+    request
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -10,12 +10,14 @@ use super::{RawAnswer, send_raw};
 use crate::api::{Api, apis};
 use crate::support;
 
+/// A form post as weir's own pages send it (origin, CSRF cookie and field), with `cookie` (a
+/// session) added when given.
 fn form(uri: &str, body: &str, cookie: Option<&str>) -> Request<Body> {
-    let mut builder = Request::post(uri).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    let mut request = support::ui_form_post(uri, body);
     if let Some(cookie) = cookie {
-        builder = builder.header(header::COOKIE, cookie);
+        support::add_session(&mut request, cookie);
     }
-    builder.body(Body::from(body.to_string())).unwrap()
+    request
 }
 
 fn page(uri: &str, cookie: Option<&str>) -> Request<Body> {
@@ -30,9 +32,15 @@ async fn session_as(api: &Api, role: Role) -> String {
     support::session_cookie(&support::token_for(&api.state, role).await)
 }
 
-/// The `name=value` part of the answer's `Set-Cookie`, and the whole header.
+/// The `name=value` part of the answer's session `Set-Cookie`, and the whole header.
 fn set_cookie(answer: &RawAnswer) -> (String, String) {
-    let header = answer.headers[header::SET_COOKIE].to_str().unwrap().to_string();
+    let header = answer
+        .headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|value| value.to_str().unwrap().to_string())
+        .find(|value| value.starts_with("weir_session="))
+        .unwrap_or_else(|| panic!("no session cookie set: {answer:?}"));
     let pair = header.split(';').next().unwrap().to_string();
     (pair, header)
 }
