@@ -112,7 +112,8 @@ pub async fn serve(app: &App, with_scheduler: bool, with_webserver: bool) -> Cli
             scheduler_metrics,
             secrets,
         };
-        let router = api::router(state);
+        // With the peer's address in each request: the audit log records where a change came from.
+        let router = api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
         let server_cancel = cancel.child_token();
         tracker.spawn(async move {
             let shutdown = async move { server_cancel.cancelled().await };

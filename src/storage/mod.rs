@@ -6,6 +6,7 @@ pub mod backfills;
 pub mod connections;
 pub mod dags;
 pub mod datasets;
+pub mod event_log;
 pub mod import_errors;
 pub mod runs;
 pub mod task_instances;
@@ -90,6 +91,12 @@ const MIGRATIONS: &[Migration] = &[
         description: "alerts",
         sqlite: include_str!("../../migrations/sqlite/0005_alerts.sql"),
         postgres: include_str!("../../migrations/postgres/0005_alerts.sql"),
+    },
+    Migration {
+        version: 7,
+        description: "audit log",
+        sqlite: include_str!("../../migrations/sqlite/0007_event_log.sql"),
+        postgres: include_str!("../../migrations/postgres/0007_event_log.sql"),
     },
 ];
 

@@ -4,6 +4,7 @@
 //! that call `runtime::operations`, then redirect back (Post/Redirect/Get).
 
 mod alerts;
+mod audit;
 mod backfills;
 mod connections;
 pub mod csrf;
@@ -38,6 +39,7 @@ pub fn router(state: &ApiState) -> Router<ApiState> {
         .route("/import-errors", get(dags::import_errors))
         .route("/datasets", get(datasets::list))
         .route("/alerts", get(alerts::list))
+        .route("/audit", get(audit::list))
         .route("/variables", get(variables::list).post(variables::set))
         .route("/variables/delete", post(variables::delete))
         .route("/connections", get(connections::list).post(connections::add))
@@ -61,6 +63,31 @@ pub fn router(state: &ApiState) -> Router<ApiState> {
         )
         .layer(Extension(graph::GraphCache::default()))
         .layer(axum::middleware::from_fn_with_state(state.clone(), csrf::protect))
+}
+
+/// The event the audit log records when a form succeeds, by route: the REST API's operation id
+/// for the same action, so one filter finds it whichever surface it came from. A handler whose
+/// form does several things names the event itself (`AuditNote::event`).
+const FORM_EVENTS: &[(&str, &str)] = &[
+    ("/variables", "post_variable"),
+    ("/variables/delete", "delete_variable"),
+    ("/connections", "post_connection"),
+    ("/connections/delete", "delete_connection"),
+    ("/dags/{dag_id}/pause", "patch_dag"),
+    ("/dags/{dag_id}/trigger", "trigger_dag_run"),
+    ("/dags/{dag_id}/backfill", "create_backfill"),
+    ("/dags/{dag_id}/backfills/{backfill_id}/state", "change_backfill"),
+    ("/dags/{dag_id}/runs/{run_id}/clear", "clear_dag_run"),
+    ("/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/clear", "post_clear_task_instances"),
+    ("/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/mark", "patch_task_instance"),
+];
+
+/// The audit event of the form posted to `route` (axum's `MatchedPath`).
+pub fn form_event(route: &str) -> Option<&'static str> {
+    FORM_EVENTS
+        .iter()
+        .find(|(path, _)| *path == route)
+        .map(|(_, event)| *event)
 }
 
 /// The loaded DAG named in the address.
