@@ -290,7 +290,7 @@ async fn run(app: App, command: Command) -> CliResult {
             }
             let verb = if dry_run { "would remove" } else { "removed" };
             println!(
-                "{verb} {} run(s), {} task instance(s), {} attempt(s), {} log folder(s), {} alert(s), {} dataset event(s) and {} audit log entr(ies) older than {}",
+                "{verb} {} run(s), {} task instance(s), {} attempt(s), {} log folder(s), {} alert(s), {} dataset event(s) and {} audit log record(s) older than {}",
                 report.runs,
                 report.task_instances,
                 report.attempts,

@@ -782,10 +782,10 @@ pub async fn clear(
     }
     let task_instances = instance_views(&state, &dag_id, &plan).await?;
     let total_entries = task_instances.len();
-    let note = if body.dry_run {
-        AuditNote::not_recorded()
-    } else {
-        AuditNote::new().detail("cleared", total_entries)
+    let note = match (body.dry_run, &request.run_id) {
+        (true, _) => AuditNote::not_recorded(),
+        (false, Some(run_id)) => AuditNote::new().run(run_id.as_str()).detail("cleared", total_entries),
+        (false, None) => AuditNote::new().detail("cleared", total_entries),
     };
     let response = ApiJson(TaskInstanceCollectionResponse {
         task_instances,
