@@ -119,13 +119,7 @@ pub enum LoginOutcome {
 /// Records a sign-in (`POST /auth/token`, the login page): `login` or `login_failed`, the owner
 /// being the username tried (cut to a bounded length; never the password). A failure to write
 /// is logged, not returned: the sign-in itself goes on.
-pub async fn record_login(
-    db: &Db,
-    outcome: LoginOutcome,
-    username: &str,
-    surface: Surface,
-    address: Option<IpAddr>,
-) {
+pub async fn record_login(db: &Db, outcome: LoginOutcome, username: &str, surface: Surface, address: Option<IpAddr>) {
     let event = match outcome {
         LoginOutcome::Succeeded => "login",
         LoginOutcome::Failed => "login_failed",

@@ -284,7 +284,11 @@ async fn delete(app: &App, name: &str) -> CliResult {
     match stored::delete(&mut database, name).await {
         Ok(()) => {
             drop(database);
-            super::audit::record(&db, super::audit::entry("delete_connection").detail("connection_id", name)).await;
+            super::audit::record(
+                &db,
+                super::audit::entry("delete_connection").detail("connection_id", name),
+            )
+            .await;
             println!("deleted connection `{name}` from the database");
             if let Some(source) = outside.source(name) {
                 eprintln!("note: {} still defines `{name}`", source.describe(name));

@@ -96,7 +96,11 @@ async fn set(app: &App, key: String, value: String, description: Option<String>)
     };
     variables::set(&mut connection, &variable, &app.secrets_key()?).await?;
     drop(connection);
-    super::audit::record(&db, super::audit::entry("post_variable").detail("variable_key", variable.key.clone())).await;
+    super::audit::record(
+        &db,
+        super::audit::entry("post_variable").detail("variable_key", variable.key.clone()),
+    )
+    .await;
     println!("set variable `{}`", variable.key);
     if variables_from_env(std::env::vars()).contains_key(&variable.key) {
         eprintln!(

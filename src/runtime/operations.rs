@@ -443,13 +443,8 @@ pub async fn clean_history(
     let mut report = CleanReport::default();
     let mut connection = db.acquire().await?;
     let old = runs::finished_before(&mut connection, cutoff, dag_id).await?;
-    report.event_logs = storage::event_log::clean_before(
-        &mut connection,
-        cutoff,
-        dag_id.map(DagId::as_str),
-        dry_run,
-    )
-    .await?;
+    report.event_logs =
+        storage::event_log::clean_before(&mut connection, cutoff, dag_id.map(DagId::as_str), dry_run).await?;
     drop(connection);
     for run in old {
         let mut transaction = db.begin().await?;

@@ -8,7 +8,8 @@ use sqlx::{AnyConnection, Row};
 use super::{StorageError, from_micros, micros, opt_time, parse_column};
 use crate::domain::audit::{Entry, NewEntry, Surface};
 
-const COLUMNS: &str = "id, dttm, event, owner, surface, address, dag_id, run_id, task_id, try_number, logical_date, extra";
+const COLUMNS: &str =
+    "id, dttm, event, owner, surface, address, dag_id, run_id, task_id, try_number, logical_date, extra";
 
 fn from_row(row: &AnyRow) -> Result<Entry, StorageError> {
     let extra: Option<String> = row.try_get("extra")?;

@@ -78,11 +78,10 @@ async fn entries(db: &Db) -> Vec<Entry> {
 /// Every byte of the table as text, to look for values that must not be there.
 async fn raw_table(db: &Db) -> String {
     let mut connection = db.acquire().await.unwrap();
-    let rows: Vec<(String, String, Option<String>)> =
-        sqlx::query_as("SELECT event, owner, extra FROM event_log")
-            .fetch_all(&mut *connection)
-            .await
-            .unwrap();
+    let rows: Vec<(String, String, Option<String>)> = sqlx::query_as("SELECT event, owner, extra FROM event_log")
+        .fetch_all(&mut *connection)
+        .await
+        .unwrap();
     format!("{rows:?}")
 }
 
@@ -103,11 +102,23 @@ async fn api_trigger_pause_and_clear_are_recorded_with_event_ids_and_owner() {
         )
         .await;
         assert_eq!(status, StatusCode::OK, "{label}: {run}");
-        let (status, _) = send(&router, Method::PATCH, "/api/v2/dags/test", Some(json!({"is_paused": true}))).await;
+        let (status, _) = send(
+            &router,
+            Method::PATCH,
+            "/api/v2/dags/test",
+            Some(json!({"is_paused": true})),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK, "{label}");
         api.finished_run("cleared_run").await;
         let clear = json!({"dry_run": false, "only_failed": false, "dag_run_id": "cleared_run", "task_ids": ["first"]});
-        let (status, body) = send(&router, Method::POST, "/api/v2/dags/test/clearTaskInstances", Some(clear)).await;
+        let (status, body) = send(
+            &router,
+            Method::POST,
+            "/api/v2/dags/test/clearTaskInstances",
+            Some(clear),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK, "{label}: {body}");
         let (status, _) = send(
             &router,
@@ -122,7 +133,12 @@ async fn api_trigger_pause_and_clear_are_recorded_with_event_ids_and_owner() {
         let events: Vec<&str> = recorded.iter().map(|entry| entry.event.as_str()).collect();
         assert_eq!(
             events,
-            ["trigger_dag_run", "patch_dag", "post_clear_task_instances", "post_variable"],
+            [
+                "trigger_dag_run",
+                "patch_dag",
+                "post_clear_task_instances",
+                "post_variable"
+            ],
             "{label}"
         );
         for entry in &recorded {
@@ -133,8 +149,12 @@ async fn api_trigger_pause_and_clear_are_recorded_with_event_ids_and_owner() {
         assert_eq!(trigger.dag_id.as_deref(), Some("test"), "{label}");
         assert_eq!(trigger.run_id.as_deref(), Some("audited"), "{label}");
         assert_eq!(
-            trigger.logical_date.map(|date| date.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
-            run["logical_date"].as_str().map(|text| at(text).to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+            trigger
+                .logical_date
+                .map(|date| date.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+            run["logical_date"]
+                .as_str()
+                .map(|text| at(text).to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
             "{label}"
         );
         assert_eq!(recorded[1].extra["is_paused"], json!(true), "{label}");
@@ -158,7 +178,11 @@ async fn api_trigger_pause_and_clear_are_recorded_with_event_ids_and_owner() {
         let marked = entries(&api.state.db).await.pop().unwrap();
         assert_eq!(marked.event, "patch_task_instance", "{label}");
         assert_eq!(
-            (marked.dag_id.as_deref(), marked.run_id.as_deref(), marked.task_id.as_deref()),
+            (
+                marked.dag_id.as_deref(),
+                marked.run_id.as_deref(),
+                marked.task_id.as_deref()
+            ),
             (Some("test"), Some("cleared_run"), Some("second")),
             "{label}"
         );
@@ -173,16 +197,27 @@ async fn refused_requests_dry_runs_and_reads_record_nothing_and_nobody_signed_in
         let label = api.label;
         let router = signed_in(&api);
         let refused = [
-            (Method::POST, "/api/v2/dags/test/dagRuns", json!({"conf": {"region": "mars"}})),
+            (
+                Method::POST,
+                "/api/v2/dags/test/dagRuns",
+                json!({"conf": {"region": "mars"}}),
+            ),
             (Method::PATCH, "/api/v2/dags/nope", json!({"is_paused": true})),
-            (Method::POST, "/api/v2/variables", json!({"key": "bad key!", "value": "x"})),
+            (
+                Method::POST,
+                "/api/v2/variables",
+                json!({"key": "bad key!", "value": "x"}),
+            ),
             (Method::DELETE, "/api/v2/variables/missing", json!(null)),
             (Method::POST, "/api/v2/pools", json!({"name": "p", "slots": 1})),
         ];
         for (method, uri, body) in refused {
             let body = (!body.is_null()).then_some(body);
             let (status, answer) = send(&router, method.clone(), uri, body).await;
-            assert!(status.is_client_error(), "{label}: {method} {uri} answered {status}: {answer}");
+            assert!(
+                status.is_client_error(),
+                "{label}: {method} {uri} answered {status}: {answer}"
+            );
         }
         api.finished_run("kept").await;
         let dry_runs = [
@@ -204,15 +239,28 @@ async fn refused_requests_dry_runs_and_reads_record_nothing_and_nobody_signed_in
         }
         let (status, _) = send(&router, Method::GET, "/api/v2/dags", None).await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(entries(&api.state.db).await, [], "{label}: nothing changed, nothing recorded");
+        assert_eq!(
+            entries(&api.state.db).await,
+            [],
+            "{label}: nothing changed, nothing recorded"
+        );
 
         // Without an authentication layer the owner is `anonymous`.
-        let (status, _) = send(&api.router, Method::PATCH, "/api/v2/dags/test", Some(json!({"is_paused": false}))).await;
+        let (status, _) = send(
+            &api.router,
+            Method::PATCH,
+            "/api/v2/dags/test",
+            Some(json!({"is_paused": false})),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK);
         let recorded = entries(&api.state.db).await;
         assert_eq!(recorded.len(), 1, "{label}");
         assert_eq!(recorded[0].owner, "anonymous", "{label}");
-        assert_eq!(recorded[0].address, None, "{label}: no connection info without a socket");
+        assert_eq!(
+            recorded[0].address, None,
+            "{label}: no connection info without a socket"
+        );
     }
 }
 
@@ -305,13 +353,20 @@ async fn sign_ins_are_recorded_with_the_username_tried_and_the_address() {
         let recorded = entries(&test_db.db).await;
         assert_eq!(recorded.len(), 2, "{label}");
         assert_eq!(
-            (recorded[0].event.as_str(), recorded[0].owner.as_str(), recorded[0].surface),
+            (
+                recorded[0].event.as_str(),
+                recorded[0].owner.as_str(),
+                recorded[0].surface
+            ),
             ("login", "ana", Surface::Ui),
             "{label}"
         );
         assert_eq!(recorded[0].address.as_deref(), Some("10.0.0.7"), "{label}");
         assert_eq!(recorded[1].event, "login_failed", "{label}");
-        assert!(recorded[1].owner.starts_with("mallory2026-01-01 admin login"), "{label}");
+        assert!(
+            recorded[1].owner.starts_with("mallory2026-01-01 admin login"),
+            "{label}"
+        );
         assert!(!recorded[1].owner.contains('\n'), "{label}: no forged lines");
         assert_eq!(recorded[1].owner.chars().count(), 256, "{label}: bounded");
     }
@@ -322,8 +377,16 @@ async fn sign_ins_are_recorded_with_the_username_tried_and_the_address() {
 async fn seed(db: &Db) {
     let mut connection = db.acquire().await.unwrap();
     let rows = [
-        (NewEntry::new("trigger_dag_run", "ana", Surface::Api).dag("test").run("r1"), "2026-03-01T10:00:00Z"),
-        (NewEntry::new("patch_dag", "ana", Surface::Ui).dag("test"), "2026-03-01T11:00:00Z"),
+        (
+            NewEntry::new("trigger_dag_run", "ana", Surface::Api)
+                .dag("test")
+                .run("r1"),
+            "2026-03-01T10:00:00Z",
+        ),
+        (
+            NewEntry::new("patch_dag", "ana", Surface::Ui).dag("test"),
+            "2026-03-01T11:00:00Z",
+        ),
         (
             NewEntry::new("patch_task_instance", "ana", Surface::Api)
                 .dag("test")
@@ -333,7 +396,10 @@ async fn seed(db: &Db) {
             "2026-03-01T12:00:00Z",
         ),
         (NewEntry::new("login", "bo", Surface::Api), "2026-03-01T13:00:00Z"),
-        (NewEntry::new("trigger_dag_run", "root", Surface::Cli).dag("other"), "2026-03-01T14:00:00Z"),
+        (
+            NewEntry::new("trigger_dag_run", "root", Surface::Cli).dag("other"),
+            "2026-03-01T14:00:00Z",
+        ),
     ];
     for (entry, time) in rows {
         event_log::insert(&mut connection, &entry, at(time)).await.unwrap();
@@ -358,7 +424,10 @@ async fn event_logs_are_served_in_airflows_shape_with_filters_and_pages() {
         assert_eq!(all.status, StatusCode::OK, "{label}: {:?}", all.body);
         assert_eq!(all.body["total_entries"], 5, "{label}");
         let every = ids(&all.body);
-        assert!(every.windows(2).all(|pair| pair[0] < pair[1]), "{label}: oldest first by default");
+        assert!(
+            every.windows(2).all(|pair| pair[0] < pair[1]),
+            "{label}: oldest first by default"
+        );
 
         let entry = &all.body["event_logs"][2];
         for field in [
@@ -382,7 +451,11 @@ async fn event_logs_are_served_in_airflows_shape_with_filters_and_pages() {
         assert_eq!(entry["map_index"], Value::Null, "{label}");
         assert_eq!(entry["surface"], "api", "{label}");
         let extra: Value = serde_json::from_str(entry["extra"].as_str().unwrap()).unwrap();
-        assert_eq!(extra, json!({"new_state": "failed"}), "{label}: extra is JSON text, as in Airflow");
+        assert_eq!(
+            extra,
+            json!({"new_state": "failed"}),
+            "{label}: extra is JSON text, as in Airflow"
+        );
 
         let cases: [(&str, &[usize]); 11] = [
             ("dag_id=test", &[0, 1, 2]),
@@ -416,11 +489,31 @@ async fn event_logs_are_served_in_airflows_shape_with_filters_and_pages() {
         assert_eq!(one.body["extra"], Value::Null, "{label}");
 
         for (uri, status, words) in [
-            ("/api/v2/eventLogs/999999", StatusCode::NOT_FOUND, "no event log entry 999999"),
-            ("/api/v2/eventLogs/abc", StatusCode::BAD_REQUEST, "event_log_id must be an integer"),
-            ("/api/v2/eventLogs?before=yesterday", StatusCode::BAD_REQUEST, "`before` must be a date"),
-            ("/api/v2/eventLogs?order_by=extra", StatusCode::BAD_REQUEST, "cannot order by `extra`"),
-            ("/api/v2/eventLogs?surface=web", StatusCode::BAD_REQUEST, "`web` is not a surface"),
+            (
+                "/api/v2/eventLogs/999999",
+                StatusCode::NOT_FOUND,
+                "no event log entry 999999",
+            ),
+            (
+                "/api/v2/eventLogs/abc",
+                StatusCode::BAD_REQUEST,
+                "event_log_id must be an integer",
+            ),
+            (
+                "/api/v2/eventLogs?before=yesterday",
+                StatusCode::BAD_REQUEST,
+                "`before` must be a date",
+            ),
+            (
+                "/api/v2/eventLogs?order_by=extra",
+                StatusCode::BAD_REQUEST,
+                "cannot order by `extra`",
+            ),
+            (
+                "/api/v2/eventLogs?surface=web",
+                StatusCode::BAD_REQUEST,
+                "`web` is not a surface",
+            ),
             ("/api/v2/eventLogs?try_number=-1", StatusCode::BAD_REQUEST, "try_number"),
             ("/api/v2/eventLogs?limit=-1", StatusCode::BAD_REQUEST, "limit"),
         ] {
@@ -440,13 +533,18 @@ async fn the_audit_page_lists_entries_newest_first_with_filters_and_pages() {
         seed(&api.state.db).await;
         let mut connection = api.state.db.acquire().await.unwrap();
         let hostile = NewEntry::new("login_failed", "<script>alert(1)</script>", Surface::Ui);
-        event_log::insert(&mut connection, &hostile, at("2026-03-02T00:00:00Z")).await.unwrap();
+        event_log::insert(&mut connection, &hostile, at("2026-03-02T00:00:00Z"))
+            .await
+            .unwrap();
         drop(connection);
 
         let page = api.get("/audit").await;
         assert_eq!(page.status, StatusCode::OK, "{label}");
         let html = page.body.as_str().unwrap();
-        assert!(html.contains(r#"<a href="/audit">Audit</a>"#), "{label}: linked in the nav");
+        assert!(
+            html.contains(r#"<a href="/audit">Audit</a>"#),
+            "{label}: linked in the nav"
+        );
         assert!(!html.contains("<script>alert(1)"), "{label}: owners are escaped");
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{label}");
         let newest = html.find("login_failed").unwrap();
@@ -458,13 +556,25 @@ async fn the_audit_page_lists_entries_newest_first_with_filters_and_pages() {
         assert!(html.contains("2026-03-01 11:00:00"), "{label}");
         assert!(!html.contains("2026-03-01 10:00:00"), "{label}: {html}");
         let by_surface = api.get("/audit?surface=cli").await;
-        assert!(by_surface.body.as_str().unwrap().contains(r#"<a href="/dags/other">other</a>"#), "{label}");
-        assert_eq!(api.get("/audit?surface=web").await.status, StatusCode::BAD_REQUEST, "{label}");
+        assert!(
+            by_surface
+                .body
+                .as_str()
+                .unwrap()
+                .contains(r#"<a href="/dags/other">other</a>"#),
+            "{label}"
+        );
+        assert_eq!(
+            api.get("/audit?surface=web").await.status,
+            StatusCode::BAD_REQUEST,
+            "{label}"
+        );
 
         // Sixty more: a page holds fifty, the next one the rest.
         let mut connection = api.state.db.acquire().await.unwrap();
         for minute in 0..60 {
-            let entry = NewEntry::new("delete_variable", "ana", Surface::Cli).detail("variable_key", format!("k{minute}"));
+            let entry =
+                NewEntry::new("delete_variable", "ana", Surface::Cli).detail("variable_key", format!("k{minute}"));
             let time = at("2026-03-03T00:00:00Z") + chrono::Duration::minutes(minute);
             event_log::insert(&mut connection, &entry, time).await.unwrap();
         }
@@ -474,7 +584,9 @@ async fn the_audit_page_lists_entries_newest_first_with_filters_and_pages() {
         assert!(html.contains("entries 1–50 of 60"), "{label}: {html}");
         assert!(html.contains("k59") && !html.contains(">k9<"), "{label}");
         assert!(html.contains("offset=50"), "{label}");
-        let second = api.get("/audit?dag_id=&event=delete_variable&owner=&surface=&offset=50").await;
+        let second = api
+            .get("/audit?dag_id=&event=delete_variable&owner=&surface=&offset=50")
+            .await;
         let html = second.body.as_str().unwrap();
         assert!(html.contains("entries 51–60 of 60"), "{label}: {html}");
         assert!(html.contains(">k9<") && !html.contains(">k59<"), "{label}");
@@ -502,10 +614,19 @@ async fn db_clean_ages_out_audit_entries_older_than_the_cutoff() {
         let db = &test_db.db;
         let mut connection = db.acquire().await.unwrap();
         let rows = [
-            (NewEntry::new("patch_dag", "ana", Surface::Api).dag("test"), "2026-01-01T00:00:00Z"),
+            (
+                NewEntry::new("patch_dag", "ana", Surface::Api).dag("test"),
+                "2026-01-01T00:00:00Z",
+            ),
             (NewEntry::new("login", "ana", Surface::Ui), "2026-01-02T00:00:00Z"),
-            (NewEntry::new("patch_dag", "ana", Surface::Api).dag("other"), "2026-01-03T00:00:00Z"),
-            (NewEntry::new("patch_dag", "ana", Surface::Api).dag("test"), "2026-06-01T00:00:00Z"),
+            (
+                NewEntry::new("patch_dag", "ana", Surface::Api).dag("other"),
+                "2026-01-03T00:00:00Z",
+            ),
+            (
+                NewEntry::new("patch_dag", "ana", Surface::Api).dag("test"),
+                "2026-06-01T00:00:00Z",
+            ),
         ];
         for (entry, time) in rows {
             event_log::insert(&mut connection, &entry, at(time)).await.unwrap();
@@ -515,7 +636,9 @@ async fn db_clean_ages_out_audit_entries_older_than_the_cutoff() {
         let cutoff = at("2026-03-01T00:00:00Z");
         let test_dag = weir::domain::ids::DagId::parse("test").unwrap();
 
-        let dry = operations::clean_history(db, logs.path(), cutoff, None, true).await.unwrap();
+        let dry = operations::clean_history(db, logs.path(), cutoff, None, true)
+            .await
+            .unwrap();
         assert_eq!(dry.event_logs, 3, "{label}");
         assert_eq!(entries(db).await.len(), 4, "{label}: a dry run removes nothing");
 
@@ -523,7 +646,9 @@ async fn db_clean_ages_out_audit_entries_older_than_the_cutoff() {
             .await
             .unwrap();
         assert_eq!(one_dag.event_logs, 1, "{label}: only that DAG's old entries");
-        let everything = operations::clean_history(db, logs.path(), cutoff, None, false).await.unwrap();
+        let everything = operations::clean_history(db, logs.path(), cutoff, None, false)
+            .await
+            .unwrap();
         assert_eq!(everything.event_logs, 2, "{label}: the sign-in and the other DAG's");
         let left = entries(db).await;
         assert_eq!(left.len(), 1, "{label}");
@@ -556,7 +681,10 @@ fn project(test_db: &TestDb) -> tempfile::TempDir {
     .unwrap();
     std::fs::write(
         folder.path().join("config.toml"),
-        format!("[core]\ndags_folder = \"dags\"\n\n[database]\nurl = \"{}\"\n", test_db.url),
+        format!(
+            "[core]\ndags_folder = \"dags\"\n\n[database]\nurl = \"{}\"\n",
+            test_db.url
+        ),
     )
     .unwrap();
     folder
@@ -592,7 +720,13 @@ async fn cli_changes_are_recorded_with_the_os_user() {
         let events: Vec<&str> = recorded.iter().map(|entry| entry.event.as_str()).collect();
         assert_eq!(
             events,
-            ["trigger_dag_run", "patch_dag", "post_variable", "delete_variable", "db_clean"],
+            [
+                "trigger_dag_run",
+                "patch_dag",
+                "post_variable",
+                "delete_variable",
+                "db_clean"
+            ],
             "{label}"
         );
         for entry in &recorded {

@@ -354,7 +354,10 @@ pub async fn patch(
         }
     };
     let run = operations::set_run_state(&state.db, &dag_id, &run_id, wanted).await?;
-    Ok((AuditNote::new().detail("state", wanted.as_str()), ApiJson(run_view(&run))))
+    Ok((
+        AuditNote::new().detail("state", wanted.as_str()),
+        ApiJson(run_view(&run)),
+    ))
 }
 
 /// Airflow's `DAGRunClearBody`.

@@ -504,5 +504,9 @@ pub async fn change(
     operations::change_backfill(&state.db, backfill.id, to).await?;
     let url = backfill_url(dag.dag_id.as_str(), backfill.id);
     let note = AuditNote::new().event(event);
-    Ok((note, back_to(Some(&url), &url, &format!("{done} backfill {}", backfill.id))).into_response())
+    Ok((
+        note,
+        back_to(Some(&url), &url, &format!("{done} backfill {}", backfill.id)),
+    )
+        .into_response())
 }

@@ -629,7 +629,11 @@ pub async fn pause(
         format!("Unpaused {}", dag.dag_id)
     };
     let note = AuditNote::new().detail("is_paused", paused);
-    Ok((note, back_to(form.next.as_deref(), &views::dag_url(dag.dag_id.as_str()), &notice)).into_response())
+    Ok((
+        note,
+        back_to(form.next.as_deref(), &views::dag_url(dag.dag_id.as_str()), &notice),
+    )
+        .into_response())
 }
 
 #[derive(Debug, Serialize)]

@@ -78,8 +78,14 @@ const FORM_EVENTS: &[(&str, &str)] = &[
     ("/dags/{dag_id}/backfill", "create_backfill"),
     ("/dags/{dag_id}/backfills/{backfill_id}/state", "change_backfill"),
     ("/dags/{dag_id}/runs/{run_id}/clear", "clear_dag_run"),
-    ("/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/clear", "post_clear_task_instances"),
-    ("/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/mark", "patch_task_instance"),
+    (
+        "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/clear",
+        "post_clear_task_instances",
+    ),
+    (
+        "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/mark",
+        "patch_task_instance",
+    ),
 ];
 
 /// The audit event of the form posted to `route` (axum's `MatchedPath`).
