@@ -147,7 +147,7 @@ async fn wait_for_signal(cancel: &CancellationToken) {
 }
 
 /// `[core] retention_days`: once at start and then every day, removes finished runs (and their
-/// task instances, attempts and logs) older than that many days.
+/// task instances, attempts and logs) and audit log entries older than that many days.
 async fn clean_daily(db: crate::storage::Db, logs_dir: std::path::PathBuf, days: u32, cancel: CancellationToken) {
     let mut daily = tokio::time::interval(std::time::Duration::from_secs(24 * 3600));
     loop {
@@ -164,6 +164,7 @@ async fn clean_daily(db: crate::storage::Db, logs_dir: std::path::PathBuf, days:
                 log_folders = report.log_folders,
                 alerts = report.alerts,
                 dataset_events = report.dataset_events,
+                event_logs = report.event_logs,
                 days,
                 "retention: removed old history"
             ),
