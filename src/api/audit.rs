@@ -15,6 +15,7 @@
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 
+use axum::Extension;
 use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, RawPathParams, Request, State};
 use axum::http::{Extensions, Method};
 use axum::middleware::Next;
@@ -138,6 +139,17 @@ async fn write(db: &Db, entry: &NewEntry) {
     }
 }
 
+/// The signed-in person an authentication layer put into the request: as `Principal` (what
+/// `request.extensions_mut().insert(principal)` stores and `Extension<Principal>` extracts), or
+/// wrapped as `Extension<Principal>`.
+fn principal(extensions: &Extensions) -> Option<&Principal> {
+    extensions.get::<Principal>().or_else(|| {
+        extensions
+            .get::<Extension<Principal>>()
+            .map(|Extension(principal)| principal)
+    })
+}
+
 fn changes_state(method: &Method) -> bool {
     matches!(*method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE)
 }
@@ -161,10 +173,8 @@ pub async fn record_changes(State(state): State<ApiState>, request: Request, nex
     } else {
         Surface::Ui
     };
-    let owner = request
-        .extensions()
-        .get::<Principal>()
-        .map_or_else(|| ANONYMOUS.to_string(), |principal| principal.username.clone());
+    let owner =
+        principal(request.extensions()).map_or_else(|| ANONYMOUS.to_string(), |principal| principal.username.clone());
     let address = client_address(request.extensions());
     let (mut parts, body) = request.into_parts();
     let params: Vec<(String, String)> = match RawPathParams::from_request_parts(&mut parts, &()).await {
@@ -190,7 +200,13 @@ pub async fn record_changes(State(state): State<ApiState>, request: Request, nex
             Surface::Ui => super::ui::form_event(&route),
             _ => super::rest::operation_id(&method, &route),
         })
-        .map_or_else(|| format!("{method} {route}"), str::to_string);
+        .map_or_else(
+            || {
+                tracing::warn!(%route, "no audit event is named for this route: recorded by method and path");
+                format!("{method} {route}")
+            },
+            str::to_string,
+        );
     let mut entry = NewEntry::new(&event, &owner, surface).address(address.map(|address| address.to_string()));
     for (name, value) in params {
         entry = match name.as_str() {

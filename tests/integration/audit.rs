@@ -311,6 +311,32 @@ async fn ui_forms_are_recorded_when_they_redirect_and_not_when_refused() {
     }
 }
 
+/// An authentication layer that stores the principal wrapped, as `Extension<Principal>`.
+async fn as_bo_wrapped(mut request: Request, next: Next) -> Response {
+    request.extensions_mut().insert(axum::Extension(Principal {
+        username: "bo".to_string(),
+        role: Role::User,
+    }));
+    next.run(request).await
+}
+
+#[tokio::test]
+async fn the_owner_is_read_whether_the_principal_is_stored_bare_or_wrapped() {
+    let api = apis().await.remove(0);
+    let router = api.router.clone().layer(middleware::from_fn(as_bo_wrapped));
+    let (status, _) = send(
+        &router,
+        Method::PATCH,
+        "/api/v2/dags/test",
+        Some(json!({"is_paused": true})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let recorded = entries(&api.state.db).await;
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0].owner, "bo");
+}
+
 #[tokio::test]
 async fn the_client_address_is_recorded_over_tcp() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
