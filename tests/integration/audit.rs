@@ -528,7 +528,7 @@ async fn event_logs_are_served_in_airflows_shape_with_filters_and_pages() {
             (
                 "/api/v2/eventLogs?before=yesterday",
                 StatusCode::BAD_REQUEST,
-                "`before` must be a date",
+                "`before`: `yesterday` is not a date",
             ),
             (
                 "/api/v2/eventLogs?order_by=extra",
