@@ -57,12 +57,10 @@ async fn send(router: &Router, method: Method, uri: &str, body: Option<Value>) -
 }
 
 async fn post_form(router: &Router, uri: &str, form: &str) -> (StatusCode, String) {
-    let request = Request::builder()
-        .method(Method::POST)
-        .uri(uri)
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Body::from(form.to_string()))
-        .unwrap();
+    answer(router, support::ui_form_post(uri, form)).await
+}
+
+async fn answer(router: &Router, request: Request) -> (StatusCode, String) {
     let response = router.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
@@ -288,6 +286,16 @@ async fn ui_forms_are_recorded_when_they_redirect_and_not_when_refused() {
         assert_eq!(status, StatusCode::NOT_FOUND, "{label}");
         let (status, _) = post_form(&router, "/dags/test/pause", "paused=maybe").await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{label}");
+        // A forged post (no CSRF token, from another origin) is refused before it is recorded.
+        let forged = Request::builder()
+            .method(Method::POST)
+            .uri("/dags/test/pause")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::ORIGIN, "https://evil.example")
+            .body(Body::from("paused=false"))
+            .unwrap();
+        let (status, _) = answer(&router, forged).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{label}");
 
         let recorded = entries(&api.state.db).await;
         let events: Vec<&str> = recorded.iter().map(|entry| entry.event.as_str()).collect();
