@@ -2,6 +2,7 @@
 //! weir has), the web UI at `/`, and `/metrics`. Handlers only translate: every decision and every
 //! query is in the layers below.
 
+pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod origin;
@@ -60,10 +61,17 @@ pub const SECURITY_HEADERS: [(HeaderName, &str); 4] = [
 ];
 
 /// The whole HTTP application.
+///
+/// Layer order matters: a layer added later wraps the ones before it and sees the request first.
+/// The audit layer (`audit::record_changes`) comes right after the routes: what is inside it (the
+/// API's origin check, the UI's CSRF check, the handlers) answers first, and a refusal is not
+/// recorded. The authentication guard is also inside it (each route has its own, from its row's
+/// `Access`): it names the caller on the response, which is how the audit layer learns the owner.
 pub fn router(state: ApiState) -> Router {
     let mut router = Router::new()
         .merge(rest::router(&state).layer(from_fn_with_state(state.clone(), origin::refuse_foreign_browsers)))
         .merge(ui::router(&state))
+        .layer(from_fn_with_state(state.clone(), audit::record_changes))
         .layer(from_fn_with_state(state.clone(), origin::refuse_rebound_hosts))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::trace::TraceLayer::new_for_http())

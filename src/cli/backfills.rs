@@ -133,6 +133,10 @@ pub async fn create(app: &App, args: BackfillArgs) -> CliResult {
     let backfill = operations::create_backfill(&db, &dag, &request)
         .await
         .map_err(refused)?;
+    let entry = super::audit::entry("create_backfill")
+        .dag(backfill.dag_id.as_str())
+        .detail("backfill_id", backfill.id);
+    super::audit::record(&db, entry).await;
     let (total, _) = {
         let mut connection = db.acquire().await?;
         backfills::progress(&mut connection, backfill.id).await?
@@ -301,6 +305,15 @@ pub async fn run(app: &App, command: BackfillsCommand) -> CliResult {
 
 async fn change(db: &Db, id: i64, to: BackfillState) -> anyhow::Result<()> {
     let backfill = operations::change_backfill(db, id, to).await?;
+    let event = match to {
+        BackfillState::Paused => "pause_backfill",
+        BackfillState::Running => "unpause_backfill",
+        _ => "cancel_backfill",
+    };
+    let entry = super::audit::entry(event)
+        .dag(backfill.dag_id.as_str())
+        .detail("backfill_id", backfill.id);
+    super::audit::record(db, entry).await;
     println!("backfill {} is {}", backfill.id, backfill.state);
     Ok(())
 }

@@ -118,6 +118,9 @@ async fn add(app: &App, args: AddArgs) -> CliResult {
     stored::insert(&mut database, &connection, &key)
         .await
         .map_err(|error| CliError::Failed(error.to_string()))?;
+    drop(database);
+    let entry = super::audit::entry("post_connection").detail("connection_id", connection.conn_id.clone());
+    super::audit::record(&db, entry).await;
     println!(
         "added connection `{}`: {}",
         connection.conn_id,
@@ -280,6 +283,12 @@ async fn delete(app: &App, name: &str) -> CliResult {
     let outside = outside_sources(app);
     match stored::delete(&mut database, name).await {
         Ok(()) => {
+            drop(database);
+            super::audit::record(
+                &db,
+                super::audit::entry("delete_connection").detail("connection_id", name),
+            )
+            .await;
             println!("deleted connection `{name}` from the database");
             if let Some(source) = outside.source(name) {
                 eprintln!("note: {} still defines `{name}`", source.describe(name));

@@ -120,7 +120,8 @@ pub async fn serve(app: &App, with_scheduler: bool, with_webserver: bool) -> Cli
             secrets,
             auth: Arc::new(authenticator),
         };
-        // With each connection's address: failed logins are throttled per client address too.
+        // With each connection's address: failed logins are throttled per client address, and the
+        // audit log records where a change came from.
         let service = api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
         let server_cancel = cancel.child_token();
         tracker.spawn(async move {
@@ -218,7 +219,7 @@ impl Signals {
 }
 
 /// `[core] retention_days`: once at start and then every day, removes finished runs (and their
-/// task instances, attempts and logs) older than that many days.
+/// task instances, attempts and logs) and audit log entries older than that many days.
 async fn clean_daily(db: crate::storage::Db, logs_dir: std::path::PathBuf, days: u32, cancel: CancellationToken) {
     let mut daily = tokio::time::interval(std::time::Duration::from_secs(24 * 3600));
     loop {
@@ -235,6 +236,7 @@ async fn clean_daily(db: crate::storage::Db, logs_dir: std::path::PathBuf, days:
                 log_folders = report.log_folders,
                 alerts = report.alerts,
                 dataset_events = report.dataset_events,
+                event_logs = report.event_logs,
                 days,
                 "retention: removed old history"
             ),

@@ -369,6 +369,11 @@ async fn trigger(
     let new_run = operations::manual_run(&dag, &parse_conf(conf)?, logical_date, run_id, None)?;
     let db = app.db(false).await?;
     let run = operations::trigger(&db, &dag, &new_run).await?;
+    let entry = super::audit::entry("trigger_dag_run")
+        .dag(run.dag_id.as_str())
+        .run(run.run_id.as_str())
+        .logical_date(run.logical_date);
+    super::audit::record(&db, entry).await;
     println!(
         "created run {} of {} (logical date {})",
         run.run_id,
@@ -400,6 +405,10 @@ async fn set_paused(app: &App, dag_id: &str, paused: bool) -> CliResult {
     let dag = app.dag(dag_id)?;
     let db = app.db(false).await?;
     operations::set_paused(&db, &dag, paused).await?;
+    let entry = super::audit::entry("patch_dag")
+        .dag(dag.dag_id.as_str())
+        .detail("is_paused", paused);
+    super::audit::record(&db, entry).await;
     println!("{} is {}", dag.dag_id, if paused { "paused" } else { "unpaused" });
     Ok(ExitCode::SUCCESS)
 }
@@ -414,6 +423,12 @@ async fn test(app: &App, dag_id: &str, logical_date: Option<&str>) -> CliResult 
     let new_run = operations::manual_run(&dag, &Value::Null, logical_date, None, Some(owner.clone()))?;
     let db = app.db(false).await?;
     let run = operations::trigger(&db, &dag, &new_run).await?;
+    let entry = super::audit::entry("trigger_dag_run")
+        .dag(run.dag_id.as_str())
+        .run(run.run_id.as_str())
+        .logical_date(run.logical_date)
+        .detail("test", true);
+    super::audit::record(&db, entry).await;
     println!("testing {} run {}", dag.dag_id, run.run_id);
     let state = drive_run(app, &db, single_dag_bag(&dag), owner, run.pk).await?;
     super::tasks::print_states(&db, &run, OutputFormat::Table).await?;

@@ -2,6 +2,7 @@
 //! daemon uses. Exit codes: 0 success, 1 the thing asked for failed, 2 usage or configuration.
 
 mod alerts;
+mod audit;
 mod backfills;
 mod connections;
 mod daemon;
@@ -281,15 +282,26 @@ async fn run(app: App, command: Command) -> CliResult {
                 dry_run,
             )
             .await?;
+            if !dry_run {
+                let mut entry = audit::entry("db_clean")
+                    .detail("before", output::time(cutoff))
+                    .detail("runs", report.runs)
+                    .detail("event_logs", report.event_logs);
+                if let Some(dag_id) = &dag_id {
+                    entry = entry.dag(dag_id.as_str());
+                }
+                audit::record(&db, entry).await;
+            }
             let verb = if dry_run { "would remove" } else { "removed" };
             println!(
-                "{verb} {} run(s), {} task instance(s), {} attempt(s), {} log folder(s), {} alert(s) and {} dataset event(s) older than {}",
+                "{verb} {} run(s), {} task instance(s), {} attempt(s), {} log folder(s), {} alert(s), {} dataset event(s) and {} audit log record(s) older than {}",
                 report.runs,
                 report.task_instances,
                 report.attempts,
                 report.log_folders,
                 report.alerts,
                 report.dataset_events,
+                report.event_logs,
                 output::time(cutoff)
             );
             Ok(ExitCode::SUCCESS)

@@ -128,6 +128,11 @@ pub async fn run(app: &App, command: RunsCommand) -> CliResult {
             };
             let db = app.db(false).await?;
             let run = crate::runtime::operations::set_run_state(&db, &dag_id, &run_id, state).await?;
+            let entry = super::audit::entry("patch_dag_run")
+                .dag(run.dag_id.as_str())
+                .run(run.run_id.as_str())
+                .detail("state", state.as_str());
+            super::audit::record(&db, entry).await;
             println!("{} {} marked {}", run.dag_id, run.run_id, run.state);
             Ok(ExitCode::SUCCESS)
         }

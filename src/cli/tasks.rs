@@ -598,6 +598,13 @@ async fn clear(app: &App, dag_id: &str, selection: &ClearSelection, dry_run: boo
         }
     }
     let cleared = operations::apply_clear(&db, &dag, &plan).await?;
+    let mut entry = super::audit::entry("post_clear_task_instances")
+        .dag(dag.dag_id.as_str())
+        .detail("cleared", cleared);
+    if let Some(run_id) = &selection.run {
+        entry = entry.run(run_id);
+    }
+    super::audit::record(&db, entry).await;
     println!("cleared {cleared} task instance(s)");
     Ok(ExitCode::SUCCESS)
 }
@@ -611,6 +618,12 @@ async fn mark(app: &App, dag_id: &str, run_id: &str, task_id: &str, state: MarkS
         MarkState::Failed => TaskState::Failed,
     };
     operations::mark_task(&db, &dag_id, &run_id, &task_id, state).await?;
+    let entry = super::audit::entry("patch_task_instance")
+        .dag(dag_id.as_str())
+        .run(run_id.as_str())
+        .task(task_id.as_str())
+        .detail("new_state", state.as_str());
+    super::audit::record(&db, entry).await;
     println!("{dag_id} {run_id} {task_id} marked {state}");
     Ok(ExitCode::SUCCESS)
 }

@@ -95,6 +95,12 @@ async fn set(app: &App, key: String, value: String, description: Option<String>)
         description,
     };
     variables::set(&mut connection, &variable, &app.secrets_key()?).await?;
+    drop(connection);
+    super::audit::record(
+        &db,
+        super::audit::entry("post_variable").detail("variable_key", variable.key.clone()),
+    )
+    .await;
     println!("set variable `{}`", variable.key);
     if variables_from_env(std::env::vars()).contains_key(&variable.key) {
         eprintln!(
@@ -154,6 +160,8 @@ async fn delete(app: &App, key: &str) -> CliResult {
     let mut connection = db.acquire().await?;
     match variables::delete(&mut connection, key).await {
         Ok(()) => {
+            drop(connection);
+            super::audit::record(&db, super::audit::entry("delete_variable").detail("variable_key", key)).await;
             println!("deleted variable `{key}` from the database");
             Ok(ExitCode::SUCCESS)
         }

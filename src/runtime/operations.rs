@@ -426,11 +426,13 @@ pub struct CleanReport {
     pub alerts: u64,
     /// Dataset events of the removed runs that every consumer has used (never a dataset's newest).
     pub dataset_events: u64,
+    /// Audit log entries recorded before the cutoff (of the DAG, when one is given).
+    pub event_logs: u64,
 }
 
 /// Deletes finished runs whose logical date is before `cutoff`, with their task instances,
-/// attempts (outputs, rendered fields), log folders, finished alerts and consumed dataset events.
-/// Nothing newer, nothing still running.
+/// attempts (outputs, rendered fields), log folders, finished alerts and consumed dataset events;
+/// and audit log entries recorded before `cutoff`. Nothing newer, nothing still running.
 pub async fn clean_history(
     db: &Db,
     logs_dir: &std::path::Path,
@@ -441,6 +443,8 @@ pub async fn clean_history(
     let mut report = CleanReport::default();
     let mut connection = db.acquire().await?;
     let old = runs::finished_before(&mut connection, cutoff, dag_id).await?;
+    report.event_logs =
+        storage::event_log::clean_before(&mut connection, cutoff, dag_id.map(DagId::as_str), dry_run).await?;
     drop(connection);
     for run in old {
         let mut transaction = db.begin().await?;

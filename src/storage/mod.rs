@@ -6,6 +6,7 @@ pub mod backfills;
 pub mod connections;
 pub mod dags;
 pub mod datasets;
+pub mod event_log;
 pub mod import_errors;
 pub mod runs;
 pub mod task_instances;
@@ -97,6 +98,12 @@ const MIGRATIONS: &[Migration] = &[
         description: "users",
         sqlite: include_str!("../../migrations/sqlite/0006_users.sql"),
         postgres: include_str!("../../migrations/postgres/0006_users.sql"),
+    },
+    Migration {
+        version: 7,
+        description: "audit log",
+        sqlite: include_str!("../../migrations/sqlite/0007_event_log.sql"),
+        postgres: include_str!("../../migrations/postgres/0007_event_log.sql"),
     },
 ];
 

@@ -16,6 +16,7 @@ import airflow_client.client as client
 from airflow_client.client.api.backfill_api import BackfillApi
 from airflow_client.client.api.dag_api import DAGApi
 from airflow_client.client.api.dag_run_api import DagRunApi
+from airflow_client.client.api.event_log_api import EventLogApi
 from airflow_client.client.api.monitor_api import MonitorApi
 from airflow_client.client.api.task_api import TaskApi
 from airflow_client.client.api.task_instance_api import TaskInstanceApi
@@ -143,6 +144,7 @@ def main():
         assert runs.get_dag_run(dag_id, run.dag_run_id).state.value == "success", "a dry run changed the run"
 
         check_backfills(api_client, scheduled_dag_id)
+        check_event_logs(api_client, dag_id, run.dag_run_id, scheduled_dag_id)
 
     print("all client checks passed")
 
@@ -204,6 +206,26 @@ def check_backfills(api_client, dag_id):
         raise AssertionError("an unknown backfill was found")
     except client.exceptions.ApiException as error:
         assert error.status == 404, (error.status, error.body)
+
+
+def check_event_logs(api_client, dag_id, run_id, scheduled_dag_id):
+    logs = EventLogApi(api_client)
+
+    step("event logs: the changes above are in the audit log")
+    triggered = logs.get_event_logs(dag_id=dag_id, event="trigger_dag_run", order_by=["-when"], limit=5)
+    assert triggered.total_entries == 1, triggered
+    assert triggered.event_logs[0].run_id == run_id and triggered.event_logs[0].owner, triggered
+    paused = logs.get_event_logs(dag_id=dag_id, event="patch_dag")
+    assert [entry.extra for entry in paused.event_logs] == ['{"is_paused":true}', '{"is_paused":false}'], paused
+    backfill = logs.get_event_logs(
+        dag_id=scheduled_dag_id, included_events=["create_backfill", "pause_backfill", "cancel_backfill"]
+    )
+    events = [entry.event for entry in backfill.event_logs]
+    assert events == ["create_backfill", "pause_backfill", "cancel_backfill"], events
+    one = logs.get_event_log(backfill.event_logs[0].event_log_id)
+    assert one.event == "create_backfill" and one.map_index is None, one
+    dry_runs = logs.get_event_logs(included_events=["create_backfill_dry_run", "post_clear_task_instances"])
+    assert dry_runs.total_entries == 0, "dry runs were recorded"
 
 
 if __name__ == "__main__":

@@ -112,6 +112,15 @@ try {
   if (!logText.trim()) throw new Error("the task log is empty");
   await shot("07-task-log");
 
+  step("the Audit page lists the run triggered from the form");
+  await page.getByRole("link", { name: "Audit", exact: true }).click();
+  await page.waitForURL(/\/audit/);
+  const triggered = page.locator("table tr", { hasText: "trigger_dag_run" }).filter({ hasText: dagId });
+  await triggered.first().waitFor();
+  const surface = await triggered.first().locator("td").nth(4).innerText();
+  if (surface.trim() !== "ui") throw new Error(`the trigger is recorded with surface ${surface}, not ui`);
+  await shot("08-audit");
+
   step("keyboard: the skip link and the first control take focus");
   await page.goto(baseUrl + "/");
   await page.keyboard.press("Tab");
@@ -127,7 +136,7 @@ try {
   const response = await page.goto(baseUrl + "/dags/no_such_dag");
   if (response.status() !== 404) throw new Error(`expected 404, got ${response.status()}`);
   await page.getByText("There is no DAG").waitFor();
-  await shot("08-not-found");
+  await shot("09-not-found");
 
   if (problems.length) throw new Error(`errors in the browser:\n${problems.join("\n")}`);
   step("all good");

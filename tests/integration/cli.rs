@@ -270,7 +270,7 @@ fn db_clean_reports_what_it_removes_and_a_dry_run_removes_nothing() {
     let dry = weir(project.path(), &["db", "clean", "--before", "2026-03-01", "--dry-run"]);
     assert!(dry.status.success(), "{}", text(&dry.stderr));
     assert!(
-        text(&dry.stdout).starts_with("would remove 1 run(s), 2 task instance(s), 2 attempt(s), 1 log folder(s), 0 alert(s) and 0 dataset event(s)"),
+        text(&dry.stdout).starts_with("would remove 1 run(s), 2 task instance(s), 2 attempt(s), 1 log folder(s), 0 alert(s), 0 dataset event(s) and 0 audit log record(s)"),
         "{}",
         text(&dry.stdout)
     );

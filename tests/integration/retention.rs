@@ -59,6 +59,7 @@ async fn db_clean_removes_old_runs_their_history_and_logs_and_nothing_newer() {
             alerts: 1,
             // The old run's event on kept.data (nobody consumes it, and the recent run's is newer).
             dataset_events: 1,
+            event_logs: 0,
         };
         let dry = operations::clean_history(&harness.db, &harness.logs_dir(), cutoff, None, true)
             .await

@@ -57,10 +57,14 @@ pub async fn guard(
         };
     }
     request.extensions_mut().insert(principal.clone());
-    match surface {
+    let mut response = match surface {
         Surface::Api => next.run(request).await,
-        Surface::Ui => crate::api::ui::with_caller(principal, next.run(request)).await,
-    }
+        Surface::Ui => crate::api::ui::with_caller(principal.clone(), next.run(request)).await,
+    };
+    // The audit layer wraps this guard (it must see refusals pass by unrecorded), so it learns who
+    // asked from the response.
+    response.extensions_mut().insert(principal);
+    response
 }
 
 fn unauthenticated(surface: Surface, failure: &AuthFailure, request: &Request) -> Response {

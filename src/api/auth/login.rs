@@ -14,8 +14,10 @@ use serde_json::json;
 
 use super::throttle;
 use crate::api::ApiState;
+use crate::api::audit::{self, AuditNote, LoginOutcome};
 use crate::api::error::{ApiError, ApiJson};
 use crate::config::AuthMode;
+use crate::domain::audit::Surface;
 use crate::domain::auth::Principal;
 use crate::runtime::users::{self, Login};
 
@@ -53,6 +55,7 @@ pub enum LoginFailure {
 pub async fn login(
     state: &ApiState,
     request: &LoginRequest,
+    surface: Surface,
     address: Option<IpAddr>,
 ) -> Result<(Principal, String), LoginFailure> {
     let outcome = decide_login(state, request, address).await;
@@ -60,6 +63,14 @@ pub async fn login(
         Ok((principal, _)) => tracing::info!(user = %principal.username, ?address, "login"),
         Err(LoginFailure::Internal(error)) => tracing::error!("login failed: {error:#}"),
         Err(failure) => tracing::warn!(user = %request.username, ?address, "login refused: {failure}"),
+    }
+    let audited = match &outcome {
+        Ok(_) => Some(LoginOutcome::Succeeded),
+        Err(LoginFailure::Refused | LoginFailure::Throttled { .. }) => Some(LoginOutcome::Failed),
+        Err(LoginFailure::Internal(_)) => None,
+    };
+    if let Some(audited) = audited {
+        audit::record_login(&state.db, audited, &request.username, surface, address).await;
     }
     outcome
 }
@@ -114,7 +125,8 @@ pub async fn token_endpoint(
     extensions: Extensions,
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> Response {
-    match login(&state, &request, client_address(&extensions)).await {
+    // `login` records the attempt itself (with the username tried), so the audit layer does not.
+    let response = match login(&state, &request, Surface::Api, client_address(&extensions)).await {
         Ok((_, token)) => (StatusCode::CREATED, axum::Json(json!({ "access_token": token }))).into_response(),
         Err(failure @ LoginFailure::Refused) => {
             let mut response = (
@@ -139,5 +151,6 @@ pub async fn token_endpoint(
             response
         }
         Err(LoginFailure::Internal(error)) => ApiError::Internal(error).into_response(),
-    }
+    };
+    (AuditNote::not_recorded(), response).into_response()
 }

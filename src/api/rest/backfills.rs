@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use super::dags::loaded;
 use super::query::{self, QueryParams};
 use crate::api::ApiState;
+use crate::api::audit::AuditNote;
 use crate::api::error::{ApiError, ApiJson, ApiPath};
 use crate::domain::backfill::{BackfillState, DateAction, PlannedDate, Reprocess};
 use crate::domain::dag::Dag;
@@ -202,10 +203,13 @@ fn request(state: &ApiState, body: BackfillPostBody) -> Result<(std::sync::Arc<D
 pub async fn create(
     State(state): State<ApiState>,
     ApiJson(body): ApiJson<BackfillPostBody>,
-) -> Result<ApiJson<BackfillResponse>, ApiError> {
+) -> Result<(AuditNote, ApiJson<BackfillResponse>), ApiError> {
     let (dag, request) = request(&state, body)?;
     let backfill = operations::create_backfill(&state.db, &dag, &request).await?;
-    Ok(ApiJson(view(&state, &backfill).await?))
+    let note = AuditNote::new()
+        .dag(backfill.dag_id.as_str())
+        .detail("backfill_id", backfill.id);
+    Ok((note, ApiJson(view(&state, &backfill).await?)))
 }
 
 fn dry_run_view(date: &PlannedDate) -> DryRunBackfillResponse {
@@ -223,7 +227,7 @@ fn dry_run_view(date: &PlannedDate) -> DryRunBackfillResponse {
 pub async fn dry_run(
     State(state): State<ApiState>,
     ApiJson(body): ApiJson<BackfillPostBody>,
-) -> Result<ApiJson<DryRunBackfillCollectionResponse>, ApiError> {
+) -> Result<(AuditNote, ApiJson<DryRunBackfillCollectionResponse>), ApiError> {
     let (dag, request) = request(&state, body)?;
     let dates = operations::plan_backfill(&state.db, &dag, &request).await?;
     let runs: Vec<DryRunBackfillResponse> = dates
@@ -231,11 +235,12 @@ pub async fn dry_run(
         .filter(|date| date.action != DateAction::Skip)
         .map(dry_run_view)
         .collect();
-    Ok(ApiJson(DryRunBackfillCollectionResponse {
+    let response = ApiJson(DryRunBackfillCollectionResponse {
         total_entries: runs.len(),
         skipped: dates.len() - runs.len(),
         backfills: runs,
-    }))
+    });
+    Ok((AuditNote::not_recorded(), response))
 }
 
 fn backfill_id(text: &str) -> Result<i64, ApiError> {
@@ -259,21 +264,26 @@ pub async fn get(
     Ok(ApiJson(view(&state, &backfill).await?))
 }
 
-async fn change(state: &ApiState, id: &str, to: BackfillState) -> Result<ApiJson<BackfillResponse>, ApiError> {
+async fn change(
+    state: &ApiState,
+    id: &str,
+    to: BackfillState,
+) -> Result<(AuditNote, ApiJson<BackfillResponse>), ApiError> {
     let id = backfill_id(id)?;
     let changed = operations::change_backfill(&state.db, id, to).await?;
     // As stored (`completed_at` is set when it ends; times have microsecond precision).
     let mut connection = state.db.acquire().await?;
     let backfill = backfills::get(&mut connection, id).await?.unwrap_or(changed);
     drop(connection);
-    Ok(ApiJson(view(state, &backfill).await?))
+    let note = AuditNote::new().dag(backfill.dag_id.as_str());
+    Ok((note, ApiJson(view(state, &backfill).await?)))
 }
 
 /// `PUT /api/v2/backfills/{backfill_id}/pause`: starts no further runs until unpaused.
 pub async fn pause(
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<String>,
-) -> Result<ApiJson<BackfillResponse>, ApiError> {
+) -> Result<(AuditNote, ApiJson<BackfillResponse>), ApiError> {
     change(&state, &id, BackfillState::Paused).await
 }
 
@@ -281,7 +291,7 @@ pub async fn pause(
 pub async fn unpause(
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<String>,
-) -> Result<ApiJson<BackfillResponse>, ApiError> {
+) -> Result<(AuditNote, ApiJson<BackfillResponse>), ApiError> {
     change(&state, &id, BackfillState::Running).await
 }
 
@@ -290,6 +300,6 @@ pub async fn unpause(
 pub async fn cancel(
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<String>,
-) -> Result<ApiJson<BackfillResponse>, ApiError> {
+) -> Result<(AuditNote, ApiJson<BackfillResponse>), ApiError> {
     change(&state, &id, BackfillState::Cancelled).await
 }

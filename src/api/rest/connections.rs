@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use super::query::{self, QueryParams};
 use crate::api::ApiState;
+use crate::api::audit::AuditNote;
 use crate::api::error::{ApiError, ApiJson, ApiPath};
 use crate::domain::connection::{Connection, ConnectionFields, ExtraField, MAX_CONN_ID_LENGTH, REDACTED};
 use crate::runtime::connection_probe;
@@ -179,11 +180,12 @@ pub async fn get(
 pub async fn create(
     State(state): State<ApiState>,
     ApiJson(body): ApiJson<ConnectionBody>,
-) -> Result<(StatusCode, ApiJson<ConnectionResponse>), ApiError> {
+) -> Result<(StatusCode, AuditNote, ApiJson<ConnectionResponse>), ApiError> {
     let new = connection_of(body)?;
     let mut connection = state.db.acquire().await?;
     connections::insert(&mut connection, &new, &state.secrets).await?;
-    Ok((StatusCode::CREATED, ApiJson(view_of(&new))))
+    let note = AuditNote::new().detail("connection_id", new.conn_id.clone());
+    Ok((StatusCode::CREATED, note, ApiJson(view_of(&new))))
 }
 
 /// `PATCH /api/v2/connections/{connection_id}`: changes the fields in `update_mask` (default
@@ -283,7 +285,7 @@ pub async fn delete(State(state): State<ApiState>, ApiPath(conn_id): ApiPath<Str
 pub async fn test(
     State(state): State<ApiState>,
     ApiJson(body): ApiJson<ConnectionBody>,
-) -> Result<ApiJson<ConnectionTestResponse>, ApiError> {
+) -> Result<(AuditNote, ApiJson<ConnectionTestResponse>), ApiError> {
     if !state.config.test_connection {
         return Err(ApiError::Forbidden(
             crate::runtime::connection_probe::TESTING_DISABLED.to_string(),
@@ -308,18 +310,21 @@ pub async fn test(
             }
         }
         Err(crate::storage::StorageError::Undecryptable(error)) if uses_stored_password => {
-            return Ok(ApiJson(ConnectionTestResponse {
+            let response = ApiJson(ConnectionTestResponse {
                 status: false,
                 message: error.to_string(),
-            }));
+            });
+            return Ok((AuditNote::not_recorded(), response));
         }
         Err(crate::storage::StorageError::Undecryptable(_)) => {}
         Err(error) => return Err(error.into()),
     }
     drop(connection);
     let outcome = connection_probe::probe(&candidate, &state.config.folder).await;
-    Ok(ApiJson(match outcome {
+    let response = ApiJson(match outcome {
         Ok(message) => ConnectionTestResponse { status: true, message },
         Err(message) => ConnectionTestResponse { status: false, message },
-    }))
+    });
+    // A test changes nothing: it is not an audited change.
+    Ok((AuditNote::not_recorded(), response))
 }

@@ -11,6 +11,7 @@ use super::dags::loaded;
 use super::query::{self, QueryParams};
 use super::task_instances::{TaskInstanceCollectionResponse, instance_views};
 use crate::api::ApiState;
+use crate::api::audit::AuditNote;
 use crate::api::error::{ApiError, ApiJson, ApiPath};
 use crate::domain::dates::Timestamp;
 use crate::domain::ids::{DagId, RunId};
@@ -260,7 +261,7 @@ pub async fn trigger(
     State(state): State<ApiState>,
     ApiPath(dag_id): ApiPath<String>,
     ApiJson(body): ApiJson<TriggerBody>,
-) -> Result<ApiJson<DagRunResponse>, ApiError> {
+) -> Result<(AuditNote, ApiJson<DagRunResponse>), ApiError> {
     let dag_id = query::dag_id(&dag_id)?;
     let dag = loaded(&state, &dag_id)?;
     if body.note.is_some() {
@@ -305,7 +306,8 @@ pub async fn trigger(
         new_run.run_after = run_after.get();
     }
     let run = operations::trigger(&state.db, &dag, &new_run).await?;
-    Ok(ApiJson(run_view(&run)))
+    let note = AuditNote::new().run(run.run_id.as_str()).logical_date(run.logical_date);
+    Ok((note, ApiJson(run_view(&run))))
 }
 
 /// Airflow's `DAGRunPatchBody`.
@@ -322,7 +324,7 @@ pub async fn patch(
     ApiPath((dag_id, run_id)): ApiPath<(String, String)>,
     params: QueryParams,
     ApiJson(body): ApiJson<DagRunPatchBody>,
-) -> Result<ApiJson<DagRunResponse>, ApiError> {
+) -> Result<(AuditNote, ApiJson<DagRunResponse>), ApiError> {
     let (dag_id, run_id) = ids(&dag_id, &run_id)?;
     let mask = params.list("update_mask");
     for field in &mask {
@@ -346,10 +348,16 @@ pub async fn patch(
                 "a run's state can be set to queued, success or failed, not `{other}`"
             )));
         }
-        None => return Ok(ApiJson(run_view(&find(&state, &dag_id, &run_id).await?))),
+        None => {
+            let run = find(&state, &dag_id, &run_id).await?;
+            return Ok((AuditNote::not_recorded(), ApiJson(run_view(&run))));
+        }
     };
     let run = operations::set_run_state(&state.db, &dag_id, &run_id, wanted).await?;
-    Ok(ApiJson(run_view(&run)))
+    Ok((
+        AuditNote::new().detail("state", wanted.as_str()),
+        ApiJson(run_view(&run)),
+    ))
 }
 
 /// Airflow's `DAGRunClearBody`.
@@ -402,11 +410,11 @@ pub async fn clear(
     if body.dry_run {
         let task_instances = instance_views(&state, &dag_id, &plan).await?;
         let total_entries = task_instances.len();
-        return Ok(ApiJson(TaskInstanceCollectionResponse {
+        let response = ApiJson(TaskInstanceCollectionResponse {
             task_instances,
             total_entries,
-        })
-        .into_response());
+        });
+        return Ok((AuditNote::not_recorded(), response).into_response());
     }
     operations::apply_clear(&state.db, &dag, &plan).await?;
     let run = find(&state, &dag_id, &run.run_id).await?;

@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::query::{self, QueryParams};
 use crate::api::ApiState;
+use crate::api::audit::AuditNote;
 use crate::api::error::{ApiError, ApiJson, ApiPath};
 use crate::domain::dag::Dag;
 use crate::domain::ids::DagId;
@@ -385,7 +386,7 @@ pub async fn patch(
     ApiPath(dag_id): ApiPath<String>,
     params: QueryParams,
     ApiJson(body): ApiJson<DagPatchBody>,
-) -> Result<ApiJson<DagResponse>, ApiError> {
+) -> Result<(AuditNote, ApiJson<DagResponse>), ApiError> {
     let dag_id = query::dag_id(&dag_id)?;
     for field in params.list("update_mask") {
         if field != "is_paused" {
@@ -400,5 +401,6 @@ pub async fn patch(
         None => operations::set_paused_recorded(&state.db, &dag_id, body.is_paused).await?,
     }
     let (source, import_error_files) = self::source(&state, &dag_id).await?;
-    Ok(ApiJson(view(&source, &import_error_files)))
+    let note = AuditNote::new().detail("is_paused", body.is_paused);
+    Ok((note, ApiJson(view(&source, &import_error_files))))
 }

@@ -9,6 +9,7 @@ mod connections;
 mod dag_runs;
 mod dags;
 mod datasets;
+mod event_logs;
 mod import_errors;
 mod metrics;
 mod monitor;
@@ -19,9 +20,11 @@ mod task_instances;
 mod tasks;
 mod variables;
 
+use std::sync::LazyLock;
+
 use axum::Router;
 use axum::handler::Handler;
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, any, on};
 
@@ -52,6 +55,18 @@ impl Verb {
             Verb::Put => "put",
             Verb::Patch => "patch",
             Verb::Delete => "delete",
+        }
+    }
+
+    /// The verb of an HTTP method, when the API serves it.
+    pub fn of(method: &Method) -> Option<Verb> {
+        match *method {
+            Method::GET => Some(Verb::Get),
+            Method::POST => Some(Verb::Post),
+            Method::PUT => Some(Verb::Put),
+            Method::PATCH => Some(Verb::Patch),
+            Method::DELETE => Some(Verb::Delete),
+            _ => None,
         }
     }
 
@@ -459,6 +474,24 @@ fn entries() -> Vec<Entry> {
         ),
         entry(
             Get,
+            "/api/v2/eventLogs",
+            "get_event_logs",
+            "List audit log entries: who changed what, when, from where",
+            "Event Log",
+            READ,
+            event_logs::list,
+        ),
+        entry(
+            Get,
+            "/api/v2/eventLogs/{event_log_id}",
+            "get_event_log",
+            "Get an audit log entry",
+            "Event Log",
+            READ,
+            event_logs::get,
+        ),
+        entry(
+            Get,
             "/api/v2/importErrors",
             "get_import_errors",
             "List import errors",
@@ -625,6 +658,17 @@ fn entries() -> Vec<Entry> {
 /// Every route served, for the OpenAPI document and for tests that check it is complete.
 pub fn route_table() -> Vec<RouteInfo> {
     entries().into_iter().map(|entry| entry.info).collect()
+}
+
+/// The operation id of the route served for `method` at `path` (the route table's syntax, as
+/// axum's `MatchedPath` gives it): the audit log's event for an API request.
+pub fn operation_id(method: &Method, path: &str) -> Option<&'static str> {
+    static ROUTES: LazyLock<Vec<RouteInfo>> = LazyLock::new(route_table);
+    let verb = Verb::of(method)?;
+    ROUTES
+        .iter()
+        .find(|route| route.verb == verb && route.path == path)
+        .map(|route| route.operation_id)
 }
 
 /// Every row's route behind the guard of its `access`.

@@ -17,6 +17,7 @@ use super::dag_runs::{find, seconds_between};
 use super::dags::loaded;
 use super::query::{self, QueryParams};
 use crate::api::ApiState;
+use crate::api::audit::AuditNote;
 use crate::api::error::{ApiError, ApiJson, ApiPath};
 use crate::domain::dag::Dag;
 use crate::domain::dates::Timestamp;
@@ -429,7 +430,7 @@ pub async fn patch(
     path: ApiPath<(String, String, String)>,
     params: QueryParams,
     ApiJson(body): ApiJson<PatchTaskInstanceBody>,
-) -> Result<ApiJson<TaskInstanceCollectionResponse>, ApiError> {
+) -> Result<(AuditNote, ApiJson<TaskInstanceCollectionResponse>), ApiError> {
     let dry_run = body.dry_run;
     set_state(state, path, params, body, dry_run).await
 }
@@ -440,7 +441,7 @@ pub async fn patch_dry_run(
     path: ApiPath<(String, String, String)>,
     params: QueryParams,
     ApiJson(body): ApiJson<PatchTaskInstanceBody>,
-) -> Result<ApiJson<TaskInstanceCollectionResponse>, ApiError> {
+) -> Result<(AuditNote, ApiJson<TaskInstanceCollectionResponse>), ApiError> {
     set_state(state, path, params, body, true).await
 }
 
@@ -450,7 +451,7 @@ async fn set_state(
     params: QueryParams,
     body: PatchTaskInstanceBody,
     dry_run: bool,
-) -> Result<ApiJson<TaskInstanceCollectionResponse>, ApiError> {
+) -> Result<(AuditNote, ApiJson<TaskInstanceCollectionResponse>), ApiError> {
     let (dag_id, run_id, task_id) = ids(&dag_id, &run_id, &task_id)?;
     check_map_index(&params)?;
     for field in params.list("update_mask") {
@@ -488,10 +489,16 @@ async fn set_state(
     }
     let ti = find_instance(&state, &run, &task_id).await?;
     let dag = state.bag().get(&dag_id).cloned();
-    Ok(ApiJson(TaskInstanceCollectionResponse {
+    let note = if dry_run {
+        AuditNote::not_recorded()
+    } else {
+        AuditNote::new().detail("new_state", new_state.as_str())
+    };
+    let response = ApiJson(TaskInstanceCollectionResponse {
         task_instances: vec![instance_view(&ti, &run, dag.as_deref(), None)],
         total_entries: 1,
-    }))
+    });
+    Ok((note, response))
 }
 
 /// Most bytes of log one JSON response carries; `continuation_token` continues from there.
@@ -719,7 +726,7 @@ pub async fn clear(
     State(state): State<ApiState>,
     ApiPath(dag_id): ApiPath<String>,
     ApiJson(body): ApiJson<ClearTaskInstancesBody>,
-) -> Result<ApiJson<TaskInstanceCollectionResponse>, ApiError> {
+) -> Result<(AuditNote, ApiJson<TaskInstanceCollectionResponse>), ApiError> {
     let dag_id = query::dag_id(&dag_id)?;
     if body.include_upstream || body.include_future || body.include_past || body.only_running {
         return Err(ApiError::BadRequest(
@@ -775,10 +782,16 @@ pub async fn clear(
     }
     let task_instances = instance_views(&state, &dag_id, &plan).await?;
     let total_entries = task_instances.len();
-    Ok(ApiJson(TaskInstanceCollectionResponse {
+    let note = match (body.dry_run, &request.run_id) {
+        (true, _) => AuditNote::not_recorded(),
+        (false, Some(run_id)) => AuditNote::new().run(run_id.as_str()).detail("cleared", total_entries),
+        (false, None) => AuditNote::new().detail("cleared", total_entries),
+    };
+    let response = ApiJson(TaskInstanceCollectionResponse {
         task_instances,
         total_entries,
-    }))
+    });
+    Ok((note, response))
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::query::{self, QueryParams};
 use crate::api::ApiState;
+use crate::api::audit::AuditNote;
 use crate::api::error::{ApiError, ApiJson, ApiPath};
 use crate::runtime::attempt::is_secret_name;
 use crate::storage::variables::{self, Variable};
@@ -114,7 +115,7 @@ pub async fn get(
 pub async fn create(
     State(state): State<ApiState>,
     ApiJson(body): ApiJson<VariableBody>,
-) -> Result<(StatusCode, ApiJson<VariableResponse>), ApiError> {
+) -> Result<(StatusCode, AuditNote, ApiJson<VariableResponse>), ApiError> {
     check_body(&body)?;
     let variable = Variable {
         key: query::key("variable key", &body.key, MAX_KEY_LENGTH)?,
@@ -123,7 +124,8 @@ pub async fn create(
     };
     let mut connection = state.db.acquire().await?;
     variables::insert(&mut connection, &variable, &state.secrets).await?;
-    Ok((StatusCode::CREATED, ApiJson(view(variable))))
+    let note = AuditNote::new().detail("variable_key", variable.key.clone());
+    Ok((StatusCode::CREATED, note, ApiJson(view(variable))))
 }
 
 /// `PATCH /api/v2/variables/{variable_key}`: changes the fields in `update_mask` (default all).

@@ -19,6 +19,7 @@ use super::error::{UiError, UiForm, UiPath, UiQuery};
 use super::graph::GraphCache;
 use super::{back_to, find_dag, render, views};
 use crate::api::ApiState;
+use crate::api::audit::AuditNote;
 use crate::domain::backfill::{BackfillState, DateAction, PlannedDate, Reprocess};
 use crate::domain::dag::Dag;
 use crate::domain::dates::parse_date_in;
@@ -315,7 +316,8 @@ pub async fn submit(
             Ok(backfill) => {
                 let url = backfill_url(dag.dag_id.as_str(), backfill.id);
                 let notice = format!("Started backfill {} of {}", backfill.id, dag.dag_id);
-                return Ok(back_to(Some(&url), &url, &notice).into_response());
+                let note = AuditNote::new().detail("backfill_id", backfill.id);
+                return Ok((note, back_to(Some(&url), &url, &notice)).into_response());
             }
             Err(error) => refusal(error, &mut problems)?,
         },
@@ -489,10 +491,10 @@ pub async fn change(
     let mut connection = state.db.acquire().await?;
     let backfill = find_backfill(&mut connection, &dag, &raw_id).await?;
     drop(connection);
-    let (to, done) = match form.to.as_str() {
-        "paused" => (BackfillState::Paused, "Paused"),
-        "running" => (BackfillState::Running, "Resumed"),
-        "cancelled" => (BackfillState::Cancelled, "Cancelled"),
+    let (to, done, event) = match form.to.as_str() {
+        "paused" => (BackfillState::Paused, "Paused", "pause_backfill"),
+        "running" => (BackfillState::Running, "Resumed", "unpause_backfill"),
+        "cancelled" => (BackfillState::Cancelled, "Cancelled", "cancel_backfill"),
         other => {
             return Err(UiError::BadRequest(format!(
                 "a backfill can be paused, running (resumed) or cancelled, not `{other}`"
@@ -501,5 +503,10 @@ pub async fn change(
     };
     operations::change_backfill(&state.db, backfill.id, to).await?;
     let url = backfill_url(dag.dag_id.as_str(), backfill.id);
-    Ok(back_to(Some(&url), &url, &format!("{done} backfill {}", backfill.id)).into_response())
+    let note = AuditNote::new().event(event);
+    Ok((
+        note,
+        back_to(Some(&url), &url, &format!("{done} backfill {}", backfill.id)),
+    )
+        .into_response())
 }

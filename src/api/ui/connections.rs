@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::error::{UiError, UiForm, UiQuery};
 use super::{back_to, render};
 use crate::api::ApiState;
+use crate::api::audit::AuditNote;
 use crate::domain::connection::{Connection, InvalidConnection, REDACTED, check_conn_id};
 use crate::runtime::connection_probe;
 use crate::runtime::connections::{ConnectionError, ConnectionSource, Connections};
@@ -356,7 +357,8 @@ pub async fn add(State(state): State<ApiState>, UiForm(form): UiForm<AddForm>) -
             capitalized(&source.describe(&connection.conn_id))
         ));
     }
-    Ok(back_to(form.next.as_deref(), PAGE_URL, &notice).into_response())
+    let note = AuditNote::new().detail("connection_id", connection.conn_id.clone());
+    Ok((note, back_to(form.next.as_deref(), PAGE_URL, &notice)).into_response())
 }
 
 fn capitalized(text: &str) -> String {
@@ -394,7 +396,8 @@ pub async fn delete(State(state): State<ApiState>, UiForm(form): UiForm<NameForm
             if let Some(source) = elsewhere {
                 notice.push_str(&format!(" {} still defines it.", capitalized(&source.describe(name))));
             }
-            Ok(back_to(form.next.as_deref(), PAGE_URL, &notice).into_response())
+            let note = AuditNote::new().detail("connection_id", name.to_string());
+            Ok((note, back_to(form.next.as_deref(), PAGE_URL, &notice)).into_response())
         }
         Err(StorageError::NotFound(_)) => Err(UiError::NotFound(match elsewhere {
             Some(source) => format!(

@@ -17,6 +17,7 @@ use super::graph::{self, GraphCache};
 use super::views::{self, Pager, RunView, TaskInstanceView};
 use super::{back_to, backfills, find_dag, render};
 use crate::api::ApiState;
+use crate::api::audit::AuditNote;
 use crate::domain::dag::Dag;
 use crate::domain::params::{Param, ParamType};
 use crate::runtime::operations::{self, OperationError};
@@ -580,7 +581,9 @@ pub async fn trigger(
     let status = match outcome {
         Ok(Some(run)) => {
             let next = format!("{}?tab=grid", views::dag_url(dag.dag_id.as_str()));
-            return Ok(back_to(Some(&next), &next, &format!("Triggered run {}", run.run_id)).into_response());
+            let note = AuditNote::new().run(run.run_id.as_str()).logical_date(run.logical_date);
+            let back = back_to(Some(&next), &next, &format!("Triggered run {}", run.run_id));
+            return Ok((note, back).into_response());
         }
         Ok(None) => StatusCode::BAD_REQUEST,
         Err(OperationError::Invalid(message)) => {
@@ -625,7 +628,12 @@ pub async fn pause(
     } else {
         format!("Unpaused {}", dag.dag_id)
     };
-    Ok(back_to(form.next.as_deref(), &views::dag_url(dag.dag_id.as_str()), &notice).into_response())
+    let note = AuditNote::new().detail("is_paused", paused);
+    Ok((
+        note,
+        back_to(form.next.as_deref(), &views::dag_url(dag.dag_id.as_str()), &notice),
+    )
+        .into_response())
 }
 
 #[derive(Debug, Serialize)]

@@ -11,8 +11,10 @@ use serde::Deserialize;
 use super::error::{UiError, UiForm, UiQuery};
 use super::render;
 use crate::api::ApiState;
+use crate::api::audit::AuditNote;
 use crate::api::auth::{self, LoginFailure, LoginRequest};
 use crate::config::AuthMode;
+use crate::domain::audit::Surface;
 
 #[derive(Debug, Deserialize)]
 pub struct LoginQuery {
@@ -75,9 +77,10 @@ pub async fn submit(
         let error = Some("Enter your username and password.".to_string());
         return login_page(StatusCode::BAD_REQUEST, &next, &request.username, error);
     }
-    match auth::login(&state, &request, auth::client_address(&extensions)).await {
+    match auth::login(&state, &request, Surface::Ui, auth::client_address(&extensions)).await {
         Ok((_, token)) => {
-            let mut response = Redirect::to(&next).into_response();
+            // `login` recorded the sign-in with the username tried; the audit layer must not.
+            let mut response = (AuditNote::not_recorded(), Redirect::to(&next)).into_response();
             let cookie = HeaderValue::from_str(&state.auth.session_cookie(&token))
                 .map_err(|error| UiError::Internal(anyhow::anyhow!("session cookie: {error}")))?;
             response.headers_mut().insert(header::SET_COOKIE, cookie);

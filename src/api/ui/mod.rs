@@ -7,6 +7,7 @@
 //! and what they may do as `can` (see `render::page`), and show only those actions.
 
 mod alerts;
+mod audit;
 mod backfills;
 mod connections;
 pub mod csrf;
@@ -88,6 +89,7 @@ fn entries() -> Vec<UiEntry> {
         page(Get, "/import-errors", READ, dags::import_errors),
         page(Get, "/datasets", READ, datasets::list),
         page(Get, "/alerts", READ, alerts::list),
+        page(Get, "/audit", READ, audit::list),
         page(Get, "/variables", CONFIGURE, variables::list),
         page(Post, "/variables", CONFIGURE, variables::set),
         page(Post, "/variables/delete", CONFIGURE, variables::delete),
@@ -154,6 +156,41 @@ pub fn router(state: &ApiState) -> Router<ApiState> {
     router
         .layer(Extension(graph::GraphCache::default()))
         .layer(axum::middleware::from_fn_with_state(state.clone(), csrf::protect))
+}
+
+/// The event the audit log records when a form succeeds, by route: the REST API's operation id
+/// for the same action, so one filter finds it whichever surface it came from. A handler whose
+/// form does several things names the event itself (`AuditNote::event`).
+const FORM_EVENTS: &[(&str, &str)] = &[
+    ("/logout", "logout"),
+    ("/users", "create_user"),
+    ("/users/delete", "delete_user"),
+    ("/users/reset-password", "reset_user_password"),
+    ("/variables", "post_variable"),
+    ("/variables/delete", "delete_variable"),
+    ("/connections", "post_connection"),
+    ("/connections/delete", "delete_connection"),
+    ("/dags/{dag_id}/pause", "patch_dag"),
+    ("/dags/{dag_id}/trigger", "trigger_dag_run"),
+    ("/dags/{dag_id}/backfill", "create_backfill"),
+    ("/dags/{dag_id}/backfills/{backfill_id}/state", "change_backfill"),
+    ("/dags/{dag_id}/runs/{run_id}/clear", "clear_dag_run"),
+    (
+        "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/clear",
+        "post_clear_task_instances",
+    ),
+    (
+        "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/mark",
+        "patch_task_instance",
+    ),
+];
+
+/// The audit event of the form posted to `route` (axum's `MatchedPath`).
+pub fn form_event(route: &str) -> Option<&'static str> {
+    FORM_EVENTS
+        .iter()
+        .find(|(path, _)| *path == route)
+        .map(|(_, event)| *event)
 }
 
 /// The loaded DAG named in the address.

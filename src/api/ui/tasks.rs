@@ -13,6 +13,7 @@ use super::logs::{self, LOG_WINDOW_BYTES};
 use super::views::{self, AttemptView, RunView, TaskInstanceView};
 use super::{back_to, find_dag, find_run, parse_task_id, render};
 use crate::api::ApiState;
+use crate::api::audit::AuditNote;
 use crate::domain::state::TaskState;
 use crate::runtime::operations::{self, ClearRequest};
 use crate::storage::task_instances;
@@ -246,5 +247,6 @@ pub async fn mark(
     operations::mark_task(&state.db, &dag.dag_id, &run.run_id, &task_id, new_state).await?;
     let url = views::task_url(dag.dag_id.as_str(), run.run_id.as_str(), task_id.as_str());
     let notice = format!("Marked {task_id} {new_state}");
-    Ok(back_to(form.next.as_deref(), &url, &notice).into_response())
+    let note = AuditNote::new().detail("new_state", new_state.as_str());
+    Ok((note, back_to(form.next.as_deref(), &url, &notice)).into_response())
 }

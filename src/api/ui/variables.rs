@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::error::{UiError, UiForm, UiQuery};
 use super::{back_to, render};
 use crate::api::ApiState;
+use crate::api::audit::AuditNote;
 use crate::api::rest::query;
 use crate::domain::secret::{REDACTED, is_secret_name};
 use crate::runtime::attempt::variables_from_env;
@@ -151,7 +152,8 @@ pub async fn set(State(state): State<ApiState>, UiForm(form): UiForm<SetForm>) -
             env_name(&variable.key)
         ));
     }
-    Ok(back_to(form.next.as_deref(), PAGE_URL, &notice).into_response())
+    let note = AuditNote::new().detail("variable_key", variable.key.clone());
+    Ok((note, back_to(form.next.as_deref(), PAGE_URL, &notice)).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -181,7 +183,8 @@ pub async fn delete(State(state): State<ApiState>, UiForm(form): UiForm<DeleteFo
         Err(error) => return Err(error.into()),
     }
     let notice = format!("Deleted variable `{}`.", form.key);
-    Ok(back_to(form.next.as_deref(), PAGE_URL, &notice).into_response())
+    let note = AuditNote::new().detail("variable_key", form.key.clone());
+    Ok((note, back_to(form.next.as_deref(), PAGE_URL, &notice)).into_response())
 }
 
 #[cfg(test)]
