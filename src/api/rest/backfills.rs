@@ -5,6 +5,7 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 use super::dags::loaded;
 use super::query::{self, QueryParams};
@@ -17,7 +18,7 @@ use crate::runtime::operations::{self, BackfillRequest};
 use crate::storage::backfills::{self, Backfill};
 
 /// Airflow's `BackfillResponse`, plus weir's `state`, `run_backwards` and progress.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct BackfillResponse {
     pub id: i64,
     pub dag_id: String,
@@ -41,14 +42,14 @@ pub struct BackfillResponse {
 }
 
 /// Airflow's `BackfillCollectionResponse`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct BackfillCollectionResponse {
     pub backfills: Vec<BackfillResponse>,
     pub total_entries: usize,
 }
 
 /// Airflow's `DryRunBackfillResponse`, plus what would happen to the date and to which run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DryRunBackfillResponse {
     pub logical_date: DateTime<Utc>,
     /// `create` (a new run) or `rerun` (the existing run is cleared).
@@ -60,7 +61,7 @@ pub struct DryRunBackfillResponse {
 
 /// Airflow's `DryRunBackfillCollectionResponse`: the dates that would get a run, in the order
 /// they would run; `skipped` (weir's) counts the dates left alone.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DryRunBackfillCollectionResponse {
     pub backfills: Vec<DryRunBackfillResponse>,
     pub total_entries: usize,
@@ -147,7 +148,7 @@ pub async fn list(
 
 /// Airflow's `BackfillPostBody`. Dates are RFC 3339, or a date or local time read in the DAG's
 /// time zone (as `weir dags backfill --from` reads them).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackfillPostBody {
     pub dag_id: String,

@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 use super::query::{self, QueryParams};
 use crate::api::ApiState;
@@ -16,7 +17,7 @@ use crate::runtime::connection_probe;
 use crate::storage::connections::{self, PasswordChange, StoredConnection};
 
 /// Airflow's `ConnectionResponse`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ConnectionResponse {
     pub connection_id: String,
     pub conn_type: String,
@@ -33,21 +34,21 @@ pub struct ConnectionResponse {
 }
 
 /// Airflow's `ConnectionCollectionResponse`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ConnectionCollectionResponse {
     pub connections: Vec<ConnectionResponse>,
     pub total_entries: i64,
 }
 
 /// Airflow's `ConnectionTestResponse`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ConnectionTestResponse {
     pub status: bool,
     pub message: String,
 }
 
 /// Airflow's `ConnectionBody`. `password` tells absent (keep) from `null` (clear) on PATCH.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionBody {
     pub connection_id: String,
