@@ -151,6 +151,7 @@ pub async fn list(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackfillPostBody {
+    #[schema(pattern = "^[A-Za-z0-9_.-]{1,250}$")]
     pub dag_id: String,
     pub from_date: String,
     pub to_date: String,
@@ -159,8 +160,10 @@ pub struct BackfillPostBody {
     #[serde(default)]
     pub dag_run_conf: Option<Map<String, Value>>,
     #[serde(default)]
+    #[schema(pattern = "^(none|failed|completed)$")]
     pub reprocess_behavior: Option<String>,
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub max_active_runs: Option<u32>,
     /// Accepted for Airflow clients; weir has no DAG versions, so it changes nothing.
     #[allow(dead_code, reason = "accepted and ignored: weir has no DAG versions")]

@@ -51,12 +51,15 @@ pub struct ConnectionTestResponse {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionBody {
+    #[schema(pattern = "^[A-Za-z0-9_.-]{1,200}$")]
     pub connection_id: String,
+    #[schema(pattern = "\\S")]
     pub conn_type: String,
     pub description: Option<String>,
     pub host: Option<String>,
     pub login: Option<String>,
     pub schema: Option<String>,
+    #[schema(minimum = 0, maximum = 65535)]
     pub port: Option<i64>,
     #[serde(default, deserialize_with = "present")]
     pub password: Option<Option<String>>,

@@ -246,6 +246,7 @@ pub async fn get(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerBody {
+    #[schema(pattern = "^[A-Za-z0-9_.:+~-]{1,250}$")]
     pub dag_run_id: Option<String>,
     pub logical_date: Option<Timestamp>,
     pub run_after: Option<Timestamp>,
@@ -313,6 +314,7 @@ pub async fn trigger(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DagRunPatchBody {
+    #[schema(pattern = "^(queued|success|failed)$")]
     pub state: Option<String>,
     pub note: Option<String>,
 }

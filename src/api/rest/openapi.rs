@@ -31,6 +31,7 @@ use super::task_instances::{
     TaskInstanceHistoryCollectionResponse, TaskInstanceResponse, TaskInstancesLogResponse,
 };
 use super::tasks::{TaskCollectionResponse, TaskResponse};
+use super::variables::{VariableBody, VariableCollectionResponse, VariableResponse};
 use crate::domain::dates::Timestamp;
 use crate::domain::state::{RunState, TaskState};
 
@@ -512,28 +513,28 @@ const OPERATIONS: &[OperationDoc] = &[
         "get_variables",
         &PAGE,
         None,
-        Success::Json(schema::<super::variables::VariableCollectionResponse>),
+        Success::Json(schema::<VariableCollectionResponse>),
         LIST,
     ),
     op(
         "post_variable",
         &[],
-        Some(schema::<super::variables::VariableBody>),
-        Success::Json(schema::<super::variables::VariableResponse>),
+        Some(schema::<VariableBody>),
+        Success::Json(schema::<VariableResponse>),
         CHANGE,
     ),
     op(
         "get_variable",
         &[],
         None,
-        Success::Json(schema::<super::variables::VariableResponse>),
+        Success::Json(schema::<VariableResponse>),
         GET_ONE,
     ),
     op(
         "patch_variable",
         &[UPDATE_MASK],
-        Some(schema::<super::variables::VariableBody>),
-        Success::Json(schema::<super::variables::VariableResponse>),
+        Some(schema::<VariableBody>),
+        Success::Json(schema::<VariableResponse>),
         CHANGE,
     ),
     op("delete_variable", &[], None, Success::NoContent, &[400, 404]),
@@ -889,7 +890,7 @@ mod tests {
     }
 
     #[test]
-    fn run_and_task_states_are_enums_and_dag_details_extend_the_dag() {
+    fn states_are_enums_details_extend_the_dag_and_bodies_refuse_unknown_fields() {
         let document = build();
         let schemas = &document["components"]["schemas"];
         assert_eq!(
@@ -899,11 +900,16 @@ mod tests {
         let task_states = schemas["TaskInstanceState"]["enum"].as_array().unwrap();
         assert!(task_states.contains(&json!("up_for_retry")));
         assert!(!task_states.contains(&json!("none")), "`none` is shown as null");
-        assert!(
-            schemas["DAGDetailsResponse"].to_string().contains("DAGResponse")
-                || schemas["DagDetailsResponse"].to_string().contains("DagResponse"),
-            "{}",
-            schemas
+        assert_eq!(
+            schemas["DagDetailsResponse"]["allOf"][0]["$ref"],
+            "#/components/schemas/DagResponse",
+            "the details flatten the DAG"
         );
+        assert_eq!(
+            schemas["TaskIdEntry"]["oneOf"][1]["prefixItems"],
+            json!([{ "type": "string" }, { "type": "integer" }]),
+            "a `[task_id, map_index]` pair"
+        );
+        assert_eq!(schemas["ClearTaskInstancesBody"]["additionalProperties"], false);
     }
 }

@@ -410,6 +410,7 @@ pub async fn tries(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchTaskInstanceBody {
+    #[schema(pattern = "^(success|failed)$")]
     pub new_state: Option<String>,
     pub note: Option<String>,
     #[serde(default)]
@@ -699,6 +700,7 @@ pub struct ClearTaskInstancesBody {
     #[serde(default = "yes")]
     pub reset_dag_runs: bool,
     pub task_ids: Option<Vec<TaskIdEntry>>,
+    #[schema(pattern = "^[A-Za-z0-9_.:+~-]{1,250}$")]
     pub dag_run_id: Option<String>,
     pub start_date: Option<Timestamp>,
     pub end_date: Option<Timestamp>,

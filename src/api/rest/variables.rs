@@ -36,6 +36,7 @@ pub struct VariableCollectionResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VariableBody {
+    #[schema(pattern = "^[A-Za-z0-9_.-]{1,250}$")]
     pub key: String,
     pub value: Value,
     pub description: Option<String>,
