@@ -1,7 +1,8 @@
 //! The OpenAPI document against the real server: schemathesis generates requests for every
 //! operation from `/api/v2/openapi.json` and checks that no answer is a 5xx, that every status is
 //! one the document lists, and that every body matches its documented schema. The real
-//! `weir serve` runs on a free port with a temporary state directory and the example DAGs, with
+//! `weir serve` runs on a free port with a temporary state directory and the example DAGs, on a
+//! fresh SQLite and a fresh PostgreSQL database in turn, with
 //! a finished run, a backfill, a variable, a connection and an import error for the document's
 //! examples to name. The tool comes from `WEIR_TEST_SCHEMATHESIS` (`.ci/run` installs it);
 //! without it the test is skipped with a notice, except under `CI=true`, where that is a failure.
@@ -10,6 +11,8 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use super::support;
 
 /// Test cases per operation and phase: with `--generation-deterministic`, a fixed run of about
 /// 3,200 cases that takes about 20 s on 2 cores.
@@ -89,8 +92,8 @@ fn figure(report: &str, label: &str) -> Option<u64> {
     })
 }
 
-#[test]
-fn schemathesis_finds_no_server_error_and_no_schema_violation_in_the_openapi_document() {
+#[tokio::test]
+async fn schemathesis_finds_no_server_error_and_no_schema_violation_on_either_backend() {
     let tool = match schemathesis() {
         Ok(tool) => tool,
         Err(reason) => {
@@ -104,6 +107,13 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation_in_the_openapi_doc
             return;
         }
     };
+    for test_db in support::databases().await {
+        check(&tool, &test_db.url, test_db.label);
+    }
+}
+
+/// One schemathesis run against `weir serve` on the metadata database at `database_url`.
+fn check(tool: &str, database_url: &str, label: &str) {
     let project = tempfile::tempdir().unwrap();
     copy_folder(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("dags"),
@@ -115,7 +125,7 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation_in_the_openapi_doc
     std::fs::write(
         &config,
         format!(
-            "[core]\ndags_folder = \"dags\"\nstate_dir = \"state\"\ndags_are_paused_at_creation = true\n\n[webserver]\nbind = \"127.0.0.1:{port}\"\n"
+            "[core]\ndags_folder = \"dags\"\nstate_dir = \"state\"\ndags_are_paused_at_creation = true\n\n[database]\nurl = \"{database_url}\"\n\n[webserver]\nbind = \"127.0.0.1:{port}\"\n"
         ),
     )
     .unwrap();
@@ -166,7 +176,7 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation_in_the_openapi_doc
     weir(&["connections", "add", "warehouse", "--url", "sqlite://warehouse.db"]);
 
     let started = Instant::now();
-    let output = Command::new(&tool)
+    let output = Command::new(tool)
         .args([
             "run",
             &format!("http://127.0.0.1:{port}/api/v2/openapi.json"),
@@ -197,16 +207,16 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation_in_the_openapi_doc
         .trim();
     let _ = writeln!(
         std::io::stderr(),
-        "schemathesis: {tally} (test cases); 5xx answers logged by the server: {server_errors}; {:.1} s",
+        "schemathesis on {label}: {tally} (test cases); 5xx answers logged by the server: {server_errors}; {:.1} s",
         elapsed.as_secs_f64(),
     );
     assert!(
         output.status.success(),
-        "schemathesis found problems:\n{report}\nserve log:\n{serve_log}"
+        "{label}: schemathesis found problems:\n{report}\nserve log:\n{serve_log}"
     );
-    assert_eq!(server_errors, 0, "the server logged 5xx answers:\n{serve_log}");
+    assert_eq!(server_errors, 0, "{label}: the server logged 5xx answers:\n{serve_log}");
     assert!(
         figure(&report, "generated").is_some_and(|count| count > 500),
-        "schemathesis ran too few cases:\n{report}"
+        "{label}: schemathesis ran too few cases:\n{report}"
     );
 }

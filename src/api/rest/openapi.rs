@@ -638,7 +638,7 @@ fn path_parameter(name: &str) -> Value {
             json!({ "type": "string", "pattern": "^[A-Za-z0-9_.-]{1,200}$" }),
             json!("warehouse"),
         ),
-        "pool_name" => (json!({ "type": "string" }), json!("default_pool")),
+        "pool_name" => (json!({ "type": "string" }), json!("default")),
         _ => (json!({ "type": "string" }), Value::Null),
     };
     let mut parameter = json!({ "name": name, "in": "path", "required": true, "schema": schema });
@@ -901,8 +901,7 @@ mod tests {
         assert!(task_states.contains(&json!("up_for_retry")));
         assert!(!task_states.contains(&json!("none")), "`none` is shown as null");
         assert_eq!(
-            schemas["DagDetailsResponse"]["allOf"][0]["$ref"],
-            "#/components/schemas/DagResponse",
+            schemas["DagDetailsResponse"]["allOf"][0]["$ref"], "#/components/schemas/DagResponse",
             "the details flatten the DAG"
         );
         assert_eq!(
