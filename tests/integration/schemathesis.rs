@@ -4,10 +4,11 @@
 //! `weir serve` runs on a free port with a temporary state directory and the example DAGs, on a
 //! fresh SQLite and a fresh PostgreSQL database in turn, with
 //! a finished run, a backfill, a variable, a connection and an import error for the document's
-//! examples to name. The tool comes from `WEIR_TEST_SCHEMATHESIS` (`.ci/run` installs it);
+//! examples to name. When the server has logins, schemathesis calls it as an Admin (created
+//! with `weir users create`, token from `POST /auth/token`). The tool comes from `WEIR_TEST_SCHEMATHESIS` (`.ci/run` installs it);
 //! without it the test is skipped with a notice, except under `CI=true`, where that is a failure.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -80,6 +81,55 @@ fn text(output: &Output) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
+}
+
+/// One HTTP/1.0 request to the server (no client library needed): the status and the body.
+fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let body = body.unwrap_or("");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_string())
+}
+
+/// The `Authorization` header for an Admin, when the server has logins (`POST /auth/token` is in
+/// its document): the user is created with `weir users create`, the token asked for over HTTP.
+fn admin_authorization(port: u16, weir: &dyn Fn(&[&str])) -> Option<String> {
+    let (_, document) = http(port, "GET", "/api/v2/openapi.json", None);
+    let document: serde_json::Value = serde_json::from_str(&document).unwrap();
+    if document["paths"]["/auth/token"].is_null() {
+        return None;
+    }
+    let password = "schemathesis-admin-password";
+    weir(&[
+        "users",
+        "create",
+        "--username",
+        "schemathesis",
+        "--role",
+        "Admin",
+        "--password",
+        password,
+    ]);
+    let login = serde_json::json!({ "username": "schemathesis", "password": password }).to_string();
+    let (status, answer) = http(port, "POST", "/auth/token", Some(&login));
+    assert_eq!(status, 201, "POST /auth/token: {answer}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    let token = answer["access_token"].as_str().unwrap();
+    Some(format!("Authorization: Bearer {token}"))
 }
 
 /// A figure of schemathesis's closing tally (`3248 generated, 3248 passed`), if printed.
@@ -174,9 +224,14 @@ fn check(tool: &str, database_url: &str, label: &str) {
     ]);
     weir(&["variables", "set", "work_dir", "/tmp/weir-example-etl"]);
     weir(&["connections", "add", "warehouse", "--url", "sqlite://warehouse.db"]);
+    let authorization = admin_authorization(port, &weir);
 
     let started = Instant::now();
-    let output = Command::new(tool)
+    let mut schemathesis = Command::new(tool);
+    if let Some(header) = &authorization {
+        schemathesis.arg("--header").arg(header);
+    }
+    let output = schemathesis
         .args([
             "run",
             &format!("http://127.0.0.1:{port}/api/v2/openapi.json"),
@@ -207,7 +262,12 @@ fn check(tool: &str, database_url: &str, label: &str) {
         .trim();
     let _ = writeln!(
         std::io::stderr(),
-        "schemathesis on {label}: {tally} (test cases); 5xx answers logged by the server: {server_errors}; {:.1} s",
+        "schemathesis on {label} ({}): {tally} (test cases); 5xx answers logged by the server: {server_errors}; {:.1} s",
+        if authorization.is_some() {
+            "as an Admin"
+        } else {
+            "no logins"
+        },
         elapsed.as_secs_f64(),
     );
     assert!(
