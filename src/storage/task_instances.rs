@@ -657,7 +657,8 @@ pub async fn count_by_state(connection: &mut AnyConnection) -> Result<Vec<(Strin
 /// Slots taken per pool and state, for the states that hold or wait for a slot (scheduled,
 /// queued, running).
 pub async fn pool_usage(connection: &mut AnyConnection) -> Result<Vec<(String, TaskState, i64)>, StorageError> {
-    let rows = sqlx::query("SELECT pool, state, SUM(pool_slots) FROM task_instance WHERE state IN ('scheduled', 'queued', 'running') GROUP BY pool, state")
+    // PostgreSQL sums a BIGINT column as NUMERIC, which the Any driver cannot read: cast it back.
+    let rows = sqlx::query("SELECT pool, state, CAST(SUM(pool_slots) AS BIGINT) FROM task_instance WHERE state IN ('scheduled', 'queued', 'running') GROUP BY pool, state")
         .fetch_all(connection)
         .await?;
     rows.into_iter()

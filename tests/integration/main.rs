@@ -20,6 +20,7 @@ mod examples;
 mod hostile_input;
 mod injection;
 mod retention;
+mod schemathesis;
 mod secrets_at_rest;
 mod sql_tasks;
 mod storage;

@@ -22,10 +22,16 @@ use crate::domain::auth::Principal;
 use crate::runtime::users::{self, Login};
 
 /// `POST /auth/token`'s body, as Airflow 3 takes it; the login form has the same fields.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, utoipa::ToSchema)]
 pub struct LoginRequest {
     pub username: String,
     pub password: String,
+}
+
+/// `POST /auth/token`'s answer, as Airflow 3 gives it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
 }
 
 impl std::fmt::Debug for LoginRequest {
@@ -127,7 +133,7 @@ pub async fn token_endpoint(
 ) -> Response {
     // `login` records the attempt itself (with the username tried), so the audit layer does not.
     let response = match login(&state, &request, Surface::Api, client_address(&extensions)).await {
-        Ok((_, token)) => (StatusCode::CREATED, axum::Json(json!({ "access_token": token }))).into_response(),
+        Ok((_, token)) => (StatusCode::CREATED, axum::Json(TokenResponse { access_token: token })).into_response(),
         Err(failure @ LoginFailure::Refused) => {
             let mut response = (
                 StatusCode::UNAUTHORIZED,

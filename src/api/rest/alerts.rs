@@ -4,6 +4,7 @@
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::query::{self, QueryParams};
 use crate::api::ApiState;
@@ -12,7 +13,7 @@ use crate::domain::alerts::DeliveryStatus;
 use crate::storage::alerts::{self, Alert, AlertFilter};
 
 /// One delivery, with the field names of `weir alerts list --output json` (§7).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AlertResponse {
     pub id: i64,
     pub channel: String,
@@ -35,7 +36,7 @@ pub struct AlertResponse {
     pub payload: serde_json::Value,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AlertCollectionResponse {
     pub alerts: Vec<AlertResponse>,
     pub total_entries: i64,

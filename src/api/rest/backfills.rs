@@ -5,6 +5,7 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 use super::dags::loaded;
 use super::query::{self, QueryParams};
@@ -18,7 +19,7 @@ use crate::runtime::operations::{self, BackfillRequest};
 use crate::storage::backfills::{self, Backfill};
 
 /// Airflow's `BackfillResponse`, plus weir's `state`, `run_backwards` and progress.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct BackfillResponse {
     pub id: i64,
     pub dag_id: String,
@@ -42,14 +43,14 @@ pub struct BackfillResponse {
 }
 
 /// Airflow's `BackfillCollectionResponse`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct BackfillCollectionResponse {
     pub backfills: Vec<BackfillResponse>,
     pub total_entries: usize,
 }
 
 /// Airflow's `DryRunBackfillResponse`, plus what would happen to the date and to which run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DryRunBackfillResponse {
     pub logical_date: DateTime<Utc>,
     /// `create` (a new run) or `rerun` (the existing run is cleared).
@@ -61,7 +62,7 @@ pub struct DryRunBackfillResponse {
 
 /// Airflow's `DryRunBackfillCollectionResponse`: the dates that would get a run, in the order
 /// they would run; `skipped` (weir's) counts the dates left alone.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DryRunBackfillCollectionResponse {
     pub backfills: Vec<DryRunBackfillResponse>,
     pub total_entries: usize,
@@ -148,9 +149,10 @@ pub async fn list(
 
 /// Airflow's `BackfillPostBody`. Dates are RFC 3339, or a date or local time read in the DAG's
 /// time zone (as `weir dags backfill --from` reads them).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackfillPostBody {
+    #[schema(pattern = "^[A-Za-z0-9_.-]{1,250}$")]
     pub dag_id: String,
     pub from_date: String,
     pub to_date: String,
@@ -159,8 +161,10 @@ pub struct BackfillPostBody {
     #[serde(default)]
     pub dag_run_conf: Option<Map<String, Value>>,
     #[serde(default)]
+    #[schema(pattern = "^(none|failed|completed)$")]
     pub reprocess_behavior: Option<String>,
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub max_active_runs: Option<u32>,
     /// Accepted for Airflow clients; weir has no DAG versions, so it changes nothing.
     #[allow(dead_code, reason = "accepted and ignored: weir has no DAG versions")]

@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 use super::query::{self, QueryParams};
 use crate::api::ApiState;
@@ -17,7 +18,7 @@ use crate::runtime::connection_probe;
 use crate::storage::connections::{self, PasswordChange, StoredConnection};
 
 /// Airflow's `ConnectionResponse`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ConnectionResponse {
     pub connection_id: String,
     pub conn_type: String,
@@ -34,29 +35,32 @@ pub struct ConnectionResponse {
 }
 
 /// Airflow's `ConnectionCollectionResponse`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ConnectionCollectionResponse {
     pub connections: Vec<ConnectionResponse>,
     pub total_entries: i64,
 }
 
 /// Airflow's `ConnectionTestResponse`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ConnectionTestResponse {
     pub status: bool,
     pub message: String,
 }
 
 /// Airflow's `ConnectionBody`. `password` tells absent (keep) from `null` (clear) on PATCH.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionBody {
+    #[schema(pattern = "^[A-Za-z0-9_.-]{1,200}$")]
     pub connection_id: String,
+    #[schema(pattern = "\\S")]
     pub conn_type: String,
     pub description: Option<String>,
     pub host: Option<String>,
     pub login: Option<String>,
     pub schema: Option<String>,
+    #[schema(minimum = 0, maximum = 65535)]
     pub port: Option<i64>,
     #[serde(default, deserialize_with = "present")]
     pub password: Option<Option<String>>,

@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 use super::dags::loaded;
 use super::query::{self, QueryParams};
@@ -20,7 +21,7 @@ use crate::runtime::operations::{self, ClearRequest};
 use crate::storage::runs::{self, DagRun, RunFilter, RunOrder, RunSortColumn};
 
 /// Airflow's `DAGRunResponse`, plus weir's `backfill_id`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DagRunResponse {
     pub dag_run_id: String,
     pub dag_id: String,
@@ -47,7 +48,7 @@ pub struct DagRunResponse {
 }
 
 /// Airflow's `DAGRunCollectionResponse`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DagRunCollectionResponse {
     pub dag_runs: Vec<DagRunResponse>,
     pub total_entries: i64,
@@ -243,9 +244,10 @@ pub async fn get(
 
 /// Airflow's `TriggerDAGRunPostBody`. `logical_date` may be missing or null: the run's logical
 /// date is then now.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerBody {
+    #[schema(pattern = "^[A-Za-z0-9_.:+~-]{1,250}$")]
     pub dag_run_id: Option<String>,
     pub logical_date: Option<Timestamp>,
     pub run_after: Option<Timestamp>,
@@ -311,9 +313,10 @@ pub async fn trigger(
 }
 
 /// Airflow's `DAGRunPatchBody`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DagRunPatchBody {
+    #[schema(pattern = "^(queued|success|failed)$")]
     pub state: Option<String>,
     pub note: Option<String>,
 }
@@ -361,7 +364,7 @@ pub async fn patch(
 }
 
 /// Airflow's `DAGRunClearBody`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DagRunClearBody {
     #[serde(default = "yes")]

@@ -8,6 +8,7 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
 
 use super::query::{self, QueryParams};
 use crate::api::ApiState;
@@ -20,7 +21,7 @@ use crate::runtime::operations;
 use crate::storage::{self, dags::DagRecord, runs};
 
 /// Airflow's `DagTagResponse`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DagTagResponse {
     pub name: String,
     pub dag_id: String,
@@ -28,7 +29,7 @@ pub struct DagTagResponse {
 }
 
 /// Airflow's `DAGResponse`, plus weir's `is_active` and `timezone`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DagResponse {
     pub dag_id: String,
     pub dag_display_name: String,
@@ -63,14 +64,14 @@ pub struct DagResponse {
 }
 
 /// Airflow's `DAGCollectionResponse`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DagCollectionResponse {
     pub dags: Vec<DagResponse>,
     pub total_entries: usize,
 }
 
 /// Airflow's `DAGDetailsResponse`: the DAG plus its definition's settings.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DagDetailsResponse {
     #[serde(flatten)]
     pub dag: DagResponse,
@@ -374,7 +375,7 @@ pub async fn details(
 }
 
 /// Airflow's `DAGPatchBody`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DagPatchBody {
     pub is_paused: bool,

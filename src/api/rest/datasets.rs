@@ -6,6 +6,7 @@
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::query::{self, QueryParams};
 use crate::api::ApiState;
@@ -14,20 +15,20 @@ use crate::runtime::datasets::{DatasetOverview, overview};
 use crate::storage::datasets::{self, DatasetEvent, EventFilter};
 
 /// A task whose `outlets` list the dataset.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ProducingTask {
     pub dag_id: String,
     pub task_id: String,
 }
 
 /// A DAG whose schedule lists the dataset.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ConsumingDag {
     pub dag_id: String,
 }
 
 /// The newest event of a dataset: which attempt updated it, and when.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct LastEvent {
     pub id: i64,
     pub dag_id: String,
@@ -38,7 +39,7 @@ pub struct LastEvent {
 }
 
 /// One dataset. `name` and `uri` are the same: the name written in `outlets` and schedules.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DatasetResponse {
     pub name: String,
     pub uri: String,
@@ -48,21 +49,21 @@ pub struct DatasetResponse {
     pub events_total: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DatasetCollectionResponse {
     pub datasets: Vec<DatasetResponse>,
     pub total_entries: usize,
 }
 
 /// The same list under Airflow 3's key.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AssetCollectionResponse {
     pub assets: Vec<DatasetResponse>,
     pub total_entries: usize,
 }
 
 /// One event, with Airflow's `AssetEventResponse` field names where they apply.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DatasetEventResponse {
     pub id: i64,
     pub name: String,
@@ -75,14 +76,14 @@ pub struct DatasetEventResponse {
     pub timestamp: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DatasetEventCollectionResponse {
     pub dataset_events: Vec<DatasetEventResponse>,
     pub total_entries: i64,
 }
 
 /// The same list under Airflow 3's key.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AssetEventCollectionResponse {
     pub asset_events: Vec<DatasetEventResponse>,
     pub total_entries: i64,

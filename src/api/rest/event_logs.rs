@@ -7,13 +7,15 @@ use serde::Serialize;
 
 use super::query::QueryParams;
 use crate::api::ApiState;
+use utoipa::ToSchema;
+
 use crate::api::error::{ApiError, ApiJson, ApiPath};
 use crate::domain::audit::{Entry, Surface};
 use crate::domain::dates::parse_date_in;
 use crate::storage::event_log::{self, EntryFilter, SortColumn};
 
 /// Airflow's `EventLogResponse`, plus `surface` and `address`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct EventLogResponse {
     pub event_log_id: i64,
     pub when: DateTime<Utc>,
@@ -37,7 +39,7 @@ pub struct EventLogResponse {
 }
 
 /// Airflow's `EventLogCollectionResponse`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct EventLogCollectionResponse {
     pub event_logs: Vec<EventLogResponse>,
     pub total_entries: i64,

@@ -3,6 +3,7 @@
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::query::QueryParams;
 use crate::api::ApiState;
@@ -10,7 +11,7 @@ use crate::api::error::{ApiError, ApiJson, ApiPath};
 use crate::storage::import_errors::{self, ImportError};
 
 /// Airflow's `ImportErrorResponse`, plus weir's `line`, `column` and `message`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ImportErrorResponse {
     pub import_error_id: i64,
     pub timestamp: DateTime<Utc>,
@@ -24,7 +25,7 @@ pub struct ImportErrorResponse {
 }
 
 /// Airflow's `ImportErrorCollectionResponse`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ImportErrorCollectionResponse {
     pub import_errors: Vec<ImportErrorResponse>,
     pub total_entries: usize,

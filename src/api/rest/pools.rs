@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::State;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::query::QueryParams;
 use crate::api::ApiState;
@@ -13,7 +14,7 @@ use crate::domain::state::TaskState;
 use crate::storage::task_instances;
 
 /// Airflow's `PoolResponse`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PoolResponse {
     pub name: String,
     pub slots: i64,
@@ -29,7 +30,7 @@ pub struct PoolResponse {
 }
 
 /// Airflow's `PoolCollectionResponse`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PoolCollectionResponse {
     pub pools: Vec<PoolResponse>,
     pub total_entries: usize,

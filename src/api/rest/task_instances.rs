@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use utoipa::ToSchema;
 
 use super::dag_runs::{find, seconds_between};
 use super::dags::loaded;
@@ -29,7 +30,7 @@ use crate::storage::runs::DagRun;
 use crate::storage::task_instances::{self, Attempt, TaskInstance};
 
 /// Airflow's `TaskInstanceResponse`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TaskInstanceResponse {
     pub id: String,
     pub task_id: String,
@@ -70,14 +71,14 @@ pub struct TaskInstanceResponse {
 }
 
 /// Airflow's `TaskInstanceCollectionResponse`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TaskInstanceCollectionResponse {
     pub task_instances: Vec<TaskInstanceResponse>,
     pub total_entries: usize,
 }
 
 /// Airflow's `TaskInstanceHistoryResponse`: one attempt.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TaskInstanceHistoryResponse {
     pub task_id: String,
     pub task_display_name: String,
@@ -112,21 +113,21 @@ pub struct TaskInstanceHistoryResponse {
 }
 
 /// Airflow's `TaskInstanceHistoryCollectionResponse`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TaskInstanceHistoryCollectionResponse {
     pub task_instances: Vec<TaskInstanceHistoryResponse>,
     pub total_entries: usize,
 }
 
 /// One line of a log in Airflow's `StructuredLogMessage` shape.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct LogLine {
     pub event: String,
 }
 
 /// Airflow's `TaskInstancesLogResponse`. `continuation_token` is the byte offset to read from
 /// next (pass it back as `token`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TaskInstancesLogResponse {
     pub content: Vec<LogLine>,
     pub continuation_token: Option<String>,
@@ -407,9 +408,10 @@ pub async fn tries(
 }
 
 /// Airflow's `PatchTaskInstanceBody` (plus `dry_run`, which Airflow has as a separate path).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchTaskInstanceBody {
+    #[schema(pattern = "^(success|failed)$")]
     pub new_state: Option<String>,
     pub note: Option<String>,
     #[serde(default)]
@@ -677,7 +679,7 @@ async fn text_log(path: &Path, offset: u64) -> std::io::Result<Response> {
 }
 
 /// A task id in `task_ids`: a plain id, or Airflow's `[task_id, map_index]` pair.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum TaskIdEntry {
     Plain(String),
@@ -685,7 +687,7 @@ pub enum TaskIdEntry {
 }
 
 /// Airflow's `ClearTaskInstancesBody`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClearTaskInstancesBody {
     #[serde(default = "yes")]
@@ -705,6 +707,7 @@ pub struct ClearTaskInstancesBody {
     #[serde(default = "yes")]
     pub reset_dag_runs: bool,
     pub task_ids: Option<Vec<TaskIdEntry>>,
+    #[schema(pattern = "^[A-Za-z0-9_.:+~-]{1,250}$")]
     pub dag_run_id: Option<String>,
     pub start_date: Option<Timestamp>,
     pub end_date: Option<Timestamp>,

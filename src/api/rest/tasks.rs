@@ -6,6 +6,7 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
 
 use super::dags::loaded;
 use super::query::{self, QueryParams};
@@ -14,7 +15,7 @@ use crate::api::error::{ApiError, ApiJson, ApiPath};
 use crate::domain::dag::{Dag, Task};
 
 /// Airflow's `TimeDelta`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TimeDelta {
     #[serde(rename = "__type")]
     pub kind: &'static str,
@@ -36,7 +37,7 @@ impl From<Duration> for TimeDelta {
 }
 
 /// Airflow's `TaskResponse`, plus weir's `upstream_task_ids`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TaskResponse {
     pub task_id: String,
     pub task_display_name: String,
@@ -70,7 +71,7 @@ pub struct TaskResponse {
 }
 
 /// Airflow's `TaskCollectionResponse`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TaskCollectionResponse {
     pub tasks: Vec<TaskResponse>,
     pub total_entries: usize,

@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::query::{self, QueryParams};
 use crate::api::ApiState;
@@ -16,7 +17,7 @@ use crate::storage::variables::{self, Variable};
 const MAX_KEY_LENGTH: usize = 250;
 
 /// Airflow's `VariableResponse`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct VariableResponse {
     pub key: String,
     pub value: Option<String>,
@@ -26,16 +27,17 @@ pub struct VariableResponse {
 }
 
 /// Airflow's `VariableCollectionResponse`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct VariableCollectionResponse {
     pub variables: Vec<VariableResponse>,
     pub total_entries: i64,
 }
 
 /// Airflow's `VariableBody`: `value` may be any JSON; anything but a string is stored as JSON text.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VariableBody {
+    #[schema(pattern = "^[A-Za-z0-9_.-]{1,250}$")]
     pub key: String,
     pub value: Value,
     pub description: Option<String>,

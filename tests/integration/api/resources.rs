@@ -2,6 +2,9 @@
 
 use axum::http::{Method, StatusCode};
 use serde_json::json;
+use weir::domain::state::TaskState;
+use weir::runtime::operations;
+use weir::storage::task_instances;
 
 use super::apis;
 
@@ -261,5 +264,40 @@ async fn pools_come_from_the_config_and_cannot_be_changed_over_http() {
             assert_eq!(refused.status, StatusCode::METHOD_NOT_ALLOWED, "{refused:?}");
             assert!(refused.detail().contains("config.toml"), "{refused:?}");
         }
+    }
+}
+
+#[tokio::test]
+async fn pools_and_metrics_count_the_slots_of_waiting_tasks_on_both_backends() {
+    for api in apis().await {
+        let label = api.label;
+        let new_run = operations::manual_run(&api.dag, &json!({"region": "us"}), None, Some("pooled"), None).unwrap();
+        let run = operations::trigger(&api.state.db, &api.dag, &new_run).await.unwrap();
+        let first = &api.dag.tasks[0];
+        let mut connection = api.state.db.acquire().await.unwrap();
+        task_instances::create(&mut connection, run.pk, &run.dag_id, &run.run_id, &[first])
+            .await
+            .unwrap();
+        task_instances::set_state(
+            &mut connection,
+            run.pk,
+            &first.task_id,
+            TaskState::Scheduled,
+            None,
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+        drop(connection);
+        let pool = api.get(&format!("/api/v2/pools/{}", first.pool)).await;
+        assert_eq!(pool.status, StatusCode::OK, "{label}: {pool:?}");
+        assert_eq!(pool.body["scheduled_slots"], 1, "{label}: {pool:?}");
+        let metrics = api.get("/metrics").await;
+        assert_eq!(metrics.status, StatusCode::OK, "{label}: {metrics:?}");
+        let scheduled = format!("weir_pool_slots{{pool=\"{}\",kind=\"scheduled\"}} 1", first.pool);
+        assert!(
+            metrics.body.as_str().unwrap().contains(&scheduled),
+            "{label}: {metrics:?}"
+        );
     }
 }
