@@ -20,28 +20,22 @@ use weir::api::audit::{LoginOutcome, record_login};
 use weir::domain::audit::{Entry, NewEntry, Surface};
 use weir::domain::auth::{Principal, Role};
 use weir::runtime::operations;
+use weir::runtime::users::{self, NewUser};
 use weir::storage::Db;
 use weir::storage::event_log::{self, EntryFilter};
 
 use crate::api::{Api, apis, apis_with};
 use crate::support::{self, TestDb};
 
-/// What an authentication layer does for a signed-in `ana`: puts her `Principal` into the
-/// request. Added outside `api::router`, as the real one must be.
-async fn as_ana(mut request: Request, next: Next) -> Response {
-    request.extensions_mut().insert(Principal {
-        username: "ana".to_string(),
-        role: Role::Op,
-    });
-    next.run(request).await
-}
+/// The name `token_for` gives the test user of `role`, written out: the owner must be exactly it.
+const OP: &str = "test-op";
 
-fn signed_in(api: &Api) -> Router {
-    api.router.clone().layer(middleware::from_fn(as_ana))
-}
-
-async fn send(router: &Router, method: Method, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+/// A request with `token` as its bearer, or with no `Authorization` at all.
+async fn send(api: &Api, token: Option<&str>, method: Method, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
     let mut request = Request::builder().method(method).uri(uri);
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
     let body = match body {
         Some(body) => {
             request = request.header(header::CONTENT_TYPE, "application/json");
@@ -49,15 +43,17 @@ async fn send(router: &Router, method: Method, uri: &str, body: Option<Value>) -
         }
         None => Body::empty(),
     };
-    let response = router.clone().oneshot(request.body(body).unwrap()).await.unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let (status, text) = answer(&api.router, request.body(body).unwrap()).await;
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
-async fn post_form(router: &Router, uri: &str, form: &str) -> (StatusCode, String) {
-    answer(router, support::ui_form_post(uri, form)).await
+/// A form post as weir's pages send it, in the session `cookie` when given.
+async fn post_form(api: &Api, cookie: Option<&str>, uri: &str, form: &str) -> (StatusCode, String) {
+    let mut request = support::ui_form_post(uri, form);
+    if let Some(cookie) = cookie {
+        support::add_session(&mut request, cookie);
+    }
+    answer(&api.router, request).await
 }
 
 async fn answer(router: &Router, request: Request) -> (StatusCode, String) {
@@ -91,9 +87,11 @@ fn at(text: &str) -> DateTime<Utc> {
 async fn api_trigger_pause_and_clear_are_recorded_with_event_ids_and_owner() {
     for api in apis().await {
         let label = api.label;
-        let router = signed_in(&api);
+        let token = support::token_for(&api.state, Role::Op).await;
+        let op = Some(token.as_str());
         let (status, run) = send(
-            &router,
+            &api,
+            op,
             Method::POST,
             "/api/v2/dags/test/dagRuns",
             Some(json!({"dag_run_id": "audited", "conf": {"region": "us"}})),
@@ -101,7 +99,8 @@ async fn api_trigger_pause_and_clear_are_recorded_with_event_ids_and_owner() {
         .await;
         assert_eq!(status, StatusCode::OK, "{label}: {run}");
         let (status, _) = send(
-            &router,
+            &api,
+            op,
             Method::PATCH,
             "/api/v2/dags/test",
             Some(json!({"is_paused": true})),
@@ -111,7 +110,8 @@ async fn api_trigger_pause_and_clear_are_recorded_with_event_ids_and_owner() {
         api.finished_run("cleared_run").await;
         let clear = json!({"dry_run": false, "only_failed": false, "dag_run_id": "cleared_run", "task_ids": ["first"]});
         let (status, body) = send(
-            &router,
+            &api,
+            op,
             Method::POST,
             "/api/v2/dags/test/clearTaskInstances",
             Some(clear),
@@ -119,7 +119,8 @@ async fn api_trigger_pause_and_clear_are_recorded_with_event_ids_and_owner() {
         .await;
         assert_eq!(status, StatusCode::OK, "{label}: {body}");
         let (status, _) = send(
-            &router,
+            &api,
+            op,
             Method::POST,
             "/api/v2/variables",
             Some(json!({"key": "warehouse_token", "value": "s3cr3t-audit-value-7f1"})),
@@ -140,7 +141,7 @@ async fn api_trigger_pause_and_clear_are_recorded_with_event_ids_and_owner() {
             "{label}"
         );
         for entry in &recorded {
-            assert_eq!(entry.owner, "ana", "{label}: {entry:?}");
+            assert_eq!(entry.owner, OP, "{label}: the token's user: {entry:?}");
             assert_eq!(entry.surface, Surface::Api, "{label}: {entry:?}");
         }
         let trigger = &recorded[0];
@@ -166,7 +167,8 @@ async fn api_trigger_pause_and_clear_are_recorded_with_event_ids_and_owner() {
 
         // Path parameters land in their columns: a task instance marked by hand.
         let (status, body) = send(
-            &router,
+            &api,
+            op,
             Method::PATCH,
             "/api/v2/dags/test/dagRuns/cleared_run/taskInstances/second",
             Some(json!({"new_state": "failed"})),
@@ -189,11 +191,12 @@ async fn api_trigger_pause_and_clear_are_recorded_with_event_ids_and_owner() {
 }
 
 #[tokio::test]
-async fn refused_requests_dry_runs_and_reads_record_nothing_and_nobody_signed_in_is_anonymous() {
+async fn refused_requests_dry_runs_and_reads_record_nothing_and_nobody_signed_in_changes_nothing() {
     let daily = "dag_id: daily\nschedule: '@daily'\nstart_date: 2026-01-01\ntasks:\n  a: { command: 'true' }\n";
     for api in apis_with(&[daily]).await {
         let label = api.label;
-        let router = signed_in(&api);
+        let token = support::token_for(&api.state, Role::Op).await;
+        let op = Some(token.as_str());
         let refused = [
             (
                 Method::POST,
@@ -211,7 +214,7 @@ async fn refused_requests_dry_runs_and_reads_record_nothing_and_nobody_signed_in
         ];
         for (method, uri, body) in refused {
             let body = (!body.is_null()).then_some(body);
-            let (status, answer) = send(&router, method.clone(), uri, body).await;
+            let (status, answer) = send(&api, op, method.clone(), uri, body).await;
             assert!(
                 status.is_client_error(),
                 "{label}: {method} {uri} answered {status}: {answer}"
@@ -232,10 +235,10 @@ async fn refused_requests_dry_runs_and_reads_record_nothing_and_nobody_signed_in
             ),
         ];
         for (method, uri, body) in dry_runs {
-            let (status, answer) = send(&router, method.clone(), uri, Some(body)).await;
+            let (status, answer) = send(&api, op, method.clone(), uri, Some(body)).await;
             assert_eq!(status, StatusCode::OK, "{label}: {method} {uri}: {answer}");
         }
-        let (status, _) = send(&router, Method::GET, "/api/v2/dags", None).await;
+        let (status, _) = send(&api, op, Method::GET, "/api/v2/dags", None).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(
             entries(&api.state.db).await,
@@ -243,9 +246,50 @@ async fn refused_requests_dry_runs_and_reads_record_nothing_and_nobody_signed_in
             "{label}: nothing changed, nothing recorded"
         );
 
-        // Without an authentication layer the owner is `anonymous`.
+        // Nobody signed in, a forged token, or a role too low: refused before the handler, and
+        // not recorded.
+        let paused_before = api.get("/api/v2/dags/test").await.body["is_paused"].clone();
+        assert_eq!(
+            paused_before,
+            json!(false),
+            "{label}: the refused posts below would pause it"
+        );
+        let viewer = support::token_for(&api.state, Role::Viewer).await;
+        for (token, expected) in [
+            (None, StatusCode::UNAUTHORIZED),
+            (Some("not.a.token"), StatusCode::UNAUTHORIZED),
+            (Some(viewer.as_str()), StatusCode::FORBIDDEN),
+        ] {
+            let (status, answer) = send(
+                &api,
+                token,
+                Method::PATCH,
+                "/api/v2/dags/test",
+                Some(json!({"is_paused": true})),
+            )
+            .await;
+            assert_eq!(status, expected, "{label}: {answer}");
+        }
+        // The UI sends a form without a session to the login page: a redirect, not a change.
+        let (status, _) = post_form(&api, None, "/dags/test/pause", "paused=true&next=/").await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{label}");
+        let (status, _) = post_form(&api, None, "/variables", "key=sneaky&value=x&description=").await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{label}");
+        assert_eq!(
+            entries(&api.state.db).await,
+            [],
+            "{label}: refused callers are not recorded, as `anonymous` or otherwise"
+        );
+        assert_eq!(
+            api.get("/api/v2/dags/test").await.body["is_paused"],
+            paused_before,
+            "{label}: the refused pauses changed nothing"
+        );
+
+        // The same change with the Op's token goes through, recorded as theirs.
         let (status, _) = send(
-            &api.router,
+            &api,
+            op,
             Method::PATCH,
             "/api/v2/dags/test",
             Some(json!({"is_paused": false})),
@@ -254,7 +298,7 @@ async fn refused_requests_dry_runs_and_reads_record_nothing_and_nobody_signed_in
         assert_eq!(status, StatusCode::OK);
         let recorded = entries(&api.state.db).await;
         assert_eq!(recorded.len(), 1, "{label}");
-        assert_eq!(recorded[0].owner, "anonymous", "{label}");
+        assert_eq!(recorded[0].owner, OP, "{label}");
         assert_eq!(
             recorded[0].address, None,
             "{label}: no connection info without a socket"
@@ -266,42 +310,52 @@ async fn refused_requests_dry_runs_and_reads_record_nothing_and_nobody_signed_in
 async fn ui_forms_are_recorded_when_they_redirect_and_not_when_refused() {
     for api in apis().await {
         let label = api.label;
-        let router = signed_in(&api);
-        let (status, page) = post_form(&router, "/dags/test/pause", "paused=true&next=/").await;
+        let cookie = support::session_cookie(&support::token_for(&api.state, Role::Op).await);
+        let session = Some(cookie.as_str());
+        let (status, page) = post_form(&api, session, "/dags/test/pause", "paused=true&next=/").await;
         assert_eq!(status, StatusCode::SEE_OTHER, "{label}: {page}");
         let (status, page) = post_form(
-            &router,
+            &api,
+            session,
             "/variables",
             "key=ui_password&value=s3cr3t-ui-value-4c2&description=",
         )
         .await;
         assert_eq!(status, StatusCode::SEE_OTHER, "{label}: {page}");
-        let (status, page) = post_form(&router, "/dags/test/trigger", "param%3Aregion=%22kr%22&run_id=from_ui").await;
+        let (status, page) = post_form(
+            &api,
+            session,
+            "/dags/test/trigger",
+            "param%3Aregion=%22kr%22&run_id=from_ui",
+        )
+        .await;
         assert_eq!(status, StatusCode::SEE_OTHER, "{label}: {page}");
 
         // Refused forms answer with a page (4xx) and change nothing.
-        let (status, _) = post_form(&router, "/dags/test/trigger", "param%3Aregion=%22mars%22").await;
+        let (status, _) = post_form(&api, session, "/dags/test/trigger", "param%3Aregion=%22mars%22").await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{label}");
-        let (status, _) = post_form(&router, "/variables/delete", "key=never_set").await;
+        let (status, _) = post_form(&api, session, "/variables/delete", "key=never_set").await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{label}");
-        let (status, _) = post_form(&router, "/dags/test/pause", "paused=maybe").await;
+        let (status, _) = post_form(&api, session, "/dags/test/pause", "paused=maybe").await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{label}");
-        // A forged post (no CSRF token, from another origin) is refused before it is recorded.
+        // A forged post (no CSRF token, from another origin, in the victim's session) is refused
+        // before it is recorded.
         let forged = Request::builder()
             .method(Method::POST)
             .uri("/dags/test/pause")
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header(header::ORIGIN, "https://evil.example")
+            .header(header::COOKIE, &cookie)
             .body(Body::from("paused=false"))
             .unwrap();
-        let (status, _) = answer(&router, forged).await;
+        let (status, _) = answer(&api.router, forged).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{label}");
 
         let recorded = entries(&api.state.db).await;
         let events: Vec<&str> = recorded.iter().map(|entry| entry.event.as_str()).collect();
         assert_eq!(events, ["patch_dag", "post_variable", "trigger_dag_run"], "{label}");
         for entry in &recorded {
-            assert_eq!((entry.surface, entry.owner.as_str()), (Surface::Ui, "ana"), "{label}");
+            assert_eq!((entry.surface, entry.owner.as_str()), (Surface::Ui, OP), "{label}");
         }
         assert_eq!(recorded[0].dag_id.as_deref(), Some("test"), "{label}");
         assert_eq!(recorded[0].extra["is_paused"], json!(true), "{label}");
@@ -319,30 +373,48 @@ async fn ui_forms_are_recorded_when_they_redirect_and_not_when_refused() {
     }
 }
 
-/// An authentication layer that stores the principal wrapped, as `Extension<Principal>`.
-async fn as_bo_wrapped(mut request: Request, next: Next) -> Response {
-    request.extensions_mut().insert(axum::Extension(Principal {
-        username: "bo".to_string(),
-        role: Role::User,
-    }));
+/// A layer outside weir's own that claims, in the request, that `mallory` (an Admin) asks: as
+/// `Principal` and wrapped as `Extension<Principal>`.
+async fn claims_mallory(mut request: Request, next: Next) -> Response {
+    let mallory = Principal {
+        username: "mallory".to_string(),
+        role: Role::Admin,
+    };
+    request.extensions_mut().insert(mallory.clone());
+    request.extensions_mut().insert(axum::Extension(mallory));
     next.run(request).await
 }
 
 #[tokio::test]
-async fn the_owner_is_read_whether_the_principal_is_stored_bare_or_wrapped() {
-    let api = apis().await.remove(0);
-    let router = api.router.clone().layer(middleware::from_fn(as_bo_wrapped));
-    let (status, _) = send(
-        &router,
-        Method::PATCH,
-        "/api/v2/dags/test",
-        Some(json!({"is_paused": true})),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
-    let recorded = entries(&api.state.db).await;
-    assert_eq!(recorded.len(), 1);
-    assert_eq!(recorded[0].owner, "bo");
+async fn the_owner_is_the_user_the_guard_authenticated() {
+    for api in apis().await {
+        let label = api.label;
+        let user = support::token_for(&api.state, Role::User).await;
+        let (status, body) = send(
+            &api,
+            Some(&user),
+            Method::PATCH,
+            "/api/v2/dags/test",
+            Some(json!({"is_paused": true})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{label}: {body}");
+        // The guard's caller wins over whatever a layer outside it put in the request.
+        let claimed = api.router.clone().layer(middleware::from_fn(claims_mallory));
+        let request = Request::patch("/api/v2/dags/test")
+            .header(header::AUTHORIZATION, format!("Bearer {user}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(r#"{"is_paused": false}"#))
+            .unwrap();
+        let (status, body) = answer(&claimed, request).await;
+        assert_eq!(status, StatusCode::OK, "{label}: {body}");
+        let owners: Vec<String> = entries(&api.state.db)
+            .await
+            .into_iter()
+            .map(|entry| entry.owner)
+            .collect();
+        assert_eq!(owners, ["test-user", "test-user"], "{label}");
+    }
 }
 
 #[tokio::test]
@@ -359,7 +431,8 @@ async fn the_client_address_is_recorded_over_tcp() {
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
     let body = r#"{"is_paused": true}"#;
     let request = format!(
-        "PATCH /api/v2/dags/test HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nX-Forwarded-For: 203.0.113.9\r\nConnection: close\r\n\r\n{body}",
+        "PATCH /api/v2/dags/test HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\nX-Forwarded-For: 203.0.113.9\r\nConnection: close\r\n\r\n{body}",
+        api.admin_token,
         body.len()
     );
     stream.write_all(request.as_bytes()).await.unwrap();
@@ -369,6 +442,7 @@ async fn the_client_address_is_recorded_over_tcp() {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     let recorded = entries(&api.state.db).await;
     assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0].owner, "test-admin");
     assert_eq!(
         recorded[0].address.as_deref(),
         Some("127.0.0.1"),
@@ -403,6 +477,58 @@ async fn sign_ins_are_recorded_with_the_username_tried_and_the_address() {
         );
         assert!(!recorded[1].owner.contains('\n'), "{label}: no forged lines");
         assert_eq!(recorded[1].owner.chars().count(), 256, "{label}: bounded");
+    }
+}
+
+fn token_request(username: &str, password: &str) -> Request {
+    Request::post("/auth/token")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(
+            json!({"username": username, "password": password}).to_string(),
+        ))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn each_login_through_the_token_endpoint_or_the_login_form_is_recorded_once() {
+    for api in apis().await {
+        let label = api.label;
+        let ana = NewUser {
+            username: "ana".to_string(),
+            password: "ana's password".to_string(),
+            role: Role::User,
+            email: None,
+            first_name: None,
+            last_name: None,
+        };
+        users::create_user(&api.state.db, ana).await.unwrap();
+
+        let (status, body) = answer(&api.router, token_request("ana", "ana's password")).await;
+        assert_eq!(status, StatusCode::CREATED, "{label}: {body}");
+        let (status, body) = answer(&api.router, token_request("ana", "wrong password")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{label}: {body}");
+        let (status, page) = post_form(&api, None, "/login", "username=ana&password=ana%27s+password&next=%2F").await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{label}: {page}");
+        let (status, _) = post_form(&api, None, "/login", "username=ana&password=wrong&next=%2F").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{label}");
+
+        let recorded: Vec<(String, String, Surface)> = entries(&api.state.db)
+            .await
+            .into_iter()
+            .map(|entry| (entry.event, entry.owner, entry.surface))
+            .collect();
+        let expected = [
+            ("login", Surface::Api),
+            ("login_failed", Surface::Api),
+            ("login", Surface::Ui),
+            ("login_failed", Surface::Ui),
+        ]
+        .map(|(event, surface)| (event.to_string(), "ana".to_string(), surface));
+        assert_eq!(recorded, expected, "{label}: one entry per attempt, never the password");
+        assert!(
+            !raw_table(&api.state.db).await.contains("password"),
+            "{label}: a password reached the audit log"
+        );
     }
 }
 

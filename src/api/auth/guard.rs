@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 use super::AuthFailure;
 use crate::api::ApiState;
+use crate::api::audit::AuditNote;
 use crate::api::error::ApiError;
 use crate::domain::auth::{Access, Principal};
 
@@ -86,7 +87,9 @@ fn unauthenticated(surface: Surface, failure: &AuthFailure, request: &Request) -
                 Some(path) if reading => format!("/login?next={}", crate::api::ui::encode(path.as_str())),
                 _ => "/login".to_string(),
             };
-            Redirect::to(&target).into_response()
+            // A redirect is how a UI form says it succeeded: this one changed nothing, so the
+            // audit layer must not record it.
+            (AuditNote::not_recorded(), Redirect::to(&target)).into_response()
         }
     }
 }
