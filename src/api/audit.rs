@@ -1,7 +1,8 @@
 //! The audit log over HTTP: one middleware ([`record_changes`]) that records every successful
 //! state-changing request (POST, PUT, PATCH, DELETE) of the REST API and the UI, and
-//! [`record_login`] for the sign-in code. Who: the [`Principal`] an authentication layer put in
-//! the request's extensions ("anonymous" without one); from where: the client's IP address; what:
+//! [`record_login`] for the sign-in code. Who: the [`Principal`] the guard names on the response
+//! (or a layer outside put in the request; "anonymous" without one); from where: the client's IP
+//! address; what:
 //! the REST route table's operation id, or the event named for each UI form; on what: the DAG,
 //! run and task in the path, plus what the handler adds with an [`AuditNote`].
 //!

@@ -532,6 +532,29 @@ async fn each_login_through_the_token_endpoint_or_the_login_form_is_recorded_onc
     }
 }
 
+#[tokio::test]
+async fn a_logout_is_recorded_as_the_session_user_and_without_a_session_not_at_all() {
+    for api in apis().await {
+        let label = api.label;
+        let (status, _) = post_form(&api, None, "/logout", "").await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{label}");
+        assert_eq!(entries(&api.state.db).await, [], "{label}: nobody logged out");
+        let cookie = support::session_cookie(&support::token_for(&api.state, Role::Op).await);
+        let (status, _) = post_form(&api, Some(&cookie), "/logout", "").await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{label}");
+        let recorded: Vec<(String, String, Surface)> = entries(&api.state.db)
+            .await
+            .into_iter()
+            .map(|entry| (entry.event, entry.owner, entry.surface))
+            .collect();
+        assert_eq!(
+            recorded,
+            [("logout".to_string(), OP.to_string(), Surface::Ui)],
+            "{label}"
+        );
+    }
+}
+
 /// Entries at known times: three by `ana` on DAG `test` an hour apart from 10:00, a sign-in by
 /// `bo`, and one by the CLI on `other`.
 async fn seed(db: &Db) {

@@ -108,9 +108,19 @@ pub async fn submit(
     }
 }
 
-/// `POST /logout`: ends the session in this browser and goes to the login page.
-pub async fn logout(State(state): State<ApiState>) -> Result<Response, UiError> {
+/// `POST /logout`: ends the session in this browser and goes to the login page. The route is
+/// public (an expired session can still log out), so no guard names the caller: the session, when
+/// valid, does, for the audit log; without one nobody logged out and nothing is recorded.
+pub async fn logout(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, UiError> {
     let mut response = Redirect::to("/login").into_response();
+    match state.auth.authenticate(&state.db, &headers, true).await {
+        Ok(principal) => {
+            response.extensions_mut().insert(principal);
+        }
+        Err(_) => {
+            response.extensions_mut().insert(AuditNote::not_recorded());
+        }
+    }
     let cookie = HeaderValue::from_str(&state.auth.cleared_session_cookie())
         .map_err(|error| UiError::Internal(anyhow::anyhow!("session cookie: {error}")))?;
     response.headers_mut().insert(header::SET_COOKIE, cookie);
