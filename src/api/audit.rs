@@ -2,9 +2,8 @@
 //! state-changing request (POST, PUT, PATCH, DELETE) of the REST API and the UI, and
 //! [`record_login`] for the sign-in code. Who: the [`Principal`] the guard names on the response
 //! (or a layer outside put in the request; "anonymous" without one); from where: the client's IP
-//! address; what:
-//! the REST route table's operation id, or the event named for each UI form; on what: the DAG,
-//! run and task in the path, plus what the handler adds with an [`AuditNote`].
+//! address; what: the REST route table's operation id, or the event named for each UI form; on
+//! what: the DAG, run and task in the path, plus what the handler adds with an [`AuditNote`].
 //!
 //! Successful means: a 2xx answer from the REST API, a redirect from the UI (its forms answer
 //! with Post/Redirect/Get when they did what was asked; a refused form, a backfill preview or a
