@@ -19,7 +19,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 pub use self::guard::{Surface, guard};
-pub use self::login::{LoginFailure, LoginRequest, TokenResponse, client_address, login, retry_seconds, token_endpoint};
+pub use self::login::{
+    LoginFailure, LoginRequest, TokenResponse, client_address, login, retry_seconds, token_endpoint,
+};
 pub use self::throttle::Throttle;
 use crate::config::{ApiAuthConfig, AuthMode};
 use crate::domain::auth::{Principal, Role};

@@ -22,19 +22,19 @@ use super::dags::{DagCollectionResponse, DagDetailsResponse, DagPatchBody, DagRe
 use super::datasets::{
     AssetCollectionResponse, AssetEventCollectionResponse, DatasetCollectionResponse, DatasetEventCollectionResponse,
 };
+use super::event_logs::{EventLogCollectionResponse, EventLogResponse};
 use super::import_errors::{ImportErrorCollectionResponse, ImportErrorResponse};
 use super::monitor::{HealthInfoResponse, VersionInfo};
 use super::pools::{PoolCollectionResponse, PoolResponse};
-use super::event_logs::{EventLogCollectionResponse, EventLogResponse};
 use super::route_table;
-use crate::api::auth::{LoginRequest, TokenResponse};
-use crate::domain::auth::Access;
 use super::task_instances::{
     ClearTaskInstancesBody, PatchTaskInstanceBody, TaskInstanceCollectionResponse,
     TaskInstanceHistoryCollectionResponse, TaskInstanceResponse, TaskInstancesLogResponse,
 };
 use super::tasks::{TaskCollectionResponse, TaskResponse};
 use super::variables::{VariableBody, VariableCollectionResponse, VariableResponse};
+use crate::api::auth::{LoginRequest, TokenResponse};
+use crate::domain::auth::Access;
 use crate::domain::dates::Timestamp;
 use crate::domain::state::{RunState, TaskState};
 
@@ -256,7 +256,11 @@ const OPERATIONS: &[OperationDoc] = &[
             param("excluded_events", Kind::List, "Not these events"),
             param("before", Kind::Text, "Recorded before this time (RFC 3339)"),
             param("after", Kind::Text, "Recorded after this time (RFC 3339)"),
-            param("surface", Kind::Choice(&["api", "ui", "cli"]), "Only entries from this surface"),
+            param(
+                "surface",
+                Kind::Choice(&["api", "ui", "cli"]),
+                "Only entries from this surface",
+            ),
         ],
         None,
         Success::Json(schema::<EventLogCollectionResponse>),
