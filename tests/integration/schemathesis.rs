@@ -228,27 +228,25 @@ fn check(tool: &str, database_url: &str, label: &str) {
 
     let started = Instant::now();
     let mut schemathesis = Command::new(tool);
+    schemathesis.args([
+        "run",
+        &format!("http://127.0.0.1:{port}/api/v2/openapi.json"),
+        "--checks",
+        "not_a_server_error,status_code_conformance,response_schema_conformance",
+        "--max-examples",
+        MAX_EXAMPLES,
+        "--generation-deterministic",
+        "--workers",
+        "2",
+        "--request-timeout",
+        "30",
+        "--no-color",
+    ]);
+    // `--header` is an option of `run`: it goes after the subcommand.
     if let Some(header) = &authorization {
         schemathesis.arg("--header").arg(header);
     }
-    let output = schemathesis
-        .args([
-            "run",
-            &format!("http://127.0.0.1:{port}/api/v2/openapi.json"),
-            "--checks",
-            "not_a_server_error,status_code_conformance,response_schema_conformance",
-            "--max-examples",
-            MAX_EXAMPLES,
-            "--generation-deterministic",
-            "--workers",
-            "2",
-            "--request-timeout",
-            "30",
-            "--no-color",
-        ])
-        .current_dir(project.path())
-        .output()
-        .unwrap();
+    let output = schemathesis.current_dir(project.path()).output().unwrap();
     let elapsed = started.elapsed();
     drop(daemon);
     let report = text(&output);
