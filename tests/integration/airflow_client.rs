@@ -7,8 +7,9 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+
+use super::support;
 
 const DAG: &str = "
 tags: [client]
@@ -45,33 +46,6 @@ fn python() -> Result<String, String> {
     Ok(python)
 }
 
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.0.id()).unwrap());
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_for_port(port: u16, log: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "weir serve did not listen on {port} within 30 s:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn the_official_airflow_python_client_lists_triggers_reads_a_run_and_backfills() {
     let python = match python() {
@@ -91,14 +65,14 @@ fn the_official_airflow_python_client_lists_triggers_reads_a_run_and_backfills()
     std::fs::create_dir_all(project.path().join("dags")).unwrap();
     std::fs::write(project.path().join("dags/client_dag.yaml"), DAG).unwrap();
     std::fs::write(project.path().join("dags/client_daily.yaml"), DAILY_DAG).unwrap();
-    let port = free_port();
+    let port = support::free_port();
     std::fs::write(
         project.path().join("config.toml"),
         format!("[core]\ndags_folder = \"dags\"\nstate_dir = \"state\"\n\n[webserver]\nbind = \"127.0.0.1:{port}\"\n"),
     )
     .unwrap();
     let log = project.path().join("serve.log");
-    let daemon = Daemon(
+    let daemon = support::ServerProcess(
         Command::new(env!("CARGO_BIN_EXE_weir"))
             .arg("--config")
             .arg(project.path().join("config.toml"))
@@ -109,7 +83,7 @@ fn the_official_airflow_python_client_lists_triggers_reads_a_run_and_backfills()
             .spawn()
             .unwrap(),
     );
-    wait_for_port(port, &log);
+    support::wait_for_port(port, &log);
     // The first start created `admin` and kept its generated password in the state folder.
     let password = std::fs::read_to_string(project.path().join("state/admin_password.txt")).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/airflow_client/client_check.py");

@@ -9,10 +9,12 @@
 //! except under `CI=true`, where `.ci/run` installs them and their absence is a failure.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use super::support;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const SCRIPT_DEADLINE: Duration = Duration::from_secs(240);
@@ -77,11 +79,6 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 fn healthy(port: u16) -> bool {
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;
@@ -121,7 +118,7 @@ impl Project {
         for (name, yaml) in dags {
             std::fs::write(folder.path().join("dags").join(name), yaml).unwrap();
         }
-        let port = free_port();
+        let port = support::free_port();
         std::fs::write(
             folder.path().join("config.toml"),
             format!(

@@ -4,13 +4,13 @@
 //! `weir serve` runs on a free port with a temporary state directory and the example DAGs, on a
 //! fresh SQLite and a fresh PostgreSQL database in turn, with
 //! a finished run, a backfill, a variable, a connection and an import error for the document's
-//! examples to name. When the server has logins, schemathesis calls it as an Admin (created
+//! examples to name. schemathesis calls it as an Admin (created
 //! with `weir users create`, token from `POST /auth/token`). The tool comes from `WEIR_TEST_SCHEMATHESIS` (`.ci/run` installs it);
 //! without it the test is skipped with a notice, except under `CI=true`, where that is a failure.
 
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use super::support;
@@ -33,33 +33,6 @@ fn schemathesis() -> Result<String, String> {
         ));
     }
     Ok(tool)
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.0.id()).unwrap());
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_for_port(port: u16, log: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "weir serve did not listen on {port} within 30 s:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn copy_folder(from: &Path, to: &Path) {
@@ -105,14 +78,9 @@ fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> (u16, String
     (status, body.to_string())
 }
 
-/// The `Authorization` header for an Admin, when the server has logins (`POST /auth/token` is in
-/// its document): the user is created with `weir users create`, the token asked for over HTTP.
-fn admin_authorization(port: u16, weir: &dyn Fn(&[&str])) -> Option<String> {
-    let (_, document) = http(port, "GET", "/api/v2/openapi.json", None);
-    let document: serde_json::Value = serde_json::from_str(&document).unwrap();
-    if document["paths"]["/auth/token"].is_null() {
-        return None;
-    }
+/// The `Authorization` header for an Admin: the user is created with `weir users create`, the
+/// token asked for over HTTP.
+fn admin_authorization(port: u16, weir: &dyn Fn(&[&str])) -> String {
     let password = "schemathesis-admin-password";
     weir(&[
         "users",
@@ -129,7 +97,7 @@ fn admin_authorization(port: u16, weir: &dyn Fn(&[&str])) -> Option<String> {
     assert_eq!(status, 201, "POST /auth/token: {answer}");
     let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
     let token = answer["access_token"].as_str().unwrap();
-    Some(format!("Authorization: Bearer {token}"))
+    format!("Authorization: Bearer {token}")
 }
 
 /// A figure of schemathesis's closing tally (`3248 generated, 3248 passed`), if printed.
@@ -170,7 +138,7 @@ fn check(tool: &str, database_url: &str, label: &str) {
         &project.path().join("dags"),
     );
     std::fs::write(project.path().join("dags/broken.yaml"), "tasks: [not, a, mapping]\n").unwrap();
-    let port = free_port();
+    let port = support::free_port();
     let config = project.path().join("config.toml");
     std::fs::write(
         &config,
@@ -190,7 +158,7 @@ fn check(tool: &str, database_url: &str, label: &str) {
         assert!(output.status.success(), "weir {args:?} failed:\n{}", text(&output));
     };
     let log = project.path().join("serve.log");
-    let daemon = Daemon(
+    let daemon = support::ServerProcess(
         Command::new(env!("CARGO_BIN_EXE_weir"))
             .arg("--config")
             .arg(&config)
@@ -201,7 +169,7 @@ fn check(tool: &str, database_url: &str, label: &str) {
             .spawn()
             .unwrap(),
     );
-    wait_for_port(port, &log);
+    support::wait_for_port(port, &log);
     // What the document's examples name: hello_world's run of 2026-01-01 (finished, with tries and
     // logs), backfill 1, import error 1, variable work_dir and connection warehouse.
     weir(&["dags", "unpause", "hello_world"]);
@@ -243,9 +211,7 @@ fn check(tool: &str, database_url: &str, label: &str) {
         "--no-color",
     ]);
     // `--header` is an option of `run`: it goes after the subcommand.
-    if let Some(header) = &authorization {
-        schemathesis.arg("--header").arg(header);
-    }
+    schemathesis.arg("--header").arg(&authorization);
     let output = schemathesis.current_dir(project.path()).output().unwrap();
     let elapsed = started.elapsed();
     drop(daemon);
@@ -260,12 +226,7 @@ fn check(tool: &str, database_url: &str, label: &str) {
         .trim();
     let _ = writeln!(
         std::io::stderr(),
-        "schemathesis on {label} ({}): {tally} (test cases); 5xx answers logged by the server: {server_errors}; {:.1} s",
-        if authorization.is_some() {
-            "as an Admin"
-        } else {
-            "no logins"
-        },
+        "schemathesis on {label} (as an Admin): {tally} (test cases); 5xx answers logged by the server: {server_errors}; {:.1} s",
         elapsed.as_secs_f64(),
     );
     assert!(
