@@ -3,6 +3,7 @@
 
 mod alerts;
 mod api_auth;
+mod bind;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,11 +14,12 @@ use serde::Deserialize;
 
 use crate::domain::connection::{Connection, ConnectionFields, check_conn_id};
 use crate::domain::duration::parse_duration;
-use crate::domain::validate::ValidationContext;
+use crate::domain::validate::{MAX_RETRIES, ValidationContext};
 use crate::secrets::Passphrase;
 
 pub use self::alerts::{AlertsConfig, Channel, ChannelKind, SmtpSecurity, SmtpSettings};
 pub use self::api_auth::{ApiAuthConfig, AuthMode, ConfiguredUser};
+pub use self::bind::BindAddress;
 
 /// A configuration problem: which file, which key, and why. Exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -197,7 +199,7 @@ pub struct Config {
     /// before any date is listed.
     pub max_backfill_dates: u32,
     pub database_url: String,
-    pub bind: std::net::SocketAddr,
+    pub bind: BindAddress,
     /// The UI's address as people reach it, without a trailing `/` (links in alerts; the origin
     /// the UI's CSRF check accepts form posts from).
     pub base_url: String,
@@ -216,6 +218,28 @@ pub struct Config {
     pub connections: BTreeMap<String, Connection>,
     /// `[api_auth]`: the authentication mode, token secret and lifetime, configured users.
     pub api_auth: ApiAuthConfig,
+    /// `WEIR__...` variables naming no key weir knows, ignored (the caller warns about each).
+    pub ignored_overrides: Vec<IgnoredOverride>,
+}
+
+/// A `WEIR__SECTION__KEY` variable that names no key weir knows. It is ignored with a warning
+/// rather than refused: the environment is shared with other programs and other versions of
+/// weir, while a misspelt key in config.toml, which is weir's alone, stays an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IgnoredOverride {
+    pub name: String,
+    /// What the configuration reader said about it (`unknown field `nope`, expected one of ...`).
+    pub reason: String,
+}
+
+impl std::fmt::Display for IgnoredOverride {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ignored environment variable {}: {}; see the commented config.toml for every key",
+            self.name, self.reason
+        )
+    }
 }
 
 impl Config {
@@ -236,22 +260,27 @@ impl Config {
                 });
             }
         };
-        let mut table: toml::Table = text.parse().map_err(|error: toml::de::Error| ConfigError::Invalid {
+        let table: toml::Table = text.parse().map_err(|error: toml::de::Error| ConfigError::Invalid {
             path: path.to_path_buf(),
             message: error.to_string(),
         })?;
-        apply_overrides(&mut table, environment)?;
-        let raw = RawConfig::deserialize(toml::Value::Table(table)).map_err(|error| ConfigError::Invalid {
+        let invalid = |error: toml::de::Error| ConfigError::Invalid {
             path: path.to_path_buf(),
             message: format!("{}; see the commented config.toml for every key", error.message()),
-        })?;
+        };
+        // The file alone first, so that its own mistakes are blamed on it, not on a variable.
+        RawConfig::deserialize(toml::Value::Table(table.clone())).map_err(invalid)?;
+        let overrides = apply_overrides(table, environment)?;
+        let raw = RawConfig::deserialize(toml::Value::Table(overrides.table.clone())).map_err(invalid)?;
         let base = path
             .parent()
             .filter(|parent| !parent.as_os_str().is_empty())
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
         let base = std::path::absolute(&base).unwrap_or(base);
-        Self::check(path, &base, raw)
+        let mut config = Self::check(path, &base, raw).map_err(|error| overrides.blame(error))?;
+        config.ignored_overrides = overrides.ignored;
+        Ok(config)
     }
 
     fn check(path: &Path, base: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
@@ -280,6 +309,14 @@ impl Config {
         if core.parallelism == 0 {
             return Err(bad("core", "parallelism", "0", "must be at least 1"));
         }
+        if core.default_task_retries > MAX_RETRIES {
+            return Err(bad(
+                "core",
+                "default_task_retries",
+                &core.default_task_retries.to_string(),
+                &format!("must be at most {MAX_RETRIES}, as a task's own retries"),
+            ));
+        }
         if core.max_backfill_dates == 0 {
             return Err(bad("core", "max_backfill_dates", "0", "must be at least 1"));
         }
@@ -296,14 +333,10 @@ impl Config {
                 "use error, warn, info, debug or trace",
             ));
         }
-        let bind: std::net::SocketAddr = raw.webserver.bind.parse().map_err(|_| {
-            bad(
-                "webserver",
-                "bind",
-                &raw.webserver.bind,
-                "not a host:port address such as 127.0.0.1:8080",
-            )
-        })?;
+        let bind: BindAddress =
+            raw.webserver.bind.parse().map_err(|error: bind::InvalidBind| {
+                bad("webserver", "bind", &raw.webserver.bind, &error.to_string())
+            })?;
         let database_url = resolve_database_url(base, &raw.database.url).ok_or_else(|| {
             bad(
                 "database",
@@ -327,7 +360,9 @@ impl Config {
             None => format!("http://{bind}"),
         };
         let mut pools = raw.pools.clone();
-        pools.entry("default".to_string()).or_insert(128);
+        pools
+            .entry("default".to_string())
+            .or_insert(crate::domain::validate::DEFAULT_POOL_SLOTS);
         let alerts = alerts::parse(path, base, &raw.alerts, raw.smtp.as_ref())?;
         let secrets_key = match &raw.secrets.key {
             None => None,
@@ -343,7 +378,7 @@ impl Config {
                 }
             },
         };
-        let api_auth = api_auth::parse(path, &raw.api_auth, bind, &base_url)?;
+        let api_auth = api_auth::parse(path, &raw.api_auth, &bind, &base_url)?;
         let mut connections = BTreeMap::new();
         for (name, table) in &raw.connections {
             let connection = config_connection(name, table).map_err(|reason| ConfigError::BadConnection {
@@ -390,6 +425,7 @@ impl Config {
             secrets_key,
             connections,
             api_auth,
+            ignored_overrides: Vec::new(),
         })
     }
 
@@ -401,7 +437,7 @@ impl Config {
             dags_are_paused_at_creation: self.dags_are_paused_at_creation,
             default_task_retries: self.default_task_retries,
             default_task_retry_delay: self.default_task_retry_delay,
-            pools: self.pools.keys().cloned().collect(),
+            pools: self.pools.clone(),
             alert_channels: self.alerts.channels.keys().cloned().collect(),
         }
     }
@@ -467,16 +503,61 @@ fn resolve_database_url(base: &Path, url: &str) -> Option<String> {
     }
 }
 
-/// `WEIR__CORE__PARALLELISM=8` sets `[core] parallelism = 8`. Values are read as TOML when they
-/// parse as a number or boolean, else as strings.
-fn apply_overrides(
-    table: &mut toml::Table,
-    environment: impl IntoIterator<Item = (String, String)>,
-) -> Result<(), ConfigError> {
-    for (name, value) in environment {
-        let Some(path) = name.strip_prefix("WEIR__") else {
-            continue;
+/// The file's table with the environment's overrides applied, and which variable set what.
+struct Overrides {
+    table: toml::Table,
+    /// Each applied variable's name and the key path it set (`["core", "parallelism"]`).
+    applied: Vec<(String, Vec<String>)>,
+    ignored: Vec<IgnoredOverride>,
+}
+
+impl Overrides {
+    /// A bad value that came from a variable is blamed on the variable, not on the file.
+    fn blame(&self, error: ConfigError) -> ConfigError {
+        let ConfigError::BadValue {
+            section,
+            key,
+            value,
+            reason,
+            ..
+        } = &error
+        else {
+            return error;
         };
+        let set_by = self.applied.iter().find(|(_, path)| {
+            path.split_last()
+                .is_some_and(|(last, sections)| last == key && sections.join(".") == *section)
+        });
+        match set_by {
+            Some((name, _)) => ConfigError::BadOverride {
+                name: name.clone(),
+                reason: format!("[{section}] {key} = {value:?}: {reason}"),
+            },
+            None => error,
+        }
+    }
+}
+
+/// `WEIR__CORE__PARALLELISM=8` sets `[core] parallelism = 8`. Values are read as TOML when they
+/// parse as a number or boolean, else as strings. Each variable is tried on its own on top of the
+/// file and the ones before it (in name order), so a value of the wrong type is blamed on its
+/// variable and a key weir does not know is ignored with a warning.
+fn apply_overrides(
+    table: toml::Table,
+    environment: impl IntoIterator<Item = (String, String)>,
+) -> Result<Overrides, ConfigError> {
+    let mut variables: Vec<(String, String)> = environment
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("WEIR__"))
+        .collect();
+    variables.sort();
+    let mut overrides = Overrides {
+        table,
+        applied: Vec::new(),
+        ignored: Vec::new(),
+    };
+    for (name, value) in variables {
+        let path = name.trim_start_matches("WEIR__");
         let parts: Vec<String> = path.split("__").map(str::to_lowercase).collect();
         if parts.len() < 2 || parts.iter().any(String::is_empty) {
             return Err(ConfigError::BadOverride {
@@ -484,35 +565,65 @@ fn apply_overrides(
                 reason: "use WEIR__SECTION__KEY, e.g. WEIR__DATABASE__URL".to_string(),
             });
         }
-        let parsed = format!("value = {value}")
-            .parse::<toml::Table>()
-            .ok()
-            .and_then(|mut parsed| parsed.remove("value"))
-            .filter(|parsed| {
-                matches!(
-                    parsed,
-                    toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_)
-                )
-            })
-            .unwrap_or(toml::Value::String(value.clone()));
-        let mut current = &mut *table;
-        for section in &parts[..parts.len() - 1] {
-            let entry = current
-                .entry(section.clone())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            current = match entry {
-                toml::Value::Table(inner) => inner,
-                _ => {
-                    return Err(ConfigError::BadOverride {
-                        name: name.clone(),
-                        reason: format!("`{section}` is not a section"),
-                    });
-                }
-            };
+        let mut candidate = overrides.table.clone();
+        set_key(&mut candidate, &parts, override_value(&value)).map_err(|reason| ConfigError::BadOverride {
+            name: name.clone(),
+            reason,
+        })?;
+        match RawConfig::deserialize(toml::Value::Table(candidate.clone())) {
+            Ok(_) => {
+                overrides.table = candidate;
+                overrides.applied.push((name, parts));
+            }
+            Err(error) if error.message().starts_with("unknown field") => {
+                overrides.ignored.push(IgnoredOverride {
+                    name,
+                    reason: error.message().to_string(),
+                });
+            }
+            Err(error) => {
+                let (key, sections) = parts.split_last().expect("parts has at least two elements");
+                return Err(ConfigError::BadOverride {
+                    reason: format!("[{}] {key}: {}", sections.join("."), error.message()),
+                    name,
+                });
+            }
         }
-        let key = parts.last().expect("parts has at least two elements").clone();
-        current.insert(key, parsed);
     }
+    Ok(overrides)
+}
+
+/// A variable's text as a TOML number or boolean when it reads as one, else as a string.
+fn override_value(value: &str) -> toml::Value {
+    format!("value = {value}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut parsed| parsed.remove("value"))
+        .filter(|parsed| {
+            matches!(
+                parsed,
+                toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_)
+            )
+        })
+        .unwrap_or_else(|| toml::Value::String(value.to_string()))
+}
+
+/// Sets `parts` (sections, then the key) in `table`, creating the sections.
+fn set_key(table: &mut toml::Table, parts: &[String], value: toml::Value) -> Result<(), String> {
+    let Some((key, sections)) = parts.split_last() else {
+        return Ok(());
+    };
+    let mut current = table;
+    for section in sections {
+        let entry = current
+            .entry(section.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = match entry {
+            toml::Value::Table(inner) => inner,
+            _ => return Err(format!("`{section}` is not a section")),
+        };
+    }
+    current.insert(key.clone(), value);
     Ok(())
 }
 

@@ -2,7 +2,7 @@
 //!
 //! Everything here is pure: no IO, and the current time is always passed in.
 
-use chrono::{DateTime, LocalResult, NaiveDateTime, TimeDelta, TimeZone, Timelike, Utc};
+use chrono::{DateTime, LocalResult, NaiveDate, NaiveDateTime, TimeDelta, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -56,6 +56,25 @@ pub enum ScheduleError {
         "`{expression}` is not a valid cron expression: {reason}; use 5 fields (minute hour day-of-month month day-of-week) or one of @hourly, @daily, @weekly, @monthly, @quarterly, @yearly, @once"
     )]
     InvalidCron { expression: String, reason: String },
+    #[error(
+        "`{expression}` never fires: no date matches it (e.g. a 31st in a month of 30 days, or 30 February); fix the day-of-month or month field"
+    )]
+    NeverFires { expression: String },
+}
+
+/// Whether `cron` matches some minute of the calendar. Asked from a fixed reference, not the
+/// clock, so a file validates the same way every day: the 28 years from 2000-01-01 hold every
+/// combination of weekday, month day and leap year the Gregorian calendar has up to 2099 (its
+/// days of the week repeat every 28 years while every fourth year is a leap year). So a pattern
+/// with no match in them, like `0 0 31 2 *`, has none at all, and `0 0 29 2 *` has one in 2000.
+pub fn ever_fires(cron: &croner::Cron) -> bool {
+    let reference = NaiveDate::from_ymd_opt(2000, 1, 1).and_then(|day| day.and_hms_opt(0, 0, 0));
+    let horizon = NaiveDate::from_ymd_opt(2028, 1, 1).and_then(|day| day.and_hms_opt(0, 0, 0));
+    let (Some(reference), Some(horizon)) = (reference, horizon) else {
+        return true;
+    };
+    cron.find_next_occurrence(&reference, true)
+        .is_ok_and(|first| first < horizon)
 }
 
 impl Schedule {
@@ -87,6 +106,11 @@ impl Schedule {
             .build()
             .parse(pattern)
             .map_err(|e| invalid(e.to_string()))?;
+        if !ever_fires(&cron) {
+            return Err(ScheduleError::NeverFires {
+                expression: expression.to_string(),
+            });
+        }
         Ok(Schedule::Cron {
             expression: expression.to_string(),
             cron: Arc::new(cron),
@@ -589,6 +613,28 @@ mod tests {
                 "{message}"
             );
         }
+    }
+
+    #[test]
+    fn a_cron_that_matches_no_date_is_refused_and_leap_days_are_dates() {
+        for expression in ["0 0 31 2 *", "0 0 30 2 *", "0 0 31 4,6,9,11 *", "15 10 31 11 *"] {
+            let error = Schedule::parse(expression, true).expect_err(expression);
+            assert_eq!(
+                error.to_string(),
+                format!(
+                    "`{expression}` never fires: no date matches it (e.g. a 31st in a month of 30 \
+                     days, or 30 February); fix the day-of-month or month field"
+                )
+            );
+        }
+        for expression in ["0 0 29 2 *", "0 0 29 2 1", "0 0 31 1-2 *", "0 0 13 * 5", "@yearly"] {
+            assert!(Schedule::parse(expression, true).is_ok(), "{expression} fires");
+        }
+        let leap_day = timetable(cron("0 0 29 2 *"), Tz::UTC, "2026-01-01T00:00:00Z", None);
+        assert_eq!(
+            first_logical_dates(&leap_day, 2),
+            all(&["2028-02-29T00:00:00Z", "2032-02-29T00:00:00Z"])
+        );
     }
 
     #[test]
