@@ -706,6 +706,98 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_override_is_blamed_on_its_variable_and_an_unknown_one_is_ignored_by_name() {
+        let error = load("", &[("WEIR__CORE__PARALLELISM", "abc")]).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "environment variable WEIR__CORE__PARALLELISM: [core] parallelism: invalid type: string \"abc\", expected u32"
+        );
+        let error = load("", &[("WEIR__CORE__DAG_DIR_POLL", "soon")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("environment variable WEIR__CORE__DAG_DIR_POLL: [core] dag_dir_poll = \"soon\": "),
+            "{error}"
+        );
+        // The file's own mistake is the file's, whatever the environment holds.
+        let error = load("[core]\nparallelism = \"many\"\n", &[("WEIR__CORE__PARALLELISM", "8")])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("config.toml: invalid type"), "{error}");
+
+        let config = load(
+            "[core]\nparallelism = 4\n",
+            &[
+                ("WEIR__CORE__NOPE", "1"),
+                ("WEIR__CORE__PARALLELISM", "6"),
+                ("WEIR__WEBSERVERS__BIND", "x"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.parallelism, 6);
+        let ignored: Vec<String> = config.ignored_overrides.iter().map(ToString::to_string).collect();
+        assert_eq!(ignored.len(), 2, "{ignored:?}");
+        assert!(
+            ignored[0].starts_with("ignored environment variable WEIR__CORE__NOPE: unknown field `nope`"),
+            "{ignored:?}"
+        );
+        assert!(
+            ignored[1].starts_with("ignored environment variable WEIR__WEBSERVERS__BIND: unknown field `webservers`"),
+            "{ignored:?}"
+        );
+        let error = load("[core]\nnope = 1\n", &[]).unwrap_err().to_string();
+        assert!(error.contains("config.toml: unknown field `nope`"), "{error}");
+    }
+
+    #[test]
+    fn bind_takes_a_host_name_and_only_loopback_names_allow_no_authentication() {
+        let config = load(
+            "[webserver]\nbind = \"localhost:9000\"\n[api_auth]\nmode = \"none\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.bind.to_string(), "localhost:9000");
+        assert_eq!(config.base_url, "http://localhost:9000");
+        assert_eq!(config.api_auth.mode, AuthMode::None);
+        let error = load(
+            "[webserver]\nbind = \"weir.internal:9000\"\n[api_auth]\nmode = \"none\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("loopback") && error.contains("weir.internal:9000"),
+            "{error}"
+        );
+        let error = load("[webserver]\nbind = \"localhost\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.ends_with(
+                "[webserver] bind = \"localhost\": not a host:port address such as 127.0.0.1:8080, [::1]:8080 or localhost:8080"
+            ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn default_task_retries_has_the_bound_of_a_tasks_retries() {
+        assert_eq!(
+            load("[core]\ndefault_task_retries = 1000\n", &[])
+                .unwrap()
+                .default_task_retries,
+            1000
+        );
+        let error = load("", &[("WEIR__CORE__DEFAULT_TASK_RETRIES", "4294967295")])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            "environment variable WEIR__CORE__DEFAULT_TASK_RETRIES: [core] default_task_retries = \"4294967295\": must be at most 1000, as a task's own retries"
+        );
+    }
+
+    #[test]
     fn max_backfill_dates_defaults_to_ten_thousand_and_must_be_positive() {
         assert_eq!(load("", &[]).unwrap().max_backfill_dates, 10_000);
         let config = load("", &[("WEIR__CORE__MAX_BACKFILL_DATES", "500")]).unwrap();
