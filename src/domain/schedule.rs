@@ -2,7 +2,7 @@
 //!
 //! Everything here is pure: no IO, and the current time is always passed in.
 
-use chrono::{DateTime, LocalResult, NaiveDate, NaiveDateTime, TimeDelta, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Datelike, LocalResult, NaiveDate, NaiveDateTime, TimeDelta, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -62,19 +62,35 @@ pub enum ScheduleError {
     NeverFires { expression: String },
 }
 
-/// Whether `cron` matches some minute of the calendar. Asked from a fixed reference, not the
-/// clock, so a file validates the same way every day: the 28 years from 2000-01-01 hold every
-/// combination of weekday, month day and leap year the Gregorian calendar has up to 2099 (its
-/// days of the week repeat every 28 years while every fourth year is a leap year). So a pattern
-/// with no match in them, like `0 0 31 2 *`, has none at all, and `0 0 29 2 *` has one in 2000.
+/// Whether `cron` matches some minute of the calendar, decided without the clock so a file
+/// validates the same way every day. The 28 years from 2000-01-01 hold every combination of
+/// weekday, month day and leap year the Gregorian calendar has up to 2099 (its weekdays repeat
+/// every 28 years while every fourth year is a leap year), so a pattern that matches no day in
+/// them, like `0 0 31 2 *`, matches none at all, and `0 0 29 2 *` matches in 2000.
+///
+/// The days are checked one by one (about 10,000 checks) rather than by asking croner for the
+/// next occurrence: croner gives up on a pattern that never fires only at the year 5000, after
+/// some 100 ms of searching, which a folder of such files would multiply.
 pub fn ever_fires(cron: &croner::Cron) -> bool {
-    let reference = NaiveDate::from_ymd_opt(2000, 1, 1).and_then(|day| day.and_hms_opt(0, 0, 0));
-    let horizon = NaiveDate::from_ymd_opt(2028, 1, 1).and_then(|day| day.and_hms_opt(0, 0, 0));
-    let (Some(reference), Some(horizon)) = (reference, horizon) else {
+    let pattern = &cron.pattern;
+    let some_hour = (0..24).any(|hour| pattern.hour_match(hour).unwrap_or(false));
+    let some_minute = (0..60).any(|minute| pattern.minute_match(minute).unwrap_or(false));
+    let Some(first_day) = NaiveDate::from_ymd_opt(2000, 1, 1) else {
         return true;
     };
-    cron.find_next_occurrence(&reference, true)
-        .is_ok_and(|first| first < horizon)
+    some_hour
+        && some_minute
+        && first_day.iter_days().take_while(|day| day.year() < 2028).any(|day| {
+            pattern.month_match(day.month()).unwrap_or(false)
+                && pattern
+                    .day_match(day.year(), day.month(), day.day(), cron_weekday(day))
+                    .unwrap_or(false)
+        })
+}
+
+/// croner's own weekday type, from chrono's.
+fn cron_weekday(day: NaiveDate) -> croner::Weekday {
+    croner::Weekday::from_days_from_sunday(day.weekday().num_days_from_sunday())
 }
 
 impl Schedule {
@@ -627,7 +643,16 @@ mod tests {
                 )
             );
         }
-        for expression in ["0 0 29 2 *", "0 0 29 2 1", "0 0 31 1-2 *", "0 0 13 * 5", "@yearly"] {
+        // A fifth Friday in February needs a leap year starting February on a Friday (2008).
+        for expression in [
+            "0 0 29 2 *",
+            "0 0 29 2 1",
+            "0 0 31 1-2 *",
+            "0 0 13 * 5",
+            "0 0 L 2 *",
+            "0 0 * 2 5#5",
+            "@yearly",
+        ] {
             assert!(Schedule::parse(expression, true).is_ok(), "{expression} fires");
         }
         let leap_day = timetable(cron("0 0 29 2 *"), Tz::UTC, "2026-01-01T00:00:00Z", None);
