@@ -44,6 +44,9 @@ fn reason(address: &str, error: &sqlx::Error) -> String {
             format!("cannot connect to {address}: {what}")
         }
         sqlx::Error::Tls(tls) => format!("cannot connect to {address}: TLS failed: {tls}"),
+        // The server's own words (`password authentication failed for user "weir"`, `database
+        // "weir" does not exist`), without sqlx's "error returned from database" wrapping.
+        sqlx::Error::Database(refusal) => format!("{address} refused the connection: {}", refusal.message()),
         other => format!("{address}: {other}"),
     }
 }

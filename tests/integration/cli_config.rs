@@ -48,6 +48,23 @@ fn an_unreachable_postgres_is_named_with_its_address_and_the_refusal() {
     assert!(!stderr.contains("pool timed out"), "{stderr}");
 }
 
+#[tokio::test]
+async fn a_postgres_server_that_refuses_the_login_is_quoted_in_its_own_words() {
+    let Some(server) = support::postgres_url().await else {
+        return;
+    };
+    let mut missing = url::Url::parse(&server).unwrap();
+    missing.set_path("/weir_no_such_database");
+    let project = project(&format!("[database]\nurl = \"{missing}\"\n"), &[]);
+    let output = weir(project.path(), &["db", "check"], &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("refused the connection: database \"weir_no_such_database\" does not exist"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn a_bad_value_in_the_environment_is_blamed_on_the_variable_not_the_file() {
     let project = project("[core]\ndags_folder = \"dags\"\n", &[]);
