@@ -539,9 +539,12 @@ impl Overrides {
 }
 
 /// `WEIR__CORE__PARALLELISM=8` sets `[core] parallelism = 8`. Values are read as TOML when they
-/// parse as a number or boolean, else as strings. Each variable is tried on its own on top of the
-/// file and the ones before it (in name order), so a value of the wrong type is blamed on its
-/// variable and a key weir does not know is ignored with a warning.
+/// parse as a number or boolean, else as strings.
+///
+/// Each variable is first tried alone on top of the file: one naming a key weir does not know is
+/// ignored with a warning. The others are applied together (some only make sense together, such
+/// as a user's `ROLE` and `PASSWORD`); when the result is refused, the variable that was refused
+/// on its own is named, not the file.
 fn apply_overrides(
     table: toml::Table,
     environment: impl IntoIterator<Item = (String, String)>,
@@ -552,10 +555,12 @@ fn apply_overrides(
         .collect();
     variables.sort();
     let mut overrides = Overrides {
-        table,
+        table: table.clone(),
         applied: Vec::new(),
         ignored: Vec::new(),
     };
+    // The first variable refused on its own, and why: the likely culprit if all together fail.
+    let mut refused_alone: Option<ConfigError> = None;
     for (name, value) in variables {
         let path = name.trim_start_matches("WEIR__");
         let parts: Vec<String> = path.split("__").map(str::to_lowercase).collect();
@@ -565,30 +570,40 @@ fn apply_overrides(
                 reason: "use WEIR__SECTION__KEY, e.g. WEIR__DATABASE__URL".to_string(),
             });
         }
-        let mut candidate = overrides.table.clone();
-        set_key(&mut candidate, &parts, override_value(&value)).map_err(|reason| ConfigError::BadOverride {
+        let bad_override = |reason: String| ConfigError::BadOverride {
             name: name.clone(),
             reason,
-        })?;
-        match RawConfig::deserialize(toml::Value::Table(candidate.clone())) {
-            Ok(_) => {
-                overrides.table = candidate;
-                overrides.applied.push((name, parts));
-            }
+        };
+        let value = override_value(&value);
+        let mut alone = table.clone();
+        set_key(&mut alone, &parts, value.clone()).map_err(bad_override)?;
+        match RawConfig::deserialize(toml::Value::Table(alone)) {
             Err(error) if error.message().starts_with("unknown field") => {
                 overrides.ignored.push(IgnoredOverride {
                     name,
                     reason: error.message().to_string(),
                 });
+                continue;
             }
-            Err(error) => {
+            Err(error) if refused_alone.is_none() => {
                 let (key, sections) = parts.split_last().expect("parts has at least two elements");
-                return Err(ConfigError::BadOverride {
-                    reason: format!("[{}] {key}: {}", sections.join("."), error.message()),
-                    name,
-                });
+                refused_alone = Some(bad_override(format!(
+                    "[{}] {key}: {}",
+                    sections.join("."),
+                    error.message()
+                )));
             }
+            _ => {}
         }
+        set_key(&mut overrides.table, &parts, value).map_err(bad_override)?;
+        overrides.applied.push((name, parts));
+    }
+    if let Err(error) = RawConfig::deserialize(toml::Value::Table(overrides.table.clone())) {
+        let names: Vec<&str> = overrides.applied.iter().map(|(name, _)| name.as_str()).collect();
+        return Err(refused_alone.unwrap_or_else(|| ConfigError::BadOverride {
+            name: names.join(", "),
+            reason: error.message().to_string(),
+        }));
     }
     Ok(overrides)
 }
@@ -747,6 +762,23 @@ mod tests {
         );
         let error = load("[core]\nnope = 1\n", &[]).unwrap_err().to_string();
         assert!(error.contains("config.toml: unknown field `nope`"), "{error}");
+        // A user's role and password make sense only together: neither is refused alone.
+        let config = load(
+            "",
+            &[
+                ("WEIR__API_AUTH__USERS__ANA__PASSWORD", "ana's long password"),
+                ("WEIR__API_AUTH__USERS__ANA__ROLE", "Op"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.api_auth.users["ana"].role, crate::domain::auth::Role::Op);
+        let error = load("", &[("WEIR__API_AUTH__USERS__ANA__PASSWORD", "ana's long password")])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            "environment variable WEIR__API_AUTH__USERS__ANA__PASSWORD: [api_auth.users.ana] password: missing field `role`"
+        );
     }
 
     #[test]
