@@ -14,12 +14,16 @@ use serde::Deserialize;
 
 use crate::domain::connection::{Connection, ConnectionFields, check_conn_id};
 use crate::domain::duration::parse_duration;
-use crate::domain::validate::{MAX_RETRIES, ValidationContext};
+use crate::domain::validate::{MAX_DURATION, MAX_RETRIES, ValidationContext};
 use crate::secrets::Passphrase;
 
 pub use self::alerts::{AlertsConfig, Channel, ChannelKind, SmtpSecurity, SmtpSettings};
 pub use self::api_auth::{ApiAuthConfig, AuthMode, ConfiguredUser};
 pub use self::bind::BindAddress;
+
+/// The longest `[core] retention_days`: a cut-off further back than the dates weir handles
+/// would overflow the clock arithmetic of the daily clean-up.
+const MAX_RETENTION_DAYS: u32 = 36_500;
 
 /// A configuration problem: which file, which key, and why. Exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -317,6 +321,23 @@ impl Config {
                 &format!("must be at most {MAX_RETRIES}, as a task's own retries"),
             ));
         }
+        if core.retention_days > MAX_RETENTION_DAYS {
+            return Err(bad(
+                "core",
+                "retention_days",
+                &core.retention_days.to_string(),
+                &format!("must be at most {MAX_RETENTION_DAYS} (100 years); 0 keeps everything"),
+            ));
+        }
+        let default_task_retry_delay = duration("default_task_retry_delay", &core.default_task_retry_delay)?;
+        if default_task_retry_delay > MAX_DURATION {
+            return Err(bad(
+                "core",
+                "default_task_retry_delay",
+                &core.default_task_retry_delay,
+                "must be at most 365d, as a task's own retry_delay",
+            ));
+        }
         if core.max_backfill_dates == 0 {
             return Err(bad("core", "max_backfill_dates", "0", "must be at least 1"));
         }
@@ -398,7 +419,7 @@ impl Config {
             dags_are_paused_at_creation: core.dags_are_paused_at_creation,
             dag_dir_poll,
             default_task_retries: core.default_task_retries,
-            default_task_retry_delay: duration("default_task_retry_delay", &core.default_task_retry_delay)?,
+            default_task_retry_delay,
             task_kill_grace: duration("task_kill_grace", &core.task_kill_grace)?,
             retention_days: (core.retention_days > 0).then_some(core.retention_days),
             test_connection: match core.test_connection.to_ascii_lowercase().as_str() {
@@ -807,6 +828,32 @@ mod tests {
         assert!(
             error.ends_with(
                 "[webserver] bind = \"localhost\": not a host:port address such as 127.0.0.1:8080, [::1]:8080 or localhost:8080"
+            ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn retention_days_and_the_default_retry_delay_are_bounded() {
+        assert_eq!(
+            load("[core]\nretention_days = 36500\n", &[]).unwrap().retention_days,
+            Some(36_500)
+        );
+        let error = load("[core]\nretention_days = 4294967295\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.ends_with(
+                "[core] retention_days = \"4294967295\": must be at most 36500 (100 years); 0 keeps everything"
+            ),
+            "{error}"
+        );
+        let error = load("[core]\ndefault_task_retry_delay = \"400d\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.ends_with(
+                "[core] default_task_retry_delay = \"400d\": must be at most 365d, as a task's own retry_delay"
             ),
             "{error}"
         );
