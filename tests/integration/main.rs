@@ -19,6 +19,7 @@ mod e2e;
 mod examples;
 mod hostile_input;
 mod injection;
+mod owners;
 mod retention;
 mod schemathesis;
 mod secrets_at_rest;
