@@ -140,11 +140,37 @@ impl DagFolder {
 
 /// Reads and validates one DAG file.
 /// A file larger than [`MAX_DAG_FILE_BYTES`] is refused without reading more than that.
+/// A bug in weir that panics while reading the file becomes that file's import error: one file
+/// must never stop the daemon's loader, `weir serve` or `weir dags validate`.
 pub fn parse_file(path: &Path, context: &ValidationContext) -> Result<Dag, DagFileError> {
-    let fail = |problem: Problem| DagFileError {
-        path: path.to_path_buf(),
-        problems: vec![problem],
-    };
+    // The parse only reads `path` and `context` and builds a new `Dag`: a panic halfway leaves
+    // nothing shared half-changed, so unwinding past it is safe.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_and_validate(path, context))).unwrap_or_else(
+        |payload| {
+            let reason = payload
+                .downcast_ref::<&str>()
+                .map(|text| (*text).to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".to_string());
+            tracing::error!(path = %path.display(), %reason, "internal error while reading a DAG file");
+            Err(DagFileError::new(path, vec![internal_error(&reason)]))
+        },
+    )
+}
+
+/// The import error of a file whose reading hit a bug in weir.
+fn internal_error(reason: &str) -> Problem {
+    Problem {
+        line: 1,
+        column: 1,
+        message: format!(
+            "internal error while reading this file: {reason}; this is a bug in weir, please report it with the file attached (the other DAG files are not affected)"
+        ),
+    }
+}
+
+fn read_and_validate(path: &Path, context: &ValidationContext) -> Result<Dag, DagFileError> {
+    let fail = |problem: Problem| DagFileError::new(path, vec![problem]);
     let cannot_read = |error: std::io::Error| Problem {
         line: 1,
         column: 1,
@@ -274,11 +300,18 @@ pub async fn watch_folder(
             _ = rescan.tick() => {}
         }
         let scanning = Arc::clone(&folder);
-        let refreshed =
-            tokio::task::spawn_blocking(move || scanning.lock().map(|mut folder| folder.refresh()).ok().flatten())
-                .await
-                .ok()
-                .flatten();
+        let refreshed = tokio::task::spawn_blocking(move || {
+            // A panic in a rescan (`parse_file` already turns one in a file into its import
+            // error) poisons the lock; each file's entry is still whole, so later rescans go on
+            // with them instead of never loading a file again.
+            let mut folder = scanning.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            folder.refresh()
+        })
+        .await
+        .unwrap_or_else(|error| {
+            tracing::error!(%error, "rescanning the DAG folder failed; trying again at the next change");
+            None
+        });
         if let Some(new_bag) = refreshed {
             tracing::info!(
                 dags = new_bag.dags.len(),
