@@ -251,6 +251,12 @@ fn text_of(value: &TemplateValue) -> Result<String, Error> {
         }
         return Ok(text.to_string());
     }
+    // Each item of a list or map prints at least one byte: one with more items than the limit is
+    // refused before printing. Printing it would stop at the limit but still walk every item
+    // (the standard list formatter goes on after an error), which takes minutes for 100,000,000.
+    if value.len().is_some_and(|items| items > MAX_RENDERED_FIELD_BYTES) {
+        return Err(Error::new(ErrorKind::InvalidOperation, too_long("a value")));
+    }
     let mut text = CappedText::default();
     use std::fmt::Write;
     match write!(text, "{value}") {
@@ -501,6 +507,26 @@ mod tests {
         )
         .unwrap_err();
         assert!(error.reason.contains("fuel"), "{error}");
+    }
+
+    #[test]
+    fn a_field_that_would_render_past_the_limit_fails_naming_the_field_and_the_limit() {
+        let huge = "{{ ['x'] * 100000000 }}";
+        for error in [
+            render("env.BIG", huge, &context()).unwrap_err(),
+            render_shell_command(&format!("echo {huge}"), &context()).unwrap_err(),
+            render_shell_command("echo {{ (['x'] * 100000000) | raw }}", &context()).unwrap_err(),
+            render("url", "{% for i in range(2000) %}{{ 'x' * 1000 }}{% endfor %}", &context()).unwrap_err(),
+        ] {
+            assert!(
+                error.reason.contains("longer than 1048576 bytes (1 MiB), the most a rendered field may hold"),
+                "{error}"
+            );
+        }
+        let error = render("env.BIG", huge, &context()).unwrap_err();
+        assert!(error.to_string().starts_with("cannot render `env.BIG`: "), "{error}");
+        let within = render("url", "{{ 'x' * 1048576 }}", &context()).unwrap();
+        assert_eq!(within.len(), MAX_RENDERED_FIELD_BYTES);
     }
 
     #[test]

@@ -43,8 +43,8 @@ impl<'a> NearNames<'a> {
         }
     }
 
-    /// Up to three known names within a few edits of `wanted` (nearest first, then by name), or
-    /// `None` once this file's searches are spent.
+    /// Up to three known names within a few edits of `wanted`, all at the nearest distance found
+    /// (by name), or `None` once this file's searches are spent.
     pub(super) fn near(&mut self, wanted: &str) -> Option<Vec<&'a str>> {
         if self.searches_left == 0 {
             return None;
@@ -62,6 +62,9 @@ impl<'a> NearNames<'a> {
             .filter(|(distance, _)| *distance <= limit)
             .collect();
         near.sort_unstable();
+        // Only the nearest: `tsk_00001` suggests `task_00001`, not also its neighbours one edit further.
+        let nearest = near.first().map(|(distance, _)| *distance);
+        near.retain(|(distance, _)| Some(*distance) == nearest);
         near.truncate(MAX_SUGGESTIONS);
         Some(near.into_iter().map(|(_, name)| name).collect())
     }
