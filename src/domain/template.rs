@@ -516,10 +516,17 @@ mod tests {
             render("env.BIG", huge, &context()).unwrap_err(),
             render_shell_command(&format!("echo {huge}"), &context()).unwrap_err(),
             render_shell_command("echo {{ (['x'] * 100000000) | raw }}", &context()).unwrap_err(),
-            render("url", "{% for i in range(2000) %}{{ 'x' * 1000 }}{% endfor %}", &context()).unwrap_err(),
+            render(
+                "url",
+                "{% for i in range(2000) %}{{ 'x' * 1000 }}{% endfor %}",
+                &context(),
+            )
+            .unwrap_err(),
         ] {
             assert!(
-                error.reason.contains("longer than 1048576 bytes (1 MiB), the most a rendered field may hold"),
+                error
+                    .reason
+                    .contains("longer than 1048576 bytes (1 MiB), the most a rendered field may hold"),
                 "{error}"
             );
         }

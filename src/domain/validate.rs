@@ -1008,7 +1008,9 @@ tasks:
     command: ./load.sh
     depends_on: [extract, transfrom]
 ",
-            &["8:27: task `load` depends on unknown task `transfrom`: did you mean `transform`? Fix the name or add the task"],
+            &[
+                "8:27: task `load` depends on unknown task `transfrom`: did you mean `transform`? Fix the name or add the task",
+            ],
         );
     }
 

@@ -143,19 +143,22 @@ impl DagFolder {
 /// A bug in weir that panics while reading the file becomes that file's import error: one file
 /// must never stop the daemon's loader, `weir serve` or `weir dags validate`.
 pub fn parse_file(path: &Path, context: &ValidationContext) -> Result<Dag, DagFileError> {
-    // The parse only reads `path` and `context` and builds a new `Dag`: a panic halfway leaves
+    catching_panics(path, || read_and_validate(path, context))
+}
+
+/// Runs `parse`, turning a panic in it into the import error of the file at `path`.
+fn catching_panics(path: &Path, parse: impl FnOnce() -> Result<Dag, DagFileError>) -> Result<Dag, DagFileError> {
+    // A parse only reads its file and the context and builds a new `Dag`: a panic halfway leaves
     // nothing shared half-changed, so unwinding past it is safe.
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_and_validate(path, context))).unwrap_or_else(
-        |payload| {
-            let reason = payload
-                .downcast_ref::<&str>()
-                .map(|text| (*text).to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic without a message".to_string());
-            tracing::error!(path = %path.display(), %reason, "internal error while reading a DAG file");
-            Err(DagFileError::new(path, vec![internal_error(&reason)]))
-        },
-    )
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(parse)).unwrap_or_else(|payload| {
+        let reason = payload
+            .downcast_ref::<&str>()
+            .map(|text| (*text).to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_string());
+        tracing::error!(path = %path.display(), %reason, "internal error while reading a DAG file");
+        Err(DagFileError::new(path, vec![internal_error(&reason)]))
+    })
 }
 
 /// The import error of a file whose reading hit a bug in weir.
@@ -336,5 +339,44 @@ pub async fn watch_folder(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_while_reading_a_file_becomes_its_import_error() {
+        let path = Path::new("/dags/buggy.yaml");
+        let error = catching_panics(path, || panic!("no entry found for key")).unwrap_err();
+        assert_eq!(error.path, path);
+        assert_eq!(
+            error.to_string(),
+            "/dags/buggy.yaml:1:1: internal error while reading this file: no entry found for key; this is a bug in weir, please report it with the file attached (the other DAG files are not affected)"
+        );
+        let formatted = catching_panics(path, || panic!("index {} out of range", 7)).unwrap_err();
+        assert!(
+            formatted.problems[0].message.contains(": index 7 out of range;"),
+            "{formatted}"
+        );
+    }
+
+    #[test]
+    fn a_folder_with_a_file_that_panics_still_loads_the_others() {
+        let folder = tempfile::tempdir().expect("temporary folder");
+        std::fs::write(folder.path().join("good.yaml"), "tasks:\n  a: {command: 'true'}\n").expect("write");
+        std::fs::write(
+            folder.path().join("broken.yaml"),
+            "tasks:\n  a: {type: nosuch}\n  b: {command: 'true', depends_on: [a]}\n",
+        )
+        .expect("write");
+        let bag = load_folder(folder.path(), &ValidationContext::default());
+        assert_eq!(bag.dags.keys().map(DagId::as_str).collect::<Vec<_>>(), ["good"]);
+        assert_eq!(bag.errors.len(), 1);
+        assert_eq!(
+            bag.errors[0].problems[0].message,
+            "unknown task type `nosuch`: use one of shell, http, sql, transfer, sensor, trigger_dag"
+        );
     }
 }

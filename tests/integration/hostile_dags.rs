@@ -115,14 +115,21 @@ fn text_of(error: &DagFileError) -> usize {
 #[test]
 fn twenty_thousand_tasks_with_missing_dependencies_give_a_short_report() {
     for (name, missing) in [
-        ("far", Box::new(|index| format!("upstream_{index:05}")) as Box<dyn Fn(usize) -> String>),
+        (
+            "far",
+            Box::new(|index| format!("upstream_{index:05}")) as Box<dyn Fn(usize) -> String>,
+        ),
         ("near", Box::new(|index| format!("tsk_{index:05}"))),
     ] {
         let text = tasks_with_missing_dependencies(20_000, missing);
         assert!(text.len() > 900_000, "{}", text.len());
         let error = load("generated.yaml", &text).expect_err("every dependency is missing");
         assert_eq!(error.problems.len(), MAX_PROBLEMS_PER_FILE + 1, "{name}");
-        assert!(text_of(&error) <= MAX_PROBLEM_TEXT_PER_FILE, "{name}: {}", text_of(&error));
+        assert!(
+            text_of(&error) <= MAX_PROBLEM_TEXT_PER_FILE,
+            "{name}: {}",
+            text_of(&error)
+        );
         let first = error.problems[0].to_string();
         let last = error.problems[MAX_PROBLEMS_PER_FILE].to_string();
         assert!(last.contains("... and 19900 more problems not shown"), "{name}: {last}");
@@ -177,7 +184,11 @@ fn examples() -> Vec<(String, Vec<u8>)> {
         })
         .collect();
     examples.sort();
-    assert!(examples.len() >= 3, "the example DAGs are found in {}", folder.display());
+    assert!(
+        examples.len() >= 3,
+        "the example DAGs are found in {}",
+        folder.display()
+    );
     examples
 }
 
@@ -345,18 +356,14 @@ async fn a_running_daemon_keeps_loading_new_dag_files_after_hostile_ones() {
             project.write_dag(name, text);
         }
         let mut listed = String::new();
-        support::wait_until(
-            "every hostile file is an import error",
-            Duration::from_secs(60),
-            || {
-                listed = String::from_utf8_lossy(&project.weir(&["import-errors", "--output", "json"]).stdout).into_owned();
-                // A cut example may still be a valid DAG: only the others must be listed.
-                hostile
-                    .iter()
-                    .filter(|(name, _)| !name.ends_with("_cut.yaml"))
-                    .all(|(name, _)| listed.contains(name.as_str()))
-            },
-        )
+        support::wait_until("every hostile file is an import error", Duration::from_secs(60), || {
+            listed = String::from_utf8_lossy(&project.weir(&["import-errors", "--output", "json"]).stdout).into_owned();
+            // A cut example may still be a valid DAG: only the others must be listed.
+            hostile
+                .iter()
+                .filter(|(name, _)| !name.ends_with("_cut.yaml"))
+                .all(|(name, _)| listed.contains(name.as_str()))
+        })
         .await;
         assert!(
             listed.len() < 1024 * 1024,
@@ -377,15 +384,14 @@ async fn a_running_daemon_keeps_loading_new_dag_files_after_hostile_ones() {
             "twenty_thousand.yaml",
             "dag_id: fixed\ntasks:\n  hello: { command: 'true' }\n",
         );
-        support::wait_until_async("the fixed file is loaded", Duration::from_secs(30), || recorded("fixed")).await;
-        support::wait_until(
-            "the fixed file's errors are gone",
-            Duration::from_secs(30),
-            || {
-                let listed = project.weir(&["import-errors", "--output", "json"]).stdout;
-                !String::from_utf8_lossy(&listed).contains("twenty_thousand.yaml")
-            },
-        )
+        support::wait_until_async("the fixed file is loaded", Duration::from_secs(30), || {
+            recorded("fixed")
+        })
+        .await;
+        support::wait_until("the fixed file's errors are gone", Duration::from_secs(30), || {
+            let listed = project.weir(&["import-errors", "--output", "json"]).stdout;
+            !String::from_utf8_lossy(&listed).contains("twenty_thousand.yaml")
+        })
         .await;
     }
 }
@@ -432,7 +438,10 @@ tasks:
         for (task, reason) in [
             ("huge_command", "cannot render `command`: "),
             ("huge_env", "cannot render `env.BIG`: "),
-            ("endless_sql_file", "cannot render `sql_file`: /dev/zero is not a regular file"),
+            (
+                "endless_sql_file",
+                "cannot render `sql_file`: /dev/zero is not a regular file",
+            ),
             ("big_sql_file", "is larger than 1048576 bytes (1 MiB)"),
         ] {
             assert_eq!(states[task], TaskState::Failed, "{}: {task}", test_db.label);
@@ -443,7 +452,11 @@ tasks:
                 assert!(error.contains("longer than 1048576 bytes (1 MiB)"), "{task}: {error}");
             }
             let stored = attempt.rendered.to_string();
-            assert!(stored.len() < 4096, "{task}: {} bytes of rendered fields stored", stored.len());
+            assert!(
+                stored.len() < 4096,
+                "{task}: {} bytes of rendered fields stored",
+                stored.len()
+            );
         }
     }
 }
