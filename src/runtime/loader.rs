@@ -363,7 +363,7 @@ mod tests {
     }
 
     #[test]
-    fn a_folder_with_a_file_that_panics_still_loads_the_others() {
+    fn a_task_depending_on_a_broken_one_is_reported_once_and_the_other_files_load() {
         let folder = tempfile::tempdir().expect("temporary folder");
         std::fs::write(folder.path().join("good.yaml"), "tasks:\n  a: {command: 'true'}\n").expect("write");
         std::fs::write(
