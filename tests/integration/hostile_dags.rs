@@ -328,7 +328,7 @@ async fn a_running_daemon_keeps_loading_new_dag_files_after_hostile_ones() {
         let project = Project::new(&test_db.url);
         project.write_dag("first.yaml", "dag_id: first\ntasks:\n  hello: { command: 'true' }\n");
         assert!(project.weir(&["db", "migrate"]).status.success());
-        let _daemon = project.serve();
+        let daemon = project.serve();
         let db = &test_db.db;
         let recorded = |dag_id: &'static str| async move {
             let mut connection = db.acquire().await.unwrap();
@@ -378,6 +378,19 @@ async fn a_running_daemon_keeps_loading_new_dag_files_after_hostile_ones() {
             "a DAG file written after the hostile ones is loaded",
             Duration::from_secs(30),
             || recorded("after"),
+        )
+        .await;
+        // A daemon started with the hostile files already there starts and loads the others.
+        drop(daemon);
+        project.write_dag(
+            "restarted.yaml",
+            "dag_id: restarted\ntasks:\n  hello: { command: 'true' }\n",
+        );
+        let _daemon = project.serve();
+        support::wait_until_async(
+            "a daemon started among the hostile files loads the valid ones",
+            Duration::from_secs(30),
+            || recorded("restarted"),
         )
         .await;
         project.write_dag(
