@@ -609,13 +609,15 @@ fn tasks(spec: &DagSpec, context: &ValidationContext, problems: &mut Problems) -
 
     // Dependencies: every entry must name another task, once. A task that failed to build still
     // has its id in `ids`: depending on it is not a second problem.
-    let mut near_names = limits::NearNames::new(ids.keys().copied());
+    let mut near_names = None;
     for (task, task_spec) in &mut built {
         let mut seen = HashSet::new();
         for entry in task_spec.value.depends_on.iter().flatten() {
             match ids.get(entry.value.as_str()) {
                 None => {
-                    let near = near_names.near(&entry.value);
+                    let near = near_names
+                        .get_or_insert_with(|| limits::NearNames::new(ids.keys().copied()))
+                        .near(&entry.value);
                     problems.at(
                         entry,
                         format!(

@@ -35,10 +35,8 @@ pub(super) struct NearNames<'a> {
 
 impl<'a> NearNames<'a> {
     pub(super) fn new(known: impl IntoIterator<Item = &'a str>) -> Self {
-        let mut known: Vec<&'a str> = known.into_iter().collect();
-        known.sort_unstable();
         NearNames {
-            known,
+            known: known.into_iter().collect(),
             searches_left: MAX_NAMES_SUGGESTED_FOR,
         }
     }
