@@ -17,6 +17,7 @@ mod daemon;
 mod datasets;
 mod e2e;
 mod examples;
+mod hostile_dags;
 mod hostile_input;
 mod injection;
 mod owners;
