@@ -14,5 +14,7 @@ pub mod metrics;
 pub mod operations;
 pub mod operators;
 pub mod process;
+pub mod recovery;
 pub mod scheduler;
+pub mod scheduler_lock;
 pub mod users;

@@ -22,9 +22,11 @@ use super::executor::{AttemptKey, AttemptRequest, AttemptResult, AttemptWork, Ex
 use super::loader::DagBag;
 use super::metrics::SchedulerMetrics;
 use super::process::{ShellAttempt, kill_processes_with_env};
+use super::recovery::{self, OrphanAttempt, Registration};
 use crate::domain::backfill::{BackfillState, DateAction, DateProgress, backfill_step};
 use crate::domain::dag::{Dag, Operator, Task};
 use crate::domain::ids::{DagId, RunId, TaskId};
+use crate::domain::liveness::{HEARTBEAT_EVERY, SchedulerKind};
 use crate::domain::planner::{self, Candidate, Capacity, Decision, RunSnapshot, TaskInstanceState};
 use crate::domain::state::{RunState, RunType, TaskState};
 use crate::storage::backfills::{self, Backfill, BackfillDate};
@@ -90,6 +92,9 @@ pub struct Scheduler {
     metrics: Arc<SchedulerMetrics>,
     /// Alerts (§9): `None` raises none (`weir dags test`).
     alerts: Option<AlertHooks>,
+    /// This scheduler's row: its claims are recorded as its own, and recovery leaves them alone
+    /// while it beats. [`Scheduler::run`] registers one when none was given.
+    registration: Option<Registration>,
 }
 
 /// How the scheduler raises alerts: where to route them, and whom to wake once they are committed.
@@ -170,10 +175,7 @@ impl Scheduler {
         dags: watch::Receiver<Arc<DagBag>>,
         executor: Arc<dyn Executor>,
     ) -> Self {
-        let hostname = nix::unistd::gethostname()
-            .ok()
-            .and_then(|name| name.into_string().ok())
-            .unwrap_or_else(|| "localhost".to_string());
+        let hostname = recovery::this_host();
         Scheduler {
             db,
             settings,
@@ -186,6 +188,46 @@ impl Scheduler {
             scope: std::sync::Mutex::new(PlanScope::default()),
             metrics: Arc::new(SchedulerMetrics::default()),
             alerts: None,
+            registration: None,
+        }
+    }
+
+    /// Claims attempts as the registered scheduler `registration` (`weir dags test` registers
+    /// before it creates the run it owns).
+    pub fn with_registration(mut self, registration: Registration) -> Self {
+        self.registration = Some(registration);
+        self
+    }
+
+    fn scheduler_id(&self) -> Option<i64> {
+        self.registration.as_ref().map(|registration| registration.id)
+    }
+
+    /// Records that this scheduler is alive at `now`; a daemon also updates the heartbeat
+    /// `/monitor/health` reports.
+    async fn heartbeat(&self, connection: &mut sqlx::AnyConnection, now: DateTime<Utc>) -> anyhow::Result<()> {
+        if let Some(registration) = &self.registration {
+            storage::schedulers::heartbeat(connection, registration.id, now).await?;
+        }
+        if self.owner().is_none() {
+            storage::record_heartbeat(connection, now).await?;
+        }
+        Ok(())
+    }
+
+    /// Records this scheduler's clean stop: what it still holds is anyone's to recover at once.
+    pub async fn mark_stopped(&self) {
+        let Some(registration) = &self.registration else {
+            return;
+        };
+        let stopped = async {
+            let mut connection = self.db.acquire().await?;
+            storage::schedulers::mark_stopped(&mut connection, registration.id, Utc::now()).await
+        };
+        if let Err(error) = stopped.await {
+            tracing::warn!(
+                "cannot record this scheduler's stop (its attempts are recovered once its process is gone): {error:#}"
+            );
         }
     }
 
@@ -932,7 +974,8 @@ impl Scheduler {
                 .filter(|attempt| attempt.run.pk == *run_pk)
                 .map(|attempt| (&attempt.task.task_id, &attempt.rendered_json))
                 .collect();
-            let tries = task_instances::claim_many(&mut transaction, *run_pk, &claims, now).await?;
+            let tries =
+                task_instances::claim_many(&mut transaction, *run_pk, &claims, self.scheduler_id(), now).await?;
             claimed.insert(*run_pk, tries.into_iter().collect());
         }
         let mut requests = Vec::new();
@@ -1198,68 +1241,107 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Ends attempts that a previous scheduler left queued or running (§3.9): their processes
-    /// are killed if any still exist, and each counts as a failed attempt (retried if budget
-    /// remains). Returns how many were ended.
+    /// Takes over what dead owners left (§3.9): the attempts a crashed or killed scheduler or
+    /// `weir dags test` left queued or running are ended, and the runs of a dead `weir dags test`
+    /// are adopted (driven by the daemon from now on). A live owner's work (another scheduler on
+    /// PostgreSQL, a `weir dags test` in progress) is left alone. Returns how many attempts were
+    /// ended.
     pub async fn recover(&self, now: DateTime<Utc>) -> anyhow::Result<usize> {
+        let me = self
+            .registration
+            .as_ref()
+            .context("recovery needs a registered scheduler")?;
         let mut connection = self.db.acquire().await?;
-        let active = task_instances::active(&mut connection).await?;
-        let mut orphans = Vec::new();
-        for instance in active {
-            let Some(run) = runs::get_by_pk(&mut connection, instance.run_pk).await? else {
-                continue;
-            };
-            if run.owner.as_deref() == self.owner() {
-                orphans.push((instance, run));
+        let orphans = recovery::find_orphans(&mut connection, me, now).await?;
+        let mut adopted = 0;
+        for orphan in &orphans.runs {
+            if let Some(owner) = orphan.run.owner.as_deref()
+                && runs::adopt(&mut connection, orphan.run.pk, owner).await?
+            {
+                adopted += 1;
+                tracing::warn!(dag_id = %orphan.run.dag_id, run_id = %orphan.run.run_id, owner, "adopted a run whose `weir dags test` is gone: {}", orphan.death);
             }
         }
+        // Taken over one by one, each only if still held by the dead owner: of two schedulers
+        // recovering the same attempt, one ends it.
+        let mut taken = Vec::new();
+        for orphan in orphans.attempts {
+            let instance = &orphan.instance;
+            if task_instances::take_over(
+                &mut connection,
+                instance.run_pk,
+                &instance.task_id,
+                instance.try_number,
+                orphan.holder,
+                me.id,
+            )
+            .await?
+            {
+                taken.push(orphan);
+            }
+        }
+        if adopted > 0 || !taken.is_empty() {
+            // Other schedulers plan again too; this one plans every run at its next step.
+            storage::signal_change(&mut connection).await?;
+            self.forget_schedule_memo();
+        }
         drop(connection);
-        let count = orphans.len();
-        for (instance, run) in orphans {
-            let markers = attempt::attempt_markers(
-                run.dag_id.as_str(),
-                run.run_id.as_str(),
-                instance.task_id.as_str(),
-                instance.try_number,
-            );
-            let killed = tokio::task::spawn_blocking(move || {
-                let pairs: Vec<(&str, &str)> = markers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                kill_processes_with_env(&pairs)
-            })
-            .await
-            .unwrap_or_default();
-            let log = log_path(
-                &self.settings.logs_dir,
-                run.dag_id.as_str(),
-                run.run_id.as_str(),
-                instance.task_id.as_str(),
-                instance.try_number,
-            );
-            let note = format!(
-                "[weir] the scheduler running this attempt stopped (crash or kill); recovery at {} ended it{}\n",
-                now.to_rfc3339(),
-                if killed.is_empty() {
-                    String::new()
-                } else {
-                    format!(" and killed leftover processes {killed:?}")
-                }
-            );
-            append_to_log(&log, &note).await;
-            tracing::warn!(dag_id = %run.dag_id, run_id = %run.run_id, task_id = %instance.task_id, try_number = instance.try_number, killed = killed.len(), "recovered orphaned attempt");
-            let key = AttemptKey {
-                run_pk: run.pk,
-                task_id: instance.task_id.clone(),
-                try_number: instance.try_number,
-            };
-            let result = AttemptResult::Failed {
-                exit_code: None,
-                error: "the scheduler running this attempt stopped (crash or kill); the attempt was ended on restart"
-                    .to_string(),
-            };
-            self.handle_event(ExecutorEvent::Finished { key, result, at: now })
-                .await?;
+        let count = taken.len();
+        for orphan in taken {
+            self.end_orphan(orphan, now).await?;
         }
         Ok(count)
+    }
+
+    /// Ends one attempt whose owner is dead: its processes on this host are killed if any still
+    /// exist, and it counts as a failed attempt (retried if budget remains).
+    async fn end_orphan(&self, orphan: OrphanAttempt, now: DateTime<Utc>) -> anyhow::Result<()> {
+        let OrphanAttempt {
+            instance, run, death, ..
+        } = orphan;
+        let markers = attempt::attempt_markers(
+            run.dag_id.as_str(),
+            run.run_id.as_str(),
+            instance.task_id.as_str(),
+            instance.try_number,
+        );
+        let killed = tokio::task::spawn_blocking(move || {
+            let pairs: Vec<(&str, &str)> = markers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            kill_processes_with_env(&pairs)
+        })
+        .await
+        .unwrap_or_default();
+        let log = log_path(
+            &self.settings.logs_dir,
+            run.dag_id.as_str(),
+            run.run_id.as_str(),
+            instance.task_id.as_str(),
+            instance.try_number,
+        );
+        let note = format!(
+            "[weir] the scheduler running this attempt stopped (crash or kill: {death}); recovery at {} ended it{}\n",
+            now.to_rfc3339(),
+            if killed.is_empty() {
+                String::new()
+            } else {
+                format!(" and killed leftover processes {killed:?}")
+            }
+        );
+        append_to_log(&log, &note).await;
+        tracing::warn!(dag_id = %run.dag_id, run_id = %run.run_id, task_id = %instance.task_id, try_number = instance.try_number, killed = killed.len(), "recovered orphaned attempt: {death}");
+        let key = AttemptKey {
+            run_pk: run.pk,
+            task_id: instance.task_id.clone(),
+            try_number: instance.try_number,
+        };
+        let result = AttemptResult::Failed {
+            exit_code: None,
+            error: format!(
+                "the scheduler running this attempt stopped (crash or kill: {death}); the attempt was ended by recovery"
+            ),
+        };
+        self.handle_event(ExecutorEvent::Finished { key, result, at: now })
+            .await
     }
 
     /// Runs until cancelled: a step whenever something may have changed (an executor event, a DAG
@@ -1269,6 +1351,13 @@ impl Scheduler {
         mut events: mpsc::UnboundedReceiver<ExecutorEvent>,
         cancel: CancellationToken,
     ) -> anyhow::Result<()> {
+        if self.registration.is_none() {
+            let registration = Registration::register(&self.db, SchedulerKind::Daemon, Utc::now())
+                .await
+                .context("registering this scheduler")?;
+            tracing::info!(scheduler_id = registration.id, "registered this scheduler");
+            self.registration = Some(registration);
+        }
         let recovered = self
             .recover(Utc::now())
             .await
@@ -1278,7 +1367,8 @@ impl Scheduler {
         }
         let mut connection = self.db.acquire().await?;
         let mut seen_change = storage::change_sequence(&mut connection).await?;
-        storage::record_heartbeat(&mut connection, Utc::now()).await?;
+        // After recovery: a heartbeat later than the registration says start-up recovery is done.
+        self.heartbeat(&mut connection, Utc::now()).await?;
         drop(connection);
         // Another process (the CLI, the web server) records a trigger or a clear in the database
         // and bumps a counter; a cheap read twice a second notices it.
@@ -1321,8 +1411,20 @@ impl Scheduler {
                         self.forget_schedule_memo();
                         step_needed = true;
                     }
-                    if last_heartbeat.elapsed() >= Duration::from_secs(10) {
-                        storage::record_heartbeat(&mut connection, Utc::now()).await?;
+                    if last_heartbeat.elapsed() >= HEARTBEAT_EVERY {
+                        drop(connection);
+                        // What a peer that died since (or a killed `weir dags test`) left is
+                        // taken over while this one runs, not only at its next start.
+                        match self.recover(Utc::now()).await {
+                            Ok(0) => {}
+                            Ok(recovered) => {
+                                tracing::warn!(recovered, "ended attempts left running by a dead scheduler");
+                                step_needed = true;
+                            }
+                            Err(error) => tracing::error!("recovering a dead scheduler's attempts failed: {error:#}"),
+                        }
+                        let mut connection = self.db.acquire().await?;
+                        self.heartbeat(&mut connection, Utc::now()).await?;
                         last_heartbeat = tokio::time::Instant::now();
                     }
                 }
@@ -1357,6 +1459,7 @@ impl Scheduler {
                 tracing::error!("cannot record an executor event during shutdown: {error:#}");
             }
         }
+        self.mark_stopped().await;
         Ok(())
     }
 }
@@ -1585,6 +1688,10 @@ impl Scheduler {
     ) -> anyhow::Result<RunState> {
         let mut step_needed = true;
         let mut next_wake = None;
+        // The daemon adopts the run once this process stops beating (on another host) or is gone.
+        let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        heartbeat.tick().await;
         loop {
             if step_needed {
                 next_wake = self.tick(Utc::now()).await?.next_wake;
@@ -1608,6 +1715,10 @@ impl Scheduler {
                     }
                     step_needed = batch.iter().any(ExecutorEvent::ends_attempt);
                     self.handle_events(batch).await?;
+                }
+                _ = heartbeat.tick() => {
+                    let mut connection = self.db.acquire().await?;
+                    self.heartbeat(&mut connection, Utc::now()).await?;
                 }
                 _ = tokio::time::sleep(sleep_for) => step_needed = true,
             }
