@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::runtime::operations::OperationError;
 use crate::storage::StorageError;
+use crate::storage::failure::{ErrorClass, class_of_anyhow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -27,8 +28,19 @@ pub enum ApiError {
     /// Switched off by configuration.
     #[error("{0}")]
     Forbidden(String),
+    /// The metadata database cannot be reached now (an outage weir waits out): try again.
+    #[error("the metadata database is unavailable: {0}; retry shortly")]
+    Unavailable(String),
     #[error("internal error: {0}")]
     Internal(#[from] anyhow::Error),
+}
+
+/// How many seconds a 503's `Retry-After` suggests.
+const RETRY_AFTER_SECONDS: &str = "5";
+
+/// Why the database is unavailable, when `error` is a transient database error.
+pub fn unavailable_reason(error: &anyhow::Error) -> Option<String> {
+    (class_of_anyhow(error) == ErrorClass::Transient).then(|| error.root_cause().to_string())
 }
 
 impl ApiError {
@@ -40,6 +52,7 @@ impl ApiError {
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -47,8 +60,26 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.status();
-        let detail = match &self {
+        // An outage reached through `?` and anyhow is still an outage, not a bug.
+        let this = match self {
+            ApiError::Internal(error) => match unavailable_reason(&error) {
+                Some(reason) => ApiError::Unavailable(reason),
+                None => ApiError::Internal(error),
+            },
+            other => other,
+        };
+        if let ApiError::Unavailable(reason) = &this {
+            tracing::debug!("API request answered 503: the metadata database is unavailable: {reason}");
+            let headers = [(axum::http::header::RETRY_AFTER, RETRY_AFTER_SECONDS)];
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                headers,
+                Json(json!({ "detail": this.to_string() })),
+            )
+                .into_response();
+        }
+        let status = this.status();
+        let detail = match &this {
             ApiError::Internal(error) => {
                 tracing::error!("API request failed: {error:#}");
                 "internal server error; the cause is in the weir server log".to_string()

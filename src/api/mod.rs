@@ -35,6 +35,8 @@ pub struct ApiState {
     pub secrets: crate::secrets::SecretsKey,
     /// Issues and checks tokens and sessions; throttles failed logins.
     pub auth: Arc<auth::Authenticator>,
+    /// The state of this process's scheduler and DAG folder loader, for `/monitor/health`.
+    pub health: Arc<crate::runtime::health::Health>,
 }
 
 impl ApiState {

@@ -15,6 +15,7 @@ use crate::api::{self, ApiState};
 use crate::config::AuthMode;
 use crate::runtime::alerts::{AlertDelivery, AlertRouting};
 use crate::runtime::executor::LocalExecutor;
+use crate::runtime::health::{Component, DatabaseLoop, Health};
 use crate::runtime::loader::{self, DagFolder};
 use crate::runtime::metrics::SchedulerMetrics;
 use crate::runtime::scheduler::{Scheduler, SchedulerSettings};
@@ -44,6 +45,10 @@ pub async fn serve(app: &App, with_scheduler: bool, with_webserver: bool) -> Cli
     }
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
+    let health = Arc::new(Health::default());
+    // The first fatal failure of a component: it stops everything, and the process exits with
+    // a non-zero status so that a supervisor starts it again.
+    let fatal: Arc<std::sync::OnceLock<String>> = Arc::default();
 
     let mut folder = DagFolder::new(config.dags_folder.clone(), config.validation_context());
     if !config.dags_folder.is_dir() {
@@ -71,6 +76,7 @@ pub async fn serve(app: &App, with_scheduler: bool, with_webserver: bool) -> Cli
         config.dag_dir_poll,
         bag_tx,
         cancel.child_token(),
+        Arc::clone(&health),
     ));
 
     let scheduler_metrics = with_scheduler.then(|| Arc::new(SchedulerMetrics::default()));
@@ -98,21 +104,32 @@ pub async fn serve(app: &App, with_scheduler: bool, with_webserver: bool) -> Cli
         };
         let scheduler = Scheduler::new(db.clone(), settings, bag_rx.clone(), executor)
             .with_metrics(Arc::clone(metrics))
-            .with_alerts(routing, Arc::clone(&delivery_wake));
-        let delivery = AlertDelivery::new(db.clone(), &config.alerts);
+            .with_alerts(routing, Arc::clone(&delivery_wake))
+            .with_health(Arc::clone(&health));
+        let delivery = AlertDelivery::new(db.clone(), &config.alerts).with_health(Arc::clone(&health));
         tracker.spawn(delivery.run(delivery_wake, cancel.child_token()));
         let scheduler_cancel = cancel.child_token();
         let stop_all = cancel.clone();
+        let fatal = Arc::clone(&fatal);
         tracker.spawn(async move {
+            // A database outage is waited out inside; an error here is fatal.
             if let Err(error) = scheduler.run(events_rx, scheduler_cancel).await {
-                tracing::error!("scheduler stopped: {error:#}");
+                let reason = format!("the scheduler stopped: {error:#}");
+                tracing::error!("{reason}; shutting down");
+                let _ = fatal.set(reason);
                 stop_all.cancel();
             }
         });
     }
 
     if with_scheduler && let Some(days) = config.retention_days {
-        tracker.spawn(clean_daily(db.clone(), config.logs_dir(), days, cancel.child_token()));
+        tracker.spawn(clean_daily(
+            db.clone(),
+            config.logs_dir(),
+            days,
+            cancel.child_token(),
+            Arc::clone(&health),
+        ));
     }
 
     if with_webserver {
@@ -126,15 +143,21 @@ pub async fn serve(app: &App, with_scheduler: bool, with_webserver: bool) -> Cli
             scheduler_metrics,
             secrets,
             auth: Arc::new(authenticator),
+            health: Arc::clone(&health),
         };
         // With each connection's address: failed logins are throttled per client address, and the
         // audit log records where a change came from.
         let service = api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
         let server_cancel = cancel.child_token();
+        let stop_all = cancel.clone();
+        let fatal = Arc::clone(&fatal);
         tracker.spawn(async move {
             let shutdown = async move { server_cancel.cancelled().await };
             if let Err(error) = axum::serve(listener, service).with_graceful_shutdown(shutdown).await {
-                tracing::error!("web server stopped: {error}");
+                let reason = format!("the web server stopped: {error}");
+                tracing::error!("{reason}; shutting down");
+                let _ = fatal.set(reason);
+                stop_all.cancel();
             }
         });
     }
@@ -145,7 +168,10 @@ pub async fn serve(app: &App, with_scheduler: bool, with_webserver: bool) -> Cli
     tracker.close();
     tracker.wait().await;
     db.close().await;
-    Ok(ExitCode::SUCCESS)
+    match fatal.get() {
+        Some(reason) => Err(anyhow::anyhow!("{reason}")),
+        None => Ok(ExitCode::SUCCESS),
+    }
 }
 
 /// Listens on `[webserver] bind`, resolving a host name now (the first of its addresses that
@@ -239,7 +265,16 @@ impl Signals {
 
 /// `[core] retention_days`: once at start and then every day, removes finished runs (and their
 /// task instances, attempts and logs) and audit log entries older than that many days.
-async fn clean_daily(db: crate::storage::Db, logs_dir: std::path::PathBuf, days: u32, cancel: CancellationToken) {
+/// A database outage is waited out (the clean runs once the database is back).
+async fn clean_daily(
+    db: crate::storage::Db,
+    logs_dir: std::path::PathBuf,
+    days: u32,
+    cancel: CancellationToken,
+    health: Arc<Health>,
+) {
+    let _alive = health.alive(Component::Retention);
+    let mut database = DatabaseLoop::new(health, Component::Retention);
     let mut daily = tokio::time::interval(std::time::Duration::from_secs(24 * 3600));
     loop {
         tokio::select! {
@@ -248,8 +283,20 @@ async fn clean_daily(db: crate::storage::Db, logs_dir: std::path::PathBuf, days:
             _ = daily.tick() => {}
         }
         let cutoff = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
-        match crate::runtime::operations::clean_history(&db, &logs_dir, cutoff, None, false).await {
-            Ok(report) => tracing::info!(
+        let cleaned = database
+            .retry(&cancel, || async {
+                crate::runtime::operations::clean_history(&db, &logs_dir, cutoff, None, false)
+                    .await
+                    .map_err(|error| match error {
+                        // Unwrapped, so that an outage is told from a failure.
+                        crate::runtime::operations::OperationError::Storage(error) => anyhow::Error::from(error),
+                        other => anyhow::Error::from(other),
+                    })
+            })
+            .await;
+        match cleaned {
+            Ok(None) => break,
+            Ok(Some(report)) => tracing::info!(
                 runs = report.runs,
                 task_instances = report.task_instances,
                 log_folders = report.log_folders,
@@ -259,7 +306,7 @@ async fn clean_daily(db: crate::storage::Db, logs_dir: std::path::PathBuf, days:
                 days,
                 "retention: removed old history"
             ),
-            Err(error) => tracing::error!(%error, "retention: cannot remove old history"),
+            Err(error) => tracing::error!("retention: cannot remove old history: {error:#}"),
         }
     }
 }

@@ -17,6 +17,8 @@ use crate::domain::dag::Dag;
 use crate::domain::ids::DagId;
 use crate::domain::schedule::CronCache;
 use crate::domain::validate::{DagFileError, MAX_DAG_FILE_BYTES, Problem, ValidationContext, too_large};
+use crate::runtime::health::{Component, DatabaseLoop, Health};
+use crate::storage::failure::ErrorClass;
 use crate::storage::import_errors::NewImportError;
 use crate::storage::{self, Db, StorageError};
 
@@ -260,13 +262,19 @@ pub async fn record(db: &Db, bag: &DagBag) -> Result<(), StorageError> {
 
 /// Watches the folder until cancelled: every change is parsed, published on `bag`, and recorded
 /// in the database when `db` is given (the scheduler's copy records; the web server's only reads).
+/// Reports to `health` while it runs, with each completed scan as its heartbeat.
 pub async fn watch_folder(
     folder: DagFolder,
     db: Option<Db>,
     poll: Duration,
     bag: watch::Sender<Arc<DagBag>>,
     cancel: CancellationToken,
+    health: Arc<Health>,
 ) {
+    let _alive = health.alive(Component::DagProcessor);
+    let mut database = DatabaseLoop::new(Arc::clone(&health), Component::DagProcessor);
+    // Set while the database is unreachable: when to try recording again.
+    let mut retry_at: Option<tokio::time::Instant> = None;
     let (events_tx, mut events) = mpsc::unbounded_channel::<()>();
     let watch_path = folder.folder().to_path_buf();
     // inotify makes changes visible at once; the periodic rescan covers file systems where it
@@ -301,20 +309,28 @@ pub async fn watch_folder(
                 while events.try_recv().is_ok() {}
             }
             _ = rescan.tick() => {}
+            _ = tokio::time::sleep_until(retry_at.unwrap_or_else(tokio::time::Instant::now)), if retry_at.is_some() => {}
         }
         let scanning = Arc::clone(&folder);
-        let refreshed = tokio::task::spawn_blocking(move || {
+        let scanned = tokio::task::spawn_blocking(move || {
             // A panic in a rescan (`parse_file` already turns one in a file into its import
             // error) poisons the lock; each file's entry is still whole, so later rescans go on
             // with them instead of never loading a file again.
             let mut folder = scanning.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             folder.refresh()
         })
-        .await
-        .unwrap_or_else(|error| {
-            tracing::error!(%error, "rescanning the DAG folder failed; trying again at the next change");
-            None
-        });
+        .await;
+        let refreshed = match scanned {
+            Ok(refreshed) => {
+                health.beat(Component::DagProcessor, Utc::now());
+                refreshed
+            }
+            // A scan that could not finish is no sign of life: the health check sees the last one age.
+            Err(error) => {
+                tracing::error!(%error, "rescanning the DAG folder failed; trying again at the next change");
+                None
+            }
+        };
         if let Some(new_bag) = refreshed {
             tracing::info!(
                 dags = new_bag.dags.len(),
@@ -330,10 +346,19 @@ pub async fn watch_folder(
                 unrecorded = Some(new_bag);
             }
         }
-        // A database hiccup must not lose a change: keep trying at every rescan until it is recorded.
+        // A database outage must not lose a change: it is kept and recorded once the database is
+        // back (tried again with a backoff); another failure is tried again at the next rescan.
         if let (Some(pending), Some(db)) = (&unrecorded, &db) {
+            retry_at = None;
             match record(db, pending).await {
-                Ok(()) => unrecorded = None,
+                Ok(()) => {
+                    unrecorded = None;
+                    database.reached();
+                }
+                Err(error) if error.class() == ErrorClass::Transient => {
+                    let delay = database.failed(&anyhow::Error::from(error));
+                    retry_at = Some(tokio::time::Instant::now() + delay);
+                }
                 Err(error) => {
                     tracing::error!(%error, "cannot record the DAG folder in the metadata database; will retry")
                 }

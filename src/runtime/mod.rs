@@ -8,6 +8,7 @@ pub mod connection_probe;
 pub mod connections;
 pub mod datasets;
 pub mod executor;
+pub mod health;
 pub mod loader;
 pub mod masking;
 pub mod metrics;

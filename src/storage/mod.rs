@@ -7,6 +7,7 @@ pub mod connections;
 pub mod dags;
 pub mod datasets;
 pub mod event_log;
+pub mod failure;
 mod first_connection;
 pub mod import_errors;
 pub mod runs;

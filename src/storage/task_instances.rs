@@ -487,7 +487,9 @@ pub async fn mark_started(
         .bind(hostname)
         .execute(&mut *connection)
         .await?;
-    sqlx::query("UPDATE task_attempt SET state = 'running', start_date = COALESCE(start_date, $4), pid = $5, hostname = $6 WHERE run_pk = $1 AND task_id = $2 AND try_number = $3")
+    // An attempt already ended keeps its end: a start recorded again after it (a retry after a
+    // lost commit answer) must not make it running again.
+    sqlx::query("UPDATE task_attempt SET state = 'running', start_date = COALESCE(start_date, $4), pid = $5, hostname = $6 WHERE run_pk = $1 AND task_id = $2 AND try_number = $3 AND end_date IS NULL")
         .bind(run_pk)
         .bind(task_id.as_str())
         .bind(i64::from(try_number))

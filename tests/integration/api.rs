@@ -111,6 +111,7 @@ pub async fn apis_with(extra_dags: &[&str]) -> Vec<Api> {
             db: test_db.db.clone(),
             dags: receiver,
             auth: support::authenticator(&config),
+            health: Default::default(),
             config: Arc::new(config),
             scheduler_metrics: None,
             secrets: weir::secrets::SecretsKey::from_passphrase(support::TEST_SECRETS_KEY),

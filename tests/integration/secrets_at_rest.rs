@@ -56,6 +56,7 @@ fn api_state(test_db: &TestDb, folder: &Path) -> ApiState {
         db: test_db.db.clone(),
         dags: receiver,
         auth: support::authenticator(&config),
+        health: Default::default(),
         config: Arc::new(config),
         scheduler_metrics: None,
         secrets: SecretsKey::from_passphrase(KEY),

@@ -83,6 +83,7 @@ impl Ui {
             db: test_db.db.clone(),
             dags: bag_rx,
             auth: support::authenticator(&config),
+            health: Default::default(),
             config: Arc::new(config),
             scheduler_metrics: None,
             secrets: weir::secrets::SecretsKey::from_passphrase(support::TEST_SECRETS_KEY),

@@ -41,7 +41,10 @@ pub async fn guard(
         .await
     {
         Ok(principal) => principal,
-        Err(AuthFailure::Storage) => {
+        Err(AuthFailure::Storage { unavailable: true }) => {
+            return ApiError::Unavailable("it did not answer a token check".to_string()).into_response();
+        }
+        Err(AuthFailure::Storage { unavailable: false }) => {
             return ApiError::Internal(anyhow::anyhow!("the metadata database did not answer a token check"))
                 .into_response();
         }

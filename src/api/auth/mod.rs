@@ -63,7 +63,10 @@ pub enum AuthFailure {
     #[error("Token revoked: its user no longer exists or has a new password; get a new token")]
     Revoked,
     #[error("cannot check the token against the database")]
-    Storage,
+    Storage {
+        /// The database is unreachable for now (503), not broken (500).
+        unavailable: bool,
+    },
 }
 
 /// Issues and checks tokens, and throttles failed logins. One per server, shared by every request.
@@ -155,11 +158,15 @@ impl Authenticator {
             .claims;
         let mut connection = db.acquire().await.map_err(|error| {
             tracing::error!("checking a token: {error}");
-            AuthFailure::Storage
+            AuthFailure::Storage {
+                unavailable: error.is_transient(),
+            }
         })?;
         let user = users::get(&mut connection, &claims.sub).await.map_err(|error| {
             tracing::error!("checking a token: {error}");
-            AuthFailure::Storage
+            AuthFailure::Storage {
+                unavailable: error.is_transient(),
+            }
         })?;
         match user {
             Some(user) if user.token_epoch == claims.epoch => Ok(Principal {

@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 
 use crate::api::ApiState;
 use crate::api::error::ApiJson;
+use crate::runtime::health::{Component, ComponentState};
 use crate::storage;
 
 /// `healthy` or `unhealthy`.
@@ -57,20 +58,45 @@ pub struct VersionInfo {
     pub git_version: Option<String>,
 }
 
-/// Healthy when the database answers and the scheduler wrote a heartbeat in the last 30 s.
+/// How old the scheduler's heartbeat may be for it to count as alive.
+const HEARTBEAT_FRESH: chrono::Duration = chrono::Duration::seconds(30);
+
+/// Each part's real state. The metadatabase: whether it answers a read now. The scheduler: its
+/// heartbeat is fresh and, when it runs in this process, its loop is alive and reaching the
+/// database. The DAG processor (the folder loader): its task is alive, reaching the database,
+/// and scanned the folder recently. A process without the scheduler (`weir webserver`) judges it
+/// by the heartbeat in the database alone.
 pub async fn health(State(state): State<ApiState>) -> ApiJson<HealthInfoResponse> {
-    let database = storage::ping(&state.db).await;
-    let heartbeat = match state.db.acquire().await {
-        Ok(mut connection) => storage::last_heartbeat(&mut connection).await.ok().flatten(),
+    let now = Utc::now();
+    let database = state.health.check_database(&state.db).await;
+    let stored_heartbeat = match &database {
+        Ok(()) => match state.db.acquire().await {
+            Ok(mut connection) => storage::last_heartbeat(&mut connection).await.ok().flatten(),
+            Err(_) => None,
+        },
         Err(_) => None,
     };
-    let healthy = heartbeat.is_some_and(|beat| Utc::now() - beat < chrono::Duration::seconds(30));
+    let scheduler_here = state.health.component(Component::Scheduler);
+    let heartbeat = stored_heartbeat.max(scheduler_here.as_ref().and_then(|scheduler| scheduler.last_beat));
+    let scheduler_healthy = database.is_ok()
+        && heartbeat.is_some_and(|beat| now - beat < HEARTBEAT_FRESH)
+        && scheduler_here.as_ref().is_none_or(ComponentState::is_working);
+    let (dag_processor_healthy, last_scan) = match state.health.component(Component::DagProcessor) {
+        Some(loader) => {
+            let poll = chrono::Duration::from_std(state.config.dag_dir_poll).unwrap_or(HEARTBEAT_FRESH);
+            let fresh = loader
+                .last_beat
+                .is_some_and(|scan| now - scan < poll * 3 + HEARTBEAT_FRESH);
+            (loader.is_working() && fresh, loader.last_beat)
+        }
+        None => (scheduler_healthy, heartbeat),
+    };
     ApiJson(HealthInfoResponse {
         metadatabase: BaseInfoResponse {
             status: Some(status(database.is_ok())),
         },
         scheduler: SchedulerInfoResponse {
-            status: Some(status(healthy)),
+            status: Some(status(scheduler_healthy)),
             latest_scheduler_heartbeat: heartbeat,
         },
         triggerer: TriggererInfoResponse {
@@ -78,8 +104,8 @@ pub async fn health(State(state): State<ApiState>) -> ApiJson<HealthInfoResponse
             latest_triggerer_heartbeat: None,
         },
         dag_processor: DagProcessorInfoResponse {
-            status: Some(status(healthy)),
-            latest_dag_processor_heartbeat: heartbeat,
+            status: Some(status(dag_processor_healthy)),
+            latest_dag_processor_heartbeat: last_scan,
         },
     })
 }

@@ -31,6 +31,9 @@ impl UiError {
             UiError::NotFound(_) => StatusCode::NOT_FOUND,
             UiError::Conflict(_) => StatusCode::CONFLICT,
             UiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            UiError::Internal(error) if crate::api::error::unavailable_reason(error).is_some() => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             UiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -40,10 +43,15 @@ impl IntoResponse for UiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let message = match &self {
-            UiError::Internal(error) => {
-                tracing::error!("UI request failed: {error:#}");
-                "Something went wrong on the server; the cause is in the weir server log.".to_string()
-            }
+            UiError::Internal(error) => match crate::api::error::unavailable_reason(error) {
+                Some(reason) => {
+                    format!("The metadata database is unavailable ({reason}); weir is waiting for it. Retry shortly.")
+                }
+                None => {
+                    tracing::error!("UI request failed: {error:#}");
+                    "Something went wrong on the server; the cause is in the weir server log.".to_string()
+                }
+            },
             other => other.to_string(),
         };
         let title = match status {
@@ -52,6 +60,7 @@ impl IntoResponse for UiError {
             StatusCode::CONFLICT => "Conflict",
             StatusCode::FORBIDDEN => "Forbidden",
             StatusCode::TOO_MANY_REQUESTS => "Too many attempts",
+            StatusCode::SERVICE_UNAVAILABLE => "Service unavailable",
             _ => "Server error",
         };
         let context = minijinja::context! { title, message, status => status.as_u16() };

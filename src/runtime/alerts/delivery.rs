@@ -21,8 +21,10 @@ use super::message::Payload;
 use super::send;
 use crate::config::{AlertsConfig, Channel};
 use crate::domain::alerts::{AfterFailure, after_failed_delivery};
+use crate::runtime::health::{Backoff, Component, DatabaseLoop, Health};
 use crate::storage::Db;
 use crate::storage::alerts::{self as outbox, Alert, AttemptOutcome};
+use crate::storage::failure::{ErrorClass, class_of_anyhow};
 
 /// How long a claim outlives its channel's timeout before another loop may take the delivery
 /// over (its sender must have died).
@@ -44,6 +46,7 @@ pub struct AlertDelivery {
     /// Per channel: its free delivery slots.
     slots: HashMap<String, Arc<Semaphore>>,
     in_flight: InFlight,
+    health: Arc<Health>,
 }
 
 impl AlertDelivery {
@@ -58,7 +61,14 @@ impl AlertDelivery {
             channels: Arc::new(config.channels.clone()),
             slots,
             in_flight: Arc::default(),
+            health: Arc::default(),
         }
+    }
+
+    /// Reports database outages to `health` (one log line per outage for the whole process).
+    pub fn with_health(mut self, health: Arc<Health>) -> AlertDelivery {
+        self.health = health;
+        self
     }
 
     /// One pass at `now`: gives lapsed claims back, then claims every due delivery its channel has
@@ -138,21 +148,32 @@ impl AlertDelivery {
     /// Runs until cancelled: a pass whenever alerts are recorded (`wake`), a delivery ends, the
     /// next retry is due, or every [`POLL`].
     pub async fn run(self, wake: Arc<Notify>, cancel: CancellationToken) {
+        let _alive = self.health.alive(Component::AlertDelivery);
+        let mut database = DatabaseLoop::new(Arc::clone(&self.health), Component::AlertDelivery);
         let mut running = JoinSet::new();
         loop {
             let now = Utc::now();
-            if let Err(error) = self.start_due(now, &mut running).await {
-                tracing::error!("alert delivery pass failed: {error:#}");
+            let pass = async {
+                self.start_due(now, &mut running).await?;
+                let mut connection = self.db.acquire().await?;
+                Ok::<_, anyhow::Error>(outbox::next_wake(&mut connection).await?)
             }
-            let next = match self.db.acquire().await {
-                Ok(mut connection) => outbox::next_wake(&mut connection).await.ok().flatten(),
-                Err(_) => None,
+            .await;
+            let sleep_for = match pass {
+                Ok(next) => {
+                    database.reached();
+                    // Something due that found no free slot waits for a delivery to end (or the poll).
+                    next.and_then(|next| (next - Utc::now()).to_std().ok())
+                        .filter(|wait| !wait.is_zero())
+                        .map_or(POLL, |wait| wait.min(POLL))
+                }
+                // The outbox keeps every alert: they go out once the database is back.
+                Err(error) if class_of_anyhow(&error) == ErrorClass::Transient => database.failed(&error),
+                Err(error) => {
+                    tracing::error!("alert delivery pass failed: {error:#}");
+                    POLL
+                }
             };
-            // Something due that found no free slot waits for a delivery to end (or the poll).
-            let sleep_for = next
-                .and_then(|next| (next - Utc::now()).to_std().ok())
-                .filter(|wait| !wait.is_zero())
-                .map_or(POLL, |wait| wait.min(POLL));
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break,
@@ -191,6 +212,32 @@ impl AlertDelivery {
     }
 }
 
+/// Records a delivery's outcome, waiting out a database outage while the claim's lease lasts
+/// (after it, the outcome could not be recorded anyway: the delivery goes out again).
+async fn record_outcome(
+    db: &Db,
+    alert_id: i64,
+    attempt: u32,
+    outcome: &AttemptOutcome,
+    now: DateTime<Utc>,
+) -> anyhow::Result<bool> {
+    let mut backoff = Backoff::default();
+    let give_up = tokio::time::Instant::now() + LEASE_MARGIN;
+    loop {
+        let recorded = async {
+            let mut connection = db.acquire().await?;
+            Ok::<_, anyhow::Error>(outbox::finish_attempt(&mut connection, alert_id, attempt, outcome, now).await?)
+        }
+        .await;
+        match recorded {
+            Err(error) if class_of_anyhow(&error) == ErrorClass::Transient && tokio::time::Instant::now() < give_up => {
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+            recorded => return recorded,
+        }
+    }
+}
+
 /// One attempt of one delivery, then its outcome recorded (if the claim still holds).
 async fn deliver(
     db: Db,
@@ -223,10 +270,7 @@ async fn deliver(
             tracing::error!(alert_id = alert.id, channel = %alert.channel, attempt, "alert delivery failed for good: {error}");
         }
     }
-    let recorded = match db.acquire().await {
-        Ok(mut connection) => outbox::finish_attempt(&mut connection, alert.id, attempt, &outcome, now).await,
-        Err(error) => Err(error),
-    };
+    let recorded = record_outcome(&db, alert.id, attempt, &outcome, now).await;
     match recorded {
         Ok(true) => {}
         Ok(false) => {

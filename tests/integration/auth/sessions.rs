@@ -293,6 +293,7 @@ async fn the_session_cookie_is_secure_when_configured_for_https() {
     let mut api = apis().await.remove(0);
     let state = weir::api::ApiState {
         auth: support::authenticator(&config),
+        health: Default::default(),
         ..api.state.clone()
     };
     api.router = weir::api::router(state);

@@ -284,6 +284,7 @@ async fn with_mode_none_on_loopback_everyone_is_an_admin_named_anonymous() {
         let label = api.label;
         let state = weir::api::ApiState {
             auth: crate::support::authenticator(&config),
+            health: Default::default(),
             ..api.state.clone()
         };
         api.router = weir::api::router(state);
