@@ -138,6 +138,11 @@ impl Health {
         }
     }
 
+    /// Whether a loop of this process is waiting out a database outage now.
+    pub fn database_outage(&self) -> bool {
+        self.outage.lock().map_or(false, |outage| outage.is_some())
+    }
+
     /// Whether the database answers a read now (within [`DATABASE_CHECK_TIMEOUT`]); concurrent
     /// callers share one check, so a dead database is not asked by every request.
     pub async fn check_database(&self, db: &Db) -> Result<(), String> {

@@ -24,7 +24,7 @@ use crate::support;
 pub struct Harness {
     pub db: Db,
     pub scheduler: Scheduler,
-    events: mpsc::UnboundedReceiver<ExecutorEvent>,
+    pub events: mpsc::UnboundedReceiver<ExecutorEvent>,
     pub dag: Arc<Dag>,
     _bag: watch::Sender<Arc<DagBag>>,
     _folder: tempfile::TempDir,

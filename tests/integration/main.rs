@@ -21,6 +21,7 @@ mod examples;
 mod hostile_dags;
 mod hostile_input;
 mod injection;
+mod outage;
 mod owners;
 mod retention;
 mod schemathesis;

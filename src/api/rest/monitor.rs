@@ -61,14 +61,20 @@ pub struct VersionInfo {
 /// How old the scheduler's heartbeat may be for it to count as alive.
 const HEARTBEAT_FRESH: chrono::Duration = chrono::Duration::seconds(30);
 
-/// Each part's real state. The metadatabase: whether it answers a read now. The scheduler: its
+/// Each part's real state. The metadatabase: whether it answers a read now and no loop of this
+/// process is waiting out an outage. The scheduler: its
 /// heartbeat is fresh and, when it runs in this process, its loop is alive and reaching the
 /// database. The DAG processor (the folder loader): its task is alive, reaching the database,
 /// and scanned the folder recently. A process without the scheduler (`weir webserver`) judges it
 /// by the heartbeat in the database alone.
 pub async fn health(State(state): State<ApiState>) -> ApiJson<HealthInfoResponse> {
     let now = Utc::now();
-    let database = state.health.check_database(&state.db).await;
+    // Unhealthy also while a loop of this process cannot use it: a SQLite file whose write lock
+    // another process holds still answers reads.
+    let database = match state.health.check_database(&state.db).await {
+        Ok(()) if state.health.database_outage() => Err("a loop of this process cannot use it".to_string()),
+        checked => checked,
+    };
     let stored_heartbeat = match &database {
         Ok(()) => match state.db.acquire().await {
             Ok(mut connection) => storage::last_heartbeat(&mut connection).await.ok().flatten(),
