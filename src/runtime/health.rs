@@ -140,7 +140,7 @@ impl Health {
 
     /// Whether a loop of this process is waiting out a database outage now.
     pub fn database_outage(&self) -> bool {
-        self.outage.lock().map_or(false, |outage| outage.is_some())
+        self.outage.lock().is_ok_and(|outage| outage.is_some())
     }
 
     /// Whether the database answers a read now (within [`DATABASE_CHECK_TIMEOUT`]); concurrent

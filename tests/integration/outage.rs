@@ -89,11 +89,7 @@ impl Project {
 
     fn trigger(&self) {
         let trigger = self.weir(&["dags", "trigger", "chain"]);
-        assert!(
-            trigger.status.success(),
-            "{}",
-            String::from_utf8_lossy(&trigger.stderr)
-        );
+        assert!(trigger.status.success(), "{}", String::from_utf8_lossy(&trigger.stderr));
     }
 
     fn serve_log(&self) -> String {
@@ -101,16 +97,52 @@ impl Project {
     }
 }
 
-/// `/api/v2/monitor/health` as JSON, or `None` when the server did not answer.
-async fn health(port: u16) -> Option<serde_json::Value> {
+/// One HTTP/1.1 request to the server: its status and body, or `None` when it did not answer.
+async fn http(port: u16, method: &str, path: &str, bearer: Option<&str>, body: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-    let request =
-        format!("GET /api/v2/monitor/health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    let authorization = bearer.map_or(String::new(), |token| format!("Authorization: Bearer {token}\r\n"));
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n{authorization}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
     stream.write_all(request.as_bytes()).await.ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).await.ok()?;
+    let status = response.split(' ').nth(1)?.parse().ok()?;
     let (_, body) = response.split_once("\r\n\r\n")?;
-    serde_json::from_str(body).ok()
+    Some((status, body.to_string()))
+}
+
+/// `/api/v2/monitor/health` as JSON, or `None` when the server did not answer.
+async fn health(port: u16) -> Option<serde_json::Value> {
+    let (_, body) = http(port, "GET", "/api/v2/monitor/health", None, "").await?;
+    serde_json::from_str(&body).ok()
+}
+
+/// A token for the first Admin, whose generated password the first start kept.
+async fn admin_token(project: &Project) -> String {
+    let password = std::fs::read_to_string(project.folder.path().join("state/admin_password.txt")).unwrap();
+    let body = serde_json::json!({ "username": "admin", "password": password.trim() }).to_string();
+    let (status, answer) = http(project.port, "POST", "/auth/token", None, &body).await.unwrap();
+    assert_eq!(status, 201, "{answer}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    answer["access_token"].as_str().unwrap().to_string()
+}
+
+/// During the outage an API request is answered 503 with a message that says so.
+async fn assert_api_unavailable(project: &Project, token: &str) {
+    let (status, body) = http(project.port, "GET", "/api/v2/dags", Some(token), "")
+        .await
+        .unwrap();
+    assert_eq!(status, 503, "{body}");
+    let detail = serde_json::from_str::<serde_json::Value>(&body).unwrap()["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        detail.starts_with("the metadata database is unavailable") && detail.ends_with("retry shortly"),
+        "{detail}"
+    );
 }
 
 fn status_of<'a>(health: &'a serde_json::Value, component: &str) -> &'a str {
@@ -326,12 +358,14 @@ async fn a_daemon_waits_out_a_cut_postgresql_connection_and_finishes_the_run_in_
     let (proxied_url, _) = through_proxy(&test_db.url, proxy.port);
     let project = Project::new(&proxied_url);
     let mut daemon = project.serve();
+    let token = admin_token(&project).await;
     project.trigger();
     let db = &test_db.db;
     wait_for_attempt_in_flight(db).await;
 
     proxy.cut();
     hold_outage(&mut daemon, &project).await;
+    assert_api_unavailable(&project, &token).await;
     assert!(
         task_state(db, "after")
             .await
@@ -424,10 +458,7 @@ async fn a_schema_moved_ahead_under_a_running_daemon_stops_it_with_a_non_zero_ex
     let exit = exit.unwrap();
     let log = project.serve_log();
     assert_eq!(exit.code(), Some(1), "a fatal error exits with status 1:\n{log}");
-    assert!(
-        log.contains("newer than this weir"),
-        "the reason is on stderr:\n{log}"
-    );
+    assert!(log.contains("newer than this weir"), "the reason is on stderr:\n{log}");
 }
 
 /// The scheduler records an attempt's end again when its commit's answer was lost in a cut (the
@@ -487,7 +518,10 @@ tasks:
             let attempts = task_instances::attempts(&mut connection, run.pk, &TaskId::parse(task).unwrap())
                 .await
                 .unwrap();
-            let tries: Vec<(u32, TaskState)> = attempts.iter().map(|attempt| (attempt.try_number, attempt.state)).collect();
+            let tries: Vec<(u32, TaskState)> = attempts
+                .iter()
+                .map(|attempt| (attempt.try_number, attempt.state))
+                .collect();
             assert_eq!(tries, [(1, state)], "{label}: {task} has one attempt, ended");
         }
         let filter = weir::storage::datasets::EventFilter {
