@@ -11,8 +11,10 @@ pub fn init(config: &Config, daemon: bool) {
     } else {
         "warn".to_string()
     };
+    // sqlx's pool logs each dead connection it drops: during a database outage weir's own line
+    // ("metadata database unreachable ...") says it once.
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&default_level))
+        .or_else(|_| EnvFilter::try_new(format!("{default_level},sqlx_core::pool=warn")))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

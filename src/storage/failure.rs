@@ -52,7 +52,15 @@ pub fn class_of_sqlx(error: &sqlx::Error) -> ErrorClass {
         | sqlx::Error::Protocol(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::WorkerCrashed => ErrorClass::Transient,
-        sqlx::Error::Database(error) => class_of_database_error(error.code().as_deref(), error.message()),
+        // The code of a SQLite error is its extended result code, a number; PostgreSQL's is a
+        // SQLSTATE, which may be digits too ("08006"): the driver tells them apart.
+        sqlx::Error::Database(error) if error.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() => {
+            let code = error.code().and_then(|code| code.parse().ok()).unwrap_or_default();
+            class_of_sqlite(code, error.message())
+        }
+        sqlx::Error::Database(error) => error
+            .code()
+            .map_or(ErrorClass::Operation, |code| class_of_sqlstate(&code)),
         // A closed pool means this process is shutting down; a column the query names is
         // missing from the table: the schema is not this weir's.
         sqlx::Error::PoolClosed | sqlx::Error::ColumnNotFound(_) | sqlx::Error::Configuration(_) => ErrorClass::Fatal,
@@ -60,15 +68,8 @@ pub fn class_of_sqlx(error: &sqlx::Error) -> ErrorClass {
     }
 }
 
-/// The class of an error the database server reported, from its code (PostgreSQL's SQLSTATE,
-/// SQLite's extended result code as a number) and message.
-pub fn class_of_database_error(code: Option<&str>, message: &str) -> ErrorClass {
-    let Some(code) = code else {
-        return ErrorClass::Operation;
-    };
-    if let Ok(sqlite_code) = code.parse::<u32>() {
-        return class_of_sqlite(sqlite_code, message);
-    }
+/// The class of a PostgreSQL error, from its SQLSTATE code.
+pub fn class_of_sqlstate(code: &str) -> ErrorClass {
     match code {
         // Connection exceptions (class 08), the server shutting down or starting up, too many
         // connections, and the conflicts a transaction is meant to be retried after.
@@ -80,8 +81,9 @@ pub fn class_of_database_error(code: Option<&str>, message: &str) -> ErrorClass 
     }
 }
 
-/// SQLite's result codes: the primary code is the low byte of the extended one.
-fn class_of_sqlite(code: u32, message: &str) -> ErrorClass {
+/// The class of a SQLite error, from its extended result code (the primary code is its low
+/// byte) and message.
+pub fn class_of_sqlite(code: u32, message: &str) -> ErrorClass {
     const SQLITE_ERROR: u32 = 1;
     const SQLITE_BUSY: u32 = 5;
     const SQLITE_LOCKED: u32 = 6;
@@ -137,29 +139,23 @@ mod tests {
         assert_eq!(class_of_sqlx(&reset), ErrorClass::Transient);
         assert_eq!(class_of_sqlx(&sqlx::Error::PoolTimedOut), ErrorClass::Transient);
         // SQLITE_BUSY, SQLITE_LOCKED and an extended busy code (SQLITE_BUSY_SNAPSHOT = 517).
-        for code in ["5", "6", "517"] {
+        for code in [5, 6, 517] {
             assert_eq!(
-                class_of_database_error(Some(code), "database is locked"),
+                class_of_sqlite(code, "database is locked"),
                 ErrorClass::Transient,
                 "{code}"
             );
         }
         // PostgreSQL: admin shutdown, cannot connect now, a connection failure (class 08).
-        for code in ["57P01", "57P03", "08006", "08001"] {
-            assert_eq!(class_of_database_error(Some(code), ""), ErrorClass::Transient, "{code}");
+        for code in ["57P01", "57P03", "08006", "08001", "40001"] {
+            assert_eq!(class_of_sqlstate(code), ErrorClass::Transient, "{code}");
         }
     }
 
     #[test]
     fn a_schema_that_is_not_weirs_is_fatal() {
-        assert_eq!(
-            class_of_database_error(Some("1"), "no such table: weir_meta"),
-            ErrorClass::Fatal
-        );
-        assert_eq!(
-            class_of_database_error(Some("42P01"), "relation \"weir_meta\" does not exist"),
-            ErrorClass::Fatal
-        );
+        assert_eq!(class_of_sqlite(1, "no such table: weir_meta"), ErrorClass::Fatal);
+        assert_eq!(class_of_sqlstate("42P01"), ErrorClass::Fatal);
         let ahead = StorageError::SchemaAhead {
             current: 9,
             supported: 7,
@@ -171,11 +167,8 @@ mod tests {
     #[test]
     fn a_constraint_or_an_unreadable_value_fails_only_its_operation() {
         // UNIQUE constraint (SQLITE_CONSTRAINT_UNIQUE = 2067), PostgreSQL's unique_violation.
-        assert_eq!(
-            class_of_database_error(Some("2067"), "UNIQUE constraint failed"),
-            ErrorClass::Operation
-        );
-        assert_eq!(class_of_database_error(Some("23505"), ""), ErrorClass::Operation);
+        assert_eq!(class_of_sqlite(2067, "UNIQUE constraint failed"), ErrorClass::Operation);
+        assert_eq!(class_of_sqlstate("23505"), ErrorClass::Operation);
         assert_eq!(
             StorageError::Corrupt("state `nope`".to_string()).class(),
             ErrorClass::Operation

@@ -292,6 +292,35 @@ async fn version_and_health_answer() {
 }
 
 #[tokio::test]
+async fn health_reports_each_part_as_this_process_sees_it_and_a_stopped_dag_loader_as_unhealthy() {
+    use weir::runtime::health::{Component, Health};
+    let mut api = apis().await.remove(0);
+    let health = Arc::new(Health::default());
+    let _scheduler = health.alive(Component::Scheduler);
+    health.beat(Component::Scheduler, chrono::Utc::now());
+    let loader = health.alive(Component::DagProcessor);
+    health.beat(Component::DagProcessor, chrono::Utc::now());
+    api.router = api::router(ApiState {
+        health: Arc::clone(&health),
+        ..api.state.clone()
+    });
+    let statuses = |body: &Value| {
+        ["metadatabase", "scheduler", "dag_processor"]
+            .map(|part| body[part]["status"].as_str().unwrap_or("").to_string())
+    };
+    let answer = api.get("/api/v2/monitor/health").await;
+    assert_eq!(statuses(&answer.body), ["healthy", "healthy", "healthy"], "{answer:?}");
+    // The folder watcher's task ended (a panic, a return): never "healthy" again.
+    drop(loader);
+    let answer = api.get("/api/v2/monitor/health").await;
+    assert_eq!(
+        statuses(&answer.body),
+        ["healthy", "healthy", "unhealthy"],
+        "{answer:?}"
+    );
+}
+
+#[tokio::test]
 async fn the_openapi_document_lists_every_route_the_router_serves() {
     let api = apis().await.remove(0);
     let answer = api.get("/api/v2/openapi.json").await;
