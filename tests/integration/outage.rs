@@ -38,6 +38,14 @@ tasks:
     depends_on: [across]
 "#;
 
+/// A fresh, migrated database of one backend (`sqlite` or `postgres`), when it is available.
+async fn database(label: &str) -> Option<support::TestDb> {
+    support::databases()
+        .await
+        .into_iter()
+        .find(|test_db| test_db.label == label)
+}
+
 /// A project folder whose `weir serve` listens on a known port.
 struct Project {
     folder: tempfile::TempDir,
@@ -184,6 +192,16 @@ fn assert_alive(daemon: &mut support::ServerProcess, project: &Project, when: &s
     );
 }
 
+/// The recorded attempts of `task` in run `run_pk`: try number and state.
+async fn recorded_tries(connection: &mut sqlx::AnyConnection, run_pk: i64, task: &str) -> Vec<(u32, TaskState)> {
+    task_instances::attempts(connection, run_pk, &TaskId::parse(task).unwrap())
+        .await
+        .unwrap()
+        .iter()
+        .map(|attempt| (attempt.try_number, attempt.state))
+        .collect()
+}
+
 /// The run in flight when the outage began finished, and each task ran exactly once.
 async fn assert_run_finished_with_one_attempt_each(db: &Db, project: &Project, label: &str) {
     support::wait_until_async(
@@ -211,15 +229,8 @@ async fn assert_run_finished_with_one_attempt_each(db: &Db, project: &Project, l
             (TaskState::Success, 1),
             "{label}: {task} succeeded on its first try"
         );
-        let attempts = task_instances::attempts(&mut connection, run.pk, &task_id)
-            .await
-            .unwrap();
-        let tries: Vec<(u32, TaskState)> = attempts
-            .iter()
-            .map(|attempt| (attempt.try_number, attempt.state))
-            .collect();
         assert_eq!(
-            tries,
+            recorded_tries(&mut connection, run.pk, task).await,
             [(1, TaskState::Success)],
             "{label}: {task} has one attempt, recorded once"
         );
@@ -330,6 +341,20 @@ async fn wait_for_attempt_in_flight(db: &Db) {
     .await;
 }
 
+/// After the outage: health is back to healthy, the run in flight finished with one attempt per
+/// task, the daemon is still up, and the log told the outage once.
+async fn assert_recovered(daemon: &mut support::ServerProcess, project: &Project, db: &Db, label: &str) {
+    wait_for_health(project.port, "health reports every part healthy again", |answer| {
+        ["metadatabase", "scheduler", "dag_processor"]
+            .iter()
+            .all(|component| status_of(answer, component) == "healthy")
+    })
+    .await;
+    assert_run_finished_with_one_attempt_each(db, project, label).await;
+    assert_alive(daemon, project, "after the outage");
+    assert_outage_logged_once(project, label);
+}
+
 /// Holds the outage for [`OUTAGE`] and at least until the health endpoint reported it, checking
 /// meanwhile that the daemon stays up.
 async fn hold_outage(daemon: &mut support::ServerProcess, project: &Project) {
@@ -346,11 +371,8 @@ async fn hold_outage(daemon: &mut support::ServerProcess, project: &Project) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_waits_out_a_cut_postgresql_connection_and_finishes_the_run_in_flight() {
-    let Some(test_db) = support::databases()
-        .await
-        .into_iter()
-        .find(|test_db| test_db.label == "postgres")
-    else {
+    // Without PostgreSQL (outside CI, which requires it) there is nothing to cut.
+    let Some(test_db) = database("postgres").await else {
         return;
     };
     let (_, upstream) = through_proxy(&test_db.url, 0);
@@ -374,24 +396,12 @@ async fn a_daemon_waits_out_a_cut_postgresql_connection_and_finishes_the_run_in_
     );
     proxy.restore();
 
-    wait_for_health(project.port, "health reports every part healthy again", |answer| {
-        ["metadatabase", "scheduler", "dag_processor"]
-            .iter()
-            .all(|component| status_of(answer, component) == "healthy")
-    })
-    .await;
-    assert_run_finished_with_one_attempt_each(db, &project, "postgres").await;
-    assert_alive(&mut daemon, &project, "after the outage");
-    assert_outage_logged_once(&project, "postgres");
+    assert_recovered(&mut daemon, &project, db, "postgres").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_waits_out_a_locked_sqlite_file_and_finishes_the_run_in_flight() {
-    let test_db = support::databases()
-        .await
-        .into_iter()
-        .find(|test_db| test_db.label == "sqlite")
-        .unwrap();
+    let test_db = database("sqlite").await.unwrap();
     let project = Project::new(&test_db.url);
     let mut daemon = project.serve();
     project.trigger();
@@ -405,15 +415,7 @@ async fn a_daemon_waits_out_a_locked_sqlite_file_and_finishes_the_run_in_flight(
     sqlx::raw_sql("ROLLBACK").execute(&mut locker).await.unwrap();
     sqlx::Connection::close(locker).await.unwrap();
 
-    wait_for_health(project.port, "health reports every part healthy again", |answer| {
-        ["metadatabase", "scheduler", "dag_processor"]
-            .iter()
-            .all(|component| status_of(answer, component) == "healthy")
-    })
-    .await;
-    assert_run_finished_with_one_attempt_each(db, &project, "sqlite").await;
-    assert_alive(&mut daemon, &project, "after the outage");
-    assert_outage_logged_once(&project, "sqlite");
+    assert_recovered(&mut daemon, &project, db, "sqlite").await;
 }
 
 /// A connection of another program to the SQLite file at `url`, holding its write lock.
@@ -435,11 +437,7 @@ async fn lock_sqlite(url: &str) -> sqlx::SqliteConnection {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schema_moved_ahead_under_a_running_daemon_stops_it_with_a_non_zero_exit_status() {
-    let test_db = support::databases()
-        .await
-        .into_iter()
-        .find(|test_db| test_db.label == "sqlite")
-        .unwrap();
+    let test_db = database("sqlite").await.unwrap();
     let project = Project::new(&test_db.url);
     let mut daemon = project.serve();
     // A newer weir migrated the database while this one runs.
@@ -515,14 +513,11 @@ tasks:
         );
         let mut connection = harness.db.acquire().await.unwrap();
         for (task, state) in [("flaky", TaskState::Failed), ("load", TaskState::Success)] {
-            let attempts = task_instances::attempts(&mut connection, run.pk, &TaskId::parse(task).unwrap())
-                .await
-                .unwrap();
-            let tries: Vec<(u32, TaskState)> = attempts
-                .iter()
-                .map(|attempt| (attempt.try_number, attempt.state))
-                .collect();
-            assert_eq!(tries, [(1, state)], "{label}: {task} has one attempt, ended");
+            assert_eq!(
+                recorded_tries(&mut connection, run.pk, task).await,
+                [(1, state)],
+                "{label}: {task} has one attempt, ended"
+            );
         }
         let filter = weir::storage::datasets::EventFilter {
             dataset: Some("warehouse.orders".to_string()),

@@ -69,6 +69,18 @@ pub enum AuthFailure {
     },
 }
 
+impl AuthFailure {
+    /// The database did not answer a token check: an outage is answered 503 (the outage is
+    /// logged once by the daemon's loops), anything else 500 with its cause logged.
+    fn storage(error: &crate::storage::StorageError) -> AuthFailure {
+        let unavailable = error.is_transient();
+        if !unavailable {
+            tracing::error!("checking a token: {error}");
+        }
+        AuthFailure::Storage { unavailable }
+    }
+}
+
 /// Issues and checks tokens, and throttles failed logins. One per server, shared by every request.
 pub struct Authenticator {
     mode: AuthMode,
@@ -156,18 +168,10 @@ impl Authenticator {
                 _ => AuthFailure::Invalid,
             })?
             .claims;
-        let mut connection = db.acquire().await.map_err(|error| {
-            tracing::error!("checking a token: {error}");
-            AuthFailure::Storage {
-                unavailable: error.is_transient(),
-            }
-        })?;
-        let user = users::get(&mut connection, &claims.sub).await.map_err(|error| {
-            tracing::error!("checking a token: {error}");
-            AuthFailure::Storage {
-                unavailable: error.is_transient(),
-            }
-        })?;
+        let mut connection = db.acquire().await.map_err(|error| AuthFailure::storage(&error))?;
+        let user = users::get(&mut connection, &claims.sub)
+            .await
+            .map_err(|error| AuthFailure::storage(&error))?;
         match user {
             Some(user) if user.token_epoch == claims.epoch => Ok(Principal {
                 username: user.username,
