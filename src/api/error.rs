@@ -170,3 +170,43 @@ pub struct ApiQuery<T>(pub T);
 #[derive(Debug, Clone, Copy, Default, axum::extract::FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct ApiPath<T>(pub T);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outage() -> StorageError {
+        StorageError::from(sqlx::Error::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )))
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_database_is_a_503_that_says_so_and_when_to_retry() {
+        let response = ApiError::from(outage()).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[axum::http::header::RETRY_AFTER], RETRY_AFTER_SECONDS);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let detail = body["detail"].as_str().unwrap();
+        assert!(
+            detail.starts_with("the metadata database is unavailable: connection reset")
+                && detail.ends_with("; retry shortly"),
+            "{detail}"
+        );
+    }
+
+    #[test]
+    fn a_broken_database_is_a_500_and_an_outage_under_context_layers_still_a_503() {
+        let ahead = StorageError::SchemaAhead {
+            current: 9,
+            supported: 7,
+        };
+        assert_eq!(
+            ApiError::from(ahead).into_response().status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        let wrapped = ApiError::Internal(anyhow::Error::from(outage()).context("listing DAGs"));
+        assert_eq!(wrapped.into_response().status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+}
