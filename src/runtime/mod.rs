@@ -3,16 +3,19 @@
 
 pub mod alerts;
 pub mod attempt;
+pub mod attempt_end;
 pub mod builtin;
 pub mod connection_probe;
 pub mod connections;
 pub mod datasets;
 pub mod executor;
+pub mod exit_record;
 pub mod loader;
 pub mod masking;
 pub mod metrics;
 pub mod operations;
 pub mod operators;
 pub mod process;
+pub mod recovery;
 pub mod scheduler;
 pub mod users;

@@ -105,6 +105,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0007_event_log.sql"),
         postgres: include_str!("../../migrations/postgres/0007_event_log.sql"),
     },
+    Migration {
+        version: 9,
+        description: "crash-ended attempts per task instance",
+        sqlite: include_str!("../../migrations/sqlite/0009_crash_ends.sql"),
+        postgres: include_str!("../../migrations/postgres/0009_crash_ends.sql"),
+    },
 ];
 
 /// A handle on the metadata database.

@@ -28,7 +28,7 @@ impl Project {
         Project { folder }
     }
 
-    fn path(&self) -> &Path {
+    pub fn path(&self) -> &Path {
         self.folder.path()
     }
 

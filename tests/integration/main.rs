@@ -13,6 +13,7 @@ mod browser;
 mod browser_safety;
 mod cli;
 mod cli_connections;
+mod crash;
 mod daemon;
 mod datasets;
 mod e2e;

@@ -1,0 +1,97 @@
+//! The exit record of a shell attempt: a small file next to its log, written by a `/bin/sh`
+//! wrapper that outlives weir, so that recovery after a crash knows whether the attempt finished.
+//!
+//! The daemon learns an attempt's end by waiting for its process; if the daemon is killed, that
+//! knowledge dies with it. So the attempt's process group leader is not the task's shell but a
+//! wrapper shell that runs it, then writes `<status> <alive|gone>\n` to the record file and exits
+//! with the same status. It is written with one `write` of a few bytes after the attempt ended;
+//! recovery reads it only after killing the attempt's processes (the wrapper among them), so a
+//! reader sees a whole line or an empty or missing file, never another status (a line without its
+//! newline is not trusted).
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+
+/// Run as `/bin/sh -c EXIT_RECORDING_WRAPPER weir-attempt COMMAND RECORD_PATH`: the command and
+/// the path are positional parameters, never pasted into the script. The task's shell is a child
+/// in the same process group (so the group kill, SIGTERM then SIGKILL, still reaches everything;
+/// a signal to the group ends the wrapper too, which then writes nothing: the daemon alive knows
+/// why it signalled). `$PPID` is the daemon; if the wrapper's parent is no longer it when the task
+/// ends, the daemon died meanwhile and the task's output pipes were closed under it (a write then
+/// fails or raises SIGPIPE), which the record says with `gone`. `/proc` unreadable reads as gone:
+/// recovery then gives a failure the benefit of the doubt, never a success.
+pub const EXIT_RECORDING_WRAPPER: &str = r#"/bin/sh -c "$1"
+status=$?
+parent=
+read -r _ _ _ parent _ 2>/dev/null </proc/$$/stat
+if [ "$parent" = "$PPID" ]; then scheduler=alive; else scheduler=gone; fi
+printf '%s %s\n' "$status" "$scheduler" >"$2"
+exit "$status""#;
+
+/// `$0` of the wrapper, as `ps` shows it.
+pub const WRAPPER_NAME: &str = "weir-attempt";
+
+/// How a shell attempt ended, as its wrapper recorded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitRecord {
+    /// The task's shell's exit status (128 + n when a signal n killed it).
+    pub status: i32,
+    /// The scheduler that started the attempt had died before it ended.
+    pub scheduler_gone: bool,
+    /// When the record was written (the file's modification time), if known.
+    pub written_at: Option<DateTime<Utc>>,
+}
+
+/// Reads the record at `path`: `None` if there is none, or only part of one.
+pub fn read_exit_record(path: &Path) -> Option<ExitRecord> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let (status, scheduler_gone) = parse_exit_record(&text)?;
+    let written_at = std::fs::metadata(path)
+        .and_then(|metadata| metadata.modified())
+        .ok()
+        .map(DateTime::<Utc>::from);
+    Some(ExitRecord {
+        status,
+        scheduler_gone,
+        written_at,
+    })
+}
+
+/// `"3 alive\n"` → `(3, false)`; anything else (empty, no newline, other words) → `None`.
+fn parse_exit_record(text: &str) -> Option<(i32, bool)> {
+    let line = text.strip_suffix('\n')?;
+    let (status, scheduler) = line.split_once(' ')?;
+    let scheduler_gone = match scheduler {
+        "alive" => false,
+        "gone" => true,
+        _ => return None,
+    };
+    Some((status.parse().ok()?, scheduler_gone))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_whole_line_is_a_record() {
+        assert_eq!(parse_exit_record("0 alive\n"), Some((0, false)));
+        assert_eq!(parse_exit_record("141 gone\n"), Some((141, true)));
+        for partial in ["", "0", "0 alive", "13", "x alive\n", "0 maybe\n", "0 alive\n1 gone\n"] {
+            assert_eq!(parse_exit_record(partial), None, "{partial:?}");
+        }
+    }
+
+    #[test]
+    fn a_missing_file_is_no_record() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(read_exit_record(&dir.path().join("1.exit")), None);
+        std::fs::write(dir.path().join("2.exit"), "").expect("write");
+        assert_eq!(read_exit_record(&dir.path().join("2.exit")), None);
+        std::fs::write(dir.path().join("3.exit"), "3 alive\n").expect("write");
+        let record = read_exit_record(&dir.path().join("3.exit")).expect("a record");
+        assert_eq!((record.status, record.scheduler_gone), (3, false));
+        assert!(record.written_at.is_some());
+    }
+}
