@@ -3,11 +3,11 @@
 //!
 //! The daemon learns an attempt's end by waiting for its process; if the daemon is killed, that
 //! knowledge dies with it. So the attempt's process group leader is not the task's shell but a
-//! wrapper shell that runs it, then writes `<status> <alive|gone>\n` to the record file and exits
-//! with the same status. It is written with one `write` of a few bytes after the attempt ended;
-//! recovery reads it only after killing the attempt's processes (the wrapper among them), so a
-//! reader sees a whole line or an empty or missing file, never another status (a line without its
-//! newline is not trusted).
+//! wrapper shell that runs it, then writes `<status>\n` (or `<status> gone\n`, see below) to the
+//! record file and exits with the same status. It is written with one `write` of a few bytes after
+//! the attempt ended; recovery reads it only after killing the attempt's processes (the wrapper
+//! among them), so a reader sees a whole line or an empty or missing file, never another status (a
+//! line without its newline is not trusted).
 
 use std::path::Path;
 
@@ -16,17 +16,21 @@ use chrono::{DateTime, Utc};
 /// Run as `/bin/sh -c EXIT_RECORDING_WRAPPER weir-attempt COMMAND RECORD_PATH`: the command and
 /// the path are positional parameters, never pasted into the script. The task's shell is a child
 /// in the same process group (so the group kill, SIGTERM then SIGKILL, still reaches everything;
-/// a signal to the group ends the wrapper too, which then writes nothing: the daemon alive knows
-/// why it signalled). `$PPID` is the daemon; if the wrapper's parent is no longer it when the task
-/// ends, the daemon died meanwhile and the task's output pipes were closed under it (a write then
-/// fails or raises SIGPIPE), which the record says with `gone`. `/proc` unreadable reads as gone:
-/// recovery then gives a failure the benefit of the doubt, never a success.
+/// a signal to the group ends the wrapper too, which then writes nothing: the daemon, alive, knows
+/// why it signalled). `$PPID` is the daemon; if a failed task's wrapper has another parent by
+/// then, the daemon died meanwhile and closed the task's output pipes under it (a write then fails
+/// or raises SIGPIPE): the record says `gone`, and recovery does not blame the task. `/proc`
+/// unreadable reads as gone, the benefit of the doubt. A success needs no such check, and skips
+/// it: `read` takes `/proc/$$/stat` a byte per call, each one formatted afresh by the kernel.
 pub const EXIT_RECORDING_WRAPPER: &str = r#"/bin/sh -c "$1"
 status=$?
-parent=
-read -r _ _ _ parent _ 2>/dev/null </proc/$$/stat
-if [ "$parent" = "$PPID" ]; then scheduler=alive; else scheduler=gone; fi
-printf '%s %s\n' "$status" "$scheduler" >"$2"
+scheduler=
+if [ "$status" != 0 ]; then
+  parent=
+  read -r _ _ _ parent _ 2>/dev/null </proc/$$/stat
+  [ "$parent" = "$PPID" ] || scheduler=' gone'
+fi
+printf '%s%s\n' "$status" "$scheduler" >"$2"
 exit "$status""#;
 
 /// `$0` of the wrapper, as `ps` shows it.
@@ -37,7 +41,7 @@ pub const WRAPPER_NAME: &str = "weir-attempt";
 pub struct ExitRecord {
     /// The task's shell's exit status (128 + n when a signal n killed it).
     pub status: i32,
-    /// The scheduler that started the attempt had died before it ended.
+    /// The scheduler that started the attempt had died before it ended (checked for failures only).
     pub scheduler_gone: bool,
     /// When the record was written (the file's modification time), if known.
     pub written_at: Option<DateTime<Utc>>,
@@ -58,14 +62,14 @@ pub fn read_exit_record(path: &Path) -> Option<ExitRecord> {
     })
 }
 
-/// `"3 alive\n"` → `(3, false)`; anything else (empty, no newline, other words) → `None`.
+/// `"3\n"` → `(3, false)`, `"3 gone\n"` → `(3, true)`; anything else (empty, no newline, other
+/// words) → `None`.
 fn parse_exit_record(text: &str) -> Option<(i32, bool)> {
     let line = text.strip_suffix('\n')?;
-    let (status, scheduler) = line.split_once(' ')?;
-    let scheduler_gone = match scheduler {
-        "alive" => false,
-        "gone" => true,
-        _ => return None,
+    let (status, scheduler_gone) = match line.split_once(' ') {
+        None => (line, false),
+        Some((status, "gone")) => (status, true),
+        Some(_) => return None,
     };
     Some((status.parse().ok()?, scheduler_gone))
 }
@@ -76,9 +80,10 @@ mod tests {
 
     #[test]
     fn only_a_whole_line_is_a_record() {
-        assert_eq!(parse_exit_record("0 alive\n"), Some((0, false)));
+        assert_eq!(parse_exit_record("0\n"), Some((0, false)));
+        assert_eq!(parse_exit_record("3\n"), Some((3, false)));
         assert_eq!(parse_exit_record("141 gone\n"), Some((141, true)));
-        for partial in ["", "0", "0 alive", "13", "x alive\n", "0 maybe\n", "0 alive\n1 gone\n"] {
+        for partial in ["", "0", "13", "141 gone", "x\n", "3 maybe\n", "0\n1 gone\n", "\n"] {
             assert_eq!(parse_exit_record(partial), None, "{partial:?}");
         }
     }
@@ -89,7 +94,7 @@ mod tests {
         assert_eq!(read_exit_record(&dir.path().join("1.exit")), None);
         std::fs::write(dir.path().join("2.exit"), "").expect("write");
         assert_eq!(read_exit_record(&dir.path().join("2.exit")), None);
-        std::fs::write(dir.path().join("3.exit"), "3 alive\n").expect("write");
+        std::fs::write(dir.path().join("3.exit"), "3\n").expect("write");
         let record = read_exit_record(&dir.path().join("3.exit")).expect("a record");
         assert_eq!((record.status, record.scheduler_gone), (3, false));
         assert!(record.written_at.is_some());

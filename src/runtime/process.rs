@@ -1132,17 +1132,17 @@ mod tests {
         let job = recorded(dir.path(), "echo \"$0\" out; echo err >&2; exit 3");
         let record = job.exit_record_path.clone().expect("a record path");
         std::fs::create_dir_all(record.parent().expect("a folder")).expect("create folder");
-        std::fs::write(&record, "0 alive\n").expect("an old record");
+        std::fs::write(&record, "0\n").expect("an old record");
         let (report, log) = run(job).await;
         assert_eq!(report.reason, ExitReason::Exited { code: 3 });
         assert_eq!(non_weir_lines(&log), vec!["/bin/sh out", "err"]);
         assert_eq!(report.last_stdout_line.as_deref(), Some("/bin/sh out"));
         assert!(log.contains("[weir] exited with code 3 after "), "{log}");
-        assert_eq!(std::fs::read_to_string(&record).expect("a record"), "3 alive\n");
+        assert_eq!(std::fs::read_to_string(&record).expect("a record"), "3\n");
 
         let (report, _) = run(recorded(dir.path(), "kill -KILL $$")).await;
         assert_eq!(report.reason, ExitReason::Exited { code: 137 });
-        assert_eq!(std::fs::read_to_string(&record).expect("a record"), "137 alive\n");
+        assert_eq!(std::fs::read_to_string(&record).expect("a record"), "137\n");
     }
 
     #[tokio::test]

@@ -165,7 +165,7 @@ tasks:
             records.iter().all(|record| std::fs::read_to_string(record).is_ok_and(|text| text.ends_with('\n')))
         })
         .await;
-        assert_eq!(std::fs::read_to_string(&records[0]).unwrap(), "0 gone\n", "{label}");
+        assert_eq!(std::fs::read_to_string(&records[0]).unwrap(), "0\n", "{label}");
         assert_eq!(std::fs::read_to_string(&records[1]).unwrap(), "141 gone\n", "{label}");
 
         let _daemon = project.serve();
