@@ -27,7 +27,13 @@ pub struct TryBudget {
 /// The recorded end of an attempt: retried while `try_number < max_tries` (§3.5); a clean
 /// shutdown's interruption and the first [`MAX_FREE_CRASH_ENDS`] crash-ended attempts are run
 /// again without using a retry.
-pub fn attempt_end(dag: &Dag, key: &AttemptKey, result: &AttemptResult, budget: TryBudget, now: DateTime<Utc>) -> AttemptEnd {
+pub fn attempt_end(
+    dag: &Dag,
+    key: &AttemptKey,
+    result: &AttemptResult,
+    budget: TryBudget,
+    now: DateTime<Utc>,
+) -> AttemptEnd {
     let end = AttemptEnd {
         attempt_state: TaskState::Failed,
         instance_state: TaskState::Failed,
@@ -154,7 +160,9 @@ mod tests {
     }
 
     fn now() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).single().expect("a valid date")
+        Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0)
+            .single()
+            .expect("a valid date")
     }
 
     /// Try `try_number` of `work` (one retry: `max_tries` 2) ended with `result` after
@@ -261,7 +269,10 @@ mod tests {
         );
         assert_eq!((end.instance_state, end.exit_code), (TaskState::Scheduled, Some(141)));
         let error = end.error.unwrap_or_default();
-        assert!(error.contains("it exited with code 141 after its scheduler was gone"), "{error}");
+        assert!(
+            error.contains("it exited with code 141 after its scheduler was gone"),
+            "{error}"
+        );
         assert!(error.contains("1 of 3 such re-runs"), "{error}");
     }
 

@@ -36,7 +36,7 @@ pub struct AttemptRequest {
 #[derive(Debug, Clone)]
 pub enum AttemptWork {
     Shell {
-        shell: ShellAttempt,
+        shell: Box<ShellAttempt>,
         skip_exit_code: i32,
         output_path: PathBuf,
     },
@@ -217,15 +217,19 @@ pub async fn run_shell_attempt(
     }
 }
 
-/// "exited with code 3"; a shell reports a command killed by signal n as 128 + n, and the task's
-/// shell runs under a wrapper shell (see `exit_record`), so such a code is explained.
+/// "exited with code 3"; a shell reports a command killed by signal n as 128 + n (the task's
+/// command runs in a subshell of its wrapper, see `exit_record`), so such a code is explained.
 fn exit_error(code: i32) -> String {
     let signal = code
         .checked_sub(128)
         .filter(|signal| (1..=64).contains(signal))
         .and_then(|signal| nix::sys::signal::Signal::try_from(signal).ok());
     match signal {
-        Some(signal) => format!("exited with code {code} (killed by signal {}, {})", code - 128, signal.as_str()),
+        Some(signal) => format!(
+            "exited with code {code} (killed by signal {}, {})",
+            code - 128,
+            signal.as_str()
+        ),
         None => format!("exited with code {code}"),
     }
 }

@@ -2,8 +2,8 @@
 //! wrapper that outlives weir, so that recovery after a crash knows whether the attempt finished.
 //!
 //! The daemon learns an attempt's end by waiting for its process; if the daemon is killed, that
-//! knowledge dies with it. So the attempt's process group leader is not the task's shell but a
-//! wrapper shell that runs it, then writes `<status>\n` (or `<status> gone\n`, see below) to the
+//! knowledge dies with it. So the attempt's process group leader is a wrapper shell that runs the
+//! task's command in a subshell, then writes `<status>\n` (or `<status> gone\n`, see below) to the
 //! record file and exits with the same status. It is written with one `write` of a few bytes after
 //! the attempt ended; recovery reads it only after killing the attempt's processes (the wrapper
 //! among them), so a reader sees a whole line or an empty or missing file, never another status (a
@@ -13,16 +13,20 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
-/// Run as `/bin/sh -c EXIT_RECORDING_WRAPPER weir-attempt COMMAND RECORD_PATH`: the command and
-/// the path are positional parameters, never pasted into the script. The task's shell is a child
-/// in the same process group (so the group kill, SIGTERM then SIGKILL, still reaches everything;
-/// a signal to the group ends the wrapper too, which then writes nothing: the daemon, alive, knows
-/// why it signalled). `$PPID` is the daemon; if a failed task's wrapper has another parent by
-/// then, the daemon died meanwhile and closed the task's output pipes under it (a write then fails
-/// or raises SIGPIPE): the record says `gone`, and recovery does not blame the task. `/proc`
-/// unreadable reads as gone, the benefit of the doubt. A success needs no such check, and skips
-/// it: `read` takes `/proc/$$/stat` a byte per call, each one formatted afresh by the kernel.
-pub const EXIT_RECORDING_WRAPPER: &str = r#"/bin/sh -c "$1"
+/// Run as `/bin/sh -c EXIT_RECORDING_WRAPPER /bin/sh COMMAND RECORD_PATH`: the command and the
+/// path are positional parameters, never pasted into the script. The wrapper is the attempt's
+/// process group leader and runs the command in a subshell, a fork of itself, with `eval` (an
+/// extra `exec` of a shell cost twice as much per attempt). So the command sees what `sh -c` gave
+/// it: `$0` is `/bin/sh`, no positional parameters, `$$` the group leader, `$PPID` the daemon;
+/// besides, two shell variables (not exported) holding the command and the path. A signal to the
+/// group (timeout, cancellation, `kill $$`) ends the wrapper too, which then writes nothing: the
+/// daemon, alive, knows why it ended. If a failed command's wrapper has another parent than
+/// `$PPID` by then, the daemon died meanwhile and closed the command's output pipes under it (a
+/// write then fails or raises SIGPIPE): the record says `gone`, and recovery does not blame the
+/// task (`/proc` unreadable reads as gone, the benefit of the doubt). A success skips that check:
+/// `read` takes `/proc/$$/stat` a byte per call, each one formatted afresh by the kernel.
+pub const EXIT_RECORDING_WRAPPER: &str = r#"weir_exit_record=$2
+(weir_command=$1; shift 2; eval "$weir_command")
 status=$?
 scheduler=
 if [ "$status" != 0 ]; then
@@ -30,11 +34,11 @@ if [ "$status" != 0 ]; then
   read -r _ _ _ parent _ 2>/dev/null </proc/$$/stat
   [ "$parent" = "$PPID" ] || scheduler=' gone'
 fi
-printf '%s%s\n' "$status" "$scheduler" >"$2"
+printf '%s%s\n' "$status" "$scheduler" >"$weir_exit_record"
 exit "$status""#;
 
-/// `$0` of the wrapper, as `ps` shows it.
-pub const WRAPPER_NAME: &str = "weir-attempt";
+/// `$0` of the wrapper, which the command sees as its own: what `sh -c` gave it.
+pub const WRAPPER_NAME: &str = "/bin/sh";
 
 /// How a shell attempt ended, as its wrapper recorded it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

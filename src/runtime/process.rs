@@ -1129,20 +1129,22 @@ mod tests {
     #[tokio::test]
     async fn with_an_exit_record_the_wrapper_records_the_status_and_changes_nothing_else() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let job = recorded(dir.path(), "echo \"$0\" out; echo err >&2; exit 3");
+        let job = recorded(dir.path(), "echo \"$0\" \"$#\" out; echo err >&2; exit 3");
         let record = job.exit_record_path.clone().expect("a record path");
         std::fs::create_dir_all(record.parent().expect("a folder")).expect("create folder");
         std::fs::write(&record, "0\n").expect("an old record");
         let (report, log) = run(job).await;
         assert_eq!(report.reason, ExitReason::Exited { code: 3 });
-        assert_eq!(non_weir_lines(&log), vec!["/bin/sh out", "err"]);
-        assert_eq!(report.last_stdout_line.as_deref(), Some("/bin/sh out"));
+        assert_eq!(non_weir_lines(&log), vec!["/bin/sh 0 out", "err"]);
+        assert_eq!(report.last_stdout_line.as_deref(), Some("/bin/sh 0 out"));
         assert!(log.contains("[weir] exited with code 3 after "), "{log}");
         assert_eq!(std::fs::read_to_string(&record).expect("a record"), "3\n");
 
+        // `$$` is still the group leader, as under `sh -c`: the wrapper itself, which then
+        // records nothing (the supervisor saw the signal).
         let (report, _) = run(recorded(dir.path(), "kill -KILL $$")).await;
-        assert_eq!(report.reason, ExitReason::Exited { code: 137 });
-        assert_eq!(std::fs::read_to_string(&record).expect("a record"), "137\n");
+        assert_eq!(report.reason, ExitReason::Signalled { signal: 9 });
+        assert!(!record.exists(), "a record after the wrapper was killed");
     }
 
     #[tokio::test]
@@ -1150,7 +1152,10 @@ mod tests {
         become_subreaper();
         let dir = tempfile::tempdir().expect("tempdir");
         let job = recorded(dir.path(), "echo ready; sleep 300 & sleep 300");
-        let (log_path, record) = (job.log_path.clone(), job.exit_record_path.clone().expect("a record path"));
+        let (log_path, record) = (
+            job.log_path.clone(),
+            job.exit_record_path.clone().expect("a record path"),
+        );
         let cancel = CancellationToken::new();
         let (handle, pgid) = start(job, cancel.clone()).await;
         eventually("the command runs", || log_contains(&log_path, "ready")).await;

@@ -49,23 +49,25 @@ mod tests {
     #[test]
     fn an_attempt_that_recorded_its_end_is_recorded_finished_and_not_run_again() {
         let cases = [
-            (
-                Some(record(0, false)),
-                AttemptResult::Success { output: output() },
-            ),
+            (Some(record(0, false)), AttemptResult::Success { output: output() }),
             (Some(record(0, true)), AttemptResult::Success { output: output() }),
             (Some(record(99, false)), AttemptResult::Skipped),
             (
                 Some(record(3, false)),
                 AttemptResult::Failed {
                     exit_code: Some(3),
-                    error: "exited with code 3 (found in its exit record: its scheduler stopped before recording the end)"
-                        .to_string(),
+                    error:
+                        "exited with code 3 (found in its exit record: its scheduler stopped before recording the end)"
+                            .to_string(),
                 },
             ),
         ];
         for (record, expected) in cases {
-            assert_eq!(recovered_result(record.as_ref(), Some(99), output), expected, "{record:?}");
+            assert_eq!(
+                recovered_result(record.as_ref(), Some(99), output),
+                expected,
+                "{record:?}"
+            );
         }
     }
 

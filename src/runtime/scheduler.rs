@@ -15,18 +15,19 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::alerts::AlertRouting;
-use super::attempt_end::{TryBudget, attempt_end};
 use super::attempt::{
-    self, attempt_env, exit_record_path, log_path, needs_context, output_path, read_output, render_fields, template_context,
+    self, attempt_env, exit_record_path, log_path, needs_context, output_path, read_output, render_fields,
+    template_context,
 };
+use super::attempt_end::{TryBudget, attempt_end};
 use super::builtin::BuiltinAttempt;
 use super::connections::{Connections, Resolved, SecretSources};
-use super::exit_record::{ExitRecord, read_exit_record};
-use super::recovery::recovered_result;
 use super::executor::{AttemptKey, AttemptRequest, AttemptResult, AttemptWork, Executor, ExecutorEvent};
+use super::exit_record::{ExitRecord, read_exit_record};
 use super::loader::DagBag;
 use super::metrics::SchedulerMetrics;
 use super::process::{ShellAttempt, kill_processes_with_env};
+use super::recovery::recovered_result;
 use crate::domain::backfill::{BackfillState, DateAction, DateProgress, backfill_step};
 use crate::domain::dag::{Dag, Operator, Task};
 use crate::domain::ids::{DagId, RunId, TaskId};
@@ -1006,7 +1007,7 @@ impl Scheduler {
                     };
                     let env = attempt_env(run, dag, task.task_id.as_str(), try_number, &fields.env, &output);
                     AttemptWork::Shell {
-                        shell: ShellAttempt {
+                        shell: Box::new(ShellAttempt {
                             command: command.clone(),
                             cwd,
                             env,
@@ -1022,7 +1023,7 @@ impl Scheduler {
                                 task.task_id.as_str(),
                                 try_number,
                             )),
-                        },
+                        }),
                         skip_exit_code: *skip_exit_code,
                         output_path: output,
                     }
@@ -1162,12 +1163,16 @@ impl Scheduler {
         // Only a failure (or a crash-ended attempt, which may count as one) asks what remains.
         let budget = match result {
             AttemptResult::Failed { .. } | AttemptResult::CrashEnded { .. } => {
-                task_instances::get(connection, key.run_pk, &key.task_id)
-                    .await?
-                    .map_or(TryBudget { max_tries: key.try_number, crash_ends: 0 }, |instance| TryBudget {
+                task_instances::get(connection, key.run_pk, &key.task_id).await?.map_or(
+                    TryBudget {
+                        max_tries: key.try_number,
+                        crash_ends: 0,
+                    },
+                    |instance| TryBudget {
                         max_tries: instance.max_tries,
                         crash_ends: instance.crash_ends,
-                    })
+                    },
+                )
             }
             _ => TryBudget {
                 max_tries: key.try_number,
@@ -1256,7 +1261,13 @@ impl Scheduler {
         .unwrap_or_default();
         let logs_dir = &self.settings.logs_dir;
         let log = log_path(logs_dir, dag_id, run_id, task_id, instance.try_number);
-        let record = read_exit_record(&exit_record_path(logs_dir, dag_id, run_id, task_id, instance.try_number));
+        let record = read_exit_record(&exit_record_path(
+            logs_dir,
+            dag_id,
+            run_id,
+            task_id,
+            instance.try_number,
+        ));
         let dag = self.bag().get(&run.dag_id).cloned();
         let task = dag.as_ref().and_then(|dag| dag.task(task_id));
         let skip_exit_code = task.and_then(|task| match &task.operator {
@@ -1294,7 +1305,15 @@ impl Scheduler {
             now.to_rfc3339(),
         );
         append_to_log(&log, &note).await;
-        tracing::warn!(dag_id, run_id, task_id, try_number = instance.try_number, killed = killed.len(), finished = record.is_some(), "recovered orphaned attempt");
+        tracing::warn!(
+            dag_id,
+            run_id,
+            task_id,
+            try_number = instance.try_number,
+            killed = killed.len(),
+            finished = record.is_some(),
+            "recovered orphaned attempt"
+        );
         let key = AttemptKey {
             run_pk: run.pk,
             task_id: instance.task_id.clone(),
@@ -1303,7 +1322,9 @@ impl Scheduler {
         // A finished attempt ended when its record was written, not at recovery.
         let at = match (&result, &record) {
             (AttemptResult::CrashEnded { .. }, _) => now,
-            (_, record) => record.and_then(|record| record.written_at).map_or(now, |written| written.min(now)),
+            (_, record) => record
+                .and_then(|record| record.written_at)
+                .map_or(now, |written| written.min(now)),
         };
         self.handle_event(ExecutorEvent::Finished { key, result, at }).await
     }

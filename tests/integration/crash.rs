@@ -99,7 +99,10 @@ async fn a_task_without_retries_whose_tries_are_cut_by_two_daemon_kills_still_su
         }
         let work = TaskId::parse("work").unwrap();
         let mut connection = db.acquire().await.unwrap();
-        let ti = task_instances::get(&mut connection, run.pk, &work).await.unwrap().unwrap();
+        let ti = task_instances::get(&mut connection, run.pk, &work)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(
             (ti.state, ti.try_number, ti.crash_ends, ti.max_tries),
             (TaskState::Success, 3, 2, 3),
@@ -110,7 +113,11 @@ async fn a_task_without_retries_whose_tries_are_cut_by_two_daemon_kills_still_su
             .iter()
             .map(|attempt| {
                 let error = attempt.error.clone().unwrap_or_default();
-                (attempt.try_number, attempt.state, error.split(';').next().unwrap_or_default().to_string())
+                (
+                    attempt.try_number,
+                    attempt.state,
+                    error.split(';').next().unwrap_or_default().to_string(),
+                )
             })
             .collect();
         let cut = "crash-ended: the scheduler running this attempt stopped (crash or kill) before it ended".to_string();
@@ -162,7 +169,9 @@ tasks:
         std::fs::write(project.path().join("dags/go"), "").unwrap();
         let records = ["quiet", "chatty"].map(|task| attempt_file(project.path(), &run, task, "1.exit"));
         support::wait_until("both tasks recorded their exit", PATIENCE, || {
-            records.iter().all(|record| std::fs::read_to_string(record).is_ok_and(|text| text.ends_with('\n')))
+            records
+                .iter()
+                .all(|record| std::fs::read_to_string(record).is_ok_and(|text| text.ends_with('\n')))
         })
         .await;
         assert_eq!(std::fs::read_to_string(&records[0]).unwrap(), "0\n", "{label}");
