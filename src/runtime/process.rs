@@ -982,21 +982,29 @@ mod tests {
     async fn cancellation_kills_the_tree_and_reports_cancelled() {
         become_subreaper();
         let dir = tempfile::tempdir().expect("tempdir");
-        let job = attempt(dir.path(), "echo ready; sleep 300 & sleep 300");
-        let log_path = job.log_path.clone();
-        let cancel = CancellationToken::new();
-        let (handle, pgid) = start(job, cancel.clone()).await;
-        eventually("the command runs", || log_contains(&log_path, "ready")).await;
-        cancel.cancel();
-        let report = tokio::time::timeout(PATIENCE, handle)
-            .await
-            .expect("run_shell finishes")
-            .expect("task ok");
-        assert_eq!(report.reason, ExitReason::Cancelled);
-        assert_eq!(report.pid, Some(u32::try_from(pgid).expect("pid fits")));
-        eventually("the process group is gone", || group_is_gone(pgid)).await;
-        let log = std::fs::read_to_string(&log_path).expect("log");
-        assert!(log.contains("[weir] cancelled: attempt ended after "), "{log}");
+        let command = "echo ready; sleep 300 & sleep 300";
+        // Under the exit-recording wrapper too, which then leaves no record.
+        for job in [attempt(dir.path(), command), recorded(dir.path(), command)] {
+            let (log_path, record) = (job.log_path.clone(), job.exit_record_path.clone());
+            let _ = std::fs::remove_file(&log_path);
+            let cancel = CancellationToken::new();
+            let (handle, pgid) = start(job, cancel.clone()).await;
+            eventually("the command runs", || log_contains(&log_path, "ready")).await;
+            cancel.cancel();
+            let report = tokio::time::timeout(PATIENCE, handle)
+                .await
+                .expect("run_shell finishes")
+                .expect("task ok");
+            assert_eq!(report.reason, ExitReason::Cancelled);
+            assert_eq!(report.pid, Some(u32::try_from(pgid).expect("pid fits")));
+            eventually("the process group is gone", || group_is_gone(pgid)).await;
+            let log = std::fs::read_to_string(&log_path).expect("log");
+            assert!(log.contains("[weir] cancelled: attempt ended after "), "{log}");
+            assert!(
+                !record.is_some_and(|record| record.exists()),
+                "a record for a cancelled attempt"
+            );
+        }
     }
 
     #[tokio::test]
@@ -1145,28 +1153,6 @@ mod tests {
         let (report, _) = run(recorded(dir.path(), "kill -KILL $$")).await;
         assert_eq!(report.reason, ExitReason::Signalled { signal: 9 });
         assert!(!record.exists(), "a record after the wrapper was killed");
-    }
-
-    #[tokio::test]
-    async fn a_cancelled_attempt_under_the_wrapper_leaves_no_record_and_no_process() {
-        become_subreaper();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let job = recorded(dir.path(), "echo ready; sleep 300 & sleep 300");
-        let (log_path, record) = (
-            job.log_path.clone(),
-            job.exit_record_path.clone().expect("a record path"),
-        );
-        let cancel = CancellationToken::new();
-        let (handle, pgid) = start(job, cancel.clone()).await;
-        eventually("the command runs", || log_contains(&log_path, "ready")).await;
-        cancel.cancel();
-        let report = tokio::time::timeout(PATIENCE, handle)
-            .await
-            .expect("run_shell finishes")
-            .expect("task ok");
-        assert_eq!(report.reason, ExitReason::Cancelled);
-        eventually("the process group is gone", || group_is_gone(pgid)).await;
-        assert!(!record.exists(), "a record for a cancelled attempt");
     }
 
     #[test]
