@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{App, CliResult};
+use super::{App, CliError, CliResult};
 use crate::api::auth::Authenticator;
 use crate::api::{self, ApiState};
 use crate::config::AuthMode;
@@ -18,6 +18,7 @@ use crate::runtime::executor::LocalExecutor;
 use crate::runtime::loader::{self, DagFolder};
 use crate::runtime::metrics::SchedulerMetrics;
 use crate::runtime::scheduler::{Scheduler, SchedulerSettings};
+use crate::runtime::scheduler_lock::{self, SchedulerLock};
 use crate::runtime::users::{self, FirstAdmin};
 
 /// Most bytes of one attempt's output kept in its log file.
@@ -28,6 +29,14 @@ pub async fn serve(app: &App, with_scheduler: bool, with_webserver: bool) -> Cli
     // not the default action that kills the process.
     let signals = Signals::install();
     let config = &app.config;
+    // One scheduler per SQLite database, held until this process ends (a second one would wait
+    // on the first one's writes; on PostgreSQL several run side by side).
+    let _scheduler_lock = match scheduler_lock::sqlite_file(&config.database_url) {
+        Some(database) if with_scheduler => {
+            Some(SchedulerLock::acquire(&database).map_err(|error| CliError::Failed(error.to_string()))?)
+        }
+        _ => None,
+    };
     let db = app.db(with_scheduler).await?;
     let secrets = app.secrets_key()?;
     if with_scheduler {

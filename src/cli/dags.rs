@@ -15,10 +15,12 @@ use super::output::{self, OutputFormat};
 use super::{App, CliError, CliResult, parse_time_arg};
 use crate::domain::dag::Dag;
 use crate::domain::ids::DagId;
+use crate::domain::liveness::SchedulerKind;
 use crate::domain::state::RunState;
 use crate::runtime::executor::LocalExecutor;
 use crate::runtime::loader::{self, DagBag};
 use crate::runtime::operations;
+use crate::runtime::recovery::Registration;
 use crate::runtime::scheduler::{Scheduler, SchedulerSettings};
 use crate::storage::runs;
 use crate::storage::{self, Db};
@@ -419,9 +421,11 @@ async fn test(app: &App, dag_id: &str, logical_date: Option<&str>) -> CliResult 
     let logical_date = logical_date
         .map(|text| parse_time_arg(text, dag.timetable.timezone))
         .transpose()?;
-    let owner = format!("test:{}:{}", std::process::id(), Utc::now().timestamp_micros());
-    let new_run = operations::manual_run(&dag, &Value::Null, logical_date, None, Some(owner.clone()))?;
     let db = app.db(false).await?;
+    // Registered before the run exists, so the run is never without a live owner: a daemon
+    // leaves it alone while this process lives and adopts it once it is gone.
+    let registration = Registration::register(&db, SchedulerKind::Test, Utc::now()).await?;
+    let new_run = operations::manual_run(&dag, &Value::Null, logical_date, None, Some(registration.run_owner()))?;
     let run = operations::trigger(&db, &dag, &new_run).await?;
     let entry = super::audit::entry("trigger_dag_run")
         .dag(run.dag_id.as_str())
@@ -430,7 +434,7 @@ async fn test(app: &App, dag_id: &str, logical_date: Option<&str>) -> CliResult 
         .detail("test", true);
     super::audit::record(&db, entry).await;
     println!("testing {} run {}", dag.dag_id, run.run_id);
-    let state = drive_run(app, &db, single_dag_bag(&dag), owner, run.pk).await?;
+    let state = drive_run(app, &db, single_dag_bag(&dag), registration, run.pk).await?;
     super::tasks::print_states(&db, &run, OutputFormat::Table).await?;
     println!("run {} {state}", run.run_id);
     Ok(if state == RunState::Success {
@@ -446,8 +450,14 @@ fn single_dag_bag(dag: &Arc<Dag>) -> DagBag {
     bag
 }
 
-/// Drives one owned run to its end in this process with a local executor.
-pub async fn drive_run(app: &App, db: &Db, bag: DagBag, owner: String, run_pk: i64) -> anyhow::Result<RunState> {
+/// Drives one run owned by `registration` to its end in this process with a local executor.
+pub async fn drive_run(
+    app: &App,
+    db: &Db,
+    bag: DagBag,
+    registration: Registration,
+    run_pk: i64,
+) -> anyhow::Result<RunState> {
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let executor = LocalExecutor::new(events_tx);
     let settings = SchedulerSettings {
@@ -456,12 +466,14 @@ pub async fn drive_run(app: &App, db: &Db, bag: DagBag, owner: String, run_pk: i
         logs_dir: app.config.logs_dir(),
         kill_grace: app.config.task_kill_grace,
         max_log_bytes: 256 * 1024 * 1024,
-        owner: Some(owner),
+        owner: Some(registration.run_owner()),
         variables: BTreeMap::new(),
         connection_passwords: Vec::new(),
         secrets: crate::runtime::connections::SecretSources::from_config(&app.config, app.secrets_key()?),
     };
     let (_bag_tx, bag_rx) = watch::channel(Arc::new(bag));
-    let scheduler = Scheduler::new(db.clone(), settings, bag_rx, executor);
-    scheduler.drive_until_finished(run_pk, &mut events_rx).await
+    let scheduler = Scheduler::new(db.clone(), settings, bag_rx, executor).with_registration(registration);
+    let state = scheduler.drive_until_finished(run_pk, &mut events_rx).await;
+    scheduler.mark_stopped().await;
+    state
 }

@@ -11,6 +11,7 @@ pub mod datasets;
 pub mod dates;
 pub mod duration;
 pub mod ids;
+pub mod liveness;
 pub mod params;
 pub mod planner;
 pub mod schedule;

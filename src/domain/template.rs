@@ -24,11 +24,20 @@ const SHELL: AutoEscape = AutoEscape::Custom("shell");
 /// and a bound on `{% for %}` nests that would otherwise run for hours.
 const FUEL: u64 = 5_000_000;
 
+/// Most bytes one rendered field may hold (a command, a URL, an env value, a SQL text). Rendered
+/// fields are stored with each attempt: `{{ ['x'] * 100000000 }}` must fail the attempt with a
+/// clear reason, not write 700 MB into the database. Fuel cannot bound this: one instruction
+/// can print a huge value.
+pub const MAX_RENDERED_FIELD_BYTES: usize = 1024 * 1024;
+
 fn base_environment() -> Environment<'static> {
     let mut environment = Environment::new();
     environment.set_undefined_behavior(UndefinedBehavior::Strict);
     environment.set_keep_trailing_newline(true);
     environment.set_fuel(Some(FUEL));
+    // Every `{{ ... }}` is printed within the field's limit, also inside `{% set %}` blocks and
+    // macros, whose text does not pass through the capped output of `render_in`.
+    environment.set_formatter(plain_formatter);
     environment.add_filter("ds_add", ds_add);
     environment.add_filter("ds_format", ds_format);
     environment.add_filter("raw", raw);
@@ -160,10 +169,61 @@ fn render_in(
     template: &str,
     context: &Value,
 ) -> Result<String, RenderError> {
-    environment.render_str(template, context).map_err(|error| RenderError {
+    let failed = |reason: String| RenderError {
         field: field.to_string(),
-        reason: describe(&error),
-    })
+        reason,
+    };
+    let compiled = environment
+        .template_from_str(template)
+        .map_err(|error| failed(describe(&error)))?;
+    let mut output = CappedOutput::default();
+    if let Err(error) = compiled.render_captured_to(context, &mut output) {
+        return Err(failed(if output.overflowed {
+            too_long("the rendered text")
+        } else {
+            describe(&error)
+        }));
+    }
+    // Only whole `str` pieces are ever written, so the bytes are UTF-8.
+    String::from_utf8(output.bytes).map_err(|_| failed("the rendered text is not UTF-8".to_string()))
+}
+
+/// What a field or value past [`MAX_RENDERED_FIELD_BYTES`] is told.
+fn too_long(what: &str) -> String {
+    format!(
+        "{what} is longer than {MAX_RENDERED_FIELD_BYTES} bytes (1 MiB), the most a rendered field may hold: render less (a repeated value or a loop that prints too much?), or have the task read the data from a file"
+    )
+}
+
+/// The output of one render, refusing to grow past [`MAX_RENDERED_FIELD_BYTES`].
+#[derive(Default)]
+struct CappedOutput {
+    bytes: Vec<u8>,
+    overflowed: bool,
+}
+
+impl std::io::Write for CappedOutput {
+    fn write(&mut self, piece: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + piece.len() > MAX_RENDERED_FIELD_BYTES {
+            self.overflowed = true;
+            return Err(std::io::Error::other("the rendered field is too long"));
+        }
+        self.bytes.extend_from_slice(piece);
+        Ok(piece.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Prints a value into a plain field, as minijinja's own formatter would, within the limit.
+fn plain_formatter(out: &mut Output<'_>, _state: &State<'_, '_>, value: &TemplateValue) -> Result<(), Error> {
+    if value.is_undefined() {
+        return Ok(());
+    }
+    out.write_str(&text_of(value)?)
+        .map_err(|error| Error::new(ErrorKind::WriteFailure, "cannot write the rendered field").with_source(error))
 }
 
 /// Writes a value into a shell command: as it is when `| raw` marked it, else as one quoted word.
@@ -172,7 +232,7 @@ fn shell_formatter(out: &mut Output<'_>, _state: &State<'_, '_>, value: &Templat
     if value.is_undefined() {
         return Ok(());
     }
-    let text = text_of(value);
+    let text = text_of(value)?;
     let written = if value.is_safe() {
         text
     } else {
@@ -182,17 +242,52 @@ fn shell_formatter(out: &mut Output<'_>, _state: &State<'_, '_>, value: &Templat
         .map_err(|error| Error::new(ErrorKind::WriteFailure, "cannot write the rendered command").with_source(error))
 }
 
-fn text_of(value: &TemplateValue) -> String {
-    match value.as_str() {
-        Some(text) => text.to_string(),
-        None => value.to_string(),
+/// A value as text, refused past [`MAX_RENDERED_FIELD_BYTES`] before more is built: printing
+/// `['x'] * 100000000` would otherwise make a 700 MB string first.
+fn text_of(value: &TemplateValue) -> Result<String, Error> {
+    if let Some(text) = value.as_str() {
+        if text.len() > MAX_RENDERED_FIELD_BYTES {
+            return Err(Error::new(ErrorKind::InvalidOperation, too_long("a value")));
+        }
+        return Ok(text.to_string());
+    }
+    // Each item of a list or map prints at least one byte: one with more items than the limit is
+    // refused before printing. Printing it would stop at the limit but still walk every item
+    // (the standard list formatter goes on after an error), which takes minutes for 100,000,000.
+    if value.len().is_some_and(|items| items > MAX_RENDERED_FIELD_BYTES) {
+        return Err(Error::new(ErrorKind::InvalidOperation, too_long("a value")));
+    }
+    let mut text = CappedText::default();
+    use std::fmt::Write;
+    match write!(text, "{value}") {
+        Ok(()) => Ok(text.text),
+        Err(_) if text.overflowed => Err(Error::new(ErrorKind::InvalidOperation, too_long("a value"))),
+        Err(_) => Err(Error::new(ErrorKind::InvalidOperation, "cannot print this value")),
+    }
+}
+
+/// Text that refuses to grow past [`MAX_RENDERED_FIELD_BYTES`].
+#[derive(Default)]
+struct CappedText {
+    text: String,
+    overflowed: bool,
+}
+
+impl std::fmt::Write for CappedText {
+    fn write_str(&mut self, piece: &str) -> std::fmt::Result {
+        if self.text.len() + piece.len() > MAX_RENDERED_FIELD_BYTES {
+            self.overflowed = true;
+            return Err(std::fmt::Error);
+        }
+        self.text.push_str(piece);
+        Ok(())
     }
 }
 
 /// `{{ value | raw }}`: the value pasted as it is, unquoted. In a shell command this is the one
 /// way to insert shell syntax; elsewhere it changes nothing.
-fn raw(value: TemplateValue) -> TemplateValue {
-    TemplateValue::from_safe_string(text_of(&value))
+fn raw(value: TemplateValue) -> Result<TemplateValue, Error> {
+    Ok(TemplateValue::from_safe_string(text_of(&value)?))
 }
 
 fn unchanged(value: TemplateValue) -> TemplateValue {
@@ -263,7 +358,7 @@ fn ds_format(ds: String, first: String, second: Option<String>) -> Result<String
 /// `{{ value | shell_quote }}` outside shell commands: one shell word, whatever the value holds.
 /// In a shell command values are quoted anyway and this filter leaves them as they are.
 fn shell_quote(value: TemplateValue) -> Result<String, Error> {
-    shell_word(&text_of(&value)).map_err(|reason| Error::new(ErrorKind::InvalidOperation, reason))
+    shell_word(&text_of(&value)?).map_err(|reason| Error::new(ErrorKind::InvalidOperation, reason))
 }
 
 #[cfg(test)]
@@ -412,6 +507,33 @@ mod tests {
         )
         .unwrap_err();
         assert!(error.reason.contains("fuel"), "{error}");
+    }
+
+    #[test]
+    fn a_field_that_would_render_past_the_limit_fails_naming_the_field_and_the_limit() {
+        let huge = "{{ ['x'] * 100000000 }}";
+        for error in [
+            render("env.BIG", huge, &context()).unwrap_err(),
+            render_shell_command(&format!("echo {huge}"), &context()).unwrap_err(),
+            render_shell_command("echo {{ (['x'] * 100000000) | raw }}", &context()).unwrap_err(),
+            render(
+                "url",
+                "{% for i in range(2000) %}{{ 'x' * 1000 }}{% endfor %}",
+                &context(),
+            )
+            .unwrap_err(),
+        ] {
+            assert!(
+                error
+                    .reason
+                    .contains("longer than 1048576 bytes (1 MiB), the most a rendered field may hold"),
+                "{error}"
+            );
+        }
+        let error = render("env.BIG", huge, &context()).unwrap_err();
+        assert!(error.to_string().starts_with("cannot render `env.BIG`: "), "{error}");
+        let within = render("url", "{{ 'x' * 1048576 }}", &context()).unwrap();
+        assert_eq!(within.len(), MAX_RENDERED_FIELD_BYTES);
     }
 
     #[test]

@@ -23,6 +23,7 @@ use super::spec::{DagSpec, ParamDecl, ScheduleSpec, TaskSpec};
 use super::template;
 use super::trigger_rule::TriggerRule;
 
+pub mod limits;
 mod operators;
 mod syntax;
 
@@ -71,6 +72,16 @@ impl fmt::Display for Problem {
 pub struct DagFileError {
     pub path: PathBuf,
     pub problems: Vec<Problem>,
+}
+
+impl DagFileError {
+    /// The error of the file at `path`, its problems within [`limits::bounded`]'s bounds.
+    pub fn new(path: &Path, problems: Vec<Problem>) -> Self {
+        DagFileError {
+            path: path.to_path_buf(),
+            problems: limits::bounded(problems),
+        }
+    }
 }
 
 impl fmt::Display for DagFileError {
@@ -146,10 +157,7 @@ impl Dag {
     /// Parses and validates one DAG file. `path` names the file in messages and gives the default
     /// `dag_id` (its stem) and the folder tasks run in.
     pub fn from_yaml(path: &Path, text: &str, context: &ValidationContext) -> Result<Dag, DagFileError> {
-        let fail = |problems: Vec<Problem>| DagFileError {
-            path: path.to_path_buf(),
-            problems,
-        };
+        let fail = |problems: Vec<Problem>| DagFileError::new(path, problems);
         if text.len() > MAX_DAG_FILE_BYTES {
             return Err(fail(vec![too_large(text.len() as u64)]));
         }
@@ -599,21 +607,24 @@ fn tasks(spec: &DagSpec, context: &ValidationContext, problems: &mut Problems) -
         built.push((task, task_spec));
     }
 
-    // Dependencies: every entry must name another task, once.
+    // Dependencies: every entry must name another task, once. A task that failed to build still
+    // has its id in `ids`: depending on it is not a second problem.
+    let mut near_names = None;
     for (task, task_spec) in &mut built {
         let mut seen = HashSet::new();
         for entry in task_spec.value.depends_on.iter().flatten() {
             match ids.get(entry.value.as_str()) {
                 None => {
-                    let mut known: Vec<&str> = ids.keys().copied().collect();
-                    known.sort_unstable();
+                    let near = near_names
+                        .get_or_insert_with(|| limits::NearNames::new(ids.keys().copied()))
+                        .near(&entry.value);
                     problems.at(
                         entry,
                         format!(
-                            "task `{}` depends on unknown task `{}`: known tasks are {}",
+                            "task `{}` depends on unknown task `{}`: {}",
                             task.task_id,
                             entry.value,
-                            known.join(", ")
+                            limits::unknown_name_hint(near.as_deref())
                         ),
                     );
                 }
@@ -650,6 +661,8 @@ fn tasks(spec: &DagSpec, context: &ValidationContext, problems: &mut Problems) -
 }
 
 /// Orders tasks so each comes after its upstream tasks; a cycle is reported with its members.
+/// An upstream task that failed to build is not in `built`: its edges are left out (its own
+/// problem is reported, and no `Dag` is made from a file with one).
 fn topological_order(built: &[(Task, &Spanned<TaskSpec>)], problems: &mut Problems) -> Option<Vec<Task>> {
     let position: HashMap<&TaskId, usize> = built
         .iter()
@@ -675,8 +688,11 @@ fn topological_order(built: &[(Task, &Spanned<TaskSpec>)], problems: &mut Proble
         while let Some(&mut (node, ref mut next_edge)) = stack.last_mut() {
             let upstream = &built[node].0.upstream;
             if *next_edge < upstream.len() {
-                let target = position[&upstream[*next_edge]];
+                let target = position.get(&upstream[*next_edge]).copied();
                 *next_edge += 1;
+                let Some(target) = target else {
+                    continue;
+                };
                 match marks[target] {
                     Mark::White => {
                         marks[target] = Mark::Grey;
@@ -982,17 +998,21 @@ tasks:
     }
 
     #[test]
-    fn depending_on_an_unknown_task_is_reported_at_the_entry_with_the_known_tasks() {
+    fn depending_on_an_unknown_task_is_reported_at_the_entry_with_the_near_names() {
         check(
             r"
 tasks:
   extract:
     command: ./extract.sh
+  transform:
+    command: ./transform.sh
   load:
     command: ./load.sh
     depends_on: [extract, transfrom]
 ",
-            &["6:27: task `load` depends on unknown task `transfrom`: known tasks are extract, load"],
+            &[
+                "8:27: task `load` depends on unknown task `transfrom`: did you mean `transform`? Fix the name or add the task",
+            ],
         );
     }
 
@@ -1664,8 +1684,8 @@ tasks:
                 "7:14: template error in `command`: syntax error: unexpected end of input, \
                  expected end of variable block (template line 1); check the {{ }} and {% %} \
                  pairs",
-                "8:27: task `load` depends on unknown task `missing`: known tasks are extract, \
-                 load",
+                "8:27: task `load` depends on unknown task `missing`: no task has a similar id; \
+                 fix the name or add the task",
                 "9:11: unknown pool `gpu`: add it under [pools] in config.toml (known pools: \
                  default, etl)",
                 "12:19: unknown trigger rule `sometimes`; expected one of: all_success, \

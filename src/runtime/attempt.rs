@@ -202,9 +202,9 @@ pub fn render_fields(task: &Task, folder: &Path, context: &Value) -> Result<Rend
     }) = &operator
     {
         let full = folder.join(path);
-        let text = std::fs::read_to_string(&full).map_err(|error| RenderError {
+        let text = read_sql_file(&full).map_err(|reason| RenderError {
             field: "sql_file".to_string(),
-            reason: format!("cannot read {}: {error}", full.display()),
+            reason,
         })?;
         template::check_sql_text("sql_file", &text).map_err(|reason| RenderError {
             field: "sql_file".to_string(),
@@ -222,6 +222,33 @@ pub fn render_fields(task: &Task, folder: &Path, context: &Value) -> Result<Rend
         .map(|(name, value)| Ok((name.clone(), template::render(&format!("env.{name}"), value, context)?)))
         .collect::<Result<Vec<_>, RenderError>>()?;
     Ok(RenderedFields { operator, env })
+}
+
+/// Reads a task's SQL file: a regular file of at most [`template::MAX_RENDERED_FIELD_BYTES`]
+/// (its text is a rendered field, stored with the attempt), without reading more than that.
+/// `/dev/zero` or a FIFO would otherwise be read forever or block the scheduler.
+fn read_sql_file(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let cannot_read = |error: std::io::Error| format!("cannot read {}: {error}", path.display());
+    let metadata = std::fs::metadata(path).map_err(cannot_read)?;
+    if !metadata.is_file() {
+        return Err(format!(
+            "{} is not a regular file: point `sql_file` at a file of SQL text",
+            path.display()
+        ));
+    }
+    let limit = template::MAX_RENDERED_FIELD_BYTES;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(limit as u64 + 1).read_to_end(&mut bytes))
+        .map_err(cannot_read)?;
+    if bytes.len() > limit {
+        return Err(format!(
+            "{} is larger than {limit} bytes (1 MiB), the most a SQL file may hold: split it into several tasks, or load the data with a `transfer` task",
+            path.display()
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", path.display()))
 }
 
 /// `<state_dir>/logs/<dag_id>/<run_id>/<task_id>/<try>.log` (§4).

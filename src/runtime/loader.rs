@@ -140,11 +140,40 @@ impl DagFolder {
 
 /// Reads and validates one DAG file.
 /// A file larger than [`MAX_DAG_FILE_BYTES`] is refused without reading more than that.
+/// A bug in weir that panics while reading the file becomes that file's import error: one file
+/// must never stop the daemon's loader, `weir serve` or `weir dags validate`.
 pub fn parse_file(path: &Path, context: &ValidationContext) -> Result<Dag, DagFileError> {
-    let fail = |problem: Problem| DagFileError {
-        path: path.to_path_buf(),
-        problems: vec![problem],
-    };
+    catching_panics(path, || read_and_validate(path, context))
+}
+
+/// Runs `parse`, turning a panic in it into the import error of the file at `path`.
+fn catching_panics(path: &Path, parse: impl FnOnce() -> Result<Dag, DagFileError>) -> Result<Dag, DagFileError> {
+    // A parse only reads its file and the context and builds a new `Dag`: a panic halfway leaves
+    // nothing shared half-changed, so unwinding past it is safe.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(parse)).unwrap_or_else(|payload| {
+        let reason = payload
+            .downcast_ref::<&str>()
+            .map(|text| (*text).to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_string());
+        tracing::error!(path = %path.display(), %reason, "internal error while reading a DAG file");
+        Err(DagFileError::new(path, vec![internal_error(&reason)]))
+    })
+}
+
+/// The import error of a file whose reading hit a bug in weir.
+fn internal_error(reason: &str) -> Problem {
+    Problem {
+        line: 1,
+        column: 1,
+        message: format!(
+            "internal error while reading this file: {reason}; this is a bug in weir, please report it with the file attached (the other DAG files are not affected)"
+        ),
+    }
+}
+
+fn read_and_validate(path: &Path, context: &ValidationContext) -> Result<Dag, DagFileError> {
+    let fail = |problem: Problem| DagFileError::new(path, vec![problem]);
     let cannot_read = |error: std::io::Error| Problem {
         line: 1,
         column: 1,
@@ -274,11 +303,18 @@ pub async fn watch_folder(
             _ = rescan.tick() => {}
         }
         let scanning = Arc::clone(&folder);
-        let refreshed =
-            tokio::task::spawn_blocking(move || scanning.lock().map(|mut folder| folder.refresh()).ok().flatten())
-                .await
-                .ok()
-                .flatten();
+        let refreshed = tokio::task::spawn_blocking(move || {
+            // A panic in a rescan (`parse_file` already turns one in a file into its import
+            // error) poisons the lock; each file's entry is still whole, so later rescans go on
+            // with them instead of never loading a file again.
+            let mut folder = scanning.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            folder.refresh()
+        })
+        .await
+        .unwrap_or_else(|error| {
+            tracing::error!(%error, "rescanning the DAG folder failed; trying again at the next change");
+            None
+        });
         if let Some(new_bag) = refreshed {
             tracing::info!(
                 dags = new_bag.dags.len(),
@@ -303,5 +339,44 @@ pub async fn watch_folder(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_while_reading_a_file_becomes_its_import_error() {
+        let path = Path::new("/dags/buggy.yaml");
+        let error = catching_panics(path, || panic!("no entry found for key")).unwrap_err();
+        assert_eq!(error.path, path);
+        assert_eq!(
+            error.to_string(),
+            "/dags/buggy.yaml:1:1: internal error while reading this file: no entry found for key; this is a bug in weir, please report it with the file attached (the other DAG files are not affected)"
+        );
+        let formatted = catching_panics(path, || panic!("index {} out of range", 7)).unwrap_err();
+        assert!(
+            formatted.problems[0].message.contains(": index 7 out of range;"),
+            "{formatted}"
+        );
+    }
+
+    #[test]
+    fn a_task_depending_on_a_broken_one_is_reported_once_and_the_other_files_load() {
+        let folder = tempfile::tempdir().expect("temporary folder");
+        std::fs::write(folder.path().join("good.yaml"), "tasks:\n  a: {command: 'true'}\n").expect("write");
+        std::fs::write(
+            folder.path().join("broken.yaml"),
+            "tasks:\n  a: {type: nosuch}\n  b: {command: 'true', depends_on: [a]}\n",
+        )
+        .expect("write");
+        let bag = load_folder(folder.path(), &ValidationContext::default());
+        assert_eq!(bag.dags.keys().map(DagId::as_str).collect::<Vec<_>>(), ["good"]);
+        assert_eq!(bag.errors.len(), 1);
+        assert_eq!(
+            bag.errors[0].problems[0].message,
+            "unknown task type `nosuch`: use one of shell, http, sql, transfer, sensor, trigger_dag"
+        );
     }
 }

@@ -18,4 +18,5 @@ pub mod operators;
 pub mod process;
 pub mod recovery;
 pub mod scheduler;
+pub mod scheduler_lock;
 pub mod users;

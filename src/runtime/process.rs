@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::exit_record::{EXIT_RECORDING_WRAPPER, WRAPPER_NAME};
 use super::masking::Masker;
 pub use super::masking::mask_secrets;
+use crate::domain::liveness::ProcessState;
 
 /// Longest piece of output kept in memory as one line. A longer line (no newline for
 /// that long) is written to the log in pieces of at most this size, so a task that
@@ -449,6 +450,24 @@ fn parse_proc_stat(stat: &str) -> Option<ProcStat> {
     let ppid = fields.next()?.parse().ok()?;
     let pgrp = fields.next()?.parse().ok()?;
     Some(ProcStat { state, ppid, pgrp })
+}
+
+/// What this host knows of `pid`: gone (or a zombie), or running since its start time (clock
+/// ticks since boot, field 22 of /proc/<pid>/stat), so a pid reused by another process is told
+/// apart from the one recorded. Reads one /proc file.
+pub fn process_state(pid: u32) -> ProcessState {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return ProcessState::Gone;
+    };
+    if parse_proc_stat(&stat).is_none_or(ProcStat::is_zombie) {
+        return ProcessState::Gone;
+    }
+    // After the command name: state is field 3, so starttime (field 22) is the 20th.
+    let start_time = stat
+        .rfind(')')
+        .and_then(|end| stat[end + 1..].split_whitespace().nth(19))
+        .and_then(|ticks| ticks.parse().ok());
+    ProcessState::Running { start_time }
 }
 
 /// Pids of all processes currently listed in /proc (empty if /proc is unreadable).
@@ -1223,6 +1242,21 @@ mod tests {
                 pgrp: 42
             })
         );
+    }
+
+    #[test]
+    fn this_process_is_running_since_a_fixed_start_and_a_reaped_child_is_gone() {
+        let me = std::process::id();
+        let first = process_state(me);
+        assert!(
+            matches!(first, ProcessState::Running { start_time: Some(_) }),
+            "{first:?}"
+        );
+        assert_eq!(process_state(me), first, "the start time does not move");
+        let mut child = std::process::Command::new("true").spawn().expect("spawn true");
+        let pid = child.id();
+        child.wait().expect("reap true");
+        assert_eq!(process_state(pid), ProcessState::Gone);
     }
 
     #[test]

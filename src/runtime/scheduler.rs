@@ -27,15 +27,16 @@ use super::exit_record::{ExitRecord, read_exit_record};
 use super::loader::DagBag;
 use super::metrics::SchedulerMetrics;
 use super::process::{ShellAttempt, kill_processes_with_env};
-use super::recovery::recovered_result;
+use super::recovery::{self, OrphanAttempt, Registration, recovered_result};
 use crate::domain::backfill::{BackfillState, DateAction, DateProgress, backfill_step};
 use crate::domain::dag::{Dag, Operator, Task};
 use crate::domain::ids::{DagId, RunId, TaskId};
+use crate::domain::liveness::{HEARTBEAT_EVERY, SchedulerKind};
 use crate::domain::planner::{self, Candidate, Capacity, Decision, RunSnapshot, TaskInstanceState};
 use crate::domain::state::{RunState, RunType, TaskState};
 use crate::storage::backfills::{self, Backfill, BackfillDate};
 use crate::storage::runs::{self, DagRun, NewRun, RunFilter};
-use crate::storage::task_instances::{self, AttemptEnd, AttemptStart, SlotHolder, TaskInstance, TaskSlots};
+use crate::storage::task_instances::{self, AttemptEnd, AttemptStart, SlotHolder, TaskSlots};
 use crate::storage::{self, Db, StorageError};
 
 /// How a scheduler is set up.
@@ -96,6 +97,9 @@ pub struct Scheduler {
     metrics: Arc<SchedulerMetrics>,
     /// Alerts (§9): `None` raises none (`weir dags test`).
     alerts: Option<AlertHooks>,
+    /// This scheduler's row: its claims are recorded as its own, and recovery leaves them alone
+    /// while it beats. [`Scheduler::run`] registers one when none was given.
+    registration: Option<Registration>,
 }
 
 /// How the scheduler raises alerts: where to route them, and whom to wake once they are committed.
@@ -176,10 +180,7 @@ impl Scheduler {
         dags: watch::Receiver<Arc<DagBag>>,
         executor: Arc<dyn Executor>,
     ) -> Self {
-        let hostname = nix::unistd::gethostname()
-            .ok()
-            .and_then(|name| name.into_string().ok())
-            .unwrap_or_else(|| "localhost".to_string());
+        let hostname = recovery::this_host();
         Scheduler {
             db,
             settings,
@@ -192,6 +193,46 @@ impl Scheduler {
             scope: std::sync::Mutex::new(PlanScope::default()),
             metrics: Arc::new(SchedulerMetrics::default()),
             alerts: None,
+            registration: None,
+        }
+    }
+
+    /// Claims attempts as the registered scheduler `registration` (`weir dags test` registers
+    /// before it creates the run it owns).
+    pub fn with_registration(mut self, registration: Registration) -> Self {
+        self.registration = Some(registration);
+        self
+    }
+
+    fn scheduler_id(&self) -> Option<i64> {
+        self.registration.as_ref().map(|registration| registration.id)
+    }
+
+    /// Records that this scheduler is alive at `now`; a daemon also updates the heartbeat
+    /// `/monitor/health` reports.
+    async fn heartbeat(&self, connection: &mut sqlx::AnyConnection, now: DateTime<Utc>) -> anyhow::Result<()> {
+        if let Some(registration) = &self.registration {
+            storage::schedulers::heartbeat(connection, registration.id, now).await?;
+        }
+        if self.owner().is_none() {
+            storage::record_heartbeat(connection, now).await?;
+        }
+        Ok(())
+    }
+
+    /// Records this scheduler's clean stop: what it still holds is anyone's to recover at once.
+    pub async fn mark_stopped(&self) {
+        let Some(registration) = &self.registration else {
+            return;
+        };
+        let stopped = async {
+            let mut connection = self.db.acquire().await?;
+            storage::schedulers::mark_stopped(&mut connection, registration.id, Utc::now()).await
+        };
+        if let Err(error) = stopped.await {
+            tracing::warn!(
+                "cannot record this scheduler's stop (its attempts are recovered once its process is gone): {error:#}"
+            );
         }
     }
 
@@ -938,7 +979,8 @@ impl Scheduler {
                 .filter(|attempt| attempt.run.pk == *run_pk)
                 .map(|attempt| (&attempt.task.task_id, &attempt.rendered_json))
                 .collect();
-            let tries = task_instances::claim_many(&mut transaction, *run_pk, &claims, now).await?;
+            let tries =
+                task_instances::claim_many(&mut transaction, *run_pk, &claims, self.scheduler_id(), now).await?;
             claimed.insert(*run_pk, tries.into_iter().collect());
         }
         let mut requests = Vec::new();
@@ -1223,34 +1265,66 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Ends attempts that a previous scheduler left queued or running (§3.9): their processes
-    /// are killed if any still exist, and each is recorded as it ended (see `recover_attempt`).
-    /// Returns how many were ended.
+    /// Takes over what dead owners left (§3.9): the attempts a crashed or killed scheduler or
+    /// `weir dags test` left queued or running are ended, and the runs of a dead `weir dags test`
+    /// are adopted (driven by the daemon from now on). A live owner's work (another scheduler on
+    /// PostgreSQL, a `weir dags test` in progress) is left alone. Returns how many attempts were
+    /// ended.
     pub async fn recover(&self, now: DateTime<Utc>) -> anyhow::Result<usize> {
+        let me = self
+            .registration
+            .as_ref()
+            .context("recovery needs a registered scheduler")?;
         let mut connection = self.db.acquire().await?;
-        let active = task_instances::active(&mut connection).await?;
-        let mut orphans = Vec::new();
-        for instance in active {
-            let Some(run) = runs::get_by_pk(&mut connection, instance.run_pk).await? else {
-                continue;
-            };
-            if run.owner.as_deref() == self.owner() {
-                orphans.push((instance, run));
+        let orphans = recovery::find_orphans(&mut connection, me, now).await?;
+        let mut adopted = 0;
+        for orphan in &orphans.runs {
+            if let Some(owner) = orphan.run.owner.as_deref()
+                && runs::adopt(&mut connection, orphan.run.pk, owner).await?
+            {
+                adopted += 1;
+                tracing::warn!(dag_id = %orphan.run.dag_id, run_id = %orphan.run.run_id, owner, "adopted a run whose `weir dags test` is gone: {}", orphan.death);
             }
         }
+        // Taken over one by one, each only if still held by the dead owner: of two schedulers
+        // recovering the same attempt, one ends it.
+        let mut taken = Vec::new();
+        for orphan in orphans.attempts {
+            let instance = &orphan.instance;
+            if task_instances::take_over(
+                &mut connection,
+                instance.run_pk,
+                &instance.task_id,
+                instance.try_number,
+                orphan.holder,
+                me.id,
+            )
+            .await?
+            {
+                taken.push(orphan);
+            }
+        }
+        if adopted > 0 || !taken.is_empty() {
+            // Other schedulers plan again too; this one plans every run at its next step.
+            storage::signal_change(&mut connection).await?;
+            self.forget_schedule_memo();
+        }
         drop(connection);
-        let count = orphans.len();
-        for (instance, run) in orphans {
-            self.recover_attempt(&instance, &run, now).await?;
+        let count = taken.len();
+        for orphan in taken {
+            self.end_orphan(orphan, now).await?;
         }
         Ok(count)
     }
 
-    /// Ends one attempt its scheduler left queued or running. Its leftover processes are killed
-    /// first (so nothing writes its exit record any more); then an attempt whose wrapper recorded
-    /// its exit status is recorded as finished with it and not run again, and any other is
-    /// crash-ended: run again without using a retry, up to `MAX_FREE_CRASH_ENDS` times.
-    async fn recover_attempt(&self, instance: &TaskInstance, run: &DagRun, now: DateTime<Utc>) -> anyhow::Result<()> {
+    /// Ends one attempt whose owner is dead. Its processes on this host are killed first (so
+    /// nothing writes its exit record any more); then an attempt whose wrapper recorded its exit
+    /// status is recorded as finished with it and not run again, and any other is crash-ended:
+    /// run again without using a retry, up to `MAX_FREE_CRASH_ENDS` times.
+    async fn end_orphan(&self, orphan: OrphanAttempt, now: DateTime<Utc>) -> anyhow::Result<()> {
+        let OrphanAttempt {
+            instance, run, death, ..
+        } = orphan;
         let (dag_id, run_id, task_id) = (run.dag_id.as_str(), run.run_id.as_str(), instance.task_id.as_str());
         let markers = attempt::attempt_markers(dag_id, run_id, task_id, instance.try_number);
         let killed = tokio::task::spawn_blocking(move || {
@@ -1301,7 +1375,7 @@ impl Scheduler {
             ),
         };
         let note = format!(
-            "[weir] the scheduler running this attempt stopped (crash or kill); recovery at {}{leftovers} {how}\n",
+            "[weir] the scheduler running this attempt stopped (crash or kill: {death}); recovery at {}{leftovers} {how}\n",
             now.to_rfc3339(),
         );
         append_to_log(&log, &note).await;
@@ -1312,7 +1386,7 @@ impl Scheduler {
             try_number = instance.try_number,
             killed = killed.len(),
             finished = record.is_some(),
-            "recovered orphaned attempt"
+            "recovered orphaned attempt: {death}"
         );
         let key = AttemptKey {
             run_pk: run.pk,
@@ -1336,6 +1410,13 @@ impl Scheduler {
         mut events: mpsc::UnboundedReceiver<ExecutorEvent>,
         cancel: CancellationToken,
     ) -> anyhow::Result<()> {
+        if self.registration.is_none() {
+            let registration = Registration::register(&self.db, SchedulerKind::Daemon, Utc::now())
+                .await
+                .context("registering this scheduler")?;
+            tracing::info!(scheduler_id = registration.id, "registered this scheduler");
+            self.registration = Some(registration);
+        }
         let recovered = self
             .recover(Utc::now())
             .await
@@ -1345,7 +1426,8 @@ impl Scheduler {
         }
         let mut connection = self.db.acquire().await?;
         let mut seen_change = storage::change_sequence(&mut connection).await?;
-        storage::record_heartbeat(&mut connection, Utc::now()).await?;
+        // After recovery: a heartbeat later than the registration says start-up recovery is done.
+        self.heartbeat(&mut connection, Utc::now()).await?;
         drop(connection);
         // Another process (the CLI, the web server) records a trigger or a clear in the database
         // and bumps a counter; a cheap read twice a second notices it.
@@ -1388,8 +1470,20 @@ impl Scheduler {
                         self.forget_schedule_memo();
                         step_needed = true;
                     }
-                    if last_heartbeat.elapsed() >= Duration::from_secs(10) {
-                        storage::record_heartbeat(&mut connection, Utc::now()).await?;
+                    if last_heartbeat.elapsed() >= HEARTBEAT_EVERY {
+                        drop(connection);
+                        // What a peer that died since (or a killed `weir dags test`) left is
+                        // taken over while this one runs, not only at its next start.
+                        match self.recover(Utc::now()).await {
+                            Ok(0) => {}
+                            Ok(recovered) => {
+                                tracing::warn!(recovered, "ended attempts left running by a dead scheduler");
+                                step_needed = true;
+                            }
+                            Err(error) => tracing::error!("recovering a dead scheduler's attempts failed: {error:#}"),
+                        }
+                        let mut connection = self.db.acquire().await?;
+                        self.heartbeat(&mut connection, Utc::now()).await?;
                         last_heartbeat = tokio::time::Instant::now();
                     }
                 }
@@ -1424,6 +1518,7 @@ impl Scheduler {
                 tracing::error!("cannot record an executor event during shutdown: {error:#}");
             }
         }
+        self.mark_stopped().await;
         Ok(())
     }
 }
@@ -1587,6 +1682,10 @@ impl Scheduler {
     ) -> anyhow::Result<RunState> {
         let mut step_needed = true;
         let mut next_wake = None;
+        // The daemon adopts the run once this process stops beating (on another host) or is gone.
+        let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        heartbeat.tick().await;
         loop {
             if step_needed {
                 next_wake = self.tick(Utc::now()).await?.next_wake;
@@ -1610,6 +1709,10 @@ impl Scheduler {
                     }
                     step_needed = batch.iter().any(ExecutorEvent::ends_attempt);
                     self.handle_events(batch).await?;
+                }
+                _ = heartbeat.tick() => {
+                    let mut connection = self.db.acquire().await?;
+                    self.heartbeat(&mut connection, Utc::now()).await?;
                 }
                 _ = tokio::time::sleep(sleep_for) => step_needed = true,
             }

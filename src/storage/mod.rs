@@ -9,6 +9,7 @@ pub mod datasets;
 pub mod event_log;
 pub mod import_errors;
 pub mod runs;
+pub mod schedulers;
 pub mod task_instances;
 pub mod users;
 pub mod variables;
@@ -104,6 +105,12 @@ const MIGRATIONS: &[Migration] = &[
         description: "audit log",
         sqlite: include_str!("../../migrations/sqlite/0007_event_log.sql"),
         postgres: include_str!("../../migrations/postgres/0007_event_log.sql"),
+    },
+    Migration {
+        version: 8,
+        description: "scheduler owners",
+        sqlite: include_str!("../../migrations/sqlite/0008_scheduler_owners.sql"),
+        postgres: include_str!("../../migrations/postgres/0008_scheduler_owners.sql"),
     },
     Migration {
         version: 9,

@@ -157,6 +157,32 @@ pub async fn latest_scheduled_logical_date(
     Ok(opt_time(value))
 }
 
+/// Queued and running runs that a process other than the daemon drives (`weir dags test`).
+pub async fn owned_active(connection: &mut AnyConnection) -> Result<Vec<DagRun>, StorageError> {
+    let sql =
+        format!("SELECT {COLUMNS} FROM dag_run WHERE state IN ('queued', 'running') AND owner IS NOT NULL ORDER BY id");
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .fetch_all(connection)
+        .await?
+        .into_iter()
+        .map(from_row)
+        .collect()
+}
+
+/// Hands the run `run_pk`, still owned by `owner`, to the daemon (its owner is cleared); false
+/// when it is no longer `owner`'s.
+pub async fn adopt(connection: &mut AnyConnection, run_pk: i64, owner: &str) -> Result<bool, StorageError> {
+    Ok(
+        sqlx::query("UPDATE dag_run SET owner = NULL WHERE id = $1 AND owner = $2")
+            .bind(run_pk)
+            .bind(owner)
+            .execute(connection)
+            .await?
+            .rows_affected()
+            > 0,
+    )
+}
+
 /// Filters for listing runs.
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {

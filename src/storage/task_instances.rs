@@ -340,6 +340,56 @@ pub async fn active(connection: &mut AnyConnection) -> Result<Vec<TaskInstance>,
         .collect()
 }
 
+/// Attempts in flight (queued or running) that the scheduler `me` did not claim, each with the
+/// scheduler that did (`None`: claimed before schedulers were recorded).
+pub async fn held_by_others(
+    connection: &mut AnyConnection,
+    me: i64,
+) -> Result<Vec<(TaskInstance, Option<i64>)>, StorageError> {
+    let sql = format!(
+        "SELECT {COLUMNS}, scheduler_id FROM task_instance WHERE state IN ('queued', 'running') AND (scheduler_id IS NULL OR scheduler_id <> $1)"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(me)
+        .fetch_all(connection)
+        .await?
+        .into_iter()
+        .map(|row| {
+            let holder: Option<i64> = row.try_get("scheduler_id")?;
+            Ok((from_row(row)?, holder))
+        })
+        .collect()
+}
+
+/// Moves the attempt `try_number` in flight from the scheduler `from` to `to`, if it is still held
+/// by `from`: of two schedulers recovering the same dead one's attempt, one gets it.
+pub async fn take_over(
+    connection: &mut AnyConnection,
+    run_pk: i64,
+    task_id: &TaskId,
+    try_number: u32,
+    from: Option<i64>,
+    to: i64,
+) -> Result<bool, StorageError> {
+    let held_by = if from.is_some() {
+        "scheduler_id = $5"
+    } else {
+        "scheduler_id IS NULL"
+    };
+    let sql = format!(
+        "UPDATE task_instance SET scheduler_id = $4 WHERE run_pk = $1 AND task_id = $2 AND try_number = $3 AND state IN ('queued', 'running') AND {held_by}"
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(run_pk)
+        .bind(task_id.as_str())
+        .bind(i64::from(try_number))
+        .bind(to);
+    if let Some(from) = from {
+        query = query.bind(from);
+    }
+    Ok(query.execute(connection).await?.rows_affected() > 0)
+}
+
 /// Takes a scheduled task instance for one attempt: `scheduled → queued`, try number + 1, and the
 /// attempt recorded with its rendered fields. Returns the try number, or `None` when another
 /// scheduler got there first (the state check makes a double claim impossible).
@@ -350,7 +400,7 @@ pub async fn claim(
     rendered: &serde_json::Value,
     now: DateTime<Utc>,
 ) -> Result<Option<u32>, StorageError> {
-    Ok(claim_many(connection, run_pk, &[(task_id, rendered)], now)
+    Ok(claim_many(connection, run_pk, &[(task_id, rendered)], None, now)
         .await?
         .into_iter()
         .next()
@@ -359,21 +409,27 @@ pub async fn claim(
 
 /// [`claim`] for several task instances of one run, in two statements per hundred: the
 /// dispatcher claims a whole step's tasks at once. Returns the ones claimed with their try
-/// numbers, in no particular order; a task another claim got first is left out.
+/// numbers, in no particular order; a task another claim got first is left out. The attempts
+/// are recorded as held by `scheduler_id` (the claiming scheduler's row), so recovery leaves
+/// them alone while that scheduler lives.
 pub async fn claim_many(
     connection: &mut AnyConnection,
     run_pk: i64,
     tasks: &[(&TaskId, &serde_json::Value)],
+    scheduler_id: Option<i64>,
     now: DateTime<Utc>,
 ) -> Result<Vec<(TaskId, u32)>, StorageError> {
     let mut claimed = Vec::with_capacity(tasks.len());
     for chunk in tasks.chunks(ROWS_PER_STATEMENT) {
-        let placeholders: Vec<String> = (0..chunk.len()).map(|index| format!("${}", index + 3)).collect();
+        let placeholders: Vec<String> = (0..chunk.len()).map(|index| format!("${}", index + 4)).collect();
         let sql = format!(
-            "UPDATE task_instance SET state = 'queued', try_number = try_number + 1, queued_at = $2, start_date = NULL, end_date = NULL, pid = NULL, next_retry_at = NULL WHERE run_pk = $1 AND state = 'scheduled' AND task_id IN ({}) RETURNING task_id, try_number",
+            "UPDATE task_instance SET state = 'queued', try_number = try_number + 1, queued_at = $2, start_date = NULL, end_date = NULL, pid = NULL, next_retry_at = NULL, scheduler_id = $3 WHERE run_pk = $1 AND state = 'scheduled' AND task_id IN ({}) RETURNING task_id, try_number",
             placeholders.join(", ")
         );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(run_pk).bind(micros(now));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(run_pk)
+            .bind(micros(now))
+            .bind(scheduler_id);
         for (task_id, _) in chunk {
             query = query.bind(task_id.as_str());
         }

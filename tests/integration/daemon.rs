@@ -58,11 +58,16 @@ impl Project {
     }
 
     pub fn serve(&self) -> Daemon {
-        let log = std::fs::File::create(self.path().join(format!("serve-{}.log", std::process::id()))).unwrap();
+        self.start("serve")
+    }
+
+    /// `weir <subcommand>` (`serve`, `scheduler`) in the background, its log in the project folder.
+    pub fn start(&self, subcommand: &str) -> Daemon {
+        let log = std::fs::File::create(self.path().join(format!("{subcommand}-{}.log", std::process::id()))).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_weir"))
             .arg("--config")
             .arg(self.path().join("config.toml"))
-            .arg("serve")
+            .arg(subcommand)
             .env_remove("WEIR_CONFIG")
             .stdout(Stdio::null())
             .stderr(log)
@@ -82,6 +87,10 @@ impl Daemon {
         let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
         self.child.wait().unwrap()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn sigkill(&mut self) {

@@ -5,6 +5,7 @@ mod connections;
 mod dags;
 mod meta;
 mod runs;
+mod schedulers;
 mod schema;
 mod task_instances;
 

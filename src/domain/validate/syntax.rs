@@ -157,7 +157,7 @@ fn closest<'a>(field: &str, expected: &[&'a str]) -> Option<&'a str> {
 }
 
 /// Optimal string alignment distance: Levenshtein plus swaps of two neighbouring letters.
-fn edit_distance(left: &str, right: &str) -> usize {
+pub(super) fn edit_distance(left: &str, right: &str) -> usize {
     let left: Vec<char> = left.chars().collect();
     let right: Vec<char> = right.chars().collect();
     let width = right.len() + 1;
