@@ -3,6 +3,7 @@
 
 mod alerts;
 mod api_auth;
+mod bind;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,11 +14,16 @@ use serde::Deserialize;
 
 use crate::domain::connection::{Connection, ConnectionFields, check_conn_id};
 use crate::domain::duration::parse_duration;
-use crate::domain::validate::ValidationContext;
+use crate::domain::validate::{MAX_DURATION, MAX_RETRIES, ValidationContext};
 use crate::secrets::Passphrase;
 
 pub use self::alerts::{AlertsConfig, Channel, ChannelKind, SmtpSecurity, SmtpSettings};
 pub use self::api_auth::{ApiAuthConfig, AuthMode, ConfiguredUser};
+pub use self::bind::BindAddress;
+
+/// The longest `[core] retention_days`: a cut-off further back than the dates weir handles
+/// would overflow the clock arithmetic of the daily clean-up.
+const MAX_RETENTION_DAYS: u32 = 36_500;
 
 /// A configuration problem: which file, which key, and why. Exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -197,7 +203,7 @@ pub struct Config {
     /// before any date is listed.
     pub max_backfill_dates: u32,
     pub database_url: String,
-    pub bind: std::net::SocketAddr,
+    pub bind: BindAddress,
     /// The UI's address as people reach it, without a trailing `/` (links in alerts; the origin
     /// the UI's CSRF check accepts form posts from).
     pub base_url: String,
@@ -216,6 +222,28 @@ pub struct Config {
     pub connections: BTreeMap<String, Connection>,
     /// `[api_auth]`: the authentication mode, token secret and lifetime, configured users.
     pub api_auth: ApiAuthConfig,
+    /// `WEIR__...` variables naming no key weir knows, ignored (the caller warns about each).
+    pub ignored_overrides: Vec<IgnoredOverride>,
+}
+
+/// A `WEIR__SECTION__KEY` variable that names no key weir knows. It is ignored with a warning
+/// rather than refused: the environment is shared with other programs and other versions of
+/// weir, while a misspelt key in config.toml, which is weir's alone, stays an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IgnoredOverride {
+    pub name: String,
+    /// What the configuration reader said about it (`unknown field `nope`, expected one of ...`).
+    pub reason: String,
+}
+
+impl std::fmt::Display for IgnoredOverride {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ignored environment variable {}: {}; see the commented config.toml for every key",
+            self.name, self.reason
+        )
+    }
 }
 
 impl Config {
@@ -236,22 +264,27 @@ impl Config {
                 });
             }
         };
-        let mut table: toml::Table = text.parse().map_err(|error: toml::de::Error| ConfigError::Invalid {
+        let table: toml::Table = text.parse().map_err(|error: toml::de::Error| ConfigError::Invalid {
             path: path.to_path_buf(),
             message: error.to_string(),
         })?;
-        apply_overrides(&mut table, environment)?;
-        let raw = RawConfig::deserialize(toml::Value::Table(table)).map_err(|error| ConfigError::Invalid {
+        let invalid = |error: toml::de::Error| ConfigError::Invalid {
             path: path.to_path_buf(),
             message: format!("{}; see the commented config.toml for every key", error.message()),
-        })?;
+        };
+        // The file alone first, so that its own mistakes are blamed on it, not on a variable.
+        RawConfig::deserialize(toml::Value::Table(table.clone())).map_err(invalid)?;
+        let overrides = apply_overrides(table, environment)?;
+        let raw = RawConfig::deserialize(toml::Value::Table(overrides.table.clone())).map_err(invalid)?;
         let base = path
             .parent()
             .filter(|parent| !parent.as_os_str().is_empty())
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
         let base = std::path::absolute(&base).unwrap_or(base);
-        Self::check(path, &base, raw)
+        let mut config = Self::check(path, &base, raw).map_err(|error| overrides.blame(error))?;
+        config.ignored_overrides = overrides.ignored;
+        Ok(config)
     }
 
     fn check(path: &Path, base: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
@@ -280,6 +313,31 @@ impl Config {
         if core.parallelism == 0 {
             return Err(bad("core", "parallelism", "0", "must be at least 1"));
         }
+        if core.default_task_retries > MAX_RETRIES {
+            return Err(bad(
+                "core",
+                "default_task_retries",
+                &core.default_task_retries.to_string(),
+                &format!("must be at most {MAX_RETRIES}, as a task's own retries"),
+            ));
+        }
+        if core.retention_days > MAX_RETENTION_DAYS {
+            return Err(bad(
+                "core",
+                "retention_days",
+                &core.retention_days.to_string(),
+                &format!("must be at most {MAX_RETENTION_DAYS} (100 years); 0 keeps everything"),
+            ));
+        }
+        let default_task_retry_delay = duration("default_task_retry_delay", &core.default_task_retry_delay)?;
+        if default_task_retry_delay > MAX_DURATION {
+            return Err(bad(
+                "core",
+                "default_task_retry_delay",
+                &core.default_task_retry_delay,
+                "must be at most 365d, as a task's own retry_delay",
+            ));
+        }
         if core.max_backfill_dates == 0 {
             return Err(bad("core", "max_backfill_dates", "0", "must be at least 1"));
         }
@@ -296,14 +354,10 @@ impl Config {
                 "use error, warn, info, debug or trace",
             ));
         }
-        let bind: std::net::SocketAddr = raw.webserver.bind.parse().map_err(|_| {
-            bad(
-                "webserver",
-                "bind",
-                &raw.webserver.bind,
-                "not a host:port address such as 127.0.0.1:8080",
-            )
-        })?;
+        let bind: BindAddress =
+            raw.webserver.bind.parse().map_err(|error: bind::InvalidBind| {
+                bad("webserver", "bind", &raw.webserver.bind, &error.to_string())
+            })?;
         let database_url = resolve_database_url(base, &raw.database.url).ok_or_else(|| {
             bad(
                 "database",
@@ -327,7 +381,9 @@ impl Config {
             None => format!("http://{bind}"),
         };
         let mut pools = raw.pools.clone();
-        pools.entry("default".to_string()).or_insert(128);
+        pools
+            .entry("default".to_string())
+            .or_insert(crate::domain::validate::DEFAULT_POOL_SLOTS);
         let alerts = alerts::parse(path, base, &raw.alerts, raw.smtp.as_ref())?;
         let secrets_key = match &raw.secrets.key {
             None => None,
@@ -343,7 +399,7 @@ impl Config {
                 }
             },
         };
-        let api_auth = api_auth::parse(path, &raw.api_auth, bind, &base_url)?;
+        let api_auth = api_auth::parse(path, &raw.api_auth, &bind, &base_url)?;
         let mut connections = BTreeMap::new();
         for (name, table) in &raw.connections {
             let connection = config_connection(name, table).map_err(|reason| ConfigError::BadConnection {
@@ -363,7 +419,7 @@ impl Config {
             dags_are_paused_at_creation: core.dags_are_paused_at_creation,
             dag_dir_poll,
             default_task_retries: core.default_task_retries,
-            default_task_retry_delay: duration("default_task_retry_delay", &core.default_task_retry_delay)?,
+            default_task_retry_delay,
             task_kill_grace: duration("task_kill_grace", &core.task_kill_grace)?,
             retention_days: (core.retention_days > 0).then_some(core.retention_days),
             test_connection: match core.test_connection.to_ascii_lowercase().as_str() {
@@ -390,6 +446,7 @@ impl Config {
             secrets_key,
             connections,
             api_auth,
+            ignored_overrides: Vec::new(),
         })
     }
 
@@ -401,7 +458,7 @@ impl Config {
             dags_are_paused_at_creation: self.dags_are_paused_at_creation,
             default_task_retries: self.default_task_retries,
             default_task_retry_delay: self.default_task_retry_delay,
-            pools: self.pools.keys().cloned().collect(),
+            pools: self.pools.clone(),
             alert_channels: self.alerts.channels.keys().cloned().collect(),
         }
     }
@@ -467,16 +524,66 @@ fn resolve_database_url(base: &Path, url: &str) -> Option<String> {
     }
 }
 
+/// The file's table with the environment's overrides applied, and which variable set what.
+struct Overrides {
+    table: toml::Table,
+    /// Each applied variable's name and the key path it set (`["core", "parallelism"]`).
+    applied: Vec<(String, Vec<String>)>,
+    ignored: Vec<IgnoredOverride>,
+}
+
+impl Overrides {
+    /// A bad value that came from a variable is blamed on the variable, not on the file.
+    fn blame(&self, error: ConfigError) -> ConfigError {
+        let ConfigError::BadValue {
+            section,
+            key,
+            value,
+            reason,
+            ..
+        } = &error
+        else {
+            return error;
+        };
+        let set_by = self.applied.iter().find(|(_, path)| {
+            path.split_last()
+                .is_some_and(|(last, sections)| last == key && sections.join(".") == *section)
+        });
+        match set_by {
+            Some((name, _)) => ConfigError::BadOverride {
+                name: name.clone(),
+                reason: format!("[{section}] {key} = {value:?}: {reason}"),
+            },
+            None => error,
+        }
+    }
+}
+
 /// `WEIR__CORE__PARALLELISM=8` sets `[core] parallelism = 8`. Values are read as TOML when they
 /// parse as a number or boolean, else as strings.
+///
+/// Each variable is first tried alone on top of the file: one naming a key weir does not know is
+/// ignored with a warning. The others are applied together (some only make sense together, such
+/// as a user's `ROLE` and `PASSWORD`); when the result is refused, the variable that was refused
+/// on its own is named, not the file.
 fn apply_overrides(
-    table: &mut toml::Table,
+    table: toml::Table,
     environment: impl IntoIterator<Item = (String, String)>,
-) -> Result<(), ConfigError> {
-    for (name, value) in environment {
-        let Some(path) = name.strip_prefix("WEIR__") else {
-            continue;
-        };
+) -> Result<Overrides, ConfigError> {
+    let mut variables: Vec<(String, String)> = environment
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("WEIR__"))
+        .collect();
+    variables.sort();
+    let mut overrides = Overrides {
+        table: table.clone(),
+        applied: Vec::new(),
+        ignored: Vec::new(),
+    };
+    // The first variable refused on its own, and why: the likely culprit if all together fail.
+    let mut refused_alone: Option<ConfigError> = None;
+    for (name, value) in variables {
+        let path = name.trim_start_matches("WEIR__");
         let parts: Vec<String> = path.split("__").map(str::to_lowercase).collect();
         if parts.len() < 2 || parts.iter().any(String::is_empty) {
             return Err(ConfigError::BadOverride {
@@ -484,35 +591,75 @@ fn apply_overrides(
                 reason: "use WEIR__SECTION__KEY, e.g. WEIR__DATABASE__URL".to_string(),
             });
         }
-        let parsed = format!("value = {value}")
-            .parse::<toml::Table>()
-            .ok()
-            .and_then(|mut parsed| parsed.remove("value"))
-            .filter(|parsed| {
-                matches!(
-                    parsed,
-                    toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_)
-                )
-            })
-            .unwrap_or(toml::Value::String(value.clone()));
-        let mut current = &mut *table;
-        for section in &parts[..parts.len() - 1] {
-            let entry = current
-                .entry(section.clone())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            current = match entry {
-                toml::Value::Table(inner) => inner,
-                _ => {
-                    return Err(ConfigError::BadOverride {
-                        name: name.clone(),
-                        reason: format!("`{section}` is not a section"),
-                    });
-                }
-            };
+        let bad_override = |reason: String| ConfigError::BadOverride {
+            name: name.clone(),
+            reason,
+        };
+        let value = override_value(&value);
+        let mut alone = table.clone();
+        set_key(&mut alone, &parts, value.clone()).map_err(bad_override)?;
+        match RawConfig::deserialize(toml::Value::Table(alone)) {
+            Err(error) if error.message().starts_with("unknown field") => {
+                overrides.ignored.push(IgnoredOverride {
+                    name,
+                    reason: error.message().to_string(),
+                });
+                continue;
+            }
+            Err(error) if refused_alone.is_none() => {
+                let (key, sections) = parts.split_last().expect("parts has at least two elements");
+                refused_alone = Some(bad_override(format!(
+                    "[{}] {key}: {}",
+                    sections.join("."),
+                    error.message()
+                )));
+            }
+            _ => {}
         }
-        let key = parts.last().expect("parts has at least two elements").clone();
-        current.insert(key, parsed);
+        set_key(&mut overrides.table, &parts, value).map_err(bad_override)?;
+        overrides.applied.push((name, parts));
     }
+    if let Err(error) = RawConfig::deserialize(toml::Value::Table(overrides.table.clone())) {
+        let names: Vec<&str> = overrides.applied.iter().map(|(name, _)| name.as_str()).collect();
+        return Err(refused_alone.unwrap_or_else(|| ConfigError::BadOverride {
+            name: names.join(", "),
+            reason: error.message().to_string(),
+        }));
+    }
+    Ok(overrides)
+}
+
+/// A variable's text as a TOML number or boolean when it reads as one, else as a string.
+fn override_value(value: &str) -> toml::Value {
+    format!("value = {value}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut parsed| parsed.remove("value"))
+        .filter(|parsed| {
+            matches!(
+                parsed,
+                toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_)
+            )
+        })
+        .unwrap_or_else(|| toml::Value::String(value.to_string()))
+}
+
+/// Sets `parts` (sections, then the key) in `table`, creating the sections.
+fn set_key(table: &mut toml::Table, parts: &[String], value: toml::Value) -> Result<(), String> {
+    let Some((key, sections)) = parts.split_last() else {
+        return Ok(());
+    };
+    let mut current = table;
+    for section in sections {
+        let entry = current
+            .entry(section.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = match entry {
+            toml::Value::Table(inner) => inner,
+            _ => return Err(format!("`{section}` is not a section")),
+        };
+    }
+    current.insert(key.clone(), value);
     Ok(())
 }
 
@@ -592,6 +739,141 @@ mod tests {
         assert!(!load("", &[]).unwrap().test_connection, "off by default, as in Airflow");
         let error = load("[alerts.ops]\nkind = \"pager\"\n", &[]).unwrap_err().to_string();
         assert!(error.contains("[alerts.ops] kind"), "{error}");
+    }
+
+    #[test]
+    fn a_bad_override_is_blamed_on_its_variable_and_an_unknown_one_is_ignored_by_name() {
+        let error = load("", &[("WEIR__CORE__PARALLELISM", "abc")]).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "environment variable WEIR__CORE__PARALLELISM: [core] parallelism: invalid type: string \"abc\", expected u32"
+        );
+        let error = load("", &[("WEIR__CORE__DAG_DIR_POLL", "soon")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("environment variable WEIR__CORE__DAG_DIR_POLL: [core] dag_dir_poll = \"soon\": "),
+            "{error}"
+        );
+        // The file's own mistake is the file's, whatever the environment holds.
+        let error = load("[core]\nparallelism = \"many\"\n", &[("WEIR__CORE__PARALLELISM", "8")])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("config.toml: invalid type"), "{error}");
+
+        let config = load(
+            "[core]\nparallelism = 4\n",
+            &[
+                ("WEIR__CORE__NOPE", "1"),
+                ("WEIR__CORE__PARALLELISM", "6"),
+                ("WEIR__WEBSERVERS__BIND", "x"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.parallelism, 6);
+        let ignored: Vec<String> = config.ignored_overrides.iter().map(ToString::to_string).collect();
+        assert_eq!(ignored.len(), 2, "{ignored:?}");
+        assert!(
+            ignored[0].starts_with("ignored environment variable WEIR__CORE__NOPE: unknown field `nope`"),
+            "{ignored:?}"
+        );
+        assert!(
+            ignored[1].starts_with("ignored environment variable WEIR__WEBSERVERS__BIND: unknown field `webservers`"),
+            "{ignored:?}"
+        );
+        let error = load("[core]\nnope = 1\n", &[]).unwrap_err().to_string();
+        assert!(error.contains("config.toml: unknown field `nope`"), "{error}");
+        // A user's role and password make sense only together: neither is refused alone.
+        let config = load(
+            "",
+            &[
+                ("WEIR__API_AUTH__USERS__ANA__PASSWORD", "ana's long password"),
+                ("WEIR__API_AUTH__USERS__ANA__ROLE", "Op"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.api_auth.users["ana"].role, crate::domain::auth::Role::Op);
+        let error = load("", &[("WEIR__API_AUTH__USERS__ANA__PASSWORD", "ana's long password")])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            "environment variable WEIR__API_AUTH__USERS__ANA__PASSWORD: [api_auth.users.ana] password: missing field `role`"
+        );
+    }
+
+    #[test]
+    fn bind_takes_a_host_name_and_only_loopback_names_allow_no_authentication() {
+        let config = load(
+            "[webserver]\nbind = \"localhost:9000\"\n[api_auth]\nmode = \"none\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.bind.to_string(), "localhost:9000");
+        assert_eq!(config.base_url, "http://localhost:9000");
+        assert_eq!(config.api_auth.mode, AuthMode::None);
+        let error = load(
+            "[webserver]\nbind = \"weir.internal:9000\"\n[api_auth]\nmode = \"none\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("loopback") && error.contains("weir.internal:9000"),
+            "{error}"
+        );
+        let error = load("[webserver]\nbind = \"localhost\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.ends_with(
+                "[webserver] bind = \"localhost\": not a host:port address such as 127.0.0.1:8080, [::1]:8080 or localhost:8080"
+            ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn retention_days_and_the_default_retry_delay_are_bounded() {
+        assert_eq!(
+            load("[core]\nretention_days = 36500\n", &[]).unwrap().retention_days,
+            Some(36_500)
+        );
+        let error = load("[core]\nretention_days = 4294967295\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.ends_with(
+                "[core] retention_days = \"4294967295\": must be at most 36500 (100 years); 0 keeps everything"
+            ),
+            "{error}"
+        );
+        let error = load("[core]\ndefault_task_retry_delay = \"400d\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.ends_with(
+                "[core] default_task_retry_delay = \"400d\": must be at most 365d, as a task's own retry_delay"
+            ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn default_task_retries_has_the_bound_of_a_tasks_retries() {
+        assert_eq!(
+            load("[core]\ndefault_task_retries = 1000\n", &[])
+                .unwrap()
+                .default_task_retries,
+            1000
+        );
+        let error = load("", &[("WEIR__CORE__DEFAULT_TASK_RETRIES", "4294967295")])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            "environment variable WEIR__CORE__DEFAULT_TASK_RETRIES: [core] default_task_retries = \"4294967295\": must be at most 1000, as a task's own retries"
+        );
     }
 
     #[test]

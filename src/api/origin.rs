@@ -3,8 +3,6 @@
 //! requires it on every form post; the REST API refuses state changes sent by another origin; and
 //! a weir listening on loopback answers no request addressed to another host name (DNS rebinding).
 
-use std::net::SocketAddr;
-
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, header};
 use axum::middleware::Next;
@@ -13,6 +11,7 @@ use reqwest::Url;
 
 use super::ApiState;
 use super::error::ApiError;
+use crate::config::BindAddress;
 
 /// The addresses weir counts as its own origin.
 #[derive(Debug, Clone)]
@@ -35,11 +34,11 @@ pub enum ForeignRequest {
 
 impl OwnOrigin {
     /// `base_url` as configured (or its default `http://<bind>`) and the address weir listens on.
-    pub fn new(base_url: &str, bind: SocketAddr) -> OwnOrigin {
+    pub fn new(base_url: &str, bind: &BindAddress) -> OwnOrigin {
         let base = Url::parse(base_url).ok().map(|url| url.origin().ascii_serialization());
         OwnOrigin {
             base,
-            loopback_only: bind.ip().is_loopback(),
+            loopback_only: bind.is_loopback(),
         }
     }
 
@@ -143,7 +142,7 @@ pub async fn refuse_foreign_browsers(State(state): State<ApiState>, request: Req
     if is_safe(request.method()) || !request.headers().contains_key(header::ORIGIN) {
         return next.run(request).await;
     }
-    let own = OwnOrigin::new(&state.config.base_url, state.config.bind);
+    let own = OwnOrigin::new(&state.config.base_url, &state.config.bind);
     match own.check(request.headers()) {
         Ok(()) => next.run(request).await,
         Err(refusal) => ApiError::Forbidden(format!(
@@ -156,7 +155,7 @@ pub async fn refuse_foreign_browsers(State(state): State<ApiState>, request: Req
 /// Middleware for every route: see [`OwnOrigin::answers_host`]. The refusal says how to reach
 /// weir instead.
 pub async fn refuse_rebound_hosts(State(state): State<ApiState>, request: Request, next: Next) -> Response {
-    let own = OwnOrigin::new(&state.config.base_url, state.config.bind);
+    let own = OwnOrigin::new(&state.config.base_url, &state.config.bind);
     let host = request
         .headers()
         .get(header::HOST)
@@ -185,11 +184,11 @@ mod tests {
     use super::*;
 
     fn loopback() -> OwnOrigin {
-        OwnOrigin::new("http://127.0.0.1:8080", "127.0.0.1:8080".parse().unwrap())
+        OwnOrigin::new("http://127.0.0.1:8080", &"127.0.0.1:8080".parse().unwrap())
     }
 
     fn public() -> OwnOrigin {
-        OwnOrigin::new("https://weir.example.com", "0.0.0.0:8080".parse().unwrap())
+        OwnOrigin::new("https://weir.example.com", &"0.0.0.0:8080".parse().unwrap())
     }
 
     #[test]
@@ -249,7 +248,7 @@ mod tests {
 
     #[test]
     fn a_loopback_weir_answers_loopback_names_and_its_base_url_host_only() {
-        let behind_proxy = OwnOrigin::new("https://weir.example.com", "127.0.0.1:8080".parse().unwrap());
+        let behind_proxy = OwnOrigin::new("https://weir.example.com", &"127.0.0.1:8080".parse().unwrap());
         let cases: &[(&OwnOrigin, Option<&str>, bool)] = &[
             (&loopback(), None, true),
             (&loopback(), Some("127.0.0.1:8080"), true),

@@ -117,9 +117,7 @@ pub async fn serve(app: &App, with_scheduler: bool, with_webserver: bool) -> Cli
 
     if with_webserver {
         let authenticator = prepare_authentication(&db, config).await?;
-        let listener = tokio::net::TcpListener::bind(config.bind)
-            .await
-            .with_context(|| format!("cannot listen on {} ([webserver] bind)", config.bind))?;
+        let listener = listen(&config.bind).await?;
         tracing::info!(address = %listener.local_addr()?, "web server listening");
         let state = ApiState {
             db: db.clone(),
@@ -148,6 +146,18 @@ pub async fn serve(app: &App, with_scheduler: bool, with_webserver: bool) -> Cli
     tracker.wait().await;
     db.close().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Listens on `[webserver] bind`, resolving a host name now (the first of its addresses that
+/// accepts).
+async fn listen(bind: &crate::config::BindAddress) -> anyhow::Result<tokio::net::TcpListener> {
+    let addresses = bind
+        .resolve()
+        .await
+        .with_context(|| format!("cannot resolve {bind} ([webserver] bind)"))?;
+    tokio::net::TcpListener::bind(addresses.as_slice())
+        .await
+        .with_context(|| format!("cannot listen on {bind} ([webserver] bind)"))
 }
 
 /// The token signer, the configured users, and on a first start the `admin` user, whose

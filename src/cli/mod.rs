@@ -207,6 +207,9 @@ pub fn main() -> ExitCode {
     };
     let daemon = matches!(cli.command, Command::Serve | Command::Scheduler | Command::Webserver);
     crate::telemetry::init(&config, daemon);
+    for ignored in &config.ignored_overrides {
+        tracing::warn!("{ignored}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {

@@ -4,13 +4,12 @@
 //! (`[api_auth.users.<name>]`).
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{ConfigError, scalar_text};
+use super::{BindAddress, ConfigError, scalar_text};
 use crate::domain::auth::{Role, UnknownRole, check_password, check_username};
 use crate::domain::duration::parse_duration;
 use crate::secrets::Passphrase;
@@ -103,7 +102,7 @@ impl Default for ApiAuthConfig {
 pub(super) fn parse(
     path: &Path,
     raw: &RawApiAuth,
-    bind: SocketAddr,
+    bind: &BindAddress,
     base_url: &str,
 ) -> Result<ApiAuthConfig, ConfigError> {
     let bad = |key: &str, value: &str, reason: &str| ConfigError::BadValue {
@@ -115,7 +114,7 @@ pub(super) fn parse(
     };
     let mode = match raw.mode.to_ascii_lowercase().as_str() {
         "password" => AuthMode::Password,
-        "none" if bind.ip().is_loopback() => AuthMode::None,
+        "none" if bind.is_loopback() => AuthMode::None,
         "none" => {
             return Err(bad(
                 "mode",

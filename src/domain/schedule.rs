@@ -2,7 +2,7 @@
 //!
 //! Everything here is pure: no IO, and the current time is always passed in.
 
-use chrono::{DateTime, LocalResult, NaiveDateTime, TimeDelta, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Datelike, LocalResult, NaiveDate, NaiveDateTime, TimeDelta, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -56,6 +56,41 @@ pub enum ScheduleError {
         "`{expression}` is not a valid cron expression: {reason}; use 5 fields (minute hour day-of-month month day-of-week) or one of @hourly, @daily, @weekly, @monthly, @quarterly, @yearly, @once"
     )]
     InvalidCron { expression: String, reason: String },
+    #[error(
+        "`{expression}` never fires: no date matches it (e.g. a 31st in a month of 30 days, or 30 February); fix the day-of-month or month field"
+    )]
+    NeverFires { expression: String },
+}
+
+/// Whether `cron` matches some minute of the calendar, decided without the clock so a file
+/// validates the same way every day. The 28 years from 2000-01-01 hold every combination of
+/// weekday, month day and leap year the Gregorian calendar has up to 2099 (its weekdays repeat
+/// every 28 years while every fourth year is a leap year), so a pattern that matches no day in
+/// them, like `0 0 31 2 *`, matches none at all, and `0 0 29 2 *` matches in 2000.
+///
+/// The days are checked one by one (about 10,000 checks) rather than by asking croner for the
+/// next occurrence: croner gives up on a pattern that never fires only at the year 5000, after
+/// some 100 ms of searching, which a folder of such files would multiply.
+pub fn ever_fires(cron: &croner::Cron) -> bool {
+    let pattern = &cron.pattern;
+    let some_hour = (0..24).any(|hour| pattern.hour_match(hour).unwrap_or(false));
+    let some_minute = (0..60).any(|minute| pattern.minute_match(minute).unwrap_or(false));
+    let Some(first_day) = NaiveDate::from_ymd_opt(2000, 1, 1) else {
+        return true;
+    };
+    some_hour
+        && some_minute
+        && first_day.iter_days().take_while(|day| day.year() < 2028).any(|day| {
+            pattern.month_match(day.month()).unwrap_or(false)
+                && pattern
+                    .day_match(day.year(), day.month(), day.day(), cron_weekday(day))
+                    .unwrap_or(false)
+        })
+}
+
+/// croner's own weekday type, from chrono's.
+fn cron_weekday(day: NaiveDate) -> croner::Weekday {
+    croner::Weekday::from_days_from_sunday(day.weekday().num_days_from_sunday())
 }
 
 impl Schedule {
@@ -87,6 +122,11 @@ impl Schedule {
             .build()
             .parse(pattern)
             .map_err(|e| invalid(e.to_string()))?;
+        if !ever_fires(&cron) {
+            return Err(ScheduleError::NeverFires {
+                expression: expression.to_string(),
+            });
+        }
         Ok(Schedule::Cron {
             expression: expression.to_string(),
             cron: Arc::new(cron),
@@ -589,6 +629,37 @@ mod tests {
                 "{message}"
             );
         }
+    }
+
+    #[test]
+    fn a_cron_that_matches_no_date_is_refused_and_leap_days_are_dates() {
+        for expression in ["0 0 31 2 *", "0 0 30 2 *", "0 0 31 4,6,9,11 *", "15 10 31 11 *"] {
+            let error = Schedule::parse(expression, true).expect_err(expression);
+            assert_eq!(
+                error.to_string(),
+                format!(
+                    "`{expression}` never fires: no date matches it (e.g. a 31st in a month of 30 \
+                     days, or 30 February); fix the day-of-month or month field"
+                )
+            );
+        }
+        // A fifth Friday in February needs a leap year starting February on a Friday (2008).
+        for expression in [
+            "0 0 29 2 *",
+            "0 0 29 2 1",
+            "0 0 31 1-2 *",
+            "0 0 13 * 5",
+            "0 0 L 2 *",
+            "0 0 * 2 5#5",
+            "@yearly",
+        ] {
+            assert!(Schedule::parse(expression, true).is_ok(), "{expression} fires");
+        }
+        let leap_day = timetable(cron("0 0 29 2 *"), Tz::UTC, "2026-01-01T00:00:00Z", None);
+        assert_eq!(
+            first_logical_dates(&leap_day, 2),
+            all(&["2028-02-29T00:00:00Z", "2032-02-29T00:00:00Z"])
+        );
     }
 
     #[test]

@@ -189,10 +189,11 @@ pub struct TaskSpec {
     pub kind: Option<Spanned<String>>,
     pub command: Option<Spanned<String>>,
     pub cwd: Option<Spanned<String>>,
-    pub skip_exit_code: Option<i32>,
+    /// Signed and wide so that `-1` and `256` reach validation and are reported as exit codes.
+    pub skip_exit_code: Option<Spanned<i64>>,
     pub depends_on: Option<Vec<Spanned<String>>>,
     pub trigger_rule: Option<Spanned<String>>,
-    pub retries: Option<u32>,
+    pub retries: Option<Spanned<u32>>,
     pub retry_delay: Option<Spanned<String>>,
     pub retry_exponential_backoff: Option<bool>,
     pub max_retry_delay: Option<Spanned<String>>,
@@ -200,7 +201,7 @@ pub struct TaskSpec {
     pub pool: Option<Spanned<String>>,
     /// Signed so that `0` and `-1` reach validation and are reported as "at least 1".
     pub pool_slots: Option<Spanned<i64>>,
-    pub priority_weight: Option<i64>,
+    pub priority_weight: Option<Spanned<i64>>,
     pub env: Option<IndexMap<String, Spanned<String>>>,
     pub depends_on_past: Option<bool>,
     pub outlets: Option<Vec<String>>,

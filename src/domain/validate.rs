@@ -2,7 +2,7 @@
 //! line:column and a hint (§2). Parsing stops at the first syntax or type error (the YAML reader
 //! cannot go on past it); every check after parsing reports all of its findings at once.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -35,7 +35,8 @@ pub struct ValidationContext {
     pub dags_are_paused_at_creation: bool,
     pub default_task_retries: u32,
     pub default_task_retry_delay: Duration,
-    pub pools: BTreeSet<String>,
+    /// Pool name → its slots (`[pools]`, always with `default`).
+    pub pools: BTreeMap<String, u32>,
     pub alert_channels: BTreeSet<String>,
 }
 
@@ -47,11 +48,27 @@ impl Default for ValidationContext {
             dags_are_paused_at_creation: false,
             default_task_retries: 0,
             default_task_retry_delay: Duration::from_secs(300),
-            pools: BTreeSet::from(["default".to_string()]),
+            pools: BTreeMap::from([("default".to_string(), DEFAULT_POOL_SLOTS)]),
             alert_channels: BTreeSet::new(),
         }
     }
 }
+
+/// The slots of the `default` pool when `[pools]` does not set it.
+pub const DEFAULT_POOL_SLOTS: u32 = 128;
+
+/// The most retries a task may have. Far above what a flaky task needs (Airflow DAGs use a
+/// handful); a task that must keep trying for days is a sensor, with `poke_interval` and
+/// `timeout`. Past it, a typo (`retries: 4294967295`) would retry for ever.
+pub const MAX_RETRIES: u32 = 1000;
+
+/// The most runs or tasks `max_active_runs` and `max_active_tasks` may allow at once: more than
+/// one machine runs, so a larger value is a typo rather than a limit.
+pub const MAX_ACTIVE: u32 = 10_000;
+
+/// The longest duration a DAG file may give (`timeout`, `retry_delay`, `sla`, ...): a year.
+/// Longer ones are typos, or attempts to say "never", which leaving the key out already says.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// One thing wrong with a DAG file, where it is, and what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,8 +244,9 @@ fn build(path: &Path, text: &str, spec: DagSpec, context: &ValidationContext, pr
             ),
         );
     }
-    let max_active_runs = at_least_one(spec.max_active_runs.as_ref(), "max_active_runs", problems).unwrap_or(16);
-    let max_active_tasks = at_least_one(spec.max_active_tasks.as_ref(), "max_active_tasks", problems).unwrap_or(16);
+    let max_active_runs = count(spec.max_active_runs.as_ref(), "max_active_runs", MAX_ACTIVE, problems).unwrap_or(16);
+    let max_active_tasks =
+        count(spec.max_active_tasks.as_ref(), "max_active_tasks", MAX_ACTIVE, problems).unwrap_or(16);
     let params = params(&spec.params, problems);
     let alerts = alerts(&spec, context, problems);
     let sla = spec.sla.as_ref().and_then(|sla| duration(sla, "sla", problems));
@@ -341,28 +359,36 @@ fn parse_date(date: &Spanned<String>, timezone: Tz, key: &str, problems: &mut Pr
     }
 }
 
-/// A count that must be 1 or more (and fit in a u32), reported at its value otherwise.
-fn at_least_one(value: Option<&Spanned<i64>>, key: &str, problems: &mut Problems) -> Option<u32> {
+/// A count from 1 to `max`, reported at its value otherwise.
+fn count(value: Option<&Spanned<i64>>, key: &str, max: u32, problems: &mut Problems) -> Option<u32> {
     let value = value?;
     if value.value < 1 {
         problems.at(value, format!("{key} must be at least 1, not {}", value.value));
         return None;
     }
     match u32::try_from(value.value) {
-        Ok(count) => Some(count),
-        Err(_) => {
-            problems.at(
-                value,
-                format!("{key} must be at most {}, not {}", u32::MAX, value.value),
-            );
+        Ok(count) if count <= max => Some(count),
+        _ => {
+            problems.at(value, format!("{key} must be at most {max}, not {}", value.value));
             None
         }
     }
 }
 
+/// A duration up to [`MAX_DURATION`], reported at its value otherwise.
 fn duration(text: &Spanned<String>, key: &str, problems: &mut Problems) -> Option<Duration> {
     match parse_duration(&text.value) {
-        Ok(duration) => Some(duration),
+        Ok(duration) if duration <= MAX_DURATION => Some(duration),
+        Ok(_) => {
+            problems.at(
+                text,
+                format!(
+                    "{key} `{}` is longer than weir accepts (365d): give at most 365d, or leave `{key}` out",
+                    text.value.trim()
+                ),
+            );
+            None
+        }
         Err(error) => {
             problems.at(text, format!("{key}: {error}"));
             None
@@ -532,8 +558,8 @@ fn tasks(spec: &DagSpec, context: &ValidationContext, problems: &mut Problems) -
         let pool = match merged(&own.pool, default(|d| &d.pool)) {
             None => "default".to_string(),
             Some(pool) => {
-                if !context.pools.contains(&pool.value) {
-                    let known: Vec<&str> = context.pools.iter().map(String::as_str).collect();
+                if !context.pools.contains_key(&pool.value) {
+                    let known: Vec<&str> = context.pools.keys().map(String::as_str).collect();
                     problems.at(
                         pool,
                         format!(
@@ -546,12 +572,41 @@ fn tasks(spec: &DagSpec, context: &ValidationContext, problems: &mut Problems) -
                 pool.value.clone()
             }
         };
-        let pool_slots = at_least_one(
-            merged(&own.pool_slots, fallback.map(|d| &d.pool_slots)),
-            "pool_slots",
-            problems,
-        )
-        .unwrap_or(1);
+        let pool_slots_spec = merged(&own.pool_slots, fallback.map(|d| &d.pool_slots));
+        let pool_slots = count(pool_slots_spec, "pool_slots", u32::MAX, problems).unwrap_or(1);
+        if let (Some(written), Some(&size)) = (pool_slots_spec, context.pools.get(&pool)) {
+            check_pool_slots(&task_id, &pool, pool_slots, size, written, problems);
+        }
+        let retries = match merged(&own.retries, fallback.map(|d| &d.retries)) {
+            None => context.default_task_retries,
+            Some(written) if written.value <= MAX_RETRIES => written.value,
+            Some(written) => {
+                problems.at(
+                    written,
+                    format!(
+                        "retries must be at most {MAX_RETRIES}, not {}: to wait longer for something, use a sensor task with `poke_interval` and `timeout`",
+                        written.value
+                    ),
+                );
+                context.default_task_retries
+            }
+        };
+        let priority_weight = match merged(&own.priority_weight, fallback.map(|d| &d.priority_weight)) {
+            None => 1,
+            Some(written) if i32::try_from(written.value).is_ok() => written.value,
+            Some(written) => {
+                problems.at(
+                    written,
+                    format!(
+                        "priority_weight must be between {} and {} (as in Airflow), not {}: only the order of weights matters, so smaller numbers do the same",
+                        i32::MIN,
+                        i32::MAX,
+                        written.value
+                    ),
+                );
+                1
+            }
+        };
         let mut env = Vec::new();
         for source in [fallback.and_then(|d| d.env.as_ref()), own.env.as_ref()]
             .into_iter()
@@ -574,10 +629,7 @@ fn tasks(spec: &DagSpec, context: &ValidationContext, problems: &mut Problems) -
             downstream: Vec::new(),
             trigger_rule,
             retry: RetryPolicy {
-                retries: own
-                    .retries
-                    .or(fallback.and_then(|d| d.retries))
-                    .unwrap_or(context.default_task_retries),
+                retries,
                 retry_delay,
                 exponential_backoff: own
                     .retry_exponential_backoff
@@ -588,10 +640,7 @@ fn tasks(spec: &DagSpec, context: &ValidationContext, problems: &mut Problems) -
             timeout,
             pool,
             pool_slots,
-            priority_weight: own
-                .priority_weight
-                .or(fallback.and_then(|d| d.priority_weight))
-                .unwrap_or(1),
+            priority_weight,
             env,
             depends_on_past: own
                 .depends_on_past
@@ -658,6 +707,26 @@ fn tasks(spec: &DagSpec, context: &ValidationContext, problems: &mut Problems) -
         return None;
     }
     Some(ordered)
+}
+
+/// A task must fit in its pool, or it would wait for ever. A pool of 0 slots is closed on
+/// purpose (its tasks wait until it is given slots again), so it is not a mistake here.
+fn check_pool_slots(
+    task_id: &TaskId,
+    pool: &str,
+    pool_slots: u32,
+    size: u32,
+    written: &Spanned<i64>,
+    problems: &mut Problems,
+) {
+    if size > 0 && pool_slots > size {
+        problems.at(
+            written,
+            format!(
+                "task `{task_id}` takes {pool_slots} slots of pool `{pool}`, which has {size}, so it would never start: lower pool_slots to at most {size}, or give the pool more slots under [pools] in config.toml"
+            ),
+        );
+    }
 }
 
 /// Orders tasks so each comes after its upstream tasks; a cycle is reported with its members.
@@ -767,7 +836,7 @@ mod tests {
 
     fn context() -> ValidationContext {
         ValidationContext {
-            pools: BTreeSet::from(["default".to_string(), "etl".to_string()]),
+            pools: BTreeMap::from([("default".to_string(), 128), ("etl".to_string(), 4)]),
             alert_channels: BTreeSet::from(["ops".to_string()]),
             ..ValidationContext::default()
         }
@@ -931,6 +1000,227 @@ tasks:
     command: echo hello
 ",
             &["1:18: `max_active_runs` must be a whole number, not `lots`"],
+        );
+    }
+
+    #[test]
+    fn a_cron_that_never_fires_is_refused_at_the_schedule_and_a_leap_day_cron_is_not() {
+        check(
+            r"
+schedule: '0 0 31 2 *'
+start_date: 2026-01-01
+tasks:
+  hello:
+    command: echo hello
+",
+            &[
+                "1:11: `0 0 31 2 *` never fires: no date matches it (e.g. a 31st in a month of 30 \
+               days, or 30 February); fix the day-of-month or month field",
+            ],
+        );
+        check(
+            r"
+schedule: {cron: '0 0 31 4 *', data_interval: false}
+start_date: 2026-01-01
+tasks:
+  hello:
+    command: echo hello
+",
+            &[
+                "1:11: `0 0 31 4 *` never fires: no date matches it (e.g. a 31st in a month of 30 \
+               days, or 30 February); fix the day-of-month or month field",
+            ],
+        );
+        check(
+            r"
+schedule: '0 0 29 2 *'
+start_date: 2026-01-01
+tasks:
+  hello:
+    command: echo hello
+",
+            &[],
+        );
+    }
+
+    #[test]
+    fn a_start_date_in_year_zero_or_before_is_refused_with_the_accepted_range() {
+        check(
+            r"
+schedule: '@daily'
+start_date: 0000-01-01
+tasks:
+  hello:
+    command: echo hello
+",
+            &[
+                "2:13: start_date: 0000-01-01T00:00:00Z is outside the dates weir accepts: use a date \
+               from 1000-01-01 to 9999-12-31 (UTC)",
+            ],
+        );
+        check(
+            r"
+schedule: '@daily'
+start_date: -0001-06-01
+tasks:
+  hello:
+    command: echo hello
+",
+            &[
+                "2:13: start_date: -0001-06-01T00:00:00Z is outside the dates weir accepts: use a \
+               date from 1000-01-01 to 9999-12-31 (UTC)",
+            ],
+        );
+    }
+
+    #[test]
+    fn a_task_taking_more_slots_than_its_pool_has_is_refused_with_the_pool_size() {
+        check(
+            r"
+defaults:
+  pool_slots: 200
+tasks:
+  small:
+    command: echo small
+    pool: etl
+    pool_slots: 4
+  big:
+    command: echo big
+    pool: etl
+    pool_slots: 5
+  everything:
+    command: echo everything
+",
+            &[
+                "2:15: task `everything` takes 200 slots of pool `default`, which has 128, so it \
+                 would never start: lower pool_slots to at most 128, or give the pool more slots \
+                 under [pools] in config.toml",
+                "11:17: task `big` takes 5 slots of pool `etl`, which has 4, so it would never \
+                 start: lower pool_slots to at most 4, or give the pool more slots under [pools] \
+                 in config.toml",
+            ],
+        );
+    }
+
+    #[test]
+    fn a_pool_closed_with_zero_slots_is_not_a_mistake() {
+        let context = ValidationContext {
+            pools: BTreeMap::from([("default".to_string(), 128), ("paused".to_string(), 0)]),
+            ..ValidationContext::default()
+        };
+        let yaml = "tasks:\n  hello:\n    command: echo hello\n    pool: paused\n    pool_slots: 2\n";
+        let dag = Dag::from_yaml(Path::new("dags/demo.yaml"), yaml, &context).unwrap();
+        assert_eq!(dag.tasks[0].pool_slots, 2);
+    }
+
+    #[test]
+    fn a_skip_exit_code_a_process_cannot_end_with_is_refused() {
+        check(
+            r"
+tasks:
+  above:
+    command: exit 256
+    skip_exit_code: 256
+  negative:
+    command: exit 1
+    skip_exit_code: -1
+  success:
+    command: exit 0
+    skip_exit_code: 0
+  highest:
+    command: exit 255
+    skip_exit_code: 255
+",
+            &[
+                "4:21: skip_exit_code must be an exit code from 1 to 255, not 256: a process \
+                 cannot end with any other",
+                "7:21: skip_exit_code must be an exit code from 1 to 255, not -1: a process \
+                 cannot end with any other",
+                "10:21: skip_exit_code cannot be 0: exit code 0 means success; pick another code \
+                 from 1 to 255 (99 if you leave it out)",
+            ],
+        );
+    }
+
+    #[test]
+    fn retries_past_a_thousand_are_refused_with_what_to_use_instead() {
+        check(
+            r"
+defaults:
+  retries: 4294967295
+tasks:
+  hello:
+    command: echo hello
+  bounded:
+    command: echo bounded
+    retries: 1000
+",
+            &[
+                "2:12: retries must be at most 1000, not 4294967295: to wait longer for something, \
+               use a sensor task with `poke_interval` and `timeout`",
+            ],
+        );
+    }
+
+    #[test]
+    fn counts_past_their_bound_are_refused_at_the_value() {
+        check(
+            r"
+max_active_runs: 10001
+max_active_tasks: 4294967296
+tasks:
+  hello:
+    command: echo hello
+    priority_weight: 2147483648
+  low:
+    command: echo low
+    priority_weight: -2147483648
+",
+            &[
+                "1:18: max_active_runs must be at most 10000, not 10001",
+                "2:19: max_active_tasks must be at most 10000, not 4294967296",
+                "6:22: priority_weight must be between -2147483648 and 2147483647 (as in \
+                 Airflow), not 2147483648: only the order of weights matters, so smaller numbers \
+                 do the same",
+            ],
+        );
+    }
+
+    #[test]
+    fn a_transfer_batch_past_a_million_rows_is_refused() {
+        check(
+            r"
+tasks:
+  copy:
+    type: transfer
+    from: {conn: shop, sql: 'SELECT * FROM orders'}
+    to: {conn: warehouse, table: orders}
+    batch_size: 1000001
+",
+            &[
+                "6:17: `batch_size` must be at most 1000000, not 1000001: a batch of rows is held \
+               in memory",
+            ],
+        );
+    }
+
+    #[test]
+    fn a_duration_longer_than_a_year_is_refused_at_the_value() {
+        check(
+            r"
+sla: 366d
+tasks:
+  hello:
+    command: echo hello
+    timeout: 100000d
+    retry_delay: 365d
+",
+            &[
+                "1:6: sla `366d` is longer than weir accepts (365d): give at most 365d, or leave \
+                 `sla` out",
+                "5:14: timeout `100000d` is longer than weir accepts (365d): give at most 365d, or \
+                 leave `timeout` out",
+            ],
         );
     }
 

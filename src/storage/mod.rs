@@ -7,6 +7,7 @@ pub mod connections;
 pub mod dags;
 pub mod datasets;
 pub mod event_log;
+mod first_connection;
 pub mod import_errors;
 pub mod runs;
 pub mod schedulers;
@@ -173,6 +174,11 @@ impl Db {
         let options = AnyConnectOptions::from_str(&url)
             .map_err(|error| open_error(error.to_string()))?
             .disable_statement_logging();
+        if backend == Backend::Postgres {
+            first_connection::try_connect(&options, &url)
+                .await
+                .map_err(open_error)?;
+        }
         let pool = AnyPoolOptions::new()
             .max_connections(match backend {
                 Backend::Sqlite => 4,

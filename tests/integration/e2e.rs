@@ -43,7 +43,7 @@ impl Harness {
         tune(&mut settings);
         // The DAGs may name the pools the settings have, as with a config.toml.
         let context = ValidationContext {
-            pools: settings.pools.keys().cloned().collect(),
+            pools: settings.pools.clone(),
             ..ValidationContext::default()
         };
         let mut bag = DagBag::default();

@@ -12,6 +12,7 @@ mod backfill;
 mod browser;
 mod browser_safety;
 mod cli;
+mod cli_config;
 mod cli_connections;
 mod crash;
 mod daemon;

@@ -97,7 +97,7 @@ pub async fn protect(State(state): State<ApiState>, request: Request, next: Next
     let request = if is_safe(request.method()) {
         request
     } else {
-        let own = OwnOrigin::new(&state.config.base_url, state.config.bind);
+        let own = OwnOrigin::new(&state.config.base_url, &state.config.bind);
         let (parts, body) = request.into_parts();
         let Ok(bytes) = to_bytes(body, crate::api::MAX_BODY_BYTES).await else {
             return UiError::BadRequest(format!(
@@ -181,7 +181,7 @@ mod tests {
     use super::*;
 
     fn own() -> OwnOrigin {
-        OwnOrigin::new("http://127.0.0.1:8080", "127.0.0.1:8080".parse().unwrap())
+        OwnOrigin::new("http://127.0.0.1:8080", &"127.0.0.1:8080".parse().unwrap())
     }
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {

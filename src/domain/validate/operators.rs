@@ -21,6 +21,11 @@ const DEFAULT_POKE_INTERVAL: Duration = Duration::from_secs(30);
 const DEFAULT_TRIGGER_POKE_INTERVAL: Duration = Duration::from_secs(10);
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_BATCH_SIZE: usize = 10_000;
+/// A transfer holds one batch of rows in memory: a million rows of a wide table is already
+/// gigabytes.
+const MAX_BATCH_SIZE: i64 = 1_000_000;
+/// Airflow's `skip_on_exit_code` default.
+const DEFAULT_SKIP_EXIT_CODE: i32 = 99;
 const HTTP_METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
 
 /// One task's keys, its own and the `defaults:` block's.
@@ -48,7 +53,7 @@ impl TaskKeys<'_> {
         };
         add("command", own.command.as_ref().map(|v| v.referenced));
         add("cwd", own.cwd.as_ref().map(|v| v.referenced));
-        add("skip_exit_code", own.skip_exit_code.map(|_| self.at));
+        add("skip_exit_code", own.skip_exit_code.as_ref().map(|v| v.referenced));
         add("conn", own.conn.as_ref().map(|v| v.referenced));
         add("url", own.url.as_ref().map(|v| v.referenced));
         add("method", own.method.as_ref().map(|v| v.referenced));
@@ -194,15 +199,40 @@ fn shell(keys: &TaskKeys<'_>, problems: &mut Problems) -> Option<Operator> {
     }
     let command = templated(command, "command", problems);
     let cwd = keys.pick(|d| &d.cwd).map(|cwd| templated(cwd, "cwd", problems));
+    let skip_exit_code = match keys.pick(|d| &d.skip_exit_code) {
+        None => DEFAULT_SKIP_EXIT_CODE,
+        Some(code) => skip_exit_code(code, problems)?,
+    };
     Some(Operator::Shell {
         command,
         cwd,
-        skip_exit_code: keys
-            .own
-            .skip_exit_code
-            .or(keys.defaults.and_then(|d| d.skip_exit_code))
-            .unwrap_or(99),
+        skip_exit_code,
     })
+}
+
+/// An exit code a process can end with (1 to 255: 0 is success, and a shell reports a signal
+/// as 128 + its number), reported at its value otherwise.
+fn skip_exit_code(code: &Spanned<i64>, problems: &mut Problems) -> Option<i32> {
+    match i32::try_from(code.value) {
+        Ok(value @ 1..=255) => Some(value),
+        Ok(0) => {
+            problems.at(
+                code,
+                "skip_exit_code cannot be 0: exit code 0 means success; pick another code from 1 to 255 (99 if you leave it out)",
+            );
+            None
+        }
+        _ => {
+            problems.at(
+                code,
+                format!(
+                    "skip_exit_code must be an exit code from 1 to 255, not {}: a process cannot end with any other",
+                    code.value
+                ),
+            );
+            None
+        }
+    }
 }
 
 /// `expect_status`: `200`, `"2xx"`, or a list of either.
@@ -484,9 +514,21 @@ fn transfer(keys: &TaskKeys<'_>, problems: &mut Problems) -> Option<Operator> {
     }
     let batch_size = match keys.pick(|d| &d.batch_size) {
         None => DEFAULT_BATCH_SIZE,
-        Some(size) if size.value >= 1 => usize::try_from(size.value).unwrap_or(usize::MAX),
-        Some(size) => {
+        Some(size) if (1..=MAX_BATCH_SIZE).contains(&size.value) => {
+            usize::try_from(size.value).unwrap_or(DEFAULT_BATCH_SIZE)
+        }
+        Some(size) if size.value < 1 => {
             problems.at(size, "`batch_size` must be at least 1");
+            return None;
+        }
+        Some(size) => {
+            problems.at(
+                size,
+                format!(
+                    "`batch_size` must be at most {MAX_BATCH_SIZE}, not {}: a batch of rows is held in memory",
+                    size.value
+                ),
+            );
             return None;
         }
     };
