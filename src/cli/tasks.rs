@@ -277,6 +277,7 @@ async fn test(app: &App, dag_id: &str, task_id: &str, logical_date: Option<&str>
                 log_path: log.clone(),
                 secrets,
                 max_log_bytes: 64 * 1024 * 1024,
+                exit_record_path: None,
             };
             run_shell_attempt(
                 &key,
@@ -338,7 +339,7 @@ async fn test(app: &App, dag_id: &str, task_id: &str, logical_date: Option<&str>
             println!("task failed: {error}");
             false
         }
-        AttemptResult::Reschedule { .. } | AttemptResult::Interrupted => false,
+        AttemptResult::Reschedule { .. } | AttemptResult::Interrupted | AttemptResult::CrashEnded { .. } => false,
     };
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

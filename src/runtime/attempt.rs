@@ -260,6 +260,15 @@ pub fn log_path(logs_dir: &Path, dag_id: &str, run_id: &str, task_id: &str, try_
         .join(format!("{try_number}.log"))
 }
 
+/// Where a shell attempt's wrapper records its exit status (see `exit_record`), next to its log.
+pub fn exit_record_path(logs_dir: &Path, dag_id: &str, run_id: &str, task_id: &str, try_number: u32) -> PathBuf {
+    logs_dir
+        .join(dag_id)
+        .join(run_id)
+        .join(task_id)
+        .join(format!("{try_number}.exit"))
+}
+
 /// Where a task writes its output (`$WEIR_OUTPUT`), next to its log.
 pub fn output_path(logs_dir: &Path, dag_id: &str, run_id: &str, task_id: &str, try_number: u32) -> PathBuf {
     logs_dir

@@ -36,7 +36,7 @@ pub struct AttemptRequest {
 #[derive(Debug, Clone)]
 pub enum AttemptWork {
     Shell {
-        shell: ShellAttempt,
+        shell: Box<ShellAttempt>,
         skip_exit_code: i32,
         output_path: PathBuf,
     },
@@ -60,6 +60,13 @@ pub enum AttemptResult {
     },
     /// Stopped because weir shut down: tried again after the restart, without using up a retry.
     Interrupted,
+    /// Ended by the death of the scheduler running it (a crash or a kill), not by the task: found
+    /// by recovery on the next start and run again without using up a retry, a few times at most
+    /// (see `scheduler::MAX_FREE_CRASH_ENDS`). `exit_code` is the task's own status when it ended
+    /// after its scheduler was gone (its output pipes were closed, so its failure may be ours).
+    CrashEnded {
+        exit_code: Option<i32>,
+    },
 }
 
 /// What an executor reports, with when it happened: the scheduler may record an event a few
@@ -189,7 +196,7 @@ pub async fn run_shell_attempt(
         ExitReason::Exited { code } if code == skip_exit_code => AttemptResult::Skipped,
         ExitReason::Exited { code } => AttemptResult::Failed {
             exit_code: Some(code),
-            error: format!("exited with code {code}"),
+            error: exit_error(code),
         },
         ExitReason::Signalled { signal } => AttemptResult::Failed {
             exit_code: None,
@@ -207,5 +214,34 @@ pub async fn run_shell_attempt(
             exit_code: None,
             error: format!("could not start: {message}"),
         },
+    }
+}
+
+/// "exited with code 3"; a shell reports a command killed by signal n as 128 + n (the task's
+/// command runs in a subshell of its wrapper, see `exit_record`), so such a code is explained.
+fn exit_error(code: i32) -> String {
+    let signal = code
+        .checked_sub(128)
+        .filter(|signal| (1..=64).contains(signal))
+        .and_then(|signal| nix::sys::signal::Signal::try_from(signal).ok());
+    match signal {
+        Some(signal) => format!(
+            "exited with code {code} (killed by signal {}, {})",
+            code - 128,
+            signal.as_str()
+        ),
+        None => format!("exited with code {code}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shells_code_for_a_killed_command_names_the_signal() {
+        assert_eq!(exit_error(3), "exited with code 3");
+        assert_eq!(exit_error(137), "exited with code 137 (killed by signal 9, SIGKILL)");
+        assert_eq!(exit_error(255), "exited with code 255");
     }
 }

@@ -3,11 +3,13 @@
 
 pub mod alerts;
 pub mod attempt;
+pub mod attempt_end;
 pub mod builtin;
 pub mod connection_probe;
 pub mod connections;
 pub mod datasets;
 pub mod executor;
+pub mod exit_record;
 pub mod health;
 pub mod loader;
 pub mod masking;

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::exit_record::{EXIT_RECORDING_WRAPPER, WRAPPER_NAME};
 use super::masking::Masker;
 pub use super::masking::mask_secrets;
 use crate::domain::liveness::ProcessState;
@@ -69,6 +70,11 @@ pub struct ShellAttempt {
     /// truncated is written and the rest of the output is dropped (the pipes are still
     /// drained so the task does not block). `[weir]` lines do not count.
     pub max_log_bytes: u64,
+    /// Where the attempt's exit record goes (see [`super::exit_record`]): with a path, the command
+    /// runs under a wrapper shell that writes its status there when it ends, even if weir died
+    /// meanwhile, so recovery can tell a finished attempt from a cut one. `None` (`weir tasks
+    /// test`, which no recovery follows): `sh -c` runs the command directly.
+    pub exit_record_path: Option<PathBuf>,
 }
 
 /// How an attempt ended.
@@ -132,9 +138,27 @@ pub async fn run_shell(
     // failed `execve` per `PATH` entry before it (eight on a typical developer's machine) for
     // every attempt.
     let mut command = Command::new("/bin/sh");
+    command.arg("-c");
+    match &attempt.exit_record_path {
+        Some(record) => {
+            // A record left by an earlier attempt with this path (a run deleted and created again
+            // under the same id) must not speak for this one.
+            if let Err(err) = std::fs::remove_file(record)
+                && err.kind() != io::ErrorKind::NotFound
+            {
+                tracing::warn!(%err, path = %record.display(), "cannot remove an old exit record");
+            }
+            command
+                .arg(EXIT_RECORDING_WRAPPER)
+                .arg(WRAPPER_NAME)
+                .arg(&attempt.command)
+                .arg(record);
+        }
+        None => {
+            command.arg(&attempt.command);
+        }
+    }
     command
-        .arg("-c")
-        .arg(&attempt.command)
         .current_dir(&attempt.cwd)
         .envs(attempt.env.iter().map(|(key, value)| (key, value)))
         .stdin(Stdio::null())
@@ -765,6 +789,7 @@ mod tests {
             log_path: dir.join("logs").join("nested").join("attempt.log"),
             secrets: Vec::new(),
             max_log_bytes: 1 << 20,
+            exit_record_path: None,
         }
     }
 
@@ -976,21 +1001,29 @@ mod tests {
     async fn cancellation_kills_the_tree_and_reports_cancelled() {
         become_subreaper();
         let dir = tempfile::tempdir().expect("tempdir");
-        let job = attempt(dir.path(), "echo ready; sleep 300 & sleep 300");
-        let log_path = job.log_path.clone();
-        let cancel = CancellationToken::new();
-        let (handle, pgid) = start(job, cancel.clone()).await;
-        eventually("the command runs", || log_contains(&log_path, "ready")).await;
-        cancel.cancel();
-        let report = tokio::time::timeout(PATIENCE, handle)
-            .await
-            .expect("run_shell finishes")
-            .expect("task ok");
-        assert_eq!(report.reason, ExitReason::Cancelled);
-        assert_eq!(report.pid, Some(u32::try_from(pgid).expect("pid fits")));
-        eventually("the process group is gone", || group_is_gone(pgid)).await;
-        let log = std::fs::read_to_string(&log_path).expect("log");
-        assert!(log.contains("[weir] cancelled: attempt ended after "), "{log}");
+        let command = "echo ready; sleep 300 & sleep 300";
+        // Under the exit-recording wrapper too, which then leaves no record.
+        for job in [attempt(dir.path(), command), recorded(dir.path(), command)] {
+            let (log_path, record) = (job.log_path.clone(), job.exit_record_path.clone());
+            let _ = std::fs::remove_file(&log_path);
+            let cancel = CancellationToken::new();
+            let (handle, pgid) = start(job, cancel.clone()).await;
+            eventually("the command runs", || log_contains(&log_path, "ready")).await;
+            cancel.cancel();
+            let report = tokio::time::timeout(PATIENCE, handle)
+                .await
+                .expect("run_shell finishes")
+                .expect("task ok");
+            assert_eq!(report.reason, ExitReason::Cancelled);
+            assert_eq!(report.pid, Some(u32::try_from(pgid).expect("pid fits")));
+            eventually("the process group is gone", || group_is_gone(pgid)).await;
+            let log = std::fs::read_to_string(&log_path).expect("log");
+            assert!(log.contains("[weir] cancelled: attempt ended after "), "{log}");
+            assert!(
+                !record.is_some_and(|record| record.exists()),
+                "a record for a cancelled attempt"
+            );
+        }
     }
 
     #[tokio::test]
@@ -1111,6 +1144,34 @@ mod tests {
         );
         assert!(joined.contains("aaaa***bbbb"));
         assert_eq!(output.last().copied(), Some("after"));
+    }
+
+    fn recorded(dir: &Path, command: &str) -> ShellAttempt {
+        ShellAttempt {
+            exit_record_path: Some(dir.join("logs").join("nested").join("attempt.exit")),
+            ..attempt(dir, command)
+        }
+    }
+
+    #[tokio::test]
+    async fn with_an_exit_record_the_wrapper_records_the_status_and_changes_nothing_else() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let job = recorded(dir.path(), "echo \"$0\" \"$#\" out; echo err >&2; exit 3");
+        let record = job.exit_record_path.clone().expect("a record path");
+        std::fs::create_dir_all(record.parent().expect("a folder")).expect("create folder");
+        std::fs::write(&record, "0\n").expect("an old record");
+        let (report, log) = run(job).await;
+        assert_eq!(report.reason, ExitReason::Exited { code: 3 });
+        assert_eq!(non_weir_lines(&log), vec!["/bin/sh 0 out", "err"]);
+        assert_eq!(report.last_stdout_line.as_deref(), Some("/bin/sh 0 out"));
+        assert!(log.contains("[weir] exited with code 3 after "), "{log}");
+        assert_eq!(std::fs::read_to_string(&record).expect("a record"), "3\n");
+
+        // `$$` is still the group leader, as under `sh -c`: the wrapper itself, which then
+        // records nothing (the supervisor saw the signal).
+        let (report, _) = run(recorded(dir.path(), "kill -KILL $$")).await;
+        assert_eq!(report.reason, ExitReason::Signalled { signal: 9 });
+        assert!(!record.exists(), "a record after the wrapper was killed");
     }
 
     #[test]

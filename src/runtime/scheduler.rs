@@ -15,15 +15,20 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::alerts::AlertRouting;
-use super::attempt::{self, attempt_env, log_path, needs_context, output_path, render_fields, template_context};
+use super::attempt::{
+    self, attempt_env, exit_record_path, log_path, needs_context, output_path, read_output, render_fields,
+    template_context,
+};
+use super::attempt_end::{TryBudget, attempt_end};
 use super::builtin::BuiltinAttempt;
 use super::connections::{Connections, Resolved, SecretSources};
 use super::executor::{AttemptKey, AttemptRequest, AttemptResult, AttemptWork, Executor, ExecutorEvent};
+use super::exit_record::{ExitRecord, read_exit_record};
 use super::health::{Component, DatabaseLoop, Health};
 use super::loader::DagBag;
 use super::metrics::SchedulerMetrics;
 use super::process::{ShellAttempt, kill_processes_with_env};
-use super::recovery::{self, OrphanAttempt, Registration};
+use super::recovery::{self, OrphanAttempt, Registration, recovered_result};
 use crate::domain::backfill::{BackfillState, DateAction, DateProgress, backfill_step};
 use crate::domain::dag::{Dag, Operator, Task};
 use crate::domain::ids::{DagId, RunId, TaskId};
@@ -1055,7 +1060,7 @@ impl Scheduler {
                     };
                     let env = attempt_env(run, dag, task.task_id.as_str(), try_number, &fields.env, &output);
                     AttemptWork::Shell {
-                        shell: ShellAttempt {
+                        shell: Box::new(ShellAttempt {
                             command: command.clone(),
                             cwd,
                             env,
@@ -1064,7 +1069,14 @@ impl Scheduler {
                             log_path: log,
                             secrets,
                             max_log_bytes: self.settings.max_log_bytes,
-                        },
+                            exit_record_path: Some(exit_record_path(
+                                &self.settings.logs_dir,
+                                dag.dag_id.as_str(),
+                                run.run_id.as_str(),
+                                task.task_id.as_str(),
+                                try_number,
+                            )),
+                        }),
                         skip_exit_code: *skip_exit_code,
                         output_path: output,
                     }
@@ -1201,14 +1213,26 @@ impl Scheduler {
         now: DateTime<Utc>,
     ) -> anyhow::Result<()> {
         self.touch_run(key.run_pk);
-        // Only a failure asks whether tries remain.
-        let max_tries = match result {
-            AttemptResult::Failed { .. } => task_instances::get(connection, key.run_pk, &key.task_id)
-                .await?
-                .map_or(key.try_number, |instance| instance.max_tries),
-            _ => key.try_number,
+        // Only a failure (or a crash-ended attempt, which may count as one) asks what remains.
+        let budget = match result {
+            AttemptResult::Failed { .. } | AttemptResult::CrashEnded { .. } => {
+                task_instances::get(connection, key.run_pk, &key.task_id).await?.map_or(
+                    TryBudget {
+                        max_tries: key.try_number,
+                        crash_ends: 0,
+                    },
+                    |instance| TryBudget {
+                        max_tries: instance.max_tries,
+                        crash_ends: instance.crash_ends,
+                    },
+                )
+            }
+            _ => TryBudget {
+                max_tries: key.try_number,
+                crash_ends: 0,
+            },
         };
-        let end = attempt_end(dag, key, result, max_tries, now);
+        let end = attempt_end(dag, key, result, budget, now);
         if matches!(end.instance_state, TaskState::UpForRetry | TaskState::Failed) {
             tracing::warn!(task_id = %key.task_id, try_number = key.try_number, error = end.error.as_deref().unwrap_or(""), state = %end.instance_state, "attempt failed");
         }
@@ -1304,55 +1328,90 @@ impl Scheduler {
         Ok(count)
     }
 
-    /// Ends one attempt whose owner is dead: its processes on this host are killed if any still
-    /// exist, and it counts as a failed attempt (retried if budget remains).
+    /// Ends one attempt whose owner is dead. Its processes on this host are killed first (so
+    /// nothing writes its exit record any more); then an attempt whose wrapper recorded its exit
+    /// status is recorded as finished with it and not run again, and any other is crash-ended:
+    /// run again without using a retry, up to `MAX_FREE_CRASH_ENDS` times.
     async fn end_orphan(&self, orphan: OrphanAttempt, now: DateTime<Utc>) -> anyhow::Result<()> {
         let OrphanAttempt {
             instance, run, death, ..
         } = orphan;
-        let markers = attempt::attempt_markers(
-            run.dag_id.as_str(),
-            run.run_id.as_str(),
-            instance.task_id.as_str(),
-            instance.try_number,
-        );
+        let (dag_id, run_id, task_id) = (run.dag_id.as_str(), run.run_id.as_str(), instance.task_id.as_str());
+        let markers = attempt::attempt_markers(dag_id, run_id, task_id, instance.try_number);
         let killed = tokio::task::spawn_blocking(move || {
             let pairs: Vec<(&str, &str)> = markers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             kill_processes_with_env(&pairs)
         })
         .await
         .unwrap_or_default();
-        let log = log_path(
-            &self.settings.logs_dir,
-            run.dag_id.as_str(),
-            run.run_id.as_str(),
-            instance.task_id.as_str(),
+        let logs_dir = &self.settings.logs_dir;
+        let log = log_path(logs_dir, dag_id, run_id, task_id, instance.try_number);
+        let record = read_exit_record(&exit_record_path(
+            logs_dir,
+            dag_id,
+            run_id,
+            task_id,
             instance.try_number,
-        );
+        ));
+        let dag = self.bag().get(&run.dag_id).cloned();
+        let task = dag.as_ref().and_then(|dag| dag.task(task_id));
+        let skip_exit_code = task.and_then(|task| match &task.operator {
+            Operator::Shell { skip_exit_code, .. } => Some(*skip_exit_code),
+            _ => None,
+        });
+        let mut secrets = Vec::new();
+        if let (Some(task), Some(ExitRecord { status: 0, .. })) = (task, &record) {
+            let mut connection = self.db.acquire().await?;
+            let resolved = self.resolve_secrets(&mut connection).await?;
+            secrets = attempt::secrets(&resolved.variables, &task.env, &resolved.passwords);
+        }
+        let result = recovered_result(record.as_ref(), skip_exit_code, || {
+            let output = output_path(logs_dir, dag_id, run_id, task_id, instance.try_number);
+            read_output(&output, None).map(|output| super::masking::mask_secrets(&output, &secrets))
+        });
+        let leftovers = if killed.is_empty() {
+            String::new()
+        } else {
+            format!(" and killed leftover processes {killed:?}")
+        };
+        let how = match (&result, &record) {
+            (AttemptResult::CrashEnded { .. }, None) => "recorded it as crash-ended".to_string(),
+            (AttemptResult::CrashEnded { .. }, Some(record)) => format!(
+                "recorded it as crash-ended: it exited with status {} after its scheduler was gone",
+                record.status
+            ),
+            (_, record) => format!(
+                "recorded the end its exit record gives: exit status {}",
+                record.map_or(-1, |record| record.status)
+            ),
+        };
         let note = format!(
-            "[weir] the scheduler running this attempt stopped (crash or kill: {death}); recovery at {} ended it{}\n",
+            "[weir] the scheduler running this attempt stopped (crash or kill: {death}); recovery at {}{leftovers} {how}\n",
             now.to_rfc3339(),
-            if killed.is_empty() {
-                String::new()
-            } else {
-                format!(" and killed leftover processes {killed:?}")
-            }
         );
         append_to_log(&log, &note).await;
-        tracing::warn!(dag_id = %run.dag_id, run_id = %run.run_id, task_id = %instance.task_id, try_number = instance.try_number, killed = killed.len(), "recovered orphaned attempt: {death}");
+        tracing::warn!(
+            dag_id,
+            run_id,
+            task_id,
+            try_number = instance.try_number,
+            killed = killed.len(),
+            finished = record.is_some(),
+            "recovered orphaned attempt: {death}"
+        );
         let key = AttemptKey {
             run_pk: run.pk,
             task_id: instance.task_id.clone(),
             try_number: instance.try_number,
         };
-        let result = AttemptResult::Failed {
-            exit_code: None,
-            error: format!(
-                "the scheduler running this attempt stopped (crash or kill: {death}); the attempt was ended by recovery"
-            ),
+        // A finished attempt ended when its record was written, not at recovery.
+        let at = match (&result, &record) {
+            (AttemptResult::CrashEnded { .. }, _) => now,
+            (_, record) => record
+                .and_then(|record| record.written_at)
+                .map_or(now, |written| written.min(now)),
         };
-        self.handle_event(ExecutorEvent::Finished { key, result, at: now })
-            .await
+        self.handle_event(ExecutorEvent::Finished { key, result, at }).await
     }
 
     /// Runs until cancelled: a step whenever something may have changed (an executor event, a DAG
@@ -1742,78 +1801,6 @@ pub fn connection_urls(operator: &Operator, connections: &Connections) -> Result
         .collect()
 }
 
-/// The recorded end of an attempt: retried while `try_number < max_tries` (§3.5).
-fn attempt_end(dag: &Dag, key: &AttemptKey, result: &AttemptResult, max_tries: u32, now: DateTime<Utc>) -> AttemptEnd {
-    match result {
-        AttemptResult::Success { output } => AttemptEnd {
-            attempt_state: TaskState::Success,
-            instance_state: TaskState::Success,
-            next_retry_at: None,
-            exit_code: Some(0),
-            output: output.clone(),
-            error: None,
-            refund_try: false,
-            reschedule: false,
-        },
-        AttemptResult::Skipped => AttemptEnd {
-            attempt_state: TaskState::Skipped,
-            instance_state: TaskState::Skipped,
-            next_retry_at: None,
-            exit_code: None,
-            output: None,
-            error: None,
-            refund_try: false,
-            reschedule: false,
-        },
-        // A sensor's poke that found nothing: same try, next poke later, no slot held meanwhile.
-        AttemptResult::Reschedule { at } => AttemptEnd {
-            attempt_state: TaskState::UpForReschedule,
-            instance_state: TaskState::UpForReschedule,
-            next_retry_at: Some(*at),
-            exit_code: None,
-            output: None,
-            error: None,
-            refund_try: false,
-            reschedule: true,
-        },
-        // A clean shutdown is nobody's failure: the task is scheduled again, budget intact.
-        AttemptResult::Interrupted => AttemptEnd {
-            attempt_state: TaskState::Failed,
-            instance_state: TaskState::Scheduled,
-            next_retry_at: None,
-            exit_code: None,
-            output: None,
-            error: Some("interrupted: weir shut down during the attempt; it runs again after the restart".to_string()),
-            refund_try: true,
-            reschedule: false,
-        },
-        AttemptResult::Failed { exit_code, error } => {
-            let retry = dag.task(key.task_id.as_str()).map(|task| task.retry);
-            let (instance_state, next_retry_at) = match retry {
-                Some(policy) if key.try_number < max_tries => {
-                    let delay =
-                        chrono::Duration::from_std(policy.delay_after(key.try_number)).unwrap_or(chrono::Duration::MAX);
-                    (
-                        TaskState::UpForRetry,
-                        Some(now.checked_add_signed(delay).unwrap_or(DateTime::<Utc>::MAX_UTC)),
-                    )
-                }
-                _ => (TaskState::Failed, None),
-            };
-            AttemptEnd {
-                attempt_state: TaskState::Failed,
-                instance_state,
-                next_retry_at,
-                exit_code: *exit_code,
-                output: None,
-                error: Some(error.clone()),
-                refund_try: false,
-                reschedule: false,
-            }
-        }
-    }
-}
-
 /// The DAG of a finished attempt is gone (file removed or broken): record it without retries.
 async fn record_result_without_dag(
     connection: &mut sqlx::AnyConnection,
@@ -1832,6 +1819,12 @@ async fn record_result_without_dag(
             None,
             None,
         ),
+        AttemptResult::CrashEnded { exit_code } => (
+            TaskState::Failed,
+            Some("crash-ended: the scheduler running this attempt stopped (crash or kill) before it ended".to_string()),
+            *exit_code,
+            None,
+        ),
         AttemptResult::Reschedule { .. } => (
             TaskState::Failed,
             Some("the DAG of this sensor is gone: it cannot poke again".to_string()),
@@ -1848,6 +1841,7 @@ async fn record_result_without_dag(
         error,
         refund_try: false,
         reschedule: false,
+        crash_ended: matches!(result, AttemptResult::CrashEnded { .. }),
     };
     task_instances::finish_attempt(connection, key.run_pk, &key.task_id, key.try_number, &end, start, now).await?;
     Ok(())

@@ -114,6 +114,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0008_scheduler_owners.sql"),
         postgres: include_str!("../../migrations/postgres/0008_scheduler_owners.sql"),
     },
+    Migration {
+        version: 9,
+        description: "crash-ended attempts per task instance",
+        sqlite: include_str!("../../migrations/sqlite/0009_crash_ends.sql"),
+        postgres: include_str!("../../migrations/postgres/0009_crash_ends.sql"),
+    },
 ];
 
 /// A handle on the metadata database.

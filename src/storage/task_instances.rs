@@ -31,13 +31,16 @@ pub struct TaskInstance {
     pub end_date: Option<DateTime<Utc>>,
     pub pid: Option<i64>,
     pub hostname: Option<String>,
+    /// Attempts ended by their scheduler's death (crash or kill) since the instance was created or
+    /// last cleared.
+    pub crash_ends: u32,
 }
 
 /// Task instances one batched statement (claims, schedules) names: within every backend's bind
 /// limit with room to spare.
 const ROWS_PER_STATEMENT: usize = 100;
 
-const COLUMNS: &str = "run_pk, dag_id, run_id, task_id, state, try_number, max_tries, pool, pool_slots, priority_weight, next_retry_at, queued_at, start_date, end_date, pid, hostname";
+const COLUMNS: &str = "run_pk, dag_id, run_id, task_id, state, try_number, max_tries, pool, pool_slots, priority_weight, next_retry_at, queued_at, start_date, end_date, pid, hostname, crash_ends";
 
 fn count(row: &AnyRow, column: &str) -> Result<u32, StorageError> {
     Ok(u32::try_from(row.try_get::<i64, _>(column)?).unwrap_or(0))
@@ -63,6 +66,7 @@ fn from_row(row: AnyRow) -> Result<TaskInstance, StorageError> {
         end_date: opt_time(row.try_get("end_date")?),
         pid: row.try_get("pid")?,
         hostname: row.try_get("hostname")?,
+        crash_ends: count(&row, "crash_ends")?,
     })
 }
 
@@ -516,6 +520,8 @@ pub struct AttemptEnd {
     pub refund_try: bool,
     /// A sensor's poke: the try goes on at the next poke, so the next claim reuses its number.
     pub reschedule: bool,
+    /// The attempt was ended by its scheduler's death: the instance's `crash_ends` grows by one.
+    pub crash_ended: bool,
 }
 
 /// When and where an attempt's process started, for an end recorded together with its start (a
@@ -562,7 +568,7 @@ pub async fn finish_attempt(
         .bind(hostname)
         .execute(&mut *connection)
         .await?;
-    let changed = sqlx::query("UPDATE task_instance SET state = $4, end_date = $5, next_retry_at = $6, start_date = COALESCE(start_date, $9), pid = COALESCE($10, pid), hostname = COALESCE($11, hostname), max_tries = max_tries + $7, try_number = try_number - $8 WHERE run_pk = $1 AND task_id = $2 AND try_number = $3 AND state IN ('queued', 'running') RETURNING start_date")
+    let changed = sqlx::query("UPDATE task_instance SET state = $4, end_date = $5, next_retry_at = $6, start_date = COALESCE(start_date, $9), pid = COALESCE($10, pid), hostname = COALESCE($11, hostname), max_tries = max_tries + $7, try_number = try_number - $8, crash_ends = crash_ends + $12 WHERE run_pk = $1 AND task_id = $2 AND try_number = $3 AND state IN ('queued', 'running') RETURNING start_date")
         .bind(run_pk)
         .bind(task_id.as_str())
         .bind(i64::from(try_number))
@@ -574,6 +580,7 @@ pub async fn finish_attempt(
         .bind(started_at)
         .bind(pid)
         .bind(hostname)
+        .bind(i64::from(end.crash_ended))
         .fetch_optional(connection)
         .await?;
     changed
@@ -665,14 +672,14 @@ pub async fn outputs(connection: &mut AnyConnection, run_pk: i64) -> Result<Hash
 }
 
 /// Sets task instances back to `none` (§3.7): history stays, the retry budget is renewed
-/// (`max_tries = try_number + retries + 1`).
+/// (`max_tries = try_number + retries + 1`), and so are the free re-runs after crashes.
 pub async fn clear(
     connection: &mut AnyConnection,
     run_pk: i64,
     task_id: &TaskId,
     retries: u32,
 ) -> Result<(), StorageError> {
-    sqlx::query("UPDATE task_instance SET state = 'none', max_tries = try_number + $3, next_retry_at = NULL, end_date = NULL WHERE run_pk = $1 AND task_id = $2")
+    sqlx::query("UPDATE task_instance SET state = 'none', max_tries = try_number + $3, crash_ends = 0, next_retry_at = NULL, end_date = NULL WHERE run_pk = $1 AND task_id = $2")
         .bind(run_pk)
         .bind(task_id.as_str())
         .bind(i64::from(retries) + 1)

@@ -233,6 +233,7 @@ impl Api {
             error: None,
             refund_try: false,
             reschedule: false,
+            crash_ended: false,
         };
         task_instances::finish_attempt(&mut connection, run.pk, &first.task_id, try_number, &end, None, now)
             .await

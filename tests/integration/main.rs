@@ -14,6 +14,7 @@ mod browser_safety;
 mod cli;
 mod cli_config;
 mod cli_connections;
+mod crash;
 mod daemon;
 mod datasets;
 mod e2e;

@@ -204,6 +204,7 @@ impl Ui {
             error: (state == TaskState::Failed).then(|| "boom".to_string()),
             refund_try: false,
             reschedule: false,
+            crash_ended: false,
         };
         let mut connection = self.db().acquire().await.unwrap();
         let task_id = TaskId::parse(task).unwrap();

@@ -118,6 +118,8 @@ pub async fn run_builtin(attempt: &BuiltinAttempt, cancel: CancellationToken) ->
             at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
         )),
         AttemptResult::Interrupted => log.note("interrupted: weir is shutting down"),
+        // Only recovery, after the process running this attempt died, ends one this way.
+        AttemptResult::CrashEnded { .. } => {}
     }
     result
 }

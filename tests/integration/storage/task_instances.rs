@@ -66,6 +66,7 @@ fn failed_attempt() -> AttemptEnd {
         error: Some("exit code 1".to_string()),
         refund_try: false,
         reschedule: false,
+        crash_ended: false,
     }
 }
 
@@ -92,6 +93,7 @@ async fn a_created_task_instance_is_in_state_none_with_a_budget_of_retries_plus_
             end_date: None,
             pid: None,
             hostname: None,
+            crash_ends: 0,
         };
         let expected_load = TaskInstance {
             task_id: task_id("load"),
@@ -403,6 +405,7 @@ async fn an_attempt_that_starts_and_succeeds_is_recorded_in_full_with_its_output
             error: None,
             refund_try: false,
             reschedule: false,
+            crash_ended: false,
         };
         assert_eq!(
             task_instances::finish_attempt(&mut connection, run.pk, &extract, try_number, &end, None, ended_at)
@@ -470,6 +473,7 @@ async fn an_attempt_that_started_and_ended_between_two_steps_is_recorded_in_one_
             error: None,
             refund_try: false,
             reschedule: false,
+            crash_ended: false,
         };
         let start = AttemptStart {
             at: started_at,
