@@ -3,10 +3,10 @@
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use chrono::Utc;
 use clap::Subcommand;
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -17,7 +17,7 @@ use crate::domain::dag::{Dag, Operator};
 use crate::domain::ids::{RunId, TaskId};
 use crate::domain::planner::{self, Candidate};
 use crate::domain::state::{RunState, RunType, TaskState};
-use crate::runtime::attempt::{self, attempt_env, log_path, render_fields, template_context};
+use crate::runtime::attempt::{self, attempt_env, render_fields, template_context};
 use crate::runtime::builtin::{BuiltinAttempt, run_builtin};
 use crate::runtime::connections::{Resolved, SecretSources};
 use crate::runtime::executor::{AttemptKey, AttemptResult, run_shell_attempt};
@@ -25,6 +25,7 @@ use crate::runtime::operations::{self, ClearRequest};
 use crate::runtime::process::ShellAttempt;
 use crate::runtime::scheduler::connection_urls;
 use crate::runtime::scheduler::{capacity, run_snapshot};
+use crate::runtime::task_log::{LogPath, LogReader};
 use crate::storage::runs::{self, DagRun};
 use crate::storage::task_instances;
 use crate::storage::{self, Db};
@@ -246,14 +247,17 @@ async fn render(app: &App, dag_id: &str, task_id: &str, logical_date: Option<&st
     Ok(ExitCode::SUCCESS)
 }
 
+/// The most a `weir tasks test` attempt logs: the log is printed, so it needs no daemon's cap.
+const TEST_MAX_LOG_BYTES: u64 = 64 * 1024 * 1024;
+
 async fn test(app: &App, dag_id: &str, task_id: &str, logical_date: Option<&str>) -> CliResult {
     let dag = app.dag(dag_id)?;
     let task = task_of(&dag, task_id)?;
     let run = pretend_run(&dag, logical_date)?;
     let (resolved, fields) = render_for_cli(app, &dag, task, &run).await?;
     let scratch = tempfile::tempdir()?;
-    let log = scratch.path().join("test.log");
-    let output_file = scratch.path().join("test.output");
+    let log = LogPath::new(scratch.path(), &dag.dag_id, &run.run_id, &task.task_id, 1);
+    let output_file = log.output();
     let secrets = attempt::secrets(&resolved.variables, &task.env, &resolved.passwords);
     let key = AttemptKey {
         run_pk: 0,
@@ -276,7 +280,7 @@ async fn test(app: &App, dag_id: &str, task_id: &str, logical_date: Option<&str>
                 kill_grace: app.config.task_kill_grace,
                 log_path: log.clone(),
                 secrets,
-                max_log_bytes: 64 * 1024 * 1024,
+                max_log_bytes: TEST_MAX_LOG_BYTES,
                 exit_record_path: None,
             };
             run_shell_attempt(
@@ -302,6 +306,7 @@ async fn test(app: &App, dag_id: &str, task_id: &str, logical_date: Option<&str>
                 connections: connection_urls(operator, &resolved.connections).map_err(CliError::Failed)?,
                 log_path: log.clone(),
                 secrets,
+                max_log_bytes: TEST_MAX_LOG_BYTES,
                 timeout: task.timeout,
                 folder: dag.folder(),
                 db: app.db(false).await?,
@@ -323,7 +328,7 @@ async fn test(app: &App, dag_id: &str, task_id: &str, logical_date: Option<&str>
             }
         }
     };
-    print!("{}", tokio::fs::read_to_string(&log).await.unwrap_or_default());
+    print_log(&LogReader::file(&log)).await?;
     let ok = match result {
         AttemptResult::Success { output } => {
             if let Some(output) = output {
@@ -437,39 +442,47 @@ async fn logs(
         ))
         .into());
     }
-    let path = log_path(
-        &app.config.logs_dir(),
-        dag_id.as_str(),
-        run_id.as_str(),
-        task_id.as_str(),
-        try_number,
-    );
-    let Ok(mut file) = tokio::fs::File::open(&path).await else {
-        return Err(CliError::Failed(format!("no log at {}", path.display())).into());
-    };
-    loop {
-        // Copies whatever was appended since the last read, a bounded buffer at a time, so a
-        // log of any size streams without being held in memory.
-        copy_to_stdout(&mut file).await?;
-        if !follow {
-            return Ok(ExitCode::SUCCESS);
-        }
-        let mut connection = db.acquire().await?;
-        let current = task_instances::get(&mut connection, run.pk, &task_id).await?;
-        drop(connection);
-        let still_running = current.is_some_and(|ti| ti.try_number == try_number && ti.state.is_active());
-        if !still_running {
-            copy_to_stdout(&mut file).await?;
-            return Ok(ExitCode::SUCCESS);
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    let path = LogPath::new(&app.config.logs_dir(), &dag_id, &run_id, &task_id, try_number);
+    let reader = LogReader::file(&path);
+    if reader.size().await?.is_none() {
+        return Err(CliError::Failed(format!("no log at {path}")).into());
     }
+    if !follow {
+        print_log(&reader).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let ended = || {
+        let (db, task_id) = (db.clone(), task_id.clone());
+        async move {
+            let mut connection = db.acquire().await?;
+            let current = task_instances::get(&mut connection, run.pk, &task_id).await?;
+            anyhow::Ok(current.is_none_or(|ti| ti.try_number != try_number || !ti.state.is_active()))
+        }
+    };
+    let mut pieces = std::pin::pin!(reader.follow(0, LOG_PIECE_BYTES, ended));
+    while let Some(window) = pieces.next().await {
+        write_stdout(&window?.bytes).await?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
-async fn copy_to_stdout(file: &mut tokio::fs::File) -> anyhow::Result<()> {
+/// The most of a log held in memory while printing it.
+const LOG_PIECE_BYTES: usize = 64 * 1024;
+
+/// Prints the log as it is now, a bounded piece at a time, so a log of any size streams.
+async fn print_log(reader: &LogReader) -> anyhow::Result<()> {
+    let end = reader.size().await?.unwrap_or(0);
+    let mut pieces = std::pin::pin!(reader.clone().pieces(0, end, LOG_PIECE_BYTES));
+    while let Some(piece) = pieces.next().await {
+        write_stdout(&piece?).await?;
+    }
+    Ok(())
+}
+
+async fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
     use tokio::io::AsyncWriteExt;
     let mut stdout = tokio::io::stdout();
-    tokio::io::copy(file, &mut stdout).await?;
+    stdout.write_all(bytes).await?;
     stdout.flush().await?;
     Ok(())
 }

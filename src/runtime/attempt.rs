@@ -2,7 +2,7 @@
 //! environment of §4, the log and output paths, and the secrets to mask.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chrono::{DateTime, Duration as ChronoDuration, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
@@ -251,33 +251,6 @@ fn read_sql_file(path: &Path) -> Result<String, String> {
     String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", path.display()))
 }
 
-/// `<state_dir>/logs/<dag_id>/<run_id>/<task_id>/<try>.log` (§4).
-pub fn log_path(logs_dir: &Path, dag_id: &str, run_id: &str, task_id: &str, try_number: u32) -> PathBuf {
-    logs_dir
-        .join(dag_id)
-        .join(run_id)
-        .join(task_id)
-        .join(format!("{try_number}.log"))
-}
-
-/// Where a shell attempt's wrapper records its exit status (see `exit_record`), next to its log.
-pub fn exit_record_path(logs_dir: &Path, dag_id: &str, run_id: &str, task_id: &str, try_number: u32) -> PathBuf {
-    logs_dir
-        .join(dag_id)
-        .join(run_id)
-        .join(task_id)
-        .join(format!("{try_number}.exit"))
-}
-
-/// Where a task writes its output (`$WEIR_OUTPUT`), next to its log.
-pub fn output_path(logs_dir: &Path, dag_id: &str, run_id: &str, task_id: &str, try_number: u32) -> PathBuf {
-    logs_dir
-        .join(dag_id)
-        .join(run_id)
-        .join(task_id)
-        .join(format!("{try_number}.output"))
-}
-
 /// The environment of §4 on top of the task's own.
 pub fn attempt_env(
     run: &DagRun,
@@ -353,12 +326,12 @@ pub fn attempt_markers(dag_id: &str, run_id: &str, task_id: &str, try_number: u3
 pub const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
 
 /// The attempt's output: what it wrote to `$WEIR_OUTPUT` (JSON if it parses, else text), else
-/// its last non-empty stdout line; capped at 1 MiB.
+/// its last non-empty stdout line; capped at 1 MiB, and no more than that is read (a task may
+/// point `$WEIR_OUTPUT` at a huge file, or `/dev/zero`).
 pub fn read_output(output_file: &Path, last_stdout_line: Option<String>) -> Option<String> {
-    let written = std::fs::read(output_file).ok().filter(|bytes| !bytes.is_empty());
+    let written = read_at_most(output_file, MAX_OUTPUT_BYTES).filter(|bytes| !bytes.is_empty());
     let text = match written {
-        Some(mut bytes) => {
-            bytes.truncate(MAX_OUTPUT_BYTES);
+        Some(bytes) => {
             let text = String::from_utf8_lossy(&bytes).into_owned();
             match serde_json::from_str::<Value>(&text) {
                 Ok(value) => value.to_string(),
@@ -370,9 +343,42 @@ pub fn read_output(output_file: &Path, last_stdout_line: Option<String>) -> Opti
     Some(text)
 }
 
+/// The first `max` bytes of a file; `None` when it cannot be read (usually: the task wrote none).
+fn read_at_most(path: &Path, max: usize) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(max as u64).read_to_end(&mut bytes))
+        .ok()?;
+    Some(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn output_is_read_only_up_to_its_cap_even_from_an_endless_file() {
+        // `/dev/zero` never ends: a whole read would never return.
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || sender.send(read_output(Path::new("/dev/zero"), None)));
+        let output = receiver
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("read_output returns from an endless file")
+            .expect("an output");
+        let text: String = serde_json::from_str(&output).expect("a JSON string");
+        assert_eq!(text.len(), MAX_OUTPUT_BYTES);
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("1.output");
+        std::fs::write(&file, format!("{}tail", "x".repeat(MAX_OUTPUT_BYTES))).unwrap();
+        let text: String = serde_json::from_str(&read_output(&file, None).unwrap()).unwrap();
+        assert_eq!(text, "x".repeat(MAX_OUTPUT_BYTES));
+        assert_eq!(
+            read_output(&dir.path().join("none"), Some("last".into())).as_deref(),
+            Some("\"last\"")
+        );
+    }
 
     #[test]
     fn secrets_are_secret_named_variables_and_env_values_and_connection_passwords() {

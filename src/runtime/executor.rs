@@ -188,7 +188,7 @@ pub async fn run_shell_attempt(
     match report.reason {
         ExitReason::Exited { code: 0 } => {
             // A read of a small local file (usually absent): cheaper in place than a hop to
-            // the blocking pool, like the log writes (see process::LogWriter).
+            // the blocking pool, like the log writes (see task_log::LogWriter).
             let output =
                 read_output(output_path, report.last_stdout_line).map(|output| mask_secrets(&output, &shell.secrets));
             AttemptResult::Success { output }
@@ -213,6 +213,10 @@ pub async fn run_shell_attempt(
         ExitReason::SpawnFailed { message } => AttemptResult::Failed {
             exit_code: None,
             error: format!("could not start: {message}"),
+        },
+        ExitReason::Lost { message } => AttemptResult::Failed {
+            exit_code: None,
+            error: format!("lost track of the process: {message}"),
         },
     }
 }

@@ -20,4 +20,5 @@ pub mod process;
 pub mod recovery;
 pub mod scheduler;
 pub mod scheduler_lock;
+pub mod task_log;
 pub mod users;

@@ -1,8 +1,11 @@
-//! Supervision of shell task attempts: runs `sh -c` in its own process group, logs its masked output, enforces timeouts and cancellation, and kills orphans after a crash.
+//! Supervision of shell task attempts: runs `sh -c` in its own process group, streams its output
+//! into the attempt's log (through `task_log::LogWriter`, which masks and caps it), enforces
+//! timeouts and cancellation, and kills orphans after a crash.
 
 use std::collections::BTreeSet;
 use std::io;
 use std::path::{Path, PathBuf};
+
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::exit_record::{EXIT_RECORDING_WRAPPER, WRAPPER_NAME};
 use super::masking::Masker;
 pub use super::masking::mask_secrets;
+use super::task_log::{LogPath, LogWriter};
 use crate::domain::liveness::ProcessState;
 
 /// Longest piece of output kept in memory as one line. A longer line (no newline for
@@ -63,7 +67,7 @@ pub struct ShellAttempt {
     /// SIGTERM → wait this long → SIGKILL.
     pub kill_grace: Duration,
     /// Created (with parent dirs); stdout and stderr lines appended as they arrive.
-    pub log_path: PathBuf,
+    pub log_path: LogPath,
     /// Every occurrence in a log line is replaced by `***` (empty strings are ignored).
     pub secrets: Vec<String>,
     /// Once the task's output reaches this many bytes, one line saying the log was
@@ -80,9 +84,11 @@ pub struct ShellAttempt {
 /// How an attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExitReason {
-    /// The process exited by itself. `code` is -1 if its status could not be
-    /// collected (someone else reaped it); the log says so.
+    /// The process exited by itself.
     Exited { code: i32 },
+    /// Its exit status could not be collected (someone else reaped it): the process group was
+    /// killed to be sure nothing of it runs on, and the log says so.
+    Lost { message: String },
     /// Killed by a signal we did not send.
     Signalled { signal: i32 },
     /// We killed it after `timeout`.
@@ -113,24 +119,24 @@ pub async fn run_shell(
     started: Option<oneshot::Sender<u32>>,
     cancel: CancellationToken,
 ) -> AttemptReport {
+    // The writer masks; the pipe readers only need the secrets to split over-long lines safely.
     let masker = Arc::new(Masker::new(&attempt.secrets));
-    let mut log = match LogWriter::open(&attempt.log_path, attempt.max_log_bytes) {
+    let mut log = match LogWriter::open(&attempt.log_path, &attempt.secrets, attempt.max_log_bytes) {
         Ok(log) => log,
         Err(err) => {
-            let message = format!("cannot open log file {}: {err}", attempt.log_path.display());
+            let message = format!("cannot open log file {}: {err}", attempt.log_path);
             tracing::warn!(%message, "shell attempt not started");
             return not_started(ExitReason::SpawnFailed { message });
         }
     };
-    log.note(&masker.mask(&format!(
+    log.note(&format!(
         "running: sh -c {} in {}",
         crate::domain::template::shell_word(&attempt.command).unwrap_or_else(|_| attempt.command.clone()),
         attempt.cwd.display()
-    )));
+    ));
 
     if cancel.is_cancelled() {
         log.note("cancelled before the command was started");
-        log.finish();
         return not_started(ExitReason::Cancelled);
     }
 
@@ -172,8 +178,7 @@ pub async fn run_shell(
         Ok(child) => child,
         Err(err) => {
             let message = spawn_failure_message(&attempt.cwd, &err).await;
-            log.note(&masker.mask(&format!("failed to start: {message}")));
-            log.finish();
+            log.note(&format!("failed to start: {message}"));
             return not_started(ExitReason::SpawnFailed { message });
         }
     };
@@ -218,7 +223,6 @@ pub async fn run_shell(
         () = timer => ExitReason::TimedOut,
         () = cancel.cancelled() => ExitReason::Cancelled,
     };
-    let mut lost_status = None;
     match &reason {
         ExitReason::TimedOut | ExitReason::Cancelled => {
             let why = match (&reason, timeout) {
@@ -229,14 +233,10 @@ pub async fn run_shell(
             };
             terminate_group(&mut child, pgid, attempt.kill_grace, &why, &log_tx).await;
         }
-        ExitReason::Exited { code: -1 } => {
+        ExitReason::Lost { .. } => {
             // `wait` failed: we no longer know whether the leader runs, so make sure
             // nothing of the attempt keeps running unsupervised.
             let _ = killpg(pgid, Signal::SIGKILL);
-            lost_status = Some(match child.try_wait() {
-                Err(err) => err.to_string(),
-                Ok(_) => "exit status unavailable".to_owned(),
-            });
         }
         _ => {}
     }
@@ -273,17 +273,14 @@ pub async fn run_shell(
         ))
         ;
     }
-    if let Some(err) = lost_status {
-        log.note(&format!("lost track of the process: {err}"));
-    }
-    if log.dropped_bytes > 0 {
+    if log.dropped_bytes() > 0 {
         log.note(&format!(
             "log truncated: {} bytes of output beyond max_log_bytes ({}) were dropped",
-            log.dropped_bytes, attempt.max_log_bytes
+            log.dropped_bytes(),
+            attempt.max_log_bytes
         ));
     }
     log.note(&footer(&reason, elapsed));
-    log.finish();
     AttemptReport {
         reason,
         pid: Some(pid),
@@ -307,11 +304,15 @@ fn exit_reason(status: io::Result<ExitStatus>) -> ExitReason {
             (None, Some(signal)) => ExitReason::Signalled { signal },
             // Neither code nor signal only happens for stopped/continued statuses,
             // which `wait` does not report; treat it like a lost status.
-            (None, None) => ExitReason::Exited { code: -1 },
+            (None, None) => ExitReason::Lost {
+                message: format!("wait reported neither an exit code nor a signal ({status:?})"),
+            },
         },
         Err(err) => {
             tracing::error!(%err, "waiting for a shell attempt failed");
-            ExitReason::Exited { code: -1 }
+            ExitReason::Lost {
+                message: format!("waiting for it failed: {err}"),
+            }
         }
     }
 }
@@ -327,6 +328,7 @@ fn footer(reason: &ExitReason, elapsed: Duration) -> String {
         ExitReason::TimedOut => format!("timed out: attempt ended after {elapsed}"),
         ExitReason::Cancelled => format!("cancelled: attempt ended after {elapsed}"),
         ExitReason::SpawnFailed { message } => format!("failed to start: {message}"),
+        ExitReason::Lost { message } => format!("lost track of the process after {elapsed}: {message}"),
     }
 }
 
@@ -501,14 +503,15 @@ impl Drop for GroupKillGuard {
 /// What the pipe readers and the supervisor send to the log writer.
 #[derive(Debug)]
 enum LogItem {
-    /// A line of task output, already masked.
+    /// A line (or a piece of an over-long one) of task output, as the task wrote it; the
+    /// writer masks it.
     Output { line: String, stdout: bool },
     /// A `[weir]` line, written in sequence with the output.
     Note(String),
 }
 
-/// Reads one pipe line by line (pieces of at most [`MAX_LINE_BYTES`]) until EOF and
-/// sends the masked lines to the log writer.
+/// Reads one pipe line by line (pieces of at most [`MAX_LINE_BYTES`], never ending inside a
+/// secret or a character) until EOF and sends the lines to the log writer.
 async fn read_lines<R: AsyncRead + Unpin>(pipe: R, stdout: bool, masker: Arc<Masker>, log: mpsc::Sender<LogItem>) {
     let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, pipe);
     let mut line: Vec<u8> = Vec::new();
@@ -539,7 +542,7 @@ async fn read_lines<R: AsyncRead + Unpin>(pipe: R, stdout: bool, masker: Arc<Mas
         };
         reader.consume(consumed);
         if complete {
-            if !send_line(&log, &masker, &line, stdout).await {
+            if !send_line(&log, &line, stdout).await {
                 return;
             }
             line.clear();
@@ -547,7 +550,7 @@ async fn read_lines<R: AsyncRead + Unpin>(pipe: R, stdout: bool, masker: Arc<Mas
             // Emit what we have, but not a piece that ends inside a secret or a UTF-8
             // character; that tail starts the next piece.
             let cut = masker.safe_split_point(&line);
-            if !send_line(&log, &masker, &line[..cut], stdout).await {
+            if !send_line(&log, &line[..cut], stdout).await {
                 return;
             }
             line.drain(..cut);
@@ -555,16 +558,16 @@ async fn read_lines<R: AsyncRead + Unpin>(pipe: R, stdout: bool, masker: Arc<Mas
     }
     if !line.is_empty() {
         // Output that did not end with a newline.
-        send_line(&log, &masker, &line, stdout).await;
+        send_line(&log, &line, stdout).await;
     }
 }
 
 /// Returns false if the log writer is gone.
-async fn send_line(log: &mpsc::Sender<LogItem>, masker: &Masker, raw: &[u8], stdout: bool) -> bool {
+async fn send_line(log: &mpsc::Sender<LogItem>, raw: &[u8], stdout: bool) -> bool {
     // Treat CRLF like LF so Windows-style output does not end every line with `\r`.
     let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
     // Tasks may print anything; invalid UTF-8 becomes U+FFFD rather than an error.
-    let line = masker.mask(&String::from_utf8_lossy(raw));
+    let line = String::from_utf8_lossy(raw).into_owned();
     log.send(LogItem::Output { line, stdout }).await.is_ok()
 }
 
@@ -575,9 +578,9 @@ async fn write_log(mut items: mpsc::Receiver<LogItem>, mut log: LogWriter) -> (L
     while let Some(item) = items.recv().await {
         match item {
             LogItem::Output { line, stdout } => {
-                log.output(&line);
-                if stdout && !line.is_empty() {
-                    last_stdout_line = Some(line);
+                let masked = log.output_line(&line);
+                if stdout && !masked.is_empty() {
+                    last_stdout_line = Some(masked);
                 }
             }
             LogItem::Note(text) => log.note(&text),
@@ -605,93 +608,6 @@ fn truncate_at_char_boundary(text: &mut String, max_bytes: usize) {
             end -= 1;
         }
         text.truncate(end);
-    }
-}
-
-/// The attempt's log file. Write errors are reported once and then ignored: a full
-/// disk must not turn into a hung or failed supervision.
-///
-/// It writes with plain blocking calls from the attempt's task: a line into the page cache takes
-/// microseconds, while `tokio::fs` hands every call to the blocking pool, which with hundreds of
-/// attempts at once meant a thread hop (and often a new thread) per open, write and flush.
-struct LogWriter {
-    out: std::io::BufWriter<std::fs::File>,
-    path: PathBuf,
-    max_output_bytes: u64,
-    output_bytes: u64,
-    dropped_bytes: u64,
-    failed: bool,
-}
-
-impl LogWriter {
-    fn open(path: &Path, max_output_bytes: u64) -> io::Result<Self> {
-        if let Some(parent) = path.parent()
-            && !parent.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(parent)?;
-        }
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(Self {
-            out: std::io::BufWriter::new(file),
-            path: path.to_owned(),
-            max_output_bytes,
-            output_bytes: 0,
-            dropped_bytes: 0,
-            failed: false,
-        })
-    }
-
-    /// Writes a `[weir] ` line; these are never dropped by the size limit.
-    fn note(&mut self, text: &str) {
-        self.write(&[b"[weir] ", text.as_bytes(), b"\n"]);
-    }
-
-    /// Writes a line of task output, unless the size limit has been reached.
-    fn output(&mut self, line: &str) {
-        let size = line.len() as u64 + 1;
-        if self.dropped_bytes > 0 || self.output_bytes + size > self.max_output_bytes {
-            if self.dropped_bytes == 0 {
-                self.note(&format!(
-                    "log truncated: output reached max_log_bytes ({}); further output is dropped",
-                    self.max_output_bytes
-                ));
-            }
-            self.dropped_bytes += size;
-            return;
-        }
-        self.output_bytes += size;
-        self.write(&[line.as_bytes(), b"\n"]);
-    }
-
-    fn write(&mut self, parts: &[&[u8]]) {
-        use std::io::Write;
-        if self.failed {
-            return;
-        }
-        for part in parts {
-            if let Err(err) = self.out.write_all(part) {
-                self.fail(&err);
-                return;
-            }
-        }
-    }
-
-    fn flush(&mut self) {
-        use std::io::Write;
-        if !self.failed
-            && let Err(err) = self.out.flush()
-        {
-            self.fail(&err);
-        }
-    }
-
-    fn finish(mut self) {
-        self.flush();
-    }
-
-    fn fail(&mut self, err: &io::Error) {
-        tracing::warn!(%err, path = %self.path.display(), "writing task log failed; dropping further log output");
-        self.failed = true;
     }
 }
 
@@ -779,6 +695,18 @@ mod tests {
     /// Upper bound for conditions that should become true quickly.
     const PATIENCE: Duration = Duration::from_secs(15);
 
+    fn test_log_path(logs_dir: &Path) -> LogPath {
+        use crate::domain::ids::{DagId, RunId, TaskId};
+        let id = |text: &str| text.to_owned();
+        LogPath::new(
+            logs_dir,
+            &DagId::parse(id("dag")).expect("an id"),
+            &RunId::parse(id("nested")).expect("an id"),
+            &TaskId::parse(id("task")).expect("an id"),
+            1,
+        )
+    }
+
     fn attempt(dir: &Path, command: &str) -> ShellAttempt {
         ShellAttempt {
             command: command.to_owned(),
@@ -786,7 +714,7 @@ mod tests {
             env: Vec::new(),
             timeout: None,
             kill_grace: Duration::from_secs(2),
-            log_path: dir.join("logs").join("nested").join("attempt.log"),
+            log_path: test_log_path(&dir.join("logs")),
             secrets: Vec::new(),
             max_log_bytes: 1 << 20,
             exit_record_path: None,
@@ -794,7 +722,7 @@ mod tests {
     }
 
     async fn run(attempt: ShellAttempt) -> (AttemptReport, String) {
-        let log_path = attempt.log_path.clone();
+        let log_path = attempt.log_path.file();
         let report = tokio::time::timeout(PATIENCE, run_shell(attempt, None, CancellationToken::new()))
             .await
             .expect("run_shell should finish");
@@ -941,7 +869,7 @@ mod tests {
         let mut job = attempt(dir.path(), "sleep 300 & sleep 300");
         job.timeout = Some(Duration::from_millis(300));
         job.kill_grace = Duration::from_secs(10);
-        let log_path = job.log_path.clone();
+        let log_path = job.log_path.file();
         let begun = Instant::now();
         let (handle, pgid) = start(job, CancellationToken::new()).await;
         let report = tokio::time::timeout(PATIENCE, handle)
@@ -971,7 +899,7 @@ mod tests {
         let mut job = attempt(dir.path(), "trap '' TERM; echo armed; sleep 300 & sleep 300");
         let grace = Duration::from_millis(500);
         job.kill_grace = grace;
-        let log_path = job.log_path.clone();
+        let log_path = job.log_path.file();
         let cancel = CancellationToken::new();
         let (handle, pgid) = start(job, cancel.clone()).await;
         eventually("the trap is armed", || log_contains(&log_path, "armed")).await;
@@ -1004,7 +932,7 @@ mod tests {
         let command = "echo ready; sleep 300 & sleep 300";
         // Under the exit-recording wrapper too, which then leaves no record.
         for job in [attempt(dir.path(), command), recorded(dir.path(), command)] {
-            let (log_path, record) = (job.log_path.clone(), job.exit_record_path.clone());
+            let (log_path, record) = (job.log_path.file(), job.exit_record_path.clone());
             let _ = std::fs::remove_file(&log_path);
             let cancel = CancellationToken::new();
             let (handle, pgid) = start(job, cancel.clone()).await;
@@ -1031,7 +959,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let marker = dir.path().join("ran");
         let job = attempt(dir.path(), &format!("touch '{}'", marker.display()));
-        let log_path = job.log_path.clone();
+        let log_path = job.log_path.file();
         let cancel = CancellationToken::new();
         cancel.cancel();
         let report = run_shell(job, None, cancel).await;
@@ -1068,7 +996,7 @@ mod tests {
         let file = dir.path().join("a-file");
         std::fs::write(&file, "").expect("write file");
         let mut job = attempt(dir.path(), "true");
-        job.log_path = file.join("attempt.log");
+        job.log_path = test_log_path(&file);
         let report = run_shell(job, None, CancellationToken::new()).await;
         assert!(
             matches!(&report.reason, ExitReason::SpawnFailed { message } if message.starts_with("cannot open log file")),
@@ -1082,7 +1010,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (started_tx, started_rx) = oneshot::channel();
         let job = attempt(dir.path(), "sleep 300 & echo done");
-        let log_path = job.log_path.clone();
+        let log_path = job.log_path.file();
         let begun = Instant::now();
         let report = tokio::time::timeout(PATIENCE, run_shell(job, Some(started_tx), CancellationToken::new()))
             .await
@@ -1257,6 +1185,21 @@ mod tests {
         let pid = child.id();
         child.wait().expect("reap true");
         assert_eq!(process_state(pid), ProcessState::Gone);
+    }
+
+    #[test]
+    fn a_status_that_cannot_be_collected_is_lost_not_an_exit_code() {
+        let reason = exit_reason(Err(io::Error::from_raw_os_error(nix::libc::ECHILD)));
+        let ExitReason::Lost { message } = &reason else {
+            panic!("expected Lost, got {reason:?}");
+        };
+        assert!(message.starts_with("waiting for it failed: "), "{message}");
+        assert!(
+            footer(&reason, Duration::from_secs(2))
+                .starts_with("lost track of the process after 2s: waiting for it failed"),
+            "{}",
+            footer(&reason, Duration::from_secs(2))
+        );
     }
 
     #[test]

@@ -15,10 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::alerts::AlertRouting;
-use super::attempt::{
-    self, attempt_env, exit_record_path, log_path, needs_context, output_path, read_output, render_fields,
-    template_context,
-};
+use super::attempt::{self, attempt_env, needs_context, read_output, render_fields, template_context};
 use super::attempt_end::{TryBudget, attempt_end};
 use super::builtin::BuiltinAttempt;
 use super::connections::{Connections, Resolved, SecretSources};
@@ -29,6 +26,7 @@ use super::loader::DagBag;
 use super::metrics::SchedulerMetrics;
 use super::process::{ShellAttempt, kill_processes_with_env};
 use super::recovery::{self, OrphanAttempt, Registration, recovered_result};
+use super::task_log::{self, LogPath};
 use crate::domain::backfill::{BackfillState, DateAction, DateProgress, backfill_step};
 use crate::domain::dag::{Dag, Operator, Task};
 use crate::domain::ids::{DagId, RunId, TaskId};
@@ -1034,11 +1032,11 @@ impl Scheduler {
                     continue;
                 }
             };
-            let log = log_path(
+            let log = LogPath::new(
                 &self.settings.logs_dir,
-                dag.dag_id.as_str(),
-                run.run_id.as_str(),
-                task.task_id.as_str(),
+                &dag.dag_id,
+                &run.run_id,
+                &task.task_id,
                 try_number,
             );
             let work = match &fields.operator {
@@ -1047,13 +1045,7 @@ impl Scheduler {
                     cwd,
                     skip_exit_code,
                 } => {
-                    let output = output_path(
-                        &self.settings.logs_dir,
-                        dag.dag_id.as_str(),
-                        run.run_id.as_str(),
-                        task.task_id.as_str(),
-                        try_number,
-                    );
+                    let output = log.output();
                     let cwd = match cwd {
                         Some(cwd) => dag.folder().join(cwd),
                         None => dag.folder(),
@@ -1066,16 +1058,10 @@ impl Scheduler {
                             env,
                             timeout: task.timeout,
                             kill_grace: self.settings.kill_grace,
+                            exit_record_path: Some(log.exit_record()),
                             log_path: log,
                             secrets,
                             max_log_bytes: self.settings.max_log_bytes,
-                            exit_record_path: Some(exit_record_path(
-                                &self.settings.logs_dir,
-                                dag.dag_id.as_str(),
-                                run.run_id.as_str(),
-                                task.task_id.as_str(),
-                                try_number,
-                            )),
                         }),
                         skip_exit_code: *skip_exit_code,
                         output_path: output,
@@ -1093,6 +1079,7 @@ impl Scheduler {
                         connections: connection_urls.clone(),
                         log_path: log,
                         secrets,
+                        max_log_bytes: self.settings.max_log_bytes,
                         timeout: task.timeout,
                         folder: dag.folder(),
                         db: self.db.clone(),
@@ -1345,14 +1332,14 @@ impl Scheduler {
         .await
         .unwrap_or_default();
         let logs_dir = &self.settings.logs_dir;
-        let log = log_path(logs_dir, dag_id, run_id, task_id, instance.try_number);
-        let record = read_exit_record(&exit_record_path(
+        let log = LogPath::new(
             logs_dir,
-            dag_id,
-            run_id,
-            task_id,
+            &run.dag_id,
+            &run.run_id,
+            &instance.task_id,
             instance.try_number,
-        ));
+        );
+        let record = read_exit_record(&log.exit_record());
         let dag = self.bag().get(&run.dag_id).cloned();
         let task = dag.as_ref().and_then(|dag| dag.task(task_id));
         let skip_exit_code = task.and_then(|task| match &task.operator {
@@ -1366,8 +1353,7 @@ impl Scheduler {
             secrets = attempt::secrets(&resolved.variables, &task.env, &resolved.passwords);
         }
         let result = recovered_result(record.as_ref(), skip_exit_code, || {
-            let output = output_path(logs_dir, dag_id, run_id, task_id, instance.try_number);
-            read_output(&output, None).map(|output| super::masking::mask_secrets(&output, &secrets))
+            read_output(&log.output(), None).map(|output| super::masking::mask_secrets(&output, &secrets))
         });
         let leftovers = if killed.is_empty() {
             String::new()
@@ -1386,10 +1372,10 @@ impl Scheduler {
             ),
         };
         let note = format!(
-            "[weir] the scheduler running this attempt stopped (crash or kill: {death}); recovery at {}{leftovers} {how}\n",
+            "the scheduler running this attempt stopped (crash or kill: {death}); recovery at {}{leftovers} {how}",
             now.to_rfc3339(),
         );
-        append_to_log(&log, &note).await;
+        task_log::append_note(&log, &note);
         tracing::warn!(
             dag_id,
             run_id,
@@ -1857,16 +1843,6 @@ fn mask_json(value: serde_json::Value, secrets: &[String]) -> serde_json::Value 
             serde_json::Value::Object(map.into_iter().map(|(k, v)| (k, mask_json(v, secrets))).collect())
         }
         other => other,
-    }
-}
-
-async fn append_to_log(path: &std::path::Path, text: &str) {
-    use tokio::io::AsyncWriteExt;
-    if let Some(parent) = path.parent() {
-        let _ = tokio::fs::create_dir_all(parent).await;
-    }
-    if let Ok(mut file) = tokio::fs::OpenOptions::new().create(true).append(true).open(path).await {
-        let _ = file.write_all(text.as_bytes()).await;
     }
 }
 

@@ -25,9 +25,9 @@ use weir::config::Config;
 use weir::domain::dag::Dag;
 use weir::domain::state::{RunState, TaskState};
 use weir::domain::validate::{DagFileError, Problem};
-use weir::runtime::attempt::log_path;
 use weir::runtime::loader::{self, DagBag};
 use weir::runtime::operations;
+use weir::runtime::task_log::LogPath;
 use weir::storage::runs;
 use weir::storage::runs::DagRun;
 use weir::storage::task_instances::{self, AttemptEnd};
@@ -238,13 +238,14 @@ impl Api {
         task_instances::finish_attempt(&mut connection, run.pk, &first.task_id, try_number, &end, None, now)
             .await
             .unwrap();
-        let log = log_path(
+        let log = LogPath::new(
             &self.state.config.logs_dir(),
-            run.dag_id.as_str(),
-            run.run_id.as_str(),
-            first.task_id.as_str(),
+            &run.dag_id,
+            &run.run_id,
+            &first.task_id,
             try_number,
-        );
+        )
+        .file();
         std::fs::create_dir_all(log.parent().unwrap()).unwrap();
         std::fs::write(&log, "line one\nhello us\n").unwrap();
         runs::get_by_pk(&mut connection, run.pk).await.unwrap().unwrap()

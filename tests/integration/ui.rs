@@ -18,9 +18,9 @@ use weir::domain::dag::Dag;
 use weir::domain::ids::{DagId, TaskId};
 use weir::domain::state::{RunState, TaskState};
 use weir::domain::validate::ValidationContext;
-use weir::runtime::attempt::log_path;
 use weir::runtime::loader::{self, DagBag};
 use weir::runtime::operations;
+use weir::runtime::task_log::LogPath;
 use weir::storage::runs::{self, DagRun, RunFilter};
 use weir::storage::task_instances::{self, AttemptEnd};
 use weir::storage::{Db, dags as dag_rows};
@@ -182,13 +182,14 @@ impl Ui {
         )
         .await
         .unwrap();
-        let path = log_path(
+        let path = LogPath::new(
             &self.state.config.logs_dir(),
-            run.dag_id.as_str(),
-            run.run_id.as_str(),
-            task,
+            &run.dag_id,
+            &run.run_id,
+            &task_id,
             try_number,
-        );
+        )
+        .file();
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, log).unwrap();
         path

@@ -2,8 +2,6 @@
 //! set state (with a dry run), tries, logs by try number; and `POST
 //! /api/v2/dags/{dag_id}/clearTaskInstances`.
 
-use std::path::Path;
-
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, header};
@@ -11,7 +9,6 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use utoipa::ToSchema;
 
 use super::dag_runs::{find, seconds_between};
@@ -24,8 +21,8 @@ use crate::domain::dag::Dag;
 use crate::domain::dates::Timestamp;
 use crate::domain::ids::{DagId, RunId, TaskId};
 use crate::domain::state::TaskState;
-use crate::runtime::attempt::log_path;
 use crate::runtime::operations::{self, ClearPlan, ClearRequest};
+use crate::runtime::task_log::{LogPath, LogReader};
 use crate::storage::runs::DagRun;
 use crate::storage::task_instances::{self, Attempt, TaskInstance};
 
@@ -504,9 +501,9 @@ async fn set_state(
 }
 
 /// Most bytes of log one JSON response carries; `continuation_token` continues from there.
-const MAX_LOG_CHUNK: u64 = 1024 * 1024;
+const MAX_LOG_CHUNK: usize = 1024 * 1024;
 /// The buffer a plain-text log is streamed through.
-const TEXT_STREAM_CHUNK: u64 = 64 * 1024;
+const TEXT_STREAM_CHUNK: usize = 64 * 1024;
 /// The response header that carries the continuation token of a plain-text log (Airflow's name).
 const CONTINUATION_HEADER: &str = "airflow-continuation-token";
 
@@ -514,12 +511,13 @@ const CONTINUATION_HEADER: &str = "airflow-continuation-token";
 /// `Accept: text/plain`. The ids are parsed before any path is built, so none can leave the logs
 /// folder.
 ///
-/// The file is opened and read from the offset the `token` carries (a continuation token is the
-/// byte offset to continue from, as an opaque string), so memory stays bounded whatever the log's
-/// size. JSON: at most [`MAX_LOG_CHUNK`] bytes of whole lines from the token on, and the token of
-/// what follows (while the attempt runs, a last line still being written waits for its end). Plain
-/// text: everything from the token to the end of the file as it is at the request, streamed in
-/// [`TEXT_STREAM_CHUNK`] pieces, with the token of the end in the `Airflow-Continuation-Token` header.
+/// The log is read through `task_log::LogReader` from the offset the `token` carries (a
+/// continuation token is the byte offset to continue from, as an opaque string), so memory stays
+/// bounded whatever the log's size. JSON: one window of at most [`MAX_LOG_CHUNK`] bytes from the
+/// token on, and the token of what follows (while the attempt runs, a last line still being written
+/// waits for its end). Plain text: everything from the token to the end of the log as it is at the
+/// request, streamed in [`TEXT_STREAM_CHUNK`] pieces, with the token of the end in the
+/// `Airflow-Continuation-Token` header.
 pub async fn logs(
     State(state): State<ApiState>,
     ApiPath((dag_id, run_id, task_id, try_number)): ApiPath<(String, String, String, String)>,
@@ -548,126 +546,35 @@ pub async fn logs(
         )));
     }
     let still_writing = try_number == ti.try_number && ti.state.is_active();
-    let path = log_path(
-        &state.config.logs_dir(),
-        dag_id.as_str(),
-        run_id.as_str(),
-        task_id.as_str(),
-        try_number,
-    );
-    let reading_error = |error: std::io::Error| {
-        ApiError::Internal(anyhow::Error::new(error).context(format!("reading log {}", path.display())))
-    };
+    let path = LogPath::new(&state.config.logs_dir(), &dag_id, &run_id, &task_id, try_number);
+    let reader = LogReader::file(&path).still_writing(still_writing);
+    let reading_error =
+        |error: std::io::Error| ApiError::Internal(anyhow::Error::new(error).context(format!("reading log {path}")));
     let wants_text = headers
         .get(header::ACCEPT)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|accept| accept.contains("text/plain") && !accept.contains("application/json"));
     if wants_text {
-        return text_log(&path, offset).await.map_err(reading_error);
+        return text_log(reader, offset).await.map_err(reading_error);
     }
-    let (bytes, end) = read_log_window(&path, offset, MAX_LOG_CHUNK, still_writing)
-        .await
-        .map_err(reading_error)?;
+    let window = reader.window(offset, MAX_LOG_CHUNK).await.map_err(reading_error)?;
     Ok(ApiJson(TaskInstancesLogResponse {
-        content: String::from_utf8_lossy(&bytes)
+        content: window
+            .text()
             .lines()
             .map(|line| LogLine {
                 event: line.to_string(),
             })
             .collect(),
-        continuation_token: Some(end.to_string()),
+        continuation_token: Some(window.end.to_string()),
     })
     .into_response())
 }
 
-/// Opens a log for reading; a log not written yet reads as empty (`None`).
-async fn open_log(path: &Path) -> std::io::Result<Option<(tokio::fs::File, u64)>> {
-    match tokio::fs::File::open(path).await {
-        Ok(file) => {
-            let size = file.metadata().await?.len();
-            Ok(Some((file, size)))
-        }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(error) => Err(error),
-    }
-}
-
-/// At most `max` bytes of the log from `offset` (clamped to its size) and the offset after them.
-/// The window ends at a line end when the file goes on past it, or when the attempt is still
-/// writing (a partial last line waits for its end); a window that holds no line end at all is cut
-/// at a UTF-8 character boundary instead, so a giant line still makes progress.
-async fn read_log_window(path: &Path, offset: u64, max: u64, still_writing: bool) -> std::io::Result<(Vec<u8>, u64)> {
-    let Some((mut file, size)) = open_log(path).await? else {
-        return Ok((Vec::new(), 0));
-    };
-    let start = offset.min(size);
-    let length = (size - start).min(max);
-    file.seek(std::io::SeekFrom::Start(start)).await?;
-    let mut bytes = Vec::with_capacity(usize::try_from(length).unwrap_or(0));
-    file.take(length).read_to_end(&mut bytes).await?;
-    let full = bytes.len() as u64 == max;
-    let at_end = start + bytes.len() as u64 >= size;
-    if !at_end || still_writing {
-        let keep = match bytes.iter().rposition(|&byte| byte == b'\n') {
-            Some(newline) => newline + 1,
-            None if full => utf8_boundary(&bytes),
-            None => 0,
-        };
-        bytes.truncate(keep);
-    }
-    let end = start + bytes.len() as u64;
-    Ok((bytes, end))
-}
-
-/// The length of `bytes` without a UTF-8 character cut at its end.
-fn utf8_boundary(bytes: &[u8]) -> usize {
-    let tail_start = bytes.len().saturating_sub(4);
-    for position in (tail_start..bytes.len()).rev() {
-        let byte = bytes[position];
-        if byte & 0xC0 == 0x80 {
-            continue; // a continuation byte: keep looking for the lead byte
-        }
-        let width = match byte {
-            0x00..=0x7F => 1,
-            0xC0..=0xDF => 2,
-            0xE0..=0xEF => 3,
-            _ => 4,
-        };
-        return if position + width > bytes.len() {
-            position
-        } else {
-            bytes.len()
-        };
-    }
-    bytes.len()
-}
-
-/// The log from `offset` to the end of the file as it is now, streamed through a bounded buffer.
-async fn text_log(path: &Path, offset: u64) -> std::io::Result<Response> {
-    let (body, end) = match open_log(path).await? {
-        None => (Body::empty(), 0),
-        Some((mut file, size)) => {
-            let start = offset.min(size);
-            file.seek(std::io::SeekFrom::Start(start)).await?;
-            let chunks = futures_util::stream::unfold((file, size - start), |(mut file, remaining)| async move {
-                if remaining == 0 {
-                    return None;
-                }
-                let mut buffer = Vec::new();
-                match (&mut file)
-                    .take(remaining.min(TEXT_STREAM_CHUNK))
-                    .read_to_end(&mut buffer)
-                    .await
-                {
-                    // The file shrank under us: end here.
-                    Ok(0) => None,
-                    Ok(read) => Some((Ok(buffer), (file, remaining - read as u64))),
-                    Err(error) => Some((Err(error), (file, 0))),
-                }
-            });
-            (Body::from_stream(chunks), size)
-        }
-    };
+/// The log from `offset` to its end as it is now, streamed a bounded piece at a time.
+async fn text_log(reader: LogReader, offset: u64) -> std::io::Result<Response> {
+    let end = reader.size().await?.unwrap_or(0);
+    let body = Body::from_stream(reader.pieces(offset.min(end), end, TEXT_STREAM_CHUNK));
     Ok((
         [
             (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_string()),
@@ -809,38 +716,5 @@ mod tests {
         assert_eq!(id.len(), 36);
         assert_eq!(&id[14..15], "5");
         assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"), "{id}");
-    }
-
-    #[test]
-    fn a_window_is_never_cut_inside_a_character() {
-        assert_eq!(utf8_boundary(b"abc"), 3);
-        assert_eq!(utf8_boundary("ab\u{e9}".as_bytes()), 4);
-        assert_eq!(utf8_boundary(&"ab\u{e9}".as_bytes()[..3]), 2);
-        assert_eq!(utf8_boundary(&"a\u{1f600}".as_bytes()[..4]), 1);
-        assert_eq!(utf8_boundary("a\u{1f600}".as_bytes()), 5);
-        assert_eq!(utf8_boundary(b""), 0);
-    }
-
-    #[tokio::test]
-    async fn windows_end_at_line_ends_and_wait_for_a_line_still_being_written() {
-        let folder = tempfile::tempdir().unwrap();
-        let path = folder.path().join("1.log");
-        assert_eq!(read_log_window(&path, 0, 8, false).await.unwrap(), (Vec::new(), 0));
-        std::fs::write(&path, "one\ntwo\nthree").unwrap();
-        assert_eq!(
-            read_log_window(&path, 0, 8, false).await.unwrap(),
-            (b"one\ntwo\n".to_vec(), 8)
-        );
-        assert_eq!(
-            read_log_window(&path, 8, 8, false).await.unwrap(),
-            (b"three".to_vec(), 13)
-        );
-        assert_eq!(read_log_window(&path, 8, 8, true).await.unwrap(), (Vec::new(), 8));
-        assert_eq!(read_log_window(&path, 99, 8, false).await.unwrap(), (Vec::new(), 13));
-        std::fs::write(&path, "abcdefghij\n").unwrap();
-        assert_eq!(
-            read_log_window(&path, 0, 4, false).await.unwrap(),
-            (b"abcd".to_vec(), 4)
-        );
     }
 }

@@ -16,6 +16,7 @@ use crate::api::ApiState;
 use crate::api::audit::AuditNote;
 use crate::domain::state::TaskState;
 use crate::runtime::operations::{self, ClearRequest};
+use crate::runtime::task_log::LogPath;
 use crate::storage::task_instances;
 
 #[derive(Debug, Deserialize)]
@@ -81,16 +82,16 @@ pub async fn show(
 
     let log = match selected {
         Some(attempt) => {
-            let path = logs::log_file(
+            let path = LogPath::new(
                 &state.config.logs_dir(),
-                dag.dag_id.as_str(),
-                run.run_id.as_str(),
-                task_id.as_str(),
+                &dag.dag_id,
+                &run.run_id,
+                &task_id,
                 attempt.try_number,
-            )?;
-            let window = logs::read_window(&path, query.offset)
+            );
+            let window = logs::read_window(&path, query.offset, !attempt.state.is_finished())
                 .await
-                .map_err(|error| UiError::Internal(anyhow::anyhow!("reading {}: {error}", path.display())))?;
+                .map_err(|error| UiError::Internal(anyhow::anyhow!("reading {path}: {error}")))?;
             let try_url = format!("{page_url}?try={}", attempt.try_number);
             let at_tail = window.end >= window.size;
             Some(LogView {

@@ -3,8 +3,6 @@
 //! only if its cause is. Each channel that hears the event gets its own outbox row; nothing is
 //! sent here.
 
-use std::path::Path;
-
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::AnyConnection;
 
@@ -14,8 +12,8 @@ use crate::domain::dag::Dag;
 use crate::domain::duration::format_duration;
 use crate::domain::ids::TaskId;
 use crate::domain::state::{RunState, TaskState};
-use crate::runtime::attempt::log_path;
 use crate::runtime::loader::DagBag;
+use crate::runtime::task_log::{LogPath, LogReader};
 use crate::storage::alerts::{self as outbox, NewAlert};
 use crate::storage::runs::{self, DagRun};
 use crate::storage::task_instances;
@@ -24,7 +22,7 @@ use crate::storage::{Db, StorageError};
 /// Lines of a log quoted in an alert's `error`.
 const LOG_LINES: usize = 20;
 /// Bytes read from the end of a log to find those lines.
-const LOG_TAIL_BYTES: u64 = 8 * 1024;
+const LOG_TAIL_BYTES: usize = 8 * 1024;
 
 /// What the scheduler needs to raise alerts: the configured defaults and where the UI is.
 #[derive(Debug, Clone, Default)]
@@ -61,13 +59,7 @@ pub async fn record_task_alerts(
     let Some(run) = runs::get_by_pk(connection, run_pk).await? else {
         return Ok(0);
     };
-    let log = log_path(
-        &routing.logs_dir,
-        dag.dag_id.as_str(),
-        run.run_id.as_str(),
-        task_id.as_str(),
-        try_number,
-    );
+    let log = LogPath::new(&routing.logs_dir, &dag.dag_id, &run.run_id, task_id, try_number);
     let error = match log_tail(&log).await {
         Some(tail) => Some(tail),
         None => attempt_error.map(str::to_string),
@@ -260,11 +252,11 @@ async fn failed_tasks(
         .map(|instance| format!("{} (try {})", instance.task_id, instance.try_number))
         .collect();
     let mut text = format!("tasks failed: {}", names.join(", "));
-    let log = log_path(
+    let log = LogPath::new(
         &routing.logs_dir,
-        run.dag_id.as_str(),
-        run.run_id.as_str(),
-        first.task_id.as_str(),
+        &run.dag_id,
+        &run.run_id,
+        &first.task_id,
         first.try_number,
     );
     if let Some(tail) = log_tail(&log).await {
@@ -273,23 +265,10 @@ async fn failed_tasks(
     Ok(Some(text))
 }
 
-/// The last lines of a log file, `None` when it is missing or empty. Reads only its end.
-async fn log_tail(path: &Path) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    let mut file = tokio::fs::File::open(path).await.ok()?;
-    let length = file.metadata().await.ok()?.len();
-    let start = length.saturating_sub(LOG_TAIL_BYTES);
-    file.seek(std::io::SeekFrom::Start(start)).await.ok()?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).await.ok()?;
-    let text = String::from_utf8_lossy(&bytes);
-    // A tail cut mid-line starts with a partial line: drop it.
-    let text = if start > 0 {
-        text.split_once('\n').map_or(text.as_ref(), |(_, rest)| rest)
-    } else {
-        text.as_ref()
-    };
-    let tail = message::last_lines(text.trim_end(), LOG_LINES);
+/// The last lines of a log, `None` when it is missing or empty. Reads only its end.
+async fn log_tail(path: &LogPath) -> Option<String> {
+    let tail = LogReader::file(path).tail(LOG_TAIL_BYTES).await.ok()?;
+    let tail = message::last_lines(tail.text().trim_end(), LOG_LINES);
     (!tail.trim().is_empty()).then_some(tail)
 }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, Url};
 
-use super::{BuiltinAttempt, TaskLog};
+use super::{BuiltinAttempt, LogWriter};
 use crate::domain::dag::{HttpBody, HttpTask, StatusExpectation};
 use crate::domain::duration::format_duration;
 use crate::runtime::attempt::MAX_OUTPUT_BYTES;
@@ -84,7 +84,7 @@ pub(super) async fn send(
     headers: &[(String, String)],
     body: &HttpBody,
     timeout: Duration,
-    log: &mut TaskLog,
+    log: &mut LogWriter,
 ) -> Result<Response, String> {
     let client = http_client()?;
     let method = Method::from_bytes(method.as_bytes()).map_err(|_| format!("`{method}` is not an HTTP method"))?;
@@ -192,7 +192,7 @@ pub(super) fn check_status(response: &Response, expected: &StatusExpectation) ->
 pub(super) async fn call(
     attempt: &BuiltinAttempt,
     http: &HttpTask,
-    log: &mut TaskLog,
+    log: &mut LogWriter,
 ) -> Result<serde_json::Value, String> {
     let url = target_url(attempt, http.conn.as_deref(), &http.url)?;
     let response = send(&http.method, url, &http.headers, &http.body, http.request_timeout, log).await?;

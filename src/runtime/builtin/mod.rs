@@ -3,7 +3,6 @@
 //! masked), ends with the same [`AttemptResult`] a shell task does, and stops when weir shuts down.
 
 mod http;
-mod log;
 mod sensor;
 mod sql;
 mod trigger;
@@ -17,11 +16,11 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 pub use self::http::http_client;
-pub use self::log::TaskLog;
 pub use self::sensor::{PokeVerdict, after_poke};
 use super::attempt::MAX_OUTPUT_BYTES;
 use super::executor::AttemptResult;
 use super::masking::mask_secrets;
+use super::task_log::{LogPath, LogWriter};
 use crate::domain::dag::{Dag, Operator};
 use crate::domain::duration::format_duration;
 use crate::domain::ids::{DagId, RunId, TaskId};
@@ -37,9 +36,11 @@ pub struct BuiltinAttempt {
     pub operator: Operator,
     /// Connection name → URL with credentials, for the connections the operator names.
     pub connections: HashMap<String, String>,
-    pub log_path: PathBuf,
+    pub log_path: LogPath,
     /// Masked as `***` in everything written to the log.
     pub secrets: Vec<String>,
+    /// Output lines (a response body, rows) beyond this many bytes per poke are dropped.
+    pub max_log_bytes: u64,
     /// The task's `timeout`: for sensors, how long they may wait in all since the first poke.
     pub timeout: Option<Duration>,
     /// The DAG file's folder: relative paths (sensor files, sql files) start there.
@@ -82,12 +83,12 @@ impl BuiltinAttempt {
 /// Runs one in-process attempt to its end: success with an output, failure with a message, a
 /// sensor's reschedule, or an interruption when `cancel` fires (weir shutting down).
 pub async fn run_builtin(attempt: &BuiltinAttempt, cancel: CancellationToken) -> AttemptResult {
-    let mut log = match TaskLog::open(&attempt.log_path, &attempt.secrets) {
+    let mut log = match LogWriter::open(&attempt.log_path, &attempt.secrets, attempt.max_log_bytes) {
         Ok(log) => log,
         Err(error) => {
             return AttemptResult::Failed {
                 exit_code: None,
-                error: format!("could not open the log {}: {error}", attempt.log_path.display()),
+                error: format!("could not open the log {}: {error}", attempt.log_path),
             };
         }
     };
@@ -140,7 +141,7 @@ async fn with_deadline(
     }
 }
 
-async fn run_operator(attempt: &BuiltinAttempt, log: &mut TaskLog) -> AttemptResult {
+async fn run_operator(attempt: &BuiltinAttempt, log: &mut LogWriter) -> AttemptResult {
     let outcome = match &attempt.operator {
         Operator::Shell { .. } => Err("a shell task cannot run in-process".to_string()),
         Operator::Http(http) => http::call(attempt, http, log).await.map(Some),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{BuiltinAttempt, TaskLog, http, sql};
+use super::{BuiltinAttempt, LogWriter, http, sql};
 use crate::domain::dag::{DEFAULT_SENSOR_TIMEOUT, HttpBody, SensorCondition, SensorTask};
 use crate::domain::duration::format_duration;
 use crate::domain::ids::{DagId, TaskId};
@@ -54,7 +54,7 @@ pub fn after_poke(
     AttemptResult::Reschedule { at: next }
 }
 
-pub(super) async fn poke(attempt: &BuiltinAttempt, sensor: &SensorTask, log: &mut TaskLog) -> AttemptResult {
+pub(super) async fn poke(attempt: &BuiltinAttempt, sensor: &SensorTask, log: &mut LogWriter) -> AttemptResult {
     let timeout = attempt.timeout.unwrap_or(DEFAULT_SENSOR_TIMEOUT);
     let waited = (Utc::now() - attempt.first_poke).to_std().unwrap_or_default();
     // A poke never runs past the sensor's deadline.
@@ -85,7 +85,7 @@ async fn check(
     attempt: &BuiltinAttempt,
     condition: &SensorCondition,
     remaining: Duration,
-    log: &mut TaskLog,
+    log: &mut LogWriter,
 ) -> Result<PokeVerdict, String> {
     match condition {
         SensorCondition::File { path } => {
@@ -145,7 +145,7 @@ async fn dag_run_succeeded(
     attempt: &BuiltinAttempt,
     dag_id: &str,
     task_id: Option<&str>,
-    log: &mut TaskLog,
+    log: &mut LogWriter,
 ) -> Result<PokeVerdict, String> {
     let dag_id = DagId::parse(dag_id.to_string()).map_err(|error| error.to_string())?;
     let task_id = task_id

@@ -1,14 +1,14 @@
 //! The `sql` and `transfer` tasks and the sql sensor's query, on top of the database engine in
 //! [`crate::runtime::operators::sql`]: connection names resolved to URLs, progress to the log.
 
-use super::{BuiltinAttempt, SQL_OUTPUT_ROWS, TaskLog};
+use super::{BuiltinAttempt, LogWriter, SQL_OUTPUT_ROWS};
 use crate::domain::dag::{SqlSource, SqlTask, TransferMode, TransferTask};
 use crate::runtime::operators::sql as engine;
 
 pub(super) async fn run(
     attempt: &BuiltinAttempt,
     task: &SqlTask,
-    log: &mut TaskLog,
+    log: &mut LogWriter,
 ) -> Result<serde_json::Value, String> {
     let url = attempt.connection(&task.conn)?;
     let SqlSource::Inline(script) = &task.sql else {
@@ -28,7 +28,7 @@ pub(super) async fn run(
 }
 
 /// The first column of the first row of `query` (null when there is no row).
-pub(super) async fn first_value(url: &str, query: &str, log: &mut TaskLog) -> Result<serde_json::Value, String> {
+pub(super) async fn first_value(url: &str, query: &str, log: &mut LogWriter) -> Result<serde_json::Value, String> {
     let outcome = engine::run_sql(url, query, &[], 1, &mut |line: &str| log.note(line))
         .await
         .map_err(|error| error.to_string())?;
@@ -45,7 +45,7 @@ pub(super) async fn first_value(url: &str, query: &str, log: &mut TaskLog) -> Re
 pub(super) async fn transfer(
     attempt: &BuiltinAttempt,
     task: &TransferTask,
-    log: &mut TaskLog,
+    log: &mut LogWriter,
 ) -> Result<serde_json::Value, String> {
     let spec = engine::TransferSpec {
         from_url: attempt.connection(&task.from_conn)?.to_string(),

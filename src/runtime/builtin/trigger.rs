@@ -6,7 +6,7 @@
 use chrono::Utc;
 use serde_json::json;
 
-use super::{BuiltinAttempt, TaskLog};
+use super::{BuiltinAttempt, LogWriter};
 use crate::domain::dag::TriggerDagTask;
 use crate::domain::duration::format_duration;
 use crate::domain::ids::RunId;
@@ -24,7 +24,7 @@ pub fn triggered_run_id(attempt: &BuiltinAttempt) -> Result<RunId, String> {
 pub(super) async fn trigger(
     attempt: &BuiltinAttempt,
     task: &TriggerDagTask,
-    log: &mut TaskLog,
+    log: &mut LogWriter,
 ) -> Result<serde_json::Value, String> {
     let Some(target) = attempt.target_dag.as_deref() else {
         return Err(format!(

@@ -228,13 +228,10 @@ async fn a_large_log_is_read_in_bounded_windows_that_walk_it_once() {
     }
     for api in apis().await {
         let run = api.finished_run("ti_run").await;
-        let path = weir::runtime::attempt::log_path(
-            &api.state.config.logs_dir(),
-            run.dag_id.as_str(),
-            run.run_id.as_str(),
-            "first",
-            1,
-        );
+        let first = weir::domain::ids::TaskId::parse("first").unwrap();
+        let path =
+            weir::runtime::task_log::LogPath::new(&api.state.config.logs_dir(), &run.dag_id, &run.run_id, &first, 1)
+                .file();
         std::fs::write(&path, &log).unwrap();
         let uri = format!("{RUN}/taskInstances/first/logs/1");
 
