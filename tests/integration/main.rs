@@ -30,6 +30,7 @@ mod secrets_at_rest;
 mod sql_tasks;
 mod storage;
 mod support;
+mod task_log_walk;
 mod task_types;
 mod tidy;
 mod ui;
