@@ -17,6 +17,7 @@ mod openapi;
 mod pools;
 pub mod query;
 mod task_instances;
+mod task_logs;
 mod tasks;
 mod variables;
 

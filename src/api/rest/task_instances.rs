@@ -1,11 +1,8 @@
 //! Task instances under `/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances`: list, get,
-//! set state (with a dry run), tries, logs by try number; and `POST
+//! set state (with a dry run), tries (logs by try number are `task_logs.rs`); and `POST
 //! /api/v2/dags/{dag_id}/clearTaskInstances`.
 
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName, header};
-use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -14,6 +11,7 @@ use utoipa::ToSchema;
 use super::dag_runs::{find, seconds_between};
 use super::dags::loaded;
 use super::query::{self, QueryParams};
+pub use super::task_logs::{TaskInstancesLogResponse, logs};
 use crate::api::ApiState;
 use crate::api::audit::AuditNote;
 use crate::api::error::{ApiError, ApiJson, ApiPath};
@@ -22,7 +20,6 @@ use crate::domain::dates::Timestamp;
 use crate::domain::ids::{DagId, RunId, TaskId};
 use crate::domain::state::TaskState;
 use crate::runtime::operations::{self, ClearPlan, ClearRequest};
-use crate::runtime::task_log::{LogPath, LogReader};
 use crate::storage::runs::DagRun;
 use crate::storage::task_instances::{self, Attempt, TaskInstance};
 
@@ -114,20 +111,6 @@ pub struct TaskInstanceHistoryResponse {
 pub struct TaskInstanceHistoryCollectionResponse {
     pub task_instances: Vec<TaskInstanceHistoryResponse>,
     pub total_entries: usize,
-}
-
-/// One line of a log in Airflow's `StructuredLogMessage` shape.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct LogLine {
-    pub event: String,
-}
-
-/// Airflow's `TaskInstancesLogResponse`. `continuation_token` is the byte offset to read from
-/// next (pass it back as `token`).
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct TaskInstancesLogResponse {
-    pub content: Vec<LogLine>,
-    pub continuation_token: Option<String>,
 }
 
 /// A stable UUID for a task instance (Airflow's `id`), derived from its dag, run and task ids:
@@ -264,11 +247,11 @@ pub(super) async fn instance_views(
     Ok(views)
 }
 
-fn ids(dag_id: &str, run_id: &str, task_id: &str) -> Result<(DagId, RunId, TaskId), ApiError> {
+pub(super) fn ids(dag_id: &str, run_id: &str, task_id: &str) -> Result<(DagId, RunId, TaskId), ApiError> {
     Ok((query::dag_id(dag_id)?, query::run_id(run_id)?, query::task_id(task_id)?))
 }
 
-async fn find_instance(state: &ApiState, run: &DagRun, task_id: &TaskId) -> Result<TaskInstance, ApiError> {
+pub(super) async fn find_instance(state: &ApiState, run: &DagRun, task_id: &TaskId) -> Result<TaskInstance, ApiError> {
     let mut connection = state.db.acquire().await?;
     task_instances::get(&mut connection, run.pk, task_id)
         .await?
@@ -276,7 +259,7 @@ async fn find_instance(state: &ApiState, run: &DagRun, task_id: &TaskId) -> Resu
 }
 
 /// Only `map_index` -1 exists: weir has no mapped tasks.
-fn check_map_index(params: &QueryParams) -> Result<(), ApiError> {
+pub(super) fn check_map_index(params: &QueryParams) -> Result<(), ApiError> {
     match params.one("map_index") {
         None | Some("-1") => Ok(()),
         Some(other) => Err(ApiError::NotFound(format!(
@@ -498,91 +481,6 @@ async fn set_state(
         total_entries: 1,
     });
     Ok((note, response))
-}
-
-/// Most bytes of log one JSON response carries; `continuation_token` continues from there.
-const MAX_LOG_CHUNK: usize = 1024 * 1024;
-/// The buffer a plain-text log is streamed through.
-const TEXT_STREAM_CHUNK: usize = 64 * 1024;
-/// The response header that carries the continuation token of a plain-text log (Airflow's name).
-const CONTINUATION_HEADER: &str = "airflow-continuation-token";
-
-/// `GET .../taskInstances/{task_id}/logs/{try_number}`: JSON lines by default, the raw text with
-/// `Accept: text/plain`. The ids are parsed before any path is built, so none can leave the logs
-/// folder.
-///
-/// The log is read through `task_log::LogReader` from the offset the `token` carries (a
-/// continuation token is the byte offset to continue from, as an opaque string), so memory stays
-/// bounded whatever the log's size. JSON: one window of at most [`MAX_LOG_CHUNK`] bytes from the
-/// token on, and the token of what follows (while the attempt runs, a last line still being written
-/// waits for its end). Plain text: everything from the token to the end of the log as it is at the
-/// request, streamed in [`TEXT_STREAM_CHUNK`] pieces, with the token of the end in the
-/// `Airflow-Continuation-Token` header.
-pub async fn logs(
-    State(state): State<ApiState>,
-    ApiPath((dag_id, run_id, task_id, try_number)): ApiPath<(String, String, String, String)>,
-    params: QueryParams,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let (dag_id, run_id, task_id) = ids(&dag_id, &run_id, &task_id)?;
-    let try_number: u32 = try_number
-        .parse()
-        .map_err(|_| ApiError::BadRequest(format!("try_number must be a positive integer, got `{try_number}`")))?;
-    check_map_index(&params)?;
-    let offset: u64 = match params.one("token") {
-        None | Some("") => 0,
-        Some(token) => token.parse().map_err(|_| {
-            ApiError::BadRequest(format!(
-                "token `{token}` is not a continuation token from an earlier response"
-            ))
-        })?,
-    };
-    let run = find(&state, &dag_id, &run_id).await?;
-    let ti = find_instance(&state, &run, &task_id).await?;
-    if try_number == 0 || try_number > ti.try_number {
-        return Err(ApiError::NotFound(format!(
-            "`{task_id}` in run `{run_id}` has no try {try_number} (tries so far: {})",
-            ti.try_number
-        )));
-    }
-    let still_writing = try_number == ti.try_number && ti.state.is_active();
-    let path = LogPath::new(&state.config.logs_dir(), &dag_id, &run_id, &task_id, try_number);
-    let reader = LogReader::file(&path).still_writing(still_writing);
-    let reading_error =
-        |error: std::io::Error| ApiError::Internal(anyhow::Error::new(error).context(format!("reading log {path}")));
-    let wants_text = headers
-        .get(header::ACCEPT)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|accept| accept.contains("text/plain") && !accept.contains("application/json"));
-    if wants_text {
-        return text_log(reader, offset).await.map_err(reading_error);
-    }
-    let window = reader.window(offset, MAX_LOG_CHUNK).await.map_err(reading_error)?;
-    Ok(ApiJson(TaskInstancesLogResponse {
-        content: window
-            .text()
-            .lines()
-            .map(|line| LogLine {
-                event: line.to_string(),
-            })
-            .collect(),
-        continuation_token: Some(window.end.to_string()),
-    })
-    .into_response())
-}
-
-/// The log from `offset` to its end as it is now, streamed a bounded piece at a time.
-async fn text_log(reader: LogReader, offset: u64) -> std::io::Result<Response> {
-    let end = reader.size().await?.unwrap_or(0);
-    let body = Body::from_stream(reader.pieces(offset.min(end), end, TEXT_STREAM_CHUNK));
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_string()),
-            (HeaderName::from_static(CONTINUATION_HEADER), end.to_string()),
-        ],
-        body,
-    )
-        .into_response())
 }
 
 /// A task id in `task_ids`: a plain id, or Airflow's `[task_id, map_index]` pair.

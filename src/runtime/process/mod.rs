@@ -2,7 +2,6 @@
 //! into the attempt's log (through `task_log::LogWriter`, which masks and caps it), enforces
 //! timeouts and cancellation, and kills orphans after a crash.
 
-use std::collections::BTreeSet;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -11,19 +10,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::signal::{Signal, kill, killpg};
-use nix::unistd::{Pid, getpgid, getpgrp};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+mod procfs;
+
+pub use self::procfs::{kill_processes_with_env, process_state};
+use self::procfs::{proc_pids, read_proc_stat};
 use super::exit_record::{EXIT_RECORDING_WRAPPER, WRAPPER_NAME};
 use super::masking::Masker;
 pub use super::masking::mask_secrets;
 use super::task_log::{LogPath, LogWriter};
-use crate::domain::liveness::ProcessState;
 
 /// Longest piece of output kept in memory as one line. A longer line (no newline for
 /// that long) is written to the log in pieces of at most this size, so a task that
@@ -424,67 +426,6 @@ async fn group_has_live_members(pgid: Pid) -> bool {
     .unwrap_or(true)
 }
 
-/// Fields of /proc/<pid>/stat we need.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct ProcStat {
-    state: char,
-    ppid: i32,
-    pgrp: i32,
-}
-
-impl ProcStat {
-    fn is_zombie(self) -> bool {
-        matches!(self.state, 'Z' | 'X' | 'x')
-    }
-}
-
-fn read_proc_stat(pid: i32) -> Option<ProcStat> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_proc_stat(&stat)
-}
-
-/// Parses `pid (comm) state ppid pgrp ...`. The command name may contain spaces and
-/// parentheses, so the fields are taken after the last `)`.
-fn parse_proc_stat(stat: &str) -> Option<ProcStat> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let ppid = fields.next()?.parse().ok()?;
-    let pgrp = fields.next()?.parse().ok()?;
-    Some(ProcStat { state, ppid, pgrp })
-}
-
-/// What this host knows of `pid`: gone (or a zombie), or running since its start time (clock
-/// ticks since boot, field 22 of /proc/<pid>/stat), so a pid reused by another process is told
-/// apart from the one recorded. Reads one /proc file.
-pub fn process_state(pid: u32) -> ProcessState {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return ProcessState::Gone;
-    };
-    if parse_proc_stat(&stat).is_none_or(ProcStat::is_zombie) {
-        return ProcessState::Gone;
-    }
-    // After the command name: state is field 3, so starttime (field 22) is the 20th.
-    let start_time = stat
-        .rfind(')')
-        .and_then(|end| stat[end + 1..].split_whitespace().nth(19))
-        .and_then(|ticks| ticks.parse().ok());
-    ProcessState::Running { start_time }
-}
-
-/// Pids of all processes currently listed in /proc (empty if /proc is unreadable).
-fn proc_pids() -> Vec<i32> {
-    match std::fs::read_dir("/proc") {
-        Ok(entries) => entries
-            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
-            .collect(),
-        Err(err) => {
-            tracing::warn!(%err, "cannot list /proc");
-            Vec::new()
-        }
-    }
-}
-
 /// Sends SIGKILL to the process group if `run_shell` is dropped while the process is
 /// still supervised, so an abandoned attempt does not keep running.
 struct GroupKillGuard {
@@ -620,75 +561,11 @@ fn human_duration(duration: Duration) -> String {
     }
 }
 
-/// Kills (SIGKILL) every process that carries all of the given environment variables
-/// with these values (read from /proc/<pid>/environ), plus the process group of each
-/// one found. Returns the pids killed. Used to end orphaned attempts after a crash: the
-/// env markers (e.g. WEIR_DAG_ID, WEIR_RUN_ID, WEIR_TASK_ID, WEIR_TRY_NUMBER) identify
-/// one attempt, so a reused pid is never hit.
-///
-/// The returned pids are those of the matching processes that were signalled; other
-/// members of their groups are killed too but not listed. Processes that vanish or
-/// cannot be read while scanning are skipped; our own pid and process group are never
-/// signalled. With no markers nothing is killed (every process would match).
-///
-/// This reads /proc synchronously: call it at startup or through `spawn_blocking`.
-pub fn kill_processes_with_env(markers: &[(&str, &str)]) -> Vec<i32> {
-    if markers.is_empty() {
-        tracing::warn!("kill_processes_with_env called without markers; killing nothing");
-        return Vec::new();
-    }
-    let wanted: Vec<Vec<u8>> = markers
-        .iter()
-        .map(|(key, value)| format!("{key}={value}").into_bytes())
-        .collect();
-    let own_pid = i32::try_from(std::process::id()).expect("Linux pids fit in i32 (pid_max <= 2^22)");
-    let own_group = getpgrp();
-    let mut killed = Vec::new();
-    let mut groups = BTreeSet::new();
-    for pid in proc_pids() {
-        if pid == own_pid {
-            continue;
-        }
-        // Unreadable (another user's process) or gone: not ours to kill.
-        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
-            continue;
-        };
-        let matches = wanted
-            .iter()
-            .all(|marker| environ.split(|&byte| byte == 0).any(|var| var == marker.as_slice()));
-        if !matches {
-            continue;
-        }
-        let target = Pid::from_raw(pid);
-        // Looked up before killing, while the process (and so its group) still exists.
-        let group = getpgid(Some(target)).ok();
-        match kill(target, Signal::SIGKILL) {
-            Ok(()) => {
-                tracing::info!(pid, ?markers, "killed orphaned attempt process");
-                killed.push(pid);
-            }
-            Err(Errno::ESRCH) => continue,
-            Err(err) => {
-                tracing::warn!(%err, pid, "could not kill orphaned attempt process");
-                continue;
-            }
-        }
-        if let Some(group) = group
-            && group != own_group
-            && group.as_raw() > 1
-        {
-            groups.insert(group);
-        }
-    }
-    for group in groups {
-        signal_group(group, Signal::SIGKILL);
-    }
-    killed
-}
-
 #[cfg(test)]
 mod tests {
+    use super::procfs::{ProcStat, parse_proc_stat};
     use super::*;
+    use crate::domain::liveness::ProcessState;
     use nix::sys::wait::{WaitPidFlag, waitpid};
     use std::sync::Once;
 
