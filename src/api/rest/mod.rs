@@ -16,6 +16,7 @@ mod monitor;
 mod openapi;
 mod pools;
 pub mod query;
+mod task_instance_id;
 mod task_instances;
 mod task_logs;
 mod tasks;
