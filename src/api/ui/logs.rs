@@ -39,9 +39,10 @@ pub struct LogWindow {
 }
 
 /// At most [`LOG_WINDOW_BYTES`] of the log: from `offset` when given, else its end (starting at a
-/// line start). While the attempt runs, a last line still being written is left for the stream.
-pub async fn read_window(path: &LogPath, offset: Option<u64>, still_writing: bool) -> std::io::Result<LogWindow> {
-    let reader = LogReader::file(path).still_writing(still_writing);
+/// line start). Everything written so far counts, a running attempt's unfinished last line too:
+/// the live stream continues from the window's end.
+pub async fn read_window(path: &LogPath, offset: Option<u64>) -> std::io::Result<LogWindow> {
+    let reader = LogReader::file(path);
     let max = LOG_WINDOW_BYTES as usize;
     let window = match offset {
         Some(offset) => reader.window(offset, max).await?,

@@ -89,7 +89,7 @@ pub async fn show(
                 &task_id,
                 attempt.try_number,
             );
-            let window = logs::read_window(&path, query.offset, !attempt.state.is_finished())
+            let window = logs::read_window(&path, query.offset)
                 .await
                 .map_err(|error| UiError::Internal(anyhow::anyhow!("reading {path}: {error}")))?;
             let try_url = format!("{page_url}?try={}", attempt.try_number);
