@@ -477,8 +477,8 @@ async fn a_schema_moved_ahead_under_a_running_daemon_stops_it_with_a_non_zero_ex
 async fn an_attempt_end_recorded_again_after_a_lost_commit_answer_changes_nothing() {
     for test_db in support::databases().await {
         let label = test_db.label;
-        let mut harness = crate::e2e::Harness::new(
-            &test_db.db,
+        let mut harness = crate::support::test_app::TestApp::new(
+            &test_db,
             r#"
 dag_id: twice
 tasks:

@@ -15,6 +15,8 @@ use weir::domain::dag::Dag;
 use weir::domain::validate::ValidationContext;
 use weir::storage::{Db, redact};
 
+pub mod test_app;
+
 /// The origin a test's UI form posts come from: the default `[webserver] base_url`.
 pub const UI_ORIGIN: &str = "http://127.0.0.1:8080";
 /// The CSRF token of the test browser: any 64 hex digits, as long as cookie and field agree.
@@ -546,24 +548,6 @@ async fn sweep_mysql_leftovers(admin: &mut sqlx::mysql::MySqlConnection) {
         let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}")))
             .execute(&mut *admin)
             .await;
-    }
-}
-
-/// The scheduler settings tests use: 8 slots, a fast kill grace, logs under `logs_dir`,
-/// connections from the environment and the database (decrypted with a fixed test key).
-pub fn scheduler_settings(logs_dir: std::path::PathBuf) -> weir::runtime::scheduler::SchedulerSettings {
-    weir::runtime::scheduler::SchedulerSettings {
-        parallelism: 8,
-        pools: std::collections::BTreeMap::from([("default".to_string(), 128)]),
-        logs_dir,
-        kill_grace: Duration::from_millis(200),
-        max_log_bytes: 1024 * 1024,
-        owner: None,
-        variables: std::collections::BTreeMap::new(),
-        connection_passwords: Vec::new(),
-        secrets: weir::runtime::connections::SecretSources::env_and_database(
-            weir::secrets::SecretsKey::from_passphrase("weir-tests"),
-        ),
     }
 }
 
