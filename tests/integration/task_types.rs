@@ -187,7 +187,8 @@ tasks:
     timeout: 1m
   deliver:
     command: |
-      log="logs/$WEIR_DAG_ID/$WEIR_RUN_ID/wait_for_file/1.log"
+      # The task runs in the DAG folder (`dags/`); the logs are under `state/logs/`.
+      log="../state/logs/$WEIR_DAG_ID/$WEIR_RUN_ID/wait_for_file/1.log"
       until grep -q "does not hold yet" "$log" 2>/dev/null; do sleep 0.02; done
       touch "$WEIR_RUN_ID.ready"
 "#;

@@ -59,7 +59,7 @@ impl TestAppBuilder {
         self
     }
 
-    /// A `[core]` line of config.toml (`parallelism = 4`).
+    /// A `[core]` line of config.toml (`parallelism = 4`), replacing the test default of its key.
     pub fn core(mut self, line: &str) -> Self {
         self.core.push(line.to_string());
         self
@@ -90,9 +90,21 @@ impl TestAppBuilder {
     fn project(&self) -> (tempfile::TempDir, Config) {
         let folder = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(folder.path().join("dags")).unwrap();
-        let core = self.core.join("\n");
+        // The tests' defaults: 8 slots and a fast kill grace; a `core` line replaces its key's.
+        let mut core = vec![
+            "dags_folder = \"dags\"".to_string(),
+            "state_dir = \"state\"".to_string(),
+            "parallelism = 8".to_string(),
+            "task_kill_grace = \"200ms\"".to_string(),
+        ];
+        let key = |line: &str| line.split('=').next().unwrap_or_default().trim().to_string();
+        for line in &self.core {
+            core.retain(|default| key(default) != key(line));
+            core.push(line.clone());
+        }
+        let core = core.join("\n");
         let text = format!(
-            "[core]\ndags_folder = \"dags\"\nstate_dir = \"state\"\nparallelism = 8\ntask_kill_grace = \"200ms\"\n{core}\n\n[database]\nurl = \"{}\"\n\n[secrets]\nkey = \"{TEST_SECRETS_PASSPHRASE}\"\n\n{}",
+            "[core]\n{core}\n\n[database]\nurl = \"{}\"\n\n[secrets]\nkey = \"{TEST_SECRETS_PASSPHRASE}\"\n\n{}",
             self.database_url, self.config
         );
         let path = folder.path().join("config.toml");
