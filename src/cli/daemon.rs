@@ -14,7 +14,9 @@ pub async fn serve(app: &App, role: Role) -> CliResult {
     // Installed first: a SIGTERM during start-up (while tasks may already run) is a clean stop,
     // not the default action that kills the process.
     let signals = Signals::install();
-    let daemon = Daemon::build(app.config.clone(), role, None).await.map_err(exit_error)?;
+    let daemon = Daemon::build(app.config.clone(), role, None)
+        .await
+        .map_err(exit_error)?;
     let cancel = CancellationToken::new();
     let stop = cancel.clone();
     tokio::spawn(async move {

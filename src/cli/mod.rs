@@ -19,11 +19,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
+use crate::daemon::Role;
+use crate::daemon::encrypt_plain_secrets;
 use crate::domain::dag::Dag;
 use crate::domain::ids::DagId;
 use crate::runtime::loader::{self, DagBag};
-use crate::daemon::Role;
-use crate::daemon::encrypt_plain_secrets;
 use crate::secrets::SecretsKey;
 use crate::storage::Db;
 use output::OutputFormat;

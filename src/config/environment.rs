@@ -27,7 +27,9 @@ impl Environment {
 /// Names only: values may be passwords (`WEIR_CONN_*`).
 impl std::fmt::Debug for Environment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_set().entries(self.variables.iter().map(|(name, _)| name)).finish()
+        f.debug_set()
+            .entries(self.variables.iter().map(|(name, _)| name))
+            .finish()
     }
 }
 
@@ -37,7 +39,8 @@ mod tests {
 
     #[test]
     fn its_debug_view_names_the_variables_without_their_values() {
-        let environment = Environment::from_pairs([("WEIR_CONN_DB".to_string(), "postgres://u:hunter2@h/d".to_string())]);
+        let environment =
+            Environment::from_pairs([("WEIR_CONN_DB".to_string(), "postgres://u:hunter2@h/d".to_string())]);
         let shown = format!("{environment:?}");
         assert!(shown.contains("WEIR_CONN_DB") && !shown.contains("hunter2"), "{shown}");
     }

@@ -236,10 +236,9 @@ impl Daemon {
         ));
 
         if let Some(part) = scheduler {
-            supervisor.tracker.spawn(
-                part.delivery
-                    .run(part.delivery_wake, supervisor.root.child_token()),
-            );
+            supervisor
+                .tracker
+                .spawn(part.delivery.run(part.delivery_wake, supervisor.root.child_token()));
             let scheduler_cancel = supervisor.root.child_token();
             // A database outage is waited out inside; an error here is fatal.
             supervisor.spawn_critical("scheduler", async move {

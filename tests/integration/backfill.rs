@@ -14,8 +14,8 @@ use weir::storage::backfills::{self, Backfill};
 use weir::storage::runs::DagRun;
 
 use crate::e2e::all_runs;
-use crate::support::test_app::TestApp;
 use crate::support;
+use crate::support::test_app::TestApp;
 
 fn day(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(&format!("{text}T00:00:00Z"))

@@ -18,8 +18,8 @@ use weir::runtime::loader::{DagBag, load_folder};
 use weir::storage::task_instances;
 
 use crate::daemon::Project;
-use crate::support::test_app::TestApp;
 use crate::support;
+use crate::support::test_app::TestApp;
 
 fn load(name: &str, text: &str) -> Result<Dag, DagFileError> {
     Dag::from_yaml(&Path::new("/dags").join(name), text, &ValidationContext::default())

@@ -30,7 +30,11 @@ async fn a_daemon_on_port_zero_serves_runs_what_is_triggered_and_stops_when_canc
         );
 
         let health = reqwest::get(app.url("/api/v2/monitor/health")).await.unwrap();
-        assert_eq!(health.status(), reqwest::StatusCode::OK, "{label}: the web server answers on its port");
+        assert_eq!(
+            health.status(),
+            reqwest::StatusCode::OK,
+            "{label}: the web server answers on its port"
+        );
 
         let dag = weir::domain::dag::Dag::from_yaml(
             &app.config.dags_folder.join("dag0.yaml"),
@@ -39,8 +43,10 @@ async fn a_daemon_on_port_zero_serves_runs_what_is_triggered_and_stops_when_canc
         )
         .unwrap();
         let run = app.trigger(&dag).await;
-        app.drive_until("the triggered run finishes", || async { app.run_state(&run).await.is_finished() })
-            .await;
+        app.drive_until("the triggered run finishes", || async {
+            app.run_state(&run).await.is_finished()
+        })
+        .await;
         assert_eq!(app.run_state(&run).await, RunState::Success, "{label}");
         assert_eq!(
             std::fs::read_to_string(&seen).unwrap(),
@@ -49,7 +55,10 @@ async fn a_daemon_on_port_zero_serves_runs_what_is_triggered_and_stops_when_canc
         );
 
         let stopped = app.stop().await;
-        assert!(stopped.is_ok(), "{label}: a cancelled daemon stops cleanly: {stopped:?}");
+        assert!(
+            stopped.is_ok(),
+            "{label}: a cancelled daemon stops cleanly: {stopped:?}"
+        );
     }
 }
 

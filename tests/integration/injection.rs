@@ -5,8 +5,8 @@
 use serde_json::json;
 use weir::domain::state::{RunState, TaskState};
 
-use crate::support::test_app::TestApp;
 use crate::support;
+use crate::support::test_app::TestApp;
 
 /// Every way a value could break out of a word: a separator, a substitution, backticks,
 /// quotes of both kinds, a redirection and a newline.

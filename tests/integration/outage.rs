@@ -5,7 +5,7 @@
 //! ahead is fatal: the daemon exits with a non-zero status.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -80,17 +80,7 @@ impl Project {
     }
 
     fn serve(&self) -> support::ServerProcess {
-        let daemon = support::ServerProcess(
-            Command::new(env!("CARGO_BIN_EXE_weir"))
-                .arg("--config")
-                .arg(self.folder.path().join("config.toml"))
-                .arg("serve")
-                .env_remove("WEIR_CONFIG")
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(self.log()).unwrap())
-                .spawn()
-                .unwrap(),
-        );
+        let daemon = support::ServerProcess::start(&self.folder.path().join("config.toml"), "serve", &self.log());
         support::wait_for_port(self.port, &self.log());
         daemon
     }

@@ -7,8 +7,8 @@ use weir::runtime::operations::{self, CleanReport};
 use weir::storage::runs::{self, DagRun};
 
 use crate::e2e::all_runs;
-use crate::support::test_app::TestApp;
 use crate::support;
+use crate::support::test_app::TestApp;
 
 fn at(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)

@@ -12,8 +12,8 @@ use weir::domain::state::{RunState, TaskState};
 use weir::storage::runs::{self, RunFilter};
 use weir::storage::task_instances;
 
-use crate::support::test_app::TestApp;
 use crate::support;
+use crate::support::test_app::TestApp;
 
 /// A real HTTP server on a free local port, for the length of a test.
 struct TestServer {
@@ -263,7 +263,11 @@ tasks:
   make_flag:
     command: touch "$WEIR_RUN_ID.flag"
 "#;
-        let mut harness = TestApp::builder(&test_db).dag(yaml).core("parallelism = 1").stepped().await;
+        let mut harness = TestApp::builder(&test_db)
+            .dag(yaml)
+            .core("parallelism = 1")
+            .stepped()
+            .await;
         let run = harness.trigger().await;
         assert_eq!(harness.run_to_end(&run).await, RunState::Success, "{}", test_db.label);
         assert_eq!(harness.instances(&run).await["wait"].try_number, 1, "{}", test_db.label);
