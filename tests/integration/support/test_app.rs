@@ -36,6 +36,9 @@ pub const TEST_SECRETS_PASSPHRASE: &str = "weir-tests";
 /// How long `drive_until` drives before it fails the test.
 const DRIVE_DEADLINE: Duration = Duration::from_secs(120);
 
+/// A change to the stepped scheduler's settings.
+type Tune = Box<dyn FnOnce(&mut SchedulerSettings)>;
+
 /// What a test wants of its weir; `stepped()` or `start()` builds it.
 pub struct TestAppBuilder {
     database_url: String,
@@ -44,7 +47,7 @@ pub struct TestAppBuilder {
     core: Vec<String>,
     config: String,
     environment: Vec<(String, String)>,
-    tune: Option<Box<dyn FnOnce(&mut SchedulerSettings)>>,
+    tune: Option<Tune>,
 }
 
 impl TestAppBuilder {
