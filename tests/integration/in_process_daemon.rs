@@ -29,10 +29,9 @@ async fn a_daemon_on_port_zero_serves_runs_what_is_triggered_and_stops_when_canc
             "{label}: the value reaches weir without the test process's environment"
         );
 
-        let health = reqwest::get(app.url("/api/v2/monitor/health")).await.unwrap();
         assert_eq!(
-            health.status(),
-            reqwest::StatusCode::OK,
+            app.get_status("/api/v2/monitor/health").await,
+            "HTTP/1.1 200 OK",
             "{label}: the web server answers on its port"
         );
 

@@ -361,6 +361,21 @@ impl RunningApp {
         format!("http://{}{path}", self.address)
     }
 
+    /// The status line of a plain `GET path` over HTTP/1.1 (`HTTP/1.1 200 OK`).
+    pub async fn get_status(&self, path: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(self.address).await.unwrap();
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.address
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.unwrap();
+        let response = String::from_utf8_lossy(&response);
+        response.lines().next().unwrap_or_default().to_string()
+    }
+
     /// Waits (the daemon drives itself) until `done` holds.
     pub async fn drive_until<F, Fut>(&self, what: &str, done: F)
     where
