@@ -201,16 +201,6 @@ impl Daemon {
         self.web.as_ref().and_then(|web| web.listener.local_addr().ok())
     }
 
-    /// The daemon's own pool on the metadata database.
-    pub fn db(&self) -> &Db {
-        &self.db
-    }
-
-    /// The components' states, as `/monitor/health` shows them.
-    pub fn health(&self) -> Arc<Health> {
-        Arc::clone(&self.health)
-    }
-
     /// Runs every component until `cancel` fires or one of them fails fatally; then stops them
     /// all, waits for them, and returns the fatal failure, if any.
     pub async fn run(self, cancel: CancellationToken) -> Result<(), DaemonError> {
