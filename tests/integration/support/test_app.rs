@@ -356,11 +356,6 @@ pub struct RunningApp {
 }
 
 impl RunningApp {
-    /// `http://127.0.0.1:<port><path>`.
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.address)
-    }
-
     /// The status line of a plain `GET path` over HTTP/1.1 (`HTTP/1.1 200 OK`).
     pub async fn get_status(&self, path: &str) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
