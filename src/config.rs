@@ -4,6 +4,7 @@
 mod alerts;
 mod api_auth;
 mod bind;
+mod environment;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ use crate::secrets::Passphrase;
 pub use self::alerts::{AlertsConfig, Channel, ChannelKind, SmtpSecurity, SmtpSettings};
 pub use self::api_auth::{ApiAuthConfig, AuthMode, ConfiguredUser};
 pub use self::bind::BindAddress;
+pub use self::environment::Environment;
 
 /// The longest `[core] retention_days`: a cut-off further back than the dates weir handles
 /// would overflow the clock arithmetic of the daily clean-up.
@@ -224,6 +226,8 @@ pub struct Config {
     pub api_auth: ApiAuthConfig,
     /// `WEIR__...` variables naming no key weir knows, ignored (the caller warns about each).
     pub ignored_overrides: Vec<IgnoredOverride>,
+    /// The environment `load` was given: where `WEIR_CONN_*` and `WEIR_VAR_*` are read from.
+    pub environment: Environment,
 }
 
 /// A `WEIR__SECTION__KEY` variable that names no key weir knows. It is ignored with a warning
@@ -274,7 +278,8 @@ impl Config {
         };
         // The file alone first, so that its own mistakes are blamed on it, not on a variable.
         RawConfig::deserialize(toml::Value::Table(table.clone())).map_err(invalid)?;
-        let overrides = apply_overrides(table, environment)?;
+        let environment = Environment::from_pairs(environment);
+        let overrides = apply_overrides(table, environment.vars())?;
         let raw = RawConfig::deserialize(toml::Value::Table(overrides.table.clone())).map_err(invalid)?;
         let base = path
             .parent()
@@ -284,6 +289,7 @@ impl Config {
         let base = std::path::absolute(&base).unwrap_or(base);
         let mut config = Self::check(path, &base, raw).map_err(|error| overrides.blame(error))?;
         config.ignored_overrides = overrides.ignored;
+        config.environment = environment;
         Ok(config)
     }
 
@@ -447,6 +453,7 @@ impl Config {
             connections,
             api_auth,
             ignored_overrides: Vec::new(),
+            environment: Environment::default(),
         })
     }
 

@@ -272,17 +272,7 @@ async fn a_50_mb_log_of_multi_byte_characters_reads_back_byte_for_byte_through_r
     assert!(tested.status.success(), "{}", String::from_utf8_lossy(&tested.stderr));
 
     let serve_log = project.path().join("serve.log");
-    let _daemon = support::ServerProcess(
-        Command::new(env!("CARGO_BIN_EXE_weir"))
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .env_remove("WEIR_CONFIG")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&serve_log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let _daemon = support::ServerProcess::start(&config, "serve", &serve_log);
     support::wait_for_port(port, &serve_log);
     let base = format!("http://127.0.0.1:{port}");
     let client = weir::runtime::builtin::http_client().unwrap().clone();

@@ -779,7 +779,8 @@ mod tests {
         let log_path = job.log_path.file();
         let cancel = CancellationToken::new();
         let (handle, pgid) = start(job, cancel.clone()).await;
-        eventually("the trap is armed", || log_contains(&log_path, "armed")).await;
+        // The whole line: the `[weir] running: ...` line holds the command's words too.
+        eventually("the trap is armed", || log_contains(&log_path, "\narmed\n")).await;
         let cancelled_at = Instant::now();
         cancel.cancel();
         let report = tokio::time::timeout(PATIENCE, handle)
@@ -813,7 +814,7 @@ mod tests {
             let _ = std::fs::remove_file(&log_path);
             let cancel = CancellationToken::new();
             let (handle, pgid) = start(job, cancel.clone()).await;
-            eventually("the command runs", || log_contains(&log_path, "ready")).await;
+            eventually("the command runs", || log_contains(&log_path, "\nready\n")).await;
             cancel.cancel();
             let report = tokio::time::timeout(PATIENCE, handle)
                 .await
