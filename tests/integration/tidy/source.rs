@@ -112,7 +112,10 @@ fn blank_comments_and_literals(text: &str) -> (String, Vec<(usize, String)>) {
         let c = chars[index];
         let next = chars.get(index + 1).copied();
         if c == '/' && next == Some('/') {
-            let end = chars[index..].iter().position(|&c| c == '\n').map_or(chars.len(), |n| index + n);
+            let end = chars[index..]
+                .iter()
+                .position(|&c| c == '\n')
+                .map_or(chars.len(), |n| index + n);
             blank(&mut code, &mut line, &chars[index..end]);
             index = end;
         } else if c == '/' && next == Some('*') {
@@ -138,9 +141,7 @@ fn blank_comments_and_literals(text: &str) -> (String, Vec<(usize, String)>) {
             // r"...", r#"..."#, br"...": no escapes, ends at `"` and as many `#`.
             let body = index + open;
             let mut end = body;
-            while end < chars.len()
-                && !(chars[end] == '"' && (1..=hashes).all(|n| chars.get(end + n) == Some(&'#')))
-            {
+            while end < chars.len() && !(chars[end] == '"' && (1..=hashes).all(|n| chars.get(end + n) == Some(&'#'))) {
                 end += 1;
             }
             strings.push((line, chars[body..end.min(chars.len())].iter().collect()));
@@ -167,7 +168,10 @@ fn blank_comments_and_literals(text: &str) -> (String, Vec<(usize, String)>) {
         } else if c == '\'' {
             // A char literal ('a', '\n', '\u{1F600}'), else a lifetime or label ('a, 'static).
             let end = if next == Some('\\') {
-                chars[index + 3..].iter().position(|&c| c == '\'').map(|n| index + 3 + n)
+                chars[index + 3..]
+                    .iter()
+                    .position(|&c| c == '\'')
+                    .map(|n| index + 3 + n)
             } else if chars.get(index + 2) == Some(&'\'') {
                 Some(index + 2)
             } else {
