@@ -4,6 +4,7 @@
 mod alerts;
 mod api_auth;
 mod bind;
+mod environment;
 mod overrides;
 
 use std::collections::BTreeMap;
@@ -21,6 +22,7 @@ use crate::secrets::Passphrase;
 pub use self::alerts::{AlertsConfig, Channel, ChannelKind, SmtpSecurity, SmtpSettings};
 pub use self::api_auth::{ApiAuthConfig, AuthMode, ConfiguredUser};
 pub use self::bind::BindAddress;
+pub use self::environment::Environment;
 pub use self::overrides::IgnoredOverride;
 use self::overrides::apply_overrides;
 
@@ -227,6 +229,8 @@ pub struct Config {
     pub api_auth: ApiAuthConfig,
     /// `WEIR__...` variables naming no key weir knows, ignored (the caller warns about each).
     pub ignored_overrides: Vec<IgnoredOverride>,
+    /// The environment `load` was given: where `WEIR_CONN_*` and `WEIR_VAR_*` are read from.
+    pub environment: Environment,
 }
 
 impl Config {
@@ -257,7 +261,8 @@ impl Config {
         };
         // The file alone first, so that its own mistakes are blamed on it, not on a variable.
         RawConfig::deserialize(toml::Value::Table(table.clone())).map_err(invalid)?;
-        let overrides = apply_overrides(table, environment)?;
+        let environment = Environment::from_pairs(environment);
+        let overrides = apply_overrides(table, environment.vars())?;
         let raw = RawConfig::deserialize(toml::Value::Table(overrides.table.clone())).map_err(invalid)?;
         let base = path
             .parent()
@@ -267,6 +272,7 @@ impl Config {
         let base = std::path::absolute(&base).unwrap_or(base);
         let mut config = Self::check(path, &base, raw).map_err(|error| overrides.blame(error))?;
         config.ignored_overrides = overrides.ignored;
+        config.environment = environment;
         Ok(config)
     }
 
@@ -430,6 +436,7 @@ impl Config {
             connections,
             api_auth,
             ignored_overrides: Vec::new(),
+            environment: Environment::default(),
         })
     }
 

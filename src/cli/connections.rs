@@ -140,7 +140,7 @@ async fn add(app: &App, args: AddArgs) -> CliResult {
 /// The connections from env and config (no database, so no key is needed to show them).
 fn outside_sources(app: &App) -> Connections {
     Connections::from_sources(
-        std::env::vars(),
+        app.config.environment.vars(),
         &app.config.connections,
         Vec::new(),
         app.config.folder.clone(),
@@ -311,7 +311,7 @@ async fn test(app: &App, name: &str) -> CliResult {
     let key = app.secrets_key()?;
     let db = app.db(false).await?;
     let mut database = db.acquire().await?;
-    let connections = Connections::load(&mut database, &app.config, std::env::vars(), &key).await?;
+    let connections = Connections::load(&mut database, &app.config, app.config.environment.vars(), &key).await?;
     drop(database);
     let connection = connections
         .require(name)

@@ -19,11 +19,13 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
+use crate::daemon::Role;
+use crate::daemon::encrypt_plain_secrets;
 use crate::domain::dag::Dag;
 use crate::domain::ids::DagId;
 use crate::runtime::loader::{self, DagBag};
-use crate::secrets::{KeySource, SecretsKey};
-use crate::storage::{Backend, Db};
+use crate::secrets::SecretsKey;
+use crate::storage::Db;
 use output::OutputFormat;
 
 #[derive(Debug, Parser)]
@@ -121,33 +123,14 @@ pub struct App {
 }
 
 impl App {
-    /// Opens the metadata database. SQLite is created and migrated by whichever command needs it
-    /// first; PostgreSQL is migrated only by `serve`/`scheduler`/`db migrate` (§1).
+    /// Opens the metadata database (see [`crate::daemon::open_database`]).
     pub async fn db(&self, migrate: bool) -> anyhow::Result<Db> {
-        let db = Db::connect(&self.config.database_url).await?;
-        if migrate || db.backend() == Backend::Sqlite {
-            db.migrate().await?;
-        } else {
-            db.ensure_current().await?;
-        }
-        Ok(db)
+        crate::daemon::open_database(&self.config, migrate).await
     }
 
     /// The secrets key: `[secrets] key`, else `<state_dir>/secret.key`, created on first use.
     pub fn secrets_key(&self) -> anyhow::Result<SecretsKey> {
-        let (key, source) = SecretsKey::load_or_create(self.config.secrets_key.as_ref(), &self.config.state_dir)
-            .map_err(|error| CliError::Usage(error.to_string()))?;
-        match source {
-            KeySource::Configured => tracing::debug!("secrets key from [secrets] key"),
-            KeySource::File { path, created: true } => tracing::warn!(
-                "generated a secrets key in {}: connection passwords in the database are encrypted with it. Keep the file (without it they cannot be read); when weir runs on several machines, set [secrets] key (e.g. to this file's contents) on every one",
-                path.display()
-            ),
-            KeySource::File { path, created: false } => {
-                tracing::info!("secrets key from {} ([secrets] key is not set)", path.display());
-            }
-        }
-        Ok(key)
+        crate::daemon::secrets_key(&self.config).map_err(|error| CliError::Usage(error.to_string()).into())
     }
 
     /// Reads the DAG folder, as Airflow's CLI does, so DAG commands work without a daemon.
@@ -233,9 +216,9 @@ pub fn main() -> ExitCode {
 
 async fn run(app: App, command: Command) -> CliResult {
     match command {
-        Command::Serve => daemon::serve(&app, true, true).await,
-        Command::Scheduler => daemon::serve(&app, true, false).await,
-        Command::Webserver => daemon::serve(&app, false, true).await,
+        Command::Serve => daemon::serve(&app, Role::All).await,
+        Command::Scheduler => daemon::serve(&app, Role::Scheduler).await,
+        Command::Webserver => daemon::serve(&app, Role::Webserver).await,
         Command::Db(DbCommand::Migrate) => {
             let db = Db::connect(&app.config.database_url).await?;
             db.migrate().await?;
@@ -337,35 +320,6 @@ async fn run(app: App, command: Command) -> CliResult {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// How many secrets stored in plain text `encrypt_plain_secrets` encrypted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct EncryptedCounts {
-    pub passwords: usize,
-    /// Connections whose secret-named extra values were encrypted.
-    pub extras: usize,
-    pub variables: usize,
-}
-
-/// Encrypts connection passwords, secret-named connection extras and secret-named variables
-/// stored before their encryption existed (`serve`, `scheduler`, `db migrate`).
-pub async fn encrypt_plain_secrets(db: &Db, key: &SecretsKey) -> anyhow::Result<EncryptedCounts> {
-    let mut connection = db.acquire().await?;
-    let counts = EncryptedCounts {
-        passwords: crate::storage::connections::encrypt_plain_passwords(&mut connection, key).await?,
-        extras: crate::storage::connections::encrypt_plain_extras(&mut connection, key).await?,
-        variables: crate::storage::variables::encrypt_plain_values(&mut connection, key).await?,
-    };
-    if counts != EncryptedCounts::default() {
-        tracing::info!(
-            passwords = counts.passwords,
-            extras = counts.extras,
-            variables = counts.variables,
-            "encrypted secrets stored in plain text"
-        );
-    }
-    Ok(counts)
 }
 
 /// Parses a date or time given on the command line, in `timezone` when it has no offset.

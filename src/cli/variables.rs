@@ -66,7 +66,7 @@ fn check_key(key: &str) -> Result<(), CliError> {
 
 async fn get(app: &App, key: &str) -> CliResult {
     check_key(key)?;
-    if let Some(value) = variables_from_env(std::env::vars()).remove(key) {
+    if let Some(value) = variables_from_env(app.config.environment.vars()).remove(key) {
         println!("{value}");
         return Ok(ExitCode::SUCCESS);
     }
@@ -102,7 +102,7 @@ async fn set(app: &App, key: String, value: String, description: Option<String>)
     )
     .await;
     println!("set variable `{}`", variable.key);
-    if variables_from_env(std::env::vars()).contains_key(&variable.key) {
+    if variables_from_env(app.config.environment.vars()).contains_key(&variable.key) {
         eprintln!(
             "note: env WEIR_VAR_{} is set and takes precedence over the database",
             variable.key.to_uppercase()
@@ -120,7 +120,7 @@ fn shown(key: &str, value: &str) -> String {
 }
 
 async fn list(app: &App, output: OutputFormat) -> CliResult {
-    let from_env = variables_from_env(std::env::vars());
+    let from_env = variables_from_env(app.config.environment.vars());
     let db = app.db(false).await?;
     let mut connection = db.acquire().await?;
     let (from_database, _) = variables::list(&mut connection, &app.secrets_key()?, false, u32::MAX, 0).await?;

@@ -2,6 +2,7 @@
 //! the planner. No IO, no clock (`now` is a parameter), no SQL.
 
 pub mod alerts;
+pub mod attempt_end;
 pub mod audit;
 pub mod auth;
 pub mod backfill;

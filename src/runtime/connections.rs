@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use sqlx::AnyConnection;
 
 use super::attempt::{connection_passwords_from_env, variables_from_env};
-use crate::config::Config;
+use crate::config::{Config, Environment};
 use crate::domain::connection::Connection;
 use crate::secrets::SecretsKey;
 use crate::storage::connections::UndecryptablePassword;
@@ -264,6 +264,8 @@ impl Connections {
 /// database's passwords. Read again at each dispatch, so a change applies to the next attempt.
 #[derive(Debug, Clone)]
 pub struct SecretSources {
+    /// Where `WEIR_CONN_*` and `WEIR_VAR_*` come from: the environment read at start-up.
+    pub environment: Environment,
     pub config_connections: BTreeMap<String, Connection>,
     pub base_dir: PathBuf,
     pub key: SecretsKey,
@@ -280,15 +282,17 @@ pub struct Resolved {
 impl SecretSources {
     pub fn from_config(config: &Config, key: SecretsKey) -> SecretSources {
         SecretSources {
+            environment: config.environment.clone(),
             config_connections: config.connections.clone(),
             base_dir: config.folder.clone(),
             key,
         }
     }
 
-    /// Connections from the environment and the database only (tests, and tools without config).
-    pub fn env_and_database(key: SecretsKey) -> SecretSources {
+    /// Connections from `environment` and the database only (tests, and tools without config).
+    pub fn env_and_database(environment: Environment, key: SecretsKey) -> SecretSources {
         SecretSources {
+            environment,
             config_connections: BTreeMap::new(),
             base_dir: PathBuf::from("."),
             key,
@@ -298,15 +302,14 @@ impl SecretSources {
     /// Reads the database's connections and variables and lays the config's and the
     /// environment's over them.
     pub async fn resolve(&self, connection: &mut AnyConnection) -> Result<Resolved, StorageError> {
-        let environment: Vec<(String, String)> = std::env::vars().collect();
         let database = storage::connections::all_with_passwords(connection, &self.key).await?;
         let connections = Connections::from_sources(
-            environment.iter().cloned(),
+            self.environment.vars(),
             &self.config_connections,
             database,
             self.base_dir.clone(),
         );
-        let variables = load_variables(connection, environment, &self.key).await?;
+        let variables = load_variables(connection, self.environment.vars(), &self.key).await?;
         let passwords = connections.passwords();
         Ok(Resolved {
             connections,

@@ -43,31 +43,9 @@ pub enum AttemptWork {
     Builtin(Box<BuiltinAttempt>),
 }
 
-/// How an attempt ended, as the scheduler needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AttemptResult {
-    Success {
-        output: Option<String>,
-    },
-    Skipped,
-    Failed {
-        exit_code: Option<i32>,
-        error: String,
-    },
-    /// A sensor whose condition does not hold yet: it pokes again at `at`, same try.
-    Reschedule {
-        at: DateTime<Utc>,
-    },
-    /// Stopped because weir shut down: tried again after the restart, without using up a retry.
-    Interrupted,
-    /// Ended by the death of the scheduler running it (a crash or a kill), not by the task: found
-    /// by recovery on the next start and run again without using up a retry, a few times at most
-    /// (see `scheduler::MAX_FREE_CRASH_ENDS`). `exit_code` is the task's own status when it ended
-    /// after its scheduler was gone (its output pipes were closed, so its failure may be ours).
-    CrashEnded {
-        exit_code: Option<i32>,
-    },
-}
+/// How an attempt ended, as the scheduler needs it: a domain value, since what an end does to
+/// its task instance is decided in `domain::attempt_end`.
+pub use crate::domain::attempt_end::AttemptResult;
 
 /// What an executor reports, with when it happened: the scheduler may record an event a few
 /// milliseconds later, in a batch, and the recorded times must be the attempt's own.

@@ -3,7 +3,6 @@
 
 pub mod alerts;
 pub mod attempt;
-pub mod attempt_end;
 pub mod builtin;
 pub mod connection_probe;
 pub mod connections;

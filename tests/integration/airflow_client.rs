@@ -7,7 +7,7 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use super::support;
 
@@ -72,17 +72,7 @@ fn the_official_airflow_python_client_lists_triggers_reads_a_run_and_backfills()
     )
     .unwrap();
     let log = project.path().join("serve.log");
-    let daemon = support::ServerProcess(
-        Command::new(env!("CARGO_BIN_EXE_weir"))
-            .arg("--config")
-            .arg(project.path().join("config.toml"))
-            .arg("serve")
-            .env_remove("WEIR_CONFIG")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let daemon = support::ServerProcess::start(&project.path().join("config.toml"), "serve", &log);
     support::wait_for_port(port, &log);
     // The first start created `admin` and kept its generated password in the state folder.
     let password = std::fs::read_to_string(project.path().join("state/admin_password.txt")).unwrap();

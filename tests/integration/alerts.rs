@@ -4,7 +4,6 @@
 //! refuse or never answer, SLA misses, the outbox surviving a SIGKILL of `weir serve`, and the
 //! CLI, API and UI views of the deliveries.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,22 +15,14 @@ use axum::routing::post;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::{Notify, mpsc, watch};
-use tokio_util::sync::CancellationToken;
-use weir::config::Config;
 use weir::domain::alerts::{AlertEvent, DeliveryStatus};
-use weir::domain::dag::Dag;
-use weir::domain::state::{RunState, RunType};
-use weir::runtime::alerts::{AlertDelivery, AlertRouting};
-use weir::runtime::executor::{ExecutorEvent, LocalExecutor};
-use weir::runtime::loader::DagBag;
-use weir::runtime::scheduler::Scheduler;
+use weir::domain::state::RunState;
 use weir::storage::Db;
 use weir::storage::alerts::{self, Alert, AlertFilter, NewAlert};
-use weir::storage::runs::{self, DagRun, NewRun};
 
 use crate::daemon::Project;
 use crate::support;
+use crate::support::test_app::TestApp;
 
 const BASE_URL: &str = "http://weir.test:8080";
 
@@ -280,147 +271,14 @@ fn address(command: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // The scheduler with alerts, as `weir serve` wires it, over DAGs validated against a real config.
 
-struct AlertHarness {
-    db: Db,
-    scheduler: Scheduler,
-    events: mpsc::UnboundedReceiver<ExecutorEvent>,
-    dags: BTreeMap<String, Arc<Dag>>,
-    config: Config,
-    wake: Arc<Notify>,
-    _bag: watch::Sender<Arc<DagBag>>,
-    folder: tempfile::TempDir,
-}
-
-impl AlertHarness {
-    /// `config` is added to a config.toml whose base URL is [`BASE_URL`]; each YAML names its
-    /// `dag_id` and is validated against the configured channels.
-    async fn new(db: &Db, config: &str, yamls: &[&str]) -> AlertHarness {
-        let folder = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(folder.path().join("dags")).unwrap();
-        let config_path = folder.path().join("config.toml");
-        std::fs::write(
-            &config_path,
-            format!(
-                "[core]\ndags_folder = \"dags\"\nstate_dir = \"state\"\n\n[webserver]\nbase_url = \"{BASE_URL}\"\n\n{config}"
-            ),
-        )
-        .unwrap();
-        let config = Config::load(&config_path, true, std::iter::empty::<(String, String)>())
-            .unwrap_or_else(|error| panic!("{error}"));
-        let mut bag = DagBag::default();
-        let mut dags = BTreeMap::new();
-        for (position, yaml) in yamls.iter().enumerate() {
-            let path = folder.path().join("dags").join(format!("dag{position}.yaml"));
-            std::fs::write(&path, yaml).unwrap();
-            let dag = Arc::new(
-                Dag::from_yaml(&path, yaml, &config.validation_context()).unwrap_or_else(|error| panic!("{error}")),
-            );
-            dags.insert(dag.dag_id.to_string(), Arc::clone(&dag));
-            bag.dags.insert(dag.dag_id.clone(), dag);
-        }
-        weir::runtime::loader::record(db, &bag).await.unwrap();
-        let (events_tx, events) = mpsc::unbounded_channel();
-        let settings = support::scheduler_settings(config.logs_dir());
-        let (bag_tx, bag_rx) = watch::channel(Arc::new(bag));
-        let wake = Arc::new(Notify::new());
-        let routing = AlertRouting {
-            defaults: config.alerts.defaults.clone(),
-            base_url: config.base_url.clone(),
-            logs_dir: config.logs_dir(),
-        };
-        let scheduler = Scheduler::new(db.clone(), settings, bag_rx, LocalExecutor::new(events_tx))
-            .with_alerts(routing, Arc::clone(&wake));
-        AlertHarness {
-            db: db.clone(),
-            scheduler,
-            events,
-            dags,
-            config,
-            wake,
-            _bag: bag_tx,
-            folder,
-        }
-    }
-
-    /// The delivery loop of `weir serve`, running until the returned token is cancelled.
-    fn start_delivery(&self) -> (CancellationToken, tokio::task::JoinHandle<()>) {
-        let cancel = CancellationToken::new();
-        let delivery = AlertDelivery::new(self.db.clone(), &self.config.alerts);
-        let handle = tokio::spawn(delivery.run(Arc::clone(&self.wake), cancel.clone()));
-        (cancel, handle)
-    }
-
-    async fn trigger(&self, dag_id: &str) -> DagRun {
-        let now = Utc::now();
-        let dag = &self.dags[dag_id];
-        let run = NewRun {
-            dag_id: dag.dag_id.clone(),
-            run_id: runs::generated_run_id(RunType::Manual, now),
-            run_type: RunType::Manual,
-            logical_date: now,
-            data_interval_start: now,
-            data_interval_end: now,
-            run_after: now,
-            conf: serde_json::json!({}),
-            owner: None,
-        };
-        let mut transaction = self.db.begin().await.unwrap();
-        let run = runs::insert(&mut transaction, &run, now).await.unwrap();
-        transaction.commit().await.unwrap();
-        run
-    }
-
-    async fn run_state(&self, run: &DagRun) -> RunState {
-        let mut connection = self.db.acquire().await.unwrap();
-        runs::get_by_pk(&mut connection, run.pk).await.unwrap().unwrap().state
-    }
-
-    /// Steps the scheduler at `now()` (recording executor events as they come) until `done`.
-    async fn drive_until<F, Fut>(&mut self, what: &str, now: impl Fn() -> DateTime<Utc>, mut done: F)
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = bool>,
-    {
-        let give_up = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            self.scheduler.tick(now()).await.unwrap();
-            if done().await {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < give_up,
-                "timed out driving the scheduler until {what}"
-            );
-            tokio::select! {
-                Some(event) = self.events.recv() => {
-                    self.scheduler.handle_event(event).await.unwrap();
-                    while let Ok(more) = self.events.try_recv() {
-                        self.scheduler.handle_event(more).await.unwrap();
-                    }
-                }
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-            }
-        }
-    }
-
-    async fn run_to_end(&mut self, run: &DagRun) -> RunState {
-        let db = self.db.clone();
-        let pk = run.pk;
-        self.drive_until("the run finishes", Utc::now, || {
-            let db = db.clone();
-            async move {
-                let mut connection = db.acquire().await.unwrap();
-                runs::get_by_pk(&mut connection, pk)
-                    .await
-                    .unwrap()
-                    .unwrap()
-                    .state
-                    .is_finished()
-            }
-        })
-        .await;
-        self.run_state(run).await
-    }
+/// A stepped test app whose config.toml has `config` (alert channels) and the base URL
+/// [`BASE_URL`]; each YAML names its `dag_id` and is validated against the configured channels.
+async fn alert_app(test_db: &support::TestDb, config: &str, yamls: &[&str]) -> TestApp {
+    TestApp::builder(test_db)
+        .config(&format!("[webserver]\nbase_url = \"{BASE_URL}\"\n\n{config}"))
+        .dags(yamls)
+        .stepped()
+        .await
 }
 
 async fn all_alerts(db: &Db) -> Vec<Alert> {
@@ -459,8 +317,8 @@ fn summary(alert: &Alert) -> (String, AlertEvent, Option<String>, DeliveryStatus
 async fn a_failing_task_sends_its_retry_its_failure_and_the_run_failure_to_a_webhook() {
     for test_db in support::databases().await {
         let hook = WebhookServer::start().await;
-        let mut harness = AlertHarness::new(
-            &test_db.db,
+        let mut harness = alert_app(
+            &test_db,
             &format!("[alerts.ops]\nkind = \"webhook\"\nurl = \"{}/hook\"\n", hook.base),
             &[r#"
 dag_id: revenue
@@ -474,7 +332,7 @@ tasks:
         )
         .await;
         let (stop, delivery) = harness.start_delivery();
-        let run = harness.trigger("revenue").await;
+        let run = harness.trigger_dag("revenue").await;
         assert_eq!(harness.run_to_end(&run).await, RunState::Failed, "{}", test_db.label);
         let recorded = settled_alerts(&test_db.db, 3).await;
         assert_eq!(
@@ -562,8 +420,8 @@ tasks:
 async fn a_successful_run_reaches_slack_through_the_configured_default_unless_its_dag_opts_out() {
     for test_db in support::databases().await {
         let slack = WebhookServer::start().await;
-        let mut harness = AlertHarness::new(
-            &test_db.db,
+        let mut harness = alert_app(
+            &test_db,
             &format!(
                 "[alerts]\ndefault_on_success = [\"chat\"]\n\n[alerts.chat]\nkind = \"slack\"\nurl = \"{}/slack\"\n",
                 slack.base
@@ -575,8 +433,8 @@ async fn a_successful_run_reaches_slack_through_the_configured_default_unless_it
         )
         .await;
         let (stop, delivery) = harness.start_delivery();
-        let loud = harness.trigger("loud").await;
-        let quiet = harness.trigger("quiet").await;
+        let loud = harness.trigger_dag("loud").await;
+        let quiet = harness.trigger_dag("quiet").await;
         assert_eq!(harness.run_to_end(&loud).await, RunState::Success);
         assert_eq!(harness.run_to_end(&quiet).await, RunState::Success);
         let recorded = settled_alerts(&test_db.db, 1).await;
@@ -617,8 +475,8 @@ async fn a_successful_run_reaches_slack_through_the_configured_default_unless_it
 async fn failures_arrive_by_email_through_a_real_smtp_server_with_a_login() {
     for test_db in support::databases().await {
         let smtp = SmtpServer::start("weir", "s3cret").await;
-        let mut harness = AlertHarness::new(
-            &test_db.db,
+        let mut harness = alert_app(
+            &test_db,
             &format!(
                 "[smtp]\nhost = \"127.0.0.1\"\nport = {}\nfrom = \"weir@example.com\"\nsecurity = \"none\"\nusername = \"weir\"\npassword = \"s3cret\"\n\n[alerts.mail]\nkind = \"email\"\nto = [\"oncall@example.com\", \"data@example.com\"]\n",
                 smtp.port
@@ -633,7 +491,7 @@ tasks:
         )
         .await;
         let (stop, delivery) = harness.start_delivery();
-        let run = harness.trigger("nightly").await;
+        let run = harness.trigger_dag("nightly").await;
         assert_eq!(harness.run_to_end(&run).await, RunState::Failed);
         let recorded = settled_alerts(&test_db.db, 2).await;
         assert!(
@@ -684,8 +542,8 @@ tasks:
 async fn a_refused_smtp_login_ends_the_delivery_failed_with_the_servers_answer() {
     for test_db in support::databases().await {
         let smtp = SmtpServer::start("weir", "s3cret").await;
-        let mut harness = AlertHarness::new(
-            &test_db.db,
+        let mut harness = alert_app(
+            &test_db,
             &format!(
                 "[alerts.mail]\nkind = \"email\"\nto = [\"oncall@example.com\"]\nhost = \"127.0.0.1\"\nport = {}\nfrom = \"weir@example.com\"\nsecurity = \"none\"\nusername = \"weir\"\npassword = \"wrong\"\nretries = 1\nretry_delay = \"10ms\"\n",
                 smtp.port
@@ -694,7 +552,7 @@ async fn a_refused_smtp_login_ends_the_delivery_failed_with_the_servers_answer()
         )
         .await;
         let (stop, delivery) = harness.start_delivery();
-        let run = harness.trigger("nightly").await;
+        let run = harness.trigger_dag("nightly").await;
         assert_eq!(harness.run_to_end(&run).await, RunState::Failed);
         let recorded = settled_alerts(&test_db.db, 2).await;
         for alert in &recorded {
@@ -720,8 +578,8 @@ async fn dead_channels_never_hold_up_the_run_or_the_other_channels_and_end_faile
         let (silent, _silent_task) = silent_server().await;
         let refused = refusing_address().await;
         let fast = "retries = 2\nretry_delay = \"100ms\"\ntimeout = \"300ms\"\n";
-        let mut harness = AlertHarness::new(
-            &test_db.db,
+        let mut harness = alert_app(
+            &test_db,
             &format!(
                 "[alerts.stuck]\nkind = \"webhook\"\nurl = \"{silent}/hook\"\ntimeout = \"1h\"\n\n\
                  [alerts.silent]\nkind = \"webhook\"\nurl = \"{silent}/hook\"\n{fast}\n\
@@ -733,7 +591,7 @@ async fn dead_channels_never_hold_up_the_run_or_the_other_channels_and_end_faile
         )
         .await;
         let (stop, delivery) = harness.start_delivery();
-        let run = harness.trigger("revenue").await;
+        let run = harness.trigger_dag("revenue").await;
         // The `stuck` channel holds its deliveries for an hour: the run still fails at once.
         assert_eq!(harness.run_to_end(&run).await, RunState::Failed, "{}", test_db.label);
         support::wait_until_async(
@@ -819,8 +677,8 @@ async fn dead_channels_never_hold_up_the_run_or_the_other_channels_and_end_faile
 async fn a_run_past_its_sla_alerts_once_and_a_run_finished_in_time_never() {
     for test_db in support::databases().await {
         let hook = WebhookServer::start().await;
-        let mut harness = AlertHarness::new(
-            &test_db.db,
+        let mut harness = alert_app(
+            &test_db,
             &format!(
                 "[alerts]\ndefault_sla_miss = [\"ops\"]\n\n[alerts.ops]\nkind = \"webhook\"\nurl = \"{}/hook\"\n",
                 hook.base
@@ -832,12 +690,12 @@ async fn a_run_past_its_sla_alerts_once_and_a_run_finished_in_time_never() {
             ],
         )
         .await;
-        let done_file = harness.folder.path().join("done");
+        let done_file = harness.folder().join("done");
         let (stop, delivery) = harness.start_delivery();
 
-        let quick = harness.trigger("quick").await;
+        let quick = harness.trigger_dag("quick").await;
         assert_eq!(harness.run_to_end(&quick).await, RunState::Success);
-        let slow = harness.trigger("slow").await;
+        let slow = harness.trigger_dag("slow").await;
         // Before the deadline, the step plans to wake at it.
         let outcome = harness.scheduler.tick(Utc::now()).await.unwrap();
         let deadline = slow.queued_at.unwrap() + chrono::Duration::seconds(1);
@@ -845,7 +703,7 @@ async fn a_run_past_its_sla_alerts_once_and_a_run_finished_in_time_never() {
 
         let db = test_db.db.clone();
         harness
-            .drive_until("the slow run's SLA miss is recorded", Utc::now, || {
+            .drive_until("the slow run's SLA miss is recorded", || {
                 let db = db.clone();
                 async move { !all_alerts(&db).await.is_empty() }
             })

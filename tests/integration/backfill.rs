@@ -13,8 +13,9 @@ use weir::storage::Db;
 use weir::storage::backfills::{self, Backfill};
 use weir::storage::runs::DagRun;
 
-use crate::e2e::{Harness, all_runs};
+use crate::e2e::all_runs;
 use crate::support;
+use crate::support::test_app::TestApp;
 
 fn day(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(&format!("{text}T00:00:00Z"))
@@ -51,7 +52,7 @@ async fn state_of(db: &Db, id: i64) -> BackfillState {
     backfills::get(&mut connection, id).await.unwrap().unwrap().state
 }
 
-async fn run_to_completion(harness: &mut Harness, backfill: &Backfill) {
+async fn run_to_completion(harness: &mut TestApp, backfill: &Backfill) {
     let db = harness.db.clone();
     let id = backfill.id;
     harness
@@ -87,7 +88,7 @@ async fn a_30_day_backfill_never_runs_more_than_its_max_active_runs_and_goes_old
             } else {
                 "daily_oldest_first"
             };
-            let mut harness = Harness::new(&test_db.db, &daily_dag_named(name, "sleep 0.05")).await;
+            let mut harness = TestApp::new(&test_db, &daily_dag_named(name, "sleep 0.05")).await;
             let backfill = operations::create_backfill(
                 &harness.db,
                 &harness.dag,
@@ -131,7 +132,7 @@ async fn a_30_day_backfill_never_runs_more_than_its_max_active_runs_and_goes_old
 async fn reprocess_none_failed_and_completed_touch_exactly_the_runs_they_should() {
     for test_db in support::databases().await {
         // The run for March 2nd fails; the others succeed.
-        let mut harness = Harness::new(&test_db.db, &daily_dag("[ \"$WEIR_DS\" != 2026-03-02 ]")).await;
+        let mut harness = TestApp::new(&test_db, &daily_dag("[ \"$WEIR_DS\" != 2026-03-02 ]")).await;
         let first = operations::create_backfill(
             &harness.db,
             &harness.dag,
@@ -209,7 +210,7 @@ async fn reprocess_none_failed_and_completed_touch_exactly_the_runs_they_should(
 #[tokio::test]
 async fn a_cancelled_backfill_starts_nothing_more_keeps_finished_runs_and_leaves_none_queued() {
     for test_db in support::databases().await {
-        let mut harness = Harness::new(&test_db.db, &daily_dag("sleep 0.2")).await;
+        let mut harness = TestApp::new(&test_db, &daily_dag("sleep 0.2")).await;
         let backfill = operations::create_backfill(
             &harness.db,
             &harness.dag,
@@ -252,7 +253,7 @@ async fn a_cancelled_backfill_starts_nothing_more_keeps_finished_runs_and_leaves
 #[tokio::test]
 async fn one_active_backfill_per_dag_and_dry_runs_create_nothing() {
     for test_db in support::databases().await {
-        let harness = Harness::new(&test_db.db, &daily_dag("true")).await;
+        let harness = TestApp::new(&test_db, &daily_dag("true")).await;
         let plan = operations::plan_backfill(
             &harness.db,
             &harness.dag,

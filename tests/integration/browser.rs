@@ -11,7 +11,7 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::support;
@@ -67,18 +67,6 @@ fn missing_prerequisite(browser_dir: &Path) -> Option<String> {
     None
 }
 
-struct Server {
-    child: Child,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let _ = self.child.wait();
-    }
-}
-
 fn healthy(port: u16) -> bool {
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;
@@ -107,7 +95,7 @@ struct Project {
     folder: tempfile::TempDir,
     port: u16,
     server_log: PathBuf,
-    _server: Server,
+    _server: support::ServerProcess,
 }
 
 impl Project {
@@ -127,17 +115,7 @@ impl Project {
         )
         .unwrap();
         let server_log = folder.path().join("serve.log");
-        let server = Server {
-            child: Command::new(env!("CARGO_BIN_EXE_weir"))
-                .arg("--config")
-                .arg(folder.path().join("config.toml"))
-                .arg("serve")
-                .env_remove("WEIR_CONFIG")
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&server_log).unwrap())
-                .spawn()
-                .unwrap(),
-        };
+        let server = support::ServerProcess::start(&folder.path().join("config.toml"), "serve", &server_log);
         let started = Instant::now();
         while !healthy(port) {
             assert!(

@@ -4,7 +4,7 @@
 
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use crate::support;
 
@@ -136,16 +136,7 @@ fn a_host_name_is_accepted_as_the_bind_address_and_localhost_stays_loopback_only
         &[],
     );
     let log = project.path().join("serve.log");
-    let _daemon = support::ServerProcess(
-        Command::new(env!("CARGO_BIN_EXE_weir"))
-            .current_dir(project.path())
-            .arg("serve")
-            .env_remove("WEIR_CONFIG")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let _daemon = support::ServerProcess::start_in(project.path(), "serve", &log);
     support::wait_for_port(port, &log);
     let health = "/api/v2/monitor/health";
     assert_eq!(

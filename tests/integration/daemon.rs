@@ -2,7 +2,7 @@
 //! changes, and surviving a SIGKILL mid-task without losing or duplicating work (§3.9).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use weir::domain::ids::{DagId, TaskId};
@@ -63,49 +63,13 @@ impl Project {
 
     /// `weir <subcommand>` (`serve`, `scheduler`) in the background, its log in the project folder.
     pub fn start(&self, subcommand: &str) -> Daemon {
-        let log = std::fs::File::create(self.path().join(format!("{subcommand}-{}.log", std::process::id()))).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_weir"))
-            .arg("--config")
-            .arg(self.path().join("config.toml"))
-            .arg(subcommand)
-            .env_remove("WEIR_CONFIG")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        Daemon { child }
+        let log = self.path().join(format!("{subcommand}-{}.log", std::process::id()));
+        Daemon::start(&self.path().join("config.toml"), subcommand, &log)
     }
 }
 
-pub struct Daemon {
-    child: Child,
-}
-
-impl Daemon {
-    /// SIGTERM, then wait for the process to exit by itself.
-    pub fn stop(&mut self) -> std::process::ExitStatus {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        self.child.wait().unwrap()
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    pub fn sigkill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let _ = self.child.wait();
-    }
-}
+/// The real binary running as a daemon.
+pub type Daemon = support::ServerProcess;
 
 fn stdout(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()

@@ -5,24 +5,20 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::Utc;
-use tokio::sync::{mpsc, watch};
 use weir::domain::dag::Dag;
 use weir::domain::ids::DagId;
 use weir::domain::state::{RunState, RunType};
-use weir::domain::validate::ValidationContext;
 use weir::runtime::datasets::create_dataset_runs;
-use weir::runtime::executor::{ExecutorEvent, LocalExecutor};
-use weir::runtime::loader::{self, DagBag};
+use weir::runtime::loader::DagBag;
 use weir::runtime::operations;
-use weir::runtime::scheduler::Scheduler;
 use weir::storage::datasets::{self, EventFilter, NewDatasetEvent};
 use weir::storage::runs::{self, DagRun, RunFilter};
 use weir::storage::{self, Db, dags as dag_rows};
 
 use crate::support;
+use crate::support::test_app::TestApp;
 
 const PRODUCER: &str = "
 dag_id: producer
@@ -38,40 +34,20 @@ tasks:
   report: { command: 'true' }
 ";
 
-/// A daemon-mode scheduler over several DAGs written to a temporary folder.
+/// The stepped test app over several DAGs, with the dataset scenarios' helpers.
 struct World {
     db: Db,
-    scheduler: Scheduler,
-    events: mpsc::UnboundedReceiver<ExecutorEvent>,
     bag: Arc<DagBag>,
-    _folder: tempfile::TempDir,
-    _bag: watch::Sender<Arc<DagBag>>,
+    app: TestApp,
 }
 
 impl World {
-    async fn new(db: &Db, yamls: &[&str]) -> World {
-        let folder = tempfile::tempdir().unwrap();
-        let mut bag = DagBag::default();
-        for (position, yaml) in yamls.iter().enumerate() {
-            let path = folder.path().join(format!("dag{position}.yaml"));
-            std::fs::write(&path, yaml).unwrap();
-            let dag =
-                Dag::from_yaml(&path, yaml, &ValidationContext::default()).unwrap_or_else(|error| panic!("{error}"));
-            bag.dags.insert(dag.dag_id.clone(), Arc::new(dag));
-        }
-        loader::record(db, &bag).await.unwrap();
-        let bag = Arc::new(bag);
-        let (events_tx, events) = mpsc::unbounded_channel();
-        let settings = support::scheduler_settings(folder.path().join("logs"));
-        let (bag_tx, bag_rx) = watch::channel(Arc::clone(&bag));
-        let scheduler = Scheduler::new(db.clone(), settings, bag_rx, LocalExecutor::new(events_tx));
+    async fn new(test_db: &support::TestDb, yamls: &[&str]) -> World {
+        let app = TestApp::builder(test_db).dags(yamls).stepped().await;
         World {
-            db: db.clone(),
-            scheduler,
-            events,
-            bag,
-            _folder: folder,
-            _bag: bag_tx,
+            db: app.db.clone(),
+            bag: app.bag(),
+            app,
         }
     }
 
@@ -86,35 +62,16 @@ impl World {
     }
 
     async fn step(&self) {
-        self.scheduler.tick(Utc::now()).await.unwrap();
+        self.app.scheduler.tick(Utc::now()).await.unwrap();
     }
 
     /// Steps the scheduler (recording executor events as they come) until `done` holds.
-    async fn drive_until<F, Fut>(&mut self, what: &str, mut done: F)
+    async fn drive_until<F, Fut>(&mut self, what: &str, done: F)
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        let give_up = tokio::time::Instant::now() + Duration::from_secs(120);
-        loop {
-            self.scheduler.tick(Utc::now()).await.unwrap();
-            if done().await {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < give_up,
-                "timed out driving the scheduler until {what}"
-            );
-            tokio::select! {
-                Some(event) = self.events.recv() => {
-                    self.scheduler.handle_event(event).await.unwrap();
-                    while let Ok(more) = self.events.try_recv() {
-                        self.scheduler.handle_event(more).await.unwrap();
-                    }
-                }
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-            }
-        }
+        self.app.drive_until(what, done).await;
     }
 
     /// Drives the run to its end and returns its final state.
@@ -187,7 +144,7 @@ async fn change_sequence(db: &Db) -> i64 {
 async fn each_successful_producer_run_starts_one_dataset_run_of_the_consumer() {
     for test_db in support::databases().await {
         let label = test_db.label;
-        let mut world = World::new(&test_db.db, &[PRODUCER, CONSUMER]).await;
+        let mut world = World::new(&test_db, &[PRODUCER, CONSUMER]).await;
         world.step().await;
 
         let before = change_sequence(&world.db).await;
@@ -257,7 +214,7 @@ tasks:
 ";
     for test_db in support::databases().await {
         let label = test_db.label;
-        let mut world = World::new(&test_db.db, &[FAILING, SKIPPING, CONSUMER]).await;
+        let mut world = World::new(&test_db, &[FAILING, SKIPPING, CONSUMER]).await;
         world.step().await;
         let failing = world.trigger("failing_producer").await;
         assert_eq!(world.finish(&failing).await, RunState::Failed, "{label}");
@@ -290,7 +247,7 @@ tasks:
 ";
     for test_db in support::databases().await {
         let label = test_db.label;
-        let mut world = World::new(&test_db.db, &[ORDERS, ITEMS, REPORT]).await;
+        let mut world = World::new(&test_db, &[ORDERS, ITEMS, REPORT]).await;
         world.step().await;
         let orders = world.trigger("orders").await;
         assert_eq!(world.finish(&orders).await, RunState::Success, "{label}");
@@ -337,7 +294,7 @@ tasks:
 ";
     for test_db in support::databases().await {
         let label = test_db.label;
-        let mut world = World::new(&test_db.db, &[PRODUCER, PAUSED_CONSUMER]).await;
+        let mut world = World::new(&test_db, &[PRODUCER, PAUSED_CONSUMER]).await;
         world.step().await;
         for _ in 0..2 {
             let run = world.trigger("producer").await;
@@ -380,7 +337,7 @@ tasks:
 ",
             release.display()
         );
-        let mut world = World::new(&test_db.db, &[PRODUCER, &slow_consumer]).await;
+        let mut world = World::new(&test_db, &[PRODUCER, &slow_consumer]).await;
         world.step().await;
         let first = world.trigger("producer").await;
         assert_eq!(world.finish(&first).await, RunState::Success, "{label}");
@@ -423,7 +380,7 @@ tasks:
 async fn two_schedulers_racing_never_make_two_runs_of_one_update() {
     for test_db in support::databases().await {
         let label = test_db.label;
-        let world = World::new(&test_db.db, &[PRODUCER, CONSUMER]).await;
+        let world = World::new(&test_db, &[PRODUCER, CONSUMER]).await;
         let records: HashMap<DagId, dag_rows::DagRecord> = {
             let mut connection = world.db.acquire().await.unwrap();
             dag_rows::list(&mut connection)

@@ -2,160 +2,18 @@
 //! SQLite and PostgreSQL: retries, failure propagation, skips and timeouts.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DurationRound, Utc};
-use tokio::sync::{mpsc, watch};
 use weir::domain::dag::Dag;
 use weir::domain::ids::TaskId;
 use weir::domain::state::{RunState, RunType, TaskState};
-use weir::domain::validate::ValidationContext;
-use weir::runtime::executor::{ExecutorEvent, LocalExecutor};
-use weir::runtime::loader::DagBag;
-use weir::runtime::scheduler::{Scheduler, SchedulerSettings};
 use weir::storage::Db;
-use weir::storage::runs::{self, DagRun, NewRun};
-use weir::storage::task_instances::{self, TaskInstance};
+use weir::storage::runs::{self, DagRun};
+use weir::storage::task_instances;
 
 use crate::support;
-
-/// A scheduler in daemon mode over one DAG written to a temporary folder.
-pub struct Harness {
-    pub db: Db,
-    pub scheduler: Scheduler,
-    pub events: mpsc::UnboundedReceiver<ExecutorEvent>,
-    pub dag: Arc<Dag>,
-    _bag: watch::Sender<Arc<DagBag>>,
-    _folder: tempfile::TempDir,
-}
-
-impl Harness {
-    pub async fn new(db: &Db, yaml: &str) -> Harness {
-        Harness::with_dags(db, &[yaml], |_| {}).await
-    }
-
-    /// Several DAGs (the first is [`Harness::dag`]), each in its own file of one folder, with
-    /// settings adjusted by `tune`.
-    pub async fn with_dags(db: &Db, yamls: &[&str], tune: impl FnOnce(&mut SchedulerSettings)) -> Harness {
-        let folder = tempfile::tempdir().unwrap();
-        let mut settings = support::scheduler_settings(folder.path().join("logs"));
-        tune(&mut settings);
-        // The DAGs may name the pools the settings have, as with a config.toml.
-        let context = ValidationContext {
-            pools: settings.pools.clone(),
-            ..ValidationContext::default()
-        };
-        let mut bag = DagBag::default();
-        let mut first = None;
-        for (position, yaml) in yamls.iter().enumerate() {
-            let path = folder.path().join(format!("dag{position}.yaml"));
-            std::fs::write(&path, yaml).unwrap();
-            let dag = Arc::new(Dag::from_yaml(&path, yaml, &context).unwrap_or_else(|error| panic!("{error}")));
-            first.get_or_insert_with(|| Arc::clone(&dag));
-            bag.dags.insert(dag.dag_id.clone(), dag);
-        }
-        let dag = first.expect("at least one DAG");
-        weir::runtime::loader::record(db, &bag).await.unwrap();
-        let (events_tx, events) = mpsc::unbounded_channel();
-        let (bag_tx, bag_rx) = watch::channel(Arc::new(bag));
-        let scheduler = Scheduler::new(db.clone(), settings, bag_rx, LocalExecutor::new(events_tx));
-        Harness {
-            db: db.clone(),
-            scheduler,
-            events,
-            dag,
-            _bag: bag_tx,
-            _folder: folder,
-        }
-    }
-
-    pub fn logs_dir(&self) -> std::path::PathBuf {
-        self._folder.path().join("logs")
-    }
-
-    pub async fn trigger(&self) -> DagRun {
-        self.trigger_with_conf(serde_json::json!({})).await
-    }
-
-    /// A manual run with `conf`, as `weir dags trigger --conf` or the API make one.
-    pub async fn trigger_with_conf(&self, conf: serde_json::Value) -> DagRun {
-        let now = Utc::now();
-        let run = NewRun {
-            dag_id: self.dag.dag_id.clone(),
-            run_id: runs::generated_run_id(RunType::Manual, now),
-            run_type: RunType::Manual,
-            logical_date: now,
-            data_interval_start: now,
-            data_interval_end: now,
-            run_after: now,
-            conf,
-            owner: None,
-        };
-        weir::runtime::operations::trigger(&self.db, &self.dag, &run)
-            .await
-            .unwrap()
-    }
-
-    pub async fn run_to_end(&mut self, run: &DagRun) -> RunState {
-        let driving = self.scheduler.drive_until_finished(run.pk, &mut self.events);
-        tokio::time::timeout(Duration::from_secs(60), driving)
-            .await
-            .expect("the run finishes within a minute")
-            .unwrap()
-    }
-
-    /// Steps the scheduler (recording executor events as they come) until `done` holds.
-    pub async fn drive_until<F, Fut>(&mut self, what: &str, mut done: F)
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = bool>,
-    {
-        let give_up = tokio::time::Instant::now() + Duration::from_secs(120);
-        loop {
-            let outcome = self.scheduler.tick(Utc::now()).await.unwrap();
-            if done().await {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < give_up,
-                "timed out driving the scheduler until {what}"
-            );
-            let wait = outcome
-                .next_wake
-                .map(|wake| (wake - Utc::now()).to_std().unwrap_or(Duration::ZERO))
-                .unwrap_or(Duration::from_millis(200))
-                .min(Duration::from_millis(200));
-            tokio::select! {
-                Some(event) = self.events.recv() => {
-                    self.scheduler.handle_event(event).await.unwrap();
-                    while let Ok(more) = self.events.try_recv() {
-                        self.scheduler.handle_event(more).await.unwrap();
-                    }
-                }
-                _ = tokio::time::sleep(wait) => {}
-            }
-        }
-    }
-
-    pub async fn instances(&self, run: &DagRun) -> BTreeMap<String, TaskInstance> {
-        let mut connection = self.db.acquire().await.unwrap();
-        task_instances::for_run(&mut connection, run.pk)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|ti| (ti.task_id.to_string(), ti))
-            .collect()
-    }
-
-    pub async fn states(&self, run: &DagRun) -> BTreeMap<String, TaskState> {
-        self.instances(run)
-            .await
-            .into_iter()
-            .map(|(task, ti)| (task, ti.state))
-            .collect()
-    }
-}
+use crate::support::test_app::TestApp;
 
 fn states(pairs: &[(&str, TaskState)]) -> BTreeMap<String, TaskState> {
     pairs.iter().map(|(task, state)| (task.to_string(), *state)).collect()
@@ -164,8 +22,8 @@ fn states(pairs: &[(&str, TaskState)]) -> BTreeMap<String, TaskState> {
 #[tokio::test]
 async fn a_flaky_task_is_retried_until_it_succeeds() {
     for test_db in support::databases().await {
-        let mut harness = Harness::new(
-            &test_db.db,
+        let mut harness = TestApp::new(
+            &test_db,
             r#"
 dag_id: flaky
 tasks:
@@ -212,8 +70,8 @@ tasks:
 #[tokio::test]
 async fn a_failure_propagates_upstream_failed_while_an_all_done_cleanup_still_runs() {
     for test_db in support::databases().await {
-        let mut harness = Harness::new(
-            &test_db.db,
+        let mut harness = TestApp::new(
+            &test_db,
             r#"
 dag_id: failing
 tasks:
@@ -243,8 +101,8 @@ tasks:
 #[tokio::test]
 async fn exit_code_99_skips_a_branch_and_none_failed_joins_it() {
     for test_db in support::databases().await {
-        let mut harness = Harness::new(
-            &test_db.db,
+        let mut harness = TestApp::new(
+            &test_db,
             r#"
 dag_id: branching
 tasks:
@@ -276,8 +134,8 @@ tasks:
 #[tokio::test]
 async fn a_timed_out_task_fails_and_its_whole_process_tree_is_gone() {
     for test_db in support::databases().await {
-        let mut harness = Harness::new(
-            &test_db.db,
+        let mut harness = TestApp::new(
+            &test_db,
             r#"
 dag_id: slow
 tasks:
@@ -308,8 +166,8 @@ tasks:
 #[tokio::test]
 async fn a_template_that_cannot_render_fails_the_attempt_and_names_the_field() {
     for test_db in support::databases().await {
-        let mut harness = Harness::new(
-            &test_db.db,
+        let mut harness = TestApp::new(
+            &test_db,
             "dag_id: typo\ntasks:\n  t: { command: \"echo {{ params.regoin }}\" }\n",
         )
         .await;
@@ -331,8 +189,8 @@ async fn a_template_that_cannot_render_fails_the_attempt_and_names_the_field() {
 #[tokio::test]
 async fn outputs_flow_downstream_and_rendered_fields_are_stored_with_secrets_masked() {
     for test_db in support::databases().await {
-        let mut harness = Harness::new(
-            &test_db.db,
+        let mut harness = TestApp::new(
+            &test_db,
             r#"
 dag_id: outputs
 tasks:
@@ -380,7 +238,7 @@ async fn catchup_creates_missed_runs_oldest_first_within_max_active_runs_and_a_r
             "dag_id: hourly\nschedule: '@hourly'\nstart_date: '{}'\ncatchup: true\nmax_active_runs: 2\ntasks:\n  t: {{ command: 'true' }}\n",
             start.to_rfc3339()
         );
-        let mut harness = Harness::new(&test_db.db, &yaml).await;
+        let mut harness = TestApp::new(&test_db, &yaml).await;
         let first = harness.scheduler.tick(now).await.unwrap();
         assert_eq!(first.runs_created, 2, "{}: held back by max_active_runs", test_db.label);
         let created: Vec<_> = all_runs(&harness.db, &harness.dag)
@@ -451,7 +309,7 @@ async fn a_paused_dag_gets_no_new_runs_and_its_queued_runs_wait() {
             "dag_id: paused\nschedule: '@hourly'\nstart_date: '{}'\ntasks:\n  t: {{ command: 'true' }}\n",
             start.to_rfc3339()
         );
-        let harness = Harness::new(&test_db.db, &yaml).await;
+        let harness = TestApp::new(&test_db, &yaml).await;
         weir::runtime::operations::set_paused(&harness.db, &harness.dag, true)
             .await
             .unwrap();
@@ -493,7 +351,7 @@ async fn clearing_a_failed_task_with_downstream_reruns_it_in_place_with_a_fresh_
             "dag_id: fixable\ntasks:\n  check: {{ command: 'test -f {}' }}\n  publish: {{ command: 'true', depends_on: [check] }}\n",
             marker_path.display()
         );
-        let mut harness = Harness::new(&test_db.db, &yaml).await;
+        let mut harness = TestApp::new(&test_db, &yaml).await;
         let run = harness.trigger().await;
         assert_eq!(harness.run_to_end(&run).await, RunState::Failed, "{}", test_db.label);
         assert_eq!(harness.states(&run).await["publish"], TaskState::UpstreamFailed);
@@ -540,8 +398,8 @@ async fn clearing_a_failed_task_with_downstream_reruns_it_in_place_with_a_fresh_
 async fn a_task_marked_success_by_hand_lets_its_downstream_run() {
     let after_only = regex::Regex::new("^after$").unwrap();
     for test_db in support::databases().await {
-        let mut harness = Harness::new(
-            &test_db.db,
+        let mut harness = TestApp::new(
+            &test_db,
             "dag_id: manual_fix\ntasks:\n  broken: { command: 'exit 1' }\n  after: { command: 'true', depends_on: [broken], trigger_rule: all_success }\n",
         )
         .await;
@@ -588,11 +446,12 @@ async fn a_free_slot_is_found_behind_hundreds_of_higher_priority_tasks_waiting_f
         ));
     }
     for test_db in support::databases().await {
-        let harness = Harness::with_dags(&test_db.db, &[&yaml], |settings| {
-            settings.parallelism = 4;
-            settings.pools.insert("tiny".to_string(), 1);
-        })
-        .await;
+        let harness = TestApp::builder(&test_db)
+            .dag(&yaml)
+            .core("parallelism = 4")
+            .config("[pools]\ntiny = 1")
+            .stepped()
+            .await;
         let run = harness.trigger().await;
         harness.scheduler.tick(Utc::now()).await.unwrap();
         let holding: Vec<String> = harness

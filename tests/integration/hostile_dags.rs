@@ -18,8 +18,8 @@ use weir::runtime::loader::{DagBag, load_folder};
 use weir::storage::task_instances;
 
 use crate::daemon::Project;
-use crate::e2e::Harness;
 use crate::support;
+use crate::support::test_app::TestApp;
 
 fn load(name: &str, text: &str) -> Result<Dag, DagFileError> {
     Dag::from_yaml(&Path::new("/dags").join(name), text, &ValidationContext::default())
@@ -409,7 +409,7 @@ async fn a_running_daemon_keeps_loading_new_dag_files_after_hostile_ones() {
     }
 }
 
-async fn last_attempt(harness: &Harness, run_pk: i64, task: &str) -> task_instances::Attempt {
+async fn last_attempt(harness: &TestApp, run_pk: i64, task: &str) -> task_instances::Attempt {
     let mut connection = harness.db.acquire().await.unwrap();
     task_instances::attempts(&mut connection, run_pk, &TaskId::parse(task).unwrap())
         .await
@@ -444,7 +444,7 @@ tasks:
         big_sql.path().display()
     );
     for test_db in support::databases().await {
-        let mut harness = Harness::new(&test_db.db, &yaml).await;
+        let mut harness = TestApp::new(&test_db, &yaml).await;
         let run = harness.trigger().await;
         assert_eq!(harness.run_to_end(&run).await, RunState::Failed, "{}", test_db.label);
         let states = harness.states(&run).await;

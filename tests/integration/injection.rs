@@ -5,8 +5,8 @@
 use serde_json::json;
 use weir::domain::state::{RunState, TaskState};
 
-use crate::e2e::Harness;
 use crate::support;
+use crate::support::test_app::TestApp;
 
 /// Every way a value could break out of a word: a separator, a substitution, backticks,
 /// quotes of both kinds, a redirection and a newline.
@@ -38,7 +38,7 @@ async fn a_hostile_conf_value_is_written_literally_and_runs_nothing_unless_the_d
     for test_db in support::databases().await {
         let quoted_dir = tempfile::tempdir().unwrap();
         let raw_dir = tempfile::tempdir().unwrap();
-        let mut harness = Harness::new(&test_db.db, &dag(quoted_dir.path(), raw_dir.path())).await;
+        let mut harness = TestApp::new(&test_db, &dag(quoted_dir.path(), raw_dir.path())).await;
         let run = harness.trigger_with_conf(json!({"name": "x; touch PWNED"})).await;
         assert_eq!(harness.run_to_end(&run).await, RunState::Success, "{}", test_db.label);
         let instances = harness.instances(&run).await;
@@ -73,7 +73,7 @@ async fn every_breakout_character_stays_inside_the_word() {
     // Only the quoted tasks: the raw one would run the payload by design.
     let yaml = dag(quoted_dir.path(), raw_dir.path());
     let yaml = &yaml[..yaml.find("  raw:").unwrap()];
-    let mut harness = Harness::new(&test_db.db, yaml).await;
+    let mut harness = TestApp::new(&test_db, yaml).await;
     let run = harness.trigger_with_conf(json!({"name": HOSTILE})).await;
     assert_eq!(harness.run_to_end(&run).await, RunState::Success);
     let entries: Vec<String> = std::fs::read_dir(quoted_dir.path())
@@ -125,7 +125,7 @@ tasks:
       name: "{{{{ params.name }}}}"
 "#
         );
-        let mut harness = Harness::new(&metadata.db, &yaml).await;
+        let mut harness = TestApp::new(&metadata, &yaml).await;
         let run = harness.trigger_with_conf(json!({"name": hostile})).await;
         assert_eq!(harness.run_to_end(&run).await, RunState::Success, "{}", target.label);
         let mut connection = harness.db.acquire().await.unwrap();

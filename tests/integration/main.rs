@@ -21,6 +21,7 @@ mod e2e;
 mod examples;
 mod hostile_dags;
 mod hostile_input;
+mod in_process_daemon;
 mod injection;
 mod outage;
 mod owners;

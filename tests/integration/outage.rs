@@ -5,7 +5,7 @@
 //! ahead is fatal: the daemon exits with a non-zero status.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -80,17 +80,7 @@ impl Project {
     }
 
     fn serve(&self) -> support::ServerProcess {
-        let daemon = support::ServerProcess(
-            Command::new(env!("CARGO_BIN_EXE_weir"))
-                .arg("--config")
-                .arg(self.folder.path().join("config.toml"))
-                .arg("serve")
-                .env_remove("WEIR_CONFIG")
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(self.log()).unwrap())
-                .spawn()
-                .unwrap(),
-        );
+        let daemon = support::ServerProcess::start(&self.folder.path().join("config.toml"), "serve", &self.log());
         support::wait_for_port(self.port, &self.log());
         daemon
     }
@@ -477,8 +467,8 @@ async fn a_schema_moved_ahead_under_a_running_daemon_stops_it_with_a_non_zero_ex
 async fn an_attempt_end_recorded_again_after_a_lost_commit_answer_changes_nothing() {
     for test_db in support::databases().await {
         let label = test_db.label;
-        let mut harness = crate::e2e::Harness::new(
-            &test_db.db,
+        let mut harness = crate::support::test_app::TestApp::new(
+            &test_db,
             r#"
 dag_id: twice
 tasks:

@@ -6,14 +6,15 @@ use weir::domain::state::RunState;
 use weir::runtime::operations::{self, CleanReport};
 use weir::storage::runs::{self, DagRun};
 
-use crate::e2e::{Harness, all_runs};
+use crate::e2e::all_runs;
 use crate::support;
+use crate::support::test_app::TestApp;
 
 fn at(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
 }
 
-async fn finished_run_at(harness: &mut Harness, logical: &str) -> DagRun {
+async fn finished_run_at(harness: &mut TestApp, logical: &str) -> DagRun {
     let new_run =
         operations::manual_run(&harness.dag, &serde_json::Value::Null, Some(at(logical)), None, None).unwrap();
     let run = operations::trigger(&harness.db, &harness.dag, &new_run).await.unwrap();
@@ -24,8 +25,8 @@ async fn finished_run_at(harness: &mut Harness, logical: &str) -> DagRun {
 #[tokio::test]
 async fn db_clean_removes_old_runs_their_history_and_logs_and_nothing_newer() {
     for test_db in support::databases().await {
-        let mut harness = Harness::new(
-            &test_db.db,
+        let mut harness = TestApp::new(
+            &test_db,
             "dag_id: kept_tidy\ntasks:\n  a: { command: 'echo a' }\n  b: { command: 'echo b', depends_on: [a], outlets: [kept.data] }\n",
         )
         .await;
@@ -126,7 +127,7 @@ async fn db_clean_removes_old_runs_their_history_and_logs_and_nothing_newer() {
     }
 }
 
-async fn old_alert(harness: &Harness, run: &DagRun) -> i64 {
+async fn old_alert(harness: &TestApp, run: &DagRun) -> i64 {
     let payload = serde_json::json!({"event": "on_failure"});
     let mut connection = harness.db.acquire().await.unwrap();
     weir::storage::alerts::insert(
@@ -148,7 +149,7 @@ async fn old_alert(harness: &Harness, run: &DagRun) -> i64 {
 #[tokio::test]
 async fn db_clean_never_removes_a_run_that_is_still_active() {
     for test_db in support::databases().await {
-        let harness = Harness::new(&test_db.db, "dag_id: busy\ntasks:\n  a: { command: 'true' }\n").await;
+        let harness = TestApp::new(&test_db, "dag_id: busy\ntasks:\n  a: { command: 'true' }\n").await;
         let new_run = operations::manual_run(
             &harness.dag,
             &serde_json::Value::Null,
@@ -175,8 +176,8 @@ async fn db_clean_never_removes_a_run_that_is_still_active() {
 #[tokio::test]
 async fn db_clean_keeps_dataset_events_a_consumer_has_not_used_yet() {
     for test_db in support::databases().await {
-        let mut harness = Harness::new(
-            &test_db.db,
+        let mut harness = TestApp::new(
+            &test_db,
             "dag_id: producer\ntasks:\n  a: { command: 'echo a', outlets: [kept.data] }\n",
         )
         .await;

@@ -10,7 +10,7 @@
 
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use super::support;
@@ -158,17 +158,7 @@ fn check(tool: &str, database_url: &str, label: &str) {
         assert!(output.status.success(), "weir {args:?} failed:\n{}", text(&output));
     };
     let log = project.path().join("serve.log");
-    let daemon = support::ServerProcess(
-        Command::new(env!("CARGO_BIN_EXE_weir"))
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .env_remove("WEIR_CONFIG")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let daemon = support::ServerProcess::start(&config, "serve", &log);
     support::wait_for_port(port, &log);
     // What the document's examples name: hello_world's run of 2026-01-01 (finished, with tries and
     // logs), backfill 1, import error 1, variable work_dir and connection warehouse.

@@ -20,11 +20,11 @@ use weir::runtime::loader::DagBag;
 use weir::secrets::SecretsKey;
 use weir::storage::task_instances;
 
-use crate::e2e::Harness;
+use crate::support::test_app::TestApp;
 use crate::support::{self, TestDb};
 
-/// The key the test scheduler decrypts with (`support::scheduler_settings`).
-const KEY: &str = "weir-tests";
+/// The key the test scheduler decrypts with.
+const KEY: &str = crate::support::test_app::TEST_SECRETS_PASSPHRASE;
 const API_VARIABLE: &str = "ApiVarSecret7f3a";
 const API_EXTRA: &str = "ApiExtraSecret91c2";
 const API_NESTED_EXTRA: &str = "ApiNestedSecret55d0";
@@ -194,7 +194,7 @@ async fn secret_variables_and_extras_written_by_the_api_and_the_cli_never_reach_
             "dag_id: secrets_reader\ntasks:\n  read:\n    command: printf '%s %s %s %s %s' {{{{ var.warehouse_password }}}} {{{{ var.loader_token }}}} {{{{ conn.crm.extra.api_token }}}} {{{{ conn.crm.extra.auth.client_secret }}}} {{{{ conn.ssh_box.extra.ssh_key }}}} > {}\n",
             out_file("seen.txt")
         );
-        let mut harness = Harness::new(&test_db.db, &yaml).await;
+        let mut harness = TestApp::new(&test_db, &yaml).await;
         let run = harness.trigger().await;
         let state_reached = harness.run_to_end(&run).await;
         let mut connection = test_db.db.acquire().await.unwrap();

@@ -15,6 +15,8 @@ use weir::domain::dag::Dag;
 use weir::domain::validate::ValidationContext;
 use weir::storage::{Db, redact};
 
+pub mod test_app;
+
 /// The origin a test's UI form posts come from: the default `[webserver] base_url`.
 pub const UI_ORIGIN: &str = "http://127.0.0.1:8080";
 /// The CSRF token of the test browser: any 64 hex digits, as long as cookie and field agree.
@@ -549,24 +551,6 @@ async fn sweep_mysql_leftovers(admin: &mut sqlx::mysql::MySqlConnection) {
     }
 }
 
-/// The scheduler settings tests use: 8 slots, a fast kill grace, logs under `logs_dir`,
-/// connections from the environment and the database (decrypted with a fixed test key).
-pub fn scheduler_settings(logs_dir: std::path::PathBuf) -> weir::runtime::scheduler::SchedulerSettings {
-    weir::runtime::scheduler::SchedulerSettings {
-        parallelism: 8,
-        pools: std::collections::BTreeMap::from([("default".to_string(), 128)]),
-        logs_dir,
-        kill_grace: Duration::from_millis(200),
-        max_log_bytes: 1024 * 1024,
-        owner: None,
-        variables: std::collections::BTreeMap::new(),
-        connection_passwords: Vec::new(),
-        secrets: weir::runtime::connections::SecretSources::env_and_database(
-            weir::secrets::SecretsKey::from_passphrase("weir-tests"),
-        ),
-    }
-}
-
 /// The token signer the API and UI harnesses use.
 pub fn authenticator(config: &weir::config::Config) -> std::sync::Arc<weir::api::auth::Authenticator> {
     std::sync::Arc::new(weir::api::auth::Authenticator::new(&config.api_auth, TEST_JWT_SECRET.as_bytes()).unwrap())
@@ -658,9 +642,56 @@ pub fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
-/// A server process a test started: stopped with SIGTERM (and waited for) when dropped, so a
-/// failing assertion leaves nothing running.
+/// The `weir` binary running as a daemon (`serve`, `scheduler`, `webserver`), for the tests that
+/// must prove what only a real process shows (crash safety, signals, exit statuses, external
+/// clients): stopped with SIGTERM (and waited for) when dropped, so a failing assertion leaves
+/// nothing running. Tests that only need a running weir use `test_app::RunningApp` instead.
 pub struct ServerProcess(pub std::process::Child);
+
+impl ServerProcess {
+    /// `weir --config <config> <subcommand>`, its stderr (the log) into `log`.
+    pub fn start(config: &Path, subcommand: &str, log: &Path) -> ServerProcess {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_weir"));
+        command.arg("--config").arg(config);
+        ServerProcess::spawn(command, subcommand, log)
+    }
+
+    /// `weir <subcommand>` run in `folder`, finding its `config.toml` there as people run it.
+    pub fn start_in(folder: &Path, subcommand: &str, log: &Path) -> ServerProcess {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_weir"));
+        command.current_dir(folder);
+        ServerProcess::spawn(command, subcommand, log)
+    }
+
+    fn spawn(mut command: std::process::Command, subcommand: &str, log: &Path) -> ServerProcess {
+        let log = std::fs::File::create(log).unwrap();
+        let child = command
+            .arg(subcommand)
+            .env_remove("WEIR_CONFIG")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        ServerProcess(child)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// SIGTERM, then wait for the process to exit by itself.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.0.id()).unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        self.0.wait().unwrap()
+    }
+
+    /// SIGKILL: the process ends without any of its clean-up.
+    pub fn sigkill(&mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {

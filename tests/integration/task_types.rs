@@ -12,8 +12,8 @@ use weir::domain::state::{RunState, TaskState};
 use weir::storage::runs::{self, RunFilter};
 use weir::storage::task_instances;
 
-use crate::e2e::Harness;
 use crate::support;
+use crate::support::test_app::TestApp;
 
 /// A real HTTP server on a free local port, for the length of a test.
 struct TestServer {
@@ -74,7 +74,7 @@ async fn silent_server() -> (String, tokio::task::JoinHandle<()>) {
     (base, task)
 }
 
-async fn attempt_error(harness: &Harness, run_pk: i64, task: &str) -> String {
+async fn attempt_error(harness: &TestApp, run_pk: i64, task: &str) -> String {
     let mut connection = harness.db.acquire().await.unwrap();
     let attempts = task_instances::attempts(&mut connection, run_pk, &TaskId::parse(task).unwrap())
         .await
@@ -85,7 +85,7 @@ async fn attempt_error(harness: &Harness, run_pk: i64, task: &str) -> String {
         .unwrap_or_default()
 }
 
-fn read_log(harness: &Harness, run: &weir::storage::runs::DagRun, task: &str, try_number: u32) -> String {
+fn read_log(harness: &TestApp, run: &weir::storage::runs::DagRun, task: &str, try_number: u32) -> String {
     let path = harness
         .logs_dir()
         .join(run.dag_id.as_str())
@@ -121,7 +121,7 @@ tasks:
 "#,
             base = server.base
         );
-        let mut harness = Harness::new(&test_db.db, &yaml).await;
+        let mut harness = TestApp::new(&test_db, &yaml).await;
         let run = harness.trigger().await;
         assert_eq!(harness.run_to_end(&run).await, RunState::Failed, "{}", test_db.label);
         let states = harness.states(&run).await;
@@ -163,7 +163,7 @@ tasks:
     request_timeout: 300ms
 "#
         );
-        let mut harness = Harness::new(&test_db.db, &yaml).await;
+        let mut harness = TestApp::new(&test_db, &yaml).await;
         let run = harness.trigger().await;
         assert_eq!(harness.run_to_end(&run).await, RunState::Failed, "{}", test_db.label);
         let error = attempt_error(&harness, run.pk, "wait_forever").await;
@@ -187,11 +187,12 @@ tasks:
     timeout: 1m
   deliver:
     command: |
-      log="logs/$WEIR_DAG_ID/$WEIR_RUN_ID/wait_for_file/1.log"
+      # The task runs in the DAG folder (`dags/`); the logs are under `state/logs/`.
+      log="../state/logs/$WEIR_DAG_ID/$WEIR_RUN_ID/wait_for_file/1.log"
       until grep -q "does not hold yet" "$log" 2>/dev/null; do sleep 0.02; done
       touch "$WEIR_RUN_ID.ready"
 "#;
-        let mut harness = Harness::new(&test_db.db, yaml).await;
+        let mut harness = TestApp::new(&test_db, yaml).await;
         let run = harness.trigger().await;
         assert_eq!(harness.run_to_end(&run).await, RunState::Success, "{}", test_db.label);
         let sensor = &harness.instances(&run).await["wait_for_file"];
@@ -230,7 +231,7 @@ tasks:
     timeout: 300ms
     soft_fail: true
 "#;
-        let mut harness = Harness::new(&test_db.db, yaml).await;
+        let mut harness = TestApp::new(&test_db, yaml).await;
         let run = harness.trigger().await;
         assert_eq!(harness.run_to_end(&run).await, RunState::Failed, "{}", test_db.label);
         let states = harness.states(&run).await;
@@ -262,7 +263,11 @@ tasks:
   make_flag:
     command: touch "$WEIR_RUN_ID.flag"
 "#;
-        let mut harness = Harness::with_dags(&test_db.db, &[yaml], |settings| settings.parallelism = 1).await;
+        let mut harness = TestApp::builder(&test_db)
+            .dag(yaml)
+            .core("parallelism = 1")
+            .stepped()
+            .await;
         let run = harness.trigger().await;
         assert_eq!(harness.run_to_end(&run).await, RunState::Success, "{}", test_db.label);
         assert_eq!(harness.instances(&run).await["wait"].try_number, 1, "{}", test_db.label);
@@ -295,7 +300,7 @@ tasks:
   work:
     command: echo child for {{ params.day }}
 "#;
-        let mut harness = Harness::with_dags(&test_db.db, &[parent, child], |_| {}).await;
+        let mut harness = TestApp::builder(&test_db).dags(&[parent, child]).stepped().await;
         let run = harness.trigger().await;
         assert_eq!(harness.run_to_end(&run).await, RunState::Success, "{}", test_db.label);
         let mut connection = harness.db.acquire().await.unwrap();
@@ -338,10 +343,11 @@ tasks:
     command: echo "the password is {password}"
 "#
         );
-        let mut harness = Harness::with_dags(&test_db.db, &[&yaml], |settings| {
-            settings.connection_passwords = vec![password.to_string()];
-        })
-        .await;
+        let mut harness = TestApp::builder(&test_db)
+            .dag(&yaml)
+            .tune(move |settings| settings.connection_passwords = vec![password.to_string()])
+            .stepped()
+            .await;
         let run = harness.trigger().await;
         assert_eq!(harness.run_to_end(&run).await, RunState::Success, "{}", test_db.label);
         for task in ["whoami", "shell_echo"] {
@@ -389,7 +395,7 @@ tasks:
     command: echo done
 "#
         );
-        let mut harness = Harness::new(&test_db.db, &yaml).await;
+        let mut harness = TestApp::new(&test_db, &yaml).await;
         let run = harness.trigger().await;
         assert_eq!(harness.run_to_end(&run).await, RunState::Failed, "{}", test_db.label);
         let states = harness.states(&run).await;
@@ -438,7 +444,7 @@ tasks:
   variables:
     command: echo region={{ var.region }} token={{ var.crm_api_token }}
 "#;
-        let mut harness = Harness::new(&test_db.db, yaml).await;
+        let mut harness = TestApp::new(&test_db, yaml).await;
         let run = harness.trigger().await;
         let state = harness.run_to_end(&run).await;
         assert_eq!(

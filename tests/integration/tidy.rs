@@ -142,9 +142,10 @@ fn the_templates_hold_no_inline_script_style_or_event_handler() {
 ///   under runtime.
 /// - `telemetry` (the tracing subscriber) uses `config`; only the CLI's entry point starts it.
 ///
-/// `cli` may use everything: it is the binary's front and wires the daemon (`weir serve`), so it
-/// uses `api`; `api` never uses `cli`. `lib.rs` and `main.rs` are the crate root and only declare
-/// and call.
+/// Above `api`, `daemon` builds and runs the long-running whole (loader, scheduler, alert
+/// delivery, web server) from the config; `cli` may use everything: it is the binary's front and
+/// starts the daemon (`weir serve`). Neither `api` nor `daemon` uses `cli`, and `api` does not use
+/// `daemon`. `lib.rs` and `main.rs` are the crate root and only declare and call.
 const LAYERS: &[(&str, &[&str], &str)] = &[
     (
         "domain",
@@ -179,11 +180,25 @@ const LAYERS: &[(&str, &[&str], &str)] = &[
     (
         "api",
         &["domain", "secrets", "config", "storage", "runtime"],
-        "the API is called by the CLI, never the reverse: move the shared code down into runtime",
+        "the API is served by the daemon and called by the CLI, never the reverse: move the shared code down into runtime",
+    ),
+    (
+        "daemon",
+        &["domain", "secrets", "config", "storage", "runtime", "api"],
+        "the daemon is started by the CLI, never the reverse: move the shared code down",
     ),
     (
         "cli",
-        &["domain", "secrets", "config", "storage", "runtime", "api", "telemetry"],
+        &[
+            "domain",
+            "secrets",
+            "config",
+            "storage",
+            "runtime",
+            "api",
+            "daemon",
+            "telemetry",
+        ],
         "",
     ),
 ];
@@ -372,7 +387,6 @@ const MAX_NON_TEST_LINES: usize = 600;
 
 /// Files still over [`MAX_NON_TEST_LINES`], to be split; each leaves the list when it is split.
 const TO_BE_SPLIT: &[&str] = &[
-    "src/runtime/scheduler.rs",
     "src/runtime/process.rs",
     "src/api/rest/task_instances.rs",
     "src/cli/tasks.rs",

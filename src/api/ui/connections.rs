@@ -70,7 +70,7 @@ impl Sources {
         let database = stored::all_with_passwords(&mut connection, &state.secrets).await?;
         drop(connection);
         Ok(Sources::new(
-            std::env::vars().collect(),
+            state.config.environment.vars().collect(),
             &state.config.connections,
             database,
             state.config.folder.clone(),
@@ -346,7 +346,7 @@ pub async fn add(State(state): State<ApiState>, UiForm(form): UiForm<AddForm>) -
         connection.redacted_url(&state.config.folder)
     );
     let outside = Connections::from_sources(
-        std::env::vars(),
+        state.config.environment.vars(),
         &state.config.connections,
         Vec::new(),
         state.config.folder.clone(),
@@ -384,7 +384,7 @@ pub async fn delete(State(state): State<ApiState>, UiForm(form): UiForm<NameForm
     let deleted = stored::delete(&mut database, name).await;
     drop(database);
     let outside = Connections::from_sources(
-        std::env::vars(),
+        state.config.environment.vars(),
         &state.config.connections,
         Vec::new(),
         state.config.folder.clone(),

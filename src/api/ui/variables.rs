@@ -97,7 +97,7 @@ async fn render_page(
     let mut connection = state.db.acquire().await?;
     let (database, _) = variables::list(&mut connection, &state.secrets, false, u32::MAX, 0).await?;
     drop(connection);
-    let rows = rows(database, &variables_from_env(std::env::vars()));
+    let rows = rows(database, &variables_from_env(state.config.environment.vars()));
     let html = render::page("variables.html", context! { rows, notice, problems, form })?;
     Ok((status, html).into_response())
 }
@@ -146,7 +146,7 @@ pub async fn set(State(state): State<ApiState>, UiForm(form): UiForm<SetForm>) -
     let mut connection = state.db.acquire().await?;
     variables::set(&mut connection, &variable, &state.secrets).await?;
     let mut notice = format!("Set variable `{}`.", variable.key);
-    if variables_from_env(std::env::vars()).contains_key(&variable.key) {
+    if variables_from_env(state.config.environment.vars()).contains_key(&variable.key) {
         notice.push_str(&format!(
             " Env {} is set too and takes precedence over the database.",
             env_name(&variable.key)
@@ -169,7 +169,7 @@ pub async fn delete(State(state): State<ApiState>, UiForm(form): UiForm<DeleteFo
     match variables::delete(&mut connection, &form.key).await {
         Ok(()) => {}
         Err(StorageError::NotFound(_)) => {
-            let message = if variables_from_env(std::env::vars()).contains_key(&form.key) {
+            let message = if variables_from_env(state.config.environment.vars()).contains_key(&form.key) {
                 format!(
                     "Variable `{}` is not in the database: it comes from env {}, change it there.",
                     form.key,

@@ -44,24 +44,8 @@ pub async fn mark_started(
     Ok(())
 }
 
-/// How one attempt ended, as recorded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AttemptEnd {
-    /// The attempt's own final state: success, failed or skipped.
-    pub attempt_state: TaskState,
-    /// The task instance's new state: the attempt's, or `up_for_retry` when budget remains.
-    pub instance_state: TaskState,
-    pub next_retry_at: Option<DateTime<Utc>>,
-    pub exit_code: Option<i32>,
-    pub output: Option<String>,
-    pub error: Option<String>,
-    /// The attempt does not count against the retry budget (it was interrupted by a shutdown).
-    pub refund_try: bool,
-    /// A sensor's poke: the try goes on at the next poke, so the next claim reuses its number.
-    pub reschedule: bool,
-    /// The attempt was ended by its scheduler's death: the instance's `crash_ends` grows by one.
-    pub crash_ended: bool,
-}
+/// How one attempt ended, as recorded (decided in the domain, written here).
+pub use crate::domain::attempt_end::AttemptEnd;
 
 /// When and where an attempt's process started, for an end recorded together with its start (a
 /// task that began and ended between two scheduler steps).
@@ -80,7 +64,8 @@ pub struct RecordedEnd {
 
 /// Records an attempt's end at `now` (and its start, if it was not recorded yet). The task
 /// instance changes only if it is still on this attempt (a clear or a mark in the meantime wins);
-/// returns `None` when it did not.
+/// returns `None` when it did not. The instance's columns are set from
+/// [`AttemptEnd::instance_change`], the change the scheduler's kept copy applies too.
 pub async fn finish_attempt(
     connection: &mut AnyConnection,
     run_pk: i64,
@@ -107,19 +92,20 @@ pub async fn finish_attempt(
         .bind(hostname)
         .execute(&mut *connection)
         .await?;
+    let change = end.instance_change();
     let changed = sqlx::query("UPDATE task_instance SET state = $4, end_date = $5, next_retry_at = $6, start_date = COALESCE(start_date, $9), pid = COALESCE($10, pid), hostname = COALESCE($11, hostname), max_tries = max_tries + $7, try_number = try_number - $8, crash_ends = crash_ends + $12 WHERE run_pk = $1 AND task_id = $2 AND try_number = $3 AND state IN ('queued', 'running') RETURNING start_date")
         .bind(run_pk)
         .bind(task_id.as_str())
         .bind(i64::from(try_number))
-        .bind(end.instance_state.as_str())
+        .bind(change.state.as_str())
         .bind(micros(now))
-        .bind(end.next_retry_at.map(micros))
-        .bind(i64::from(end.refund_try))
-        .bind(i64::from(end.reschedule))
+        .bind(change.next_retry_at.map(micros))
+        .bind(i64::from(change.max_tries_added))
+        .bind(i64::from(change.try_number_taken_back))
         .bind(started_at)
         .bind(pid)
         .bind(hostname)
-        .bind(i64::from(end.crash_ended))
+        .bind(i64::from(change.crash_ends_added))
         .fetch_optional(connection)
         .await?;
     changed
