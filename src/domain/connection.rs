@@ -7,6 +7,7 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::percent::{decode_strict, encode_component};
 pub use super::secret::REDACTED;
 use super::secret::is_secret_name;
 
@@ -121,7 +122,7 @@ impl Connection {
         let extra =
             parse_query(query.unwrap_or_default()).map_err(|reason| invalid(format!("its query string: {reason}")))?;
         let decode = |part: &str, what: &str| {
-            percent_decode(part).ok_or_else(|| invalid(format!("the {what} has a bad %-escape or is not UTF-8")))
+            decode_strict(part).ok_or_else(|| invalid(format!("the {what} has a bad %-escape or is not UTF-8")))
         };
         let mut connection = Connection {
             conn_id: conn_id.to_string(),
@@ -446,7 +447,7 @@ fn parse_query(query: &str) -> Result<Map<String, Value>, String> {
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         let decode =
-            |text: &str| percent_decode(&text.replace('+', " ")).ok_or_else(|| format!("`{text}` has a bad %-escape"));
+            |text: &str| decode_strict(&text.replace('+', " ")).ok_or_else(|| format!("`{text}` has a bad %-escape"));
         let key = decode(key)?;
         let value = decode(value)?;
         if key == "__extra__" {
@@ -474,36 +475,6 @@ fn query_string(extra: &Map<String, Value>) -> String {
         })
         .collect::<Vec<_>>()
         .join("&")
-}
-
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        if bytes[index] == b'%' {
-            let hex = text.get(index + 1..index + 3)?;
-            decoded.push(u8::from_str_radix(hex, 16).ok()?);
-            index += 3;
-        } else {
-            decoded.push(bytes[index]);
-            index += 1;
-        }
-    }
-    String::from_utf8(decoded).ok()
-}
-
-/// Percent-encodes everything but RFC 3986's unreserved characters.
-fn encode_component(text: &str) -> String {
-    let mut encoded = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            encoded.push(char::from(byte));
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    encoded
 }
 
 fn encode_path(path: &str) -> String {

@@ -14,6 +14,7 @@ pub mod duration;
 pub mod ids;
 pub mod liveness;
 pub mod params;
+pub mod percent;
 pub mod planner;
 pub mod schedule;
 pub mod secret;

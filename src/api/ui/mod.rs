@@ -236,34 +236,11 @@ pub fn local_path(next: &str) -> Option<&str> {
     if !raw.starts_with(b"/") || leaves_path(raw) || !printable(raw) {
         return None;
     }
-    let decoded = percent_decode(raw);
+    let decoded: Vec<u8> = percent_encoding::percent_decode(raw).collect();
     if leaves_path(&decoded) || decoded.iter().any(u8::is_ascii_control) {
         return None;
     }
     Some(next)
-}
-
-/// `%XX` escapes decoded (others left as they are), for checking what a browser may make of them.
-fn percent_decode(raw: &[u8]) -> Vec<u8> {
-    let hex = |byte: u8| char::from(byte).to_digit(16);
-    let mut decoded = Vec::with_capacity(raw.len());
-    let mut index = 0;
-    while index < raw.len() {
-        let escape = (raw[index] == b'%')
-            .then(|| Some((hex(*raw.get(index + 1)?)?, hex(*raw.get(index + 2)?)?)))
-            .flatten();
-        match escape {
-            Some((high, low)) => {
-                decoded.push(u8::try_from(high * 16 + low).unwrap_or(b'?'));
-                index += 3;
-            }
-            None => {
-                decoded.push(raw[index]);
-                index += 1;
-            }
-        }
-    }
-    decoded
 }
 
 #[cfg(test)]

@@ -10,17 +10,7 @@ use crate::storage::runs::DagRun;
 use crate::storage::task_instances::{Attempt, TaskInstance};
 
 /// Percent-encodes one URL path segment or query value (run ids carry `:` and `+`).
-pub fn encode(value: &str) -> String {
-    let mut encoded = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            encoded.push(char::from(byte));
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    encoded
-}
+pub use crate::domain::percent::encode_component as encode;
 
 pub fn dag_url(dag_id: &str) -> String {
     format!("/dags/{}", encode(dag_id))

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::alerts::AlertEvent;
+use crate::domain::percent::encode_component as encode;
 
 /// Most characters of `error` (the log's last lines) a Slack message or email quotes.
 const MAX_QUOTED_CHARS: usize = 3000;
@@ -148,19 +149,6 @@ pub fn command_env(alert_id: i64, payload: &Payload) -> Vec<(String, String)> {
         webhook_body(alert_id, payload).to_string(),
     ));
     env
-}
-
-/// Percent-encodes one URL path segment (run ids carry `:` and `+`).
-fn encode(value: &str) -> String {
-    let mut encoded = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            encoded.push(char::from(byte));
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    encoded
 }
 
 /// The run's page in the UI.

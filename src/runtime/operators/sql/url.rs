@@ -101,7 +101,14 @@ fn passwords_in(url: &str) -> Vec<String> {
             }
         }
     }
-    let decoded: Vec<String> = found.iter().map(|password| percent_decode(password)).collect();
+    let decoded: Vec<String> = found
+        .iter()
+        .map(|password| {
+            percent_encoding::percent_decode_str(password)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect();
     found.extend(decoded);
     found.retain(|password| !password.is_empty());
     found.sort();
@@ -116,27 +123,6 @@ pub(super) fn scrub(message: &str, url: &str) -> String {
         scrubbed = scrubbed.replace(&password, "***");
     }
     scrubbed
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        if bytes[index] == b'%'
-            && index + 2 < bytes.len()
-            && let Some(value) = std::str::from_utf8(&bytes[index + 1..index + 3])
-                .ok()
-                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-        {
-            decoded.push(value);
-            index += 3;
-            continue;
-        }
-        decoded.push(bytes[index]);
-        index += 1;
-    }
-    String::from_utf8_lossy(&decoded).into_owned()
 }
 
 /// `postgres at host:5432/db`, `sqlite at path/to.db`: where a connection goes, for log lines,
