@@ -66,7 +66,7 @@ enum Command {
     /// Task instances.
     #[command(subcommand)]
     Tasks(tasks::TasksCommand),
-    /// Connections to databases and services, from env, config and the database (§5.8).
+    /// Connections to databases and services, from env, config and the database.
     #[command(subcommand)]
     Connections(connections::ConnectionsCommand),
     /// Variables for templates (`{{ var.name }}`), from env and the database.
