@@ -33,6 +33,7 @@ pub struct DagSpec {
     pub owner: Option<String>,
     /// Labels to filter the DAG list by (`weir dags list`, `GET /api/v2/dags?tags=`).
     #[serde(default)]
+    #[schemars(with = "Vec<schema::Text>")]
     pub tags: Vec<String>,
     /// When runs are created: a 5-field cron expression (`"0 3 * * *"`), an alias (`@hourly`,
     /// `@daily`, `@weekly`, `@monthly`, `@quarterly`, `@yearly`, `@once`), `null` for manual runs
@@ -309,7 +310,7 @@ pub struct TaskSpec {
     #[schemars(with = "Option<i32>")]
     pub priority_weight: Option<Spanned<i64>>,
     /// Environment variables for the task (values templated); with `defaults:`, both maps merge.
-    #[schemars(with = "Option<std::collections::BTreeMap<String, String>>")]
+    #[schemars(with = "Option<std::collections::BTreeMap<String, schema::Text>>")]
     pub env: Option<IndexMap<String, Spanned<String>>>,
     /// Wait until the same task in the previous run succeeded or was skipped. Default: false.
     pub depends_on_past: Option<bool>,
@@ -332,7 +333,7 @@ pub struct TaskSpec {
     #[schemars(with = "Option<String>")]
     pub method: Option<Spanned<String>>,
     /// http: request headers (values templated).
-    #[schemars(with = "Option<std::collections::BTreeMap<String, String>>")]
+    #[schemars(with = "Option<std::collections::BTreeMap<String, schema::Text>>")]
     pub headers: Option<IndexMap<String, Spanned<String>>>,
     /// http: a JSON body (strings templated). Not together with `body`.
     #[schemars(with = "Option<serde_json::Value>")]

@@ -2,7 +2,9 @@
 //! reference (`docs/cli.md`, every command's `--help`) and the DAG file JSON Schema
 //! (`docs/dag.schema.json`). `WEIR_UPDATE_DOCS=1 cargo test --test integration generated_docs`
 //! rewrites both. Then the schema itself: every example DAG passes it, files weir refuses for
-//! their shape fail it, and the daemon serves it without a token.
+//! their shape fail it, and the daemon serves it without a token. And the hand-written references
+//! are complete: `docs/dag-file.md` names every key of the schema, `docs/config.md` every key of
+//! the commented `config.toml`.
 
 use std::path::{Path, PathBuf};
 
@@ -34,9 +36,11 @@ fn check_current(name: &str, generated: &str) {
             .lines()
             .zip(generated.lines())
             .position(|(old, new)| old != new)
-            .map_or_else(|| committed.lines().count().min(generated.lines().count()), |index| index) +
-            1;
-        panic!("docs/{name} is not what the code generates (first difference at line {line}): run `{REGENERATE}` and commit the result");
+            .unwrap_or_else(|| committed.lines().count().min(generated.lines().count()))
+            + 1;
+        panic!(
+            "docs/{name} is not what the code generates (first difference at line {line}): run `{REGENERATE}` and commit the result"
+        );
     }
 }
 
@@ -185,14 +189,21 @@ fn every_example_dag_passes_the_schema() {
     }
     let reference = std::fs::read_to_string(root().join("docs/dag-file.md")).unwrap();
     let blocks = dag_blocks(&reference);
-    assert!(blocks.len() >= 3, "only {} DAG examples in docs/dag-file.md", blocks.len());
+    assert!(
+        blocks.len() >= 3,
+        "only {} DAG examples in docs/dag-file.md",
+        blocks.len()
+    );
     for (index, yaml) in blocks.iter().enumerate() {
         for error in schema_errors(&validator, yaml) {
             failures.push(format!("docs/dag-file.md example {}: {error}", index + 1));
         }
         // The reference's examples are real DAGs too.
         if let Err(error) = Dag::from_yaml(Path::new("dags/example.yaml"), yaml, &ValidationContext::default()) {
-            failures.push(format!("docs/dag-file.md example {}: weir refuses it: {error}", index + 1));
+            failures.push(format!(
+                "docs/dag-file.md example {}: weir refuses it: {error}",
+                index + 1
+            ));
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
@@ -203,24 +214,62 @@ fn files_weir_refuses_for_their_shape_fail_the_schema_and_say_where() {
     let validator = validator();
     let cases = [
         ("a misspelt task key", "tasks:\n  a: { comand: echo }\n", "/tasks/a"),
-        ("a misspelt DAG key", "schedul: \"@daily\"\ntasks:\n  a: { command: echo }\n", ""),
+        (
+            "a misspelt DAG key",
+            "schedul: \"@daily\"\ntasks:\n  a: { command: echo }\n",
+            "",
+        ),
         ("no tasks", "description: nothing to do\n", ""),
         ("an empty task map", "tasks: {}\n", "/tasks"),
-        ("a wrong type", "tasks:\n  a: { command: echo, retries: two }\n", "/tasks/a/retries"),
-        ("an unknown task type", "tasks:\n  a: { type: bash, command: echo }\n", "/tasks/a/type"),
-        ("an unknown trigger rule", "tasks:\n  a: { command: echo, trigger_rule: all_sucess }\n", "/tasks/a/trigger_rule"),
-        ("a duration without unit", "tasks:\n  a: { command: echo, timeout: \"90\" }\n", "/tasks/a/timeout"),
+        (
+            "a wrong type",
+            "tasks:\n  a: { command: echo, retries: two }\n",
+            "/tasks/a/retries",
+        ),
+        (
+            "an unknown task type",
+            "tasks:\n  a: { type: bash, command: echo }\n",
+            "/tasks/a/type",
+        ),
+        (
+            "an unknown trigger rule",
+            "tasks:\n  a: { command: echo, trigger_rule: all_sucess }\n",
+            "/tasks/a/trigger_rule",
+        ),
+        (
+            "a duration without unit",
+            "tasks:\n  a: { command: echo, timeout: \"90\" }\n",
+            "/tasks/a/timeout",
+        ),
         ("a bad task id", "tasks:\n  \"a b\": { command: echo }\n", "/tasks"),
-        ("a misspelt schedule key", "schedule: { cron: \"@daily\", data_intervl: false }\nstart_date: 2026-01-01\ntasks:\n  a: { command: echo }\n", "/schedule"),
-        ("a misspelt param key", "params:\n  region: { type: string, defualt: kr }\ntasks:\n  a: { command: echo }\n", "/params/region"),
-        ("max_active_runs of 0", "max_active_runs: 0\ntasks:\n  a: { command: echo }\n", "/max_active_runs"),
-        ("a transfer mode that does not exist", "tasks:\n  a:\n    type: transfer\n    from: { conn: a, sql: SELECT 1 }\n    to: { conn: b, table: t, mode: merge }\n", "/tasks/a/to"),
+        (
+            "a misspelt schedule key",
+            "schedule: { cron: \"@daily\", data_intervl: false }\nstart_date: 2026-01-01\ntasks:\n  a: { command: echo }\n",
+            "/schedule",
+        ),
+        (
+            "a misspelt param key",
+            "params:\n  region: { type: string, defualt: kr }\ntasks:\n  a: { command: echo }\n",
+            "/params/region",
+        ),
+        (
+            "max_active_runs of 0",
+            "max_active_runs: 0\ntasks:\n  a: { command: echo }\n",
+            "/max_active_runs",
+        ),
+        (
+            "a transfer mode that does not exist",
+            "tasks:\n  a:\n    type: transfer\n    from: { conn: a, sql: SELECT 1 }\n    to: { conn: b, table: t, mode: merge }\n",
+            "/tasks/a/to",
+        ),
     ];
     for (what, yaml, at) in cases {
         let errors = schema_errors(&validator, yaml);
         assert!(!errors.is_empty(), "{what}: the schema accepts\n{yaml}");
         assert!(
-            errors.iter().any(|error| error.starts_with(&format!("{at}:")) || error.starts_with(&format!("{at}/"))),
+            errors
+                .iter()
+                .any(|error| error.starts_with(&format!("{at}:")) || error.starts_with(&format!("{at}/"))),
             "{what}: no error at `{at}`: {errors:#?}"
         );
         // The schema agrees with weir: these are all refused by the parser or validation too.
@@ -247,10 +296,16 @@ fn files_weir_accepts_pass_the_schema() {
         "tasks:\n  call:\n    type: http\n    url: http://example.com\n    method: post\n    json: { day: \"{{ ds }}\" }\n    expect_status: [200, \"2xx\"]\n",
         "tasks:\n  other:\n    type: sensor\n    dag_run: { dag_id: hello_world }\n  start:\n    type: trigger_dag\n    dag_id: hello_world\n    conf: { day: 1 }\n    wait_for_completion: true\n",
         "alerts: { on_failure: [], sla_miss: [] }\nsla: 2h\ntasks:\n  a: { command: echo, outlets: [warehouse.orders], doc: hi, depends_on_past: true }\n",
+        // Numbers written bare where text is read, as people write them in these maps and lists.
+        "tags: [2026, etl]\ntasks:\n  a: { command: echo, env: { PORT: 5432, DEBUG: true } }\n  b: { type: http, url: x, headers: { X-Retries: 3 } }\n",
     ];
     for yaml in cases {
         let parsed = Dag::from_yaml(Path::new("dags/good.yaml"), yaml, &ValidationContext::default());
-        assert!(parsed.is_ok(), "weir refuses\n{yaml}{:?}", parsed.err().map(|e| e.to_string()));
+        assert!(
+            parsed.is_ok(),
+            "weir refuses\n{yaml}{:?}",
+            parsed.err().map(|e| e.to_string())
+        );
         let errors = schema_errors(&validator, yaml);
         assert!(errors.is_empty(), "the schema refuses\n{yaml}{errors:#?}");
     }
@@ -262,7 +317,73 @@ async fn the_daemon_serves_the_schema_without_a_token() {
         let request = Request::get(DAG_SCHEMA_PATH).body(Body::empty()).unwrap();
         let answer = api.send_anonymous(request).await;
         assert_eq!(answer.status, StatusCode::OK, "{}: {answer:?}", api.label);
-        assert!(answer.content_type.starts_with("application/json"), "{}", answer.content_type);
+        assert!(
+            answer.content_type.starts_with("application/json"),
+            "{}",
+            answer.content_type
+        );
         assert_eq!(answer.body, dag_file_schema(), "{}", api.label);
     }
+}
+
+/// Every key name in the schema: the properties of the root and of every definition.
+fn schema_keys(schema: &Value) -> Vec<String> {
+    let mut keys = Vec::new();
+    let definitions = schema["definitions"].as_object().unwrap();
+    for object in std::iter::once(schema).chain(definitions.values()) {
+        if let Some(properties) = object["properties"].as_object() {
+            keys.extend(properties.keys().cloned());
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+#[test]
+fn the_dag_file_reference_names_every_key_of_the_schema() {
+    // docs/dag-file.md is written by hand; the schema is generated from the parser's types, so a
+    // key added to the parser and forgotten in the reference shows here.
+    let reference = std::fs::read_to_string(root().join("docs/dag-file.md")).unwrap();
+    let keys = schema_keys(&dag_file_schema());
+    assert!(keys.len() >= 60, "only {} keys in the schema: {keys:?}", keys.len());
+    let missing: Vec<&String> = keys
+        .iter()
+        .filter(|key| !reference.contains(&format!("`{key}`")) && !reference.contains(&format!("`to.{key}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/dag-file.md does not name these DAG file keys: {missing:?}"
+    );
+}
+
+#[test]
+fn the_config_reference_names_every_key_of_the_commented_config() {
+    // config.toml names every key, set or commented out (`# key = ...`); docs/config.md must too.
+    let config = std::fs::read_to_string(root().join("config.toml")).unwrap();
+    let reference = std::fs::read_to_string(root().join("docs/config.md")).unwrap();
+    // A key and the start of a TOML value (not `# name = slots`, a comment's prose).
+    let key = regex::Regex::new(r#"^#?\s*([a-z_]+)\s*=\s*["\[{0-9tf-]"#).unwrap();
+    let section = regex::Regex::new(r"^#?\s*\[([a-z_.]+)\]").unwrap();
+    let mut missing = Vec::new();
+    let mut n_keys = 0;
+    let mut current = String::new();
+    for line in config.lines() {
+        if let Some(found) = section.captures(line) {
+            current = found[1].to_string();
+            continue;
+        }
+        let Some(found) = key.captures(line) else { continue };
+        // Connections and the example channels are names the user picks, not keys.
+        if current.starts_with("connections.") && current != "connections.warehouse" {
+            continue;
+        }
+        n_keys += 1;
+        let name = &found[1];
+        if !reference.contains(&format!("`{name}`")) && !reference.contains(&format!("`{name} =")) {
+            missing.push(format!("[{current}] {name}"));
+        }
+    }
+    assert!(n_keys >= 40, "only {n_keys} keys read from config.toml");
+    assert!(missing.is_empty(), "docs/config.md does not name: {missing:?}");
 }

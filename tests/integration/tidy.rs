@@ -528,7 +528,12 @@ fn user_facing_text_points_nowhere_outside_the_repository() {
     let mut check = |place: &str, text: &str| {
         for (number, line) in text.lines().enumerate() {
             if let Some(found) = outside.find(line) {
-                offenders.push(format!("{place}:{}: `{}` in: {}", number + 1, found.as_str(), line.trim()));
+                offenders.push(format!(
+                    "{place}:{}: `{}` in: {}",
+                    number + 1,
+                    found.as_str(),
+                    line.trim()
+                ));
             }
         }
     };

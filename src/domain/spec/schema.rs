@@ -5,8 +5,11 @@
 //!
 //! The schema checks the shape of a file (keys, types, allowed words); `weir dags validate`
 //! checks everything else (cycles, unknown upstream tasks, cron syntax, keys that belong to
-//! another task type, templates). A file the schema accepts may still fail validation; the other
-//! way round, only the old spellings `min_length`/`max_length` of a param fail the schema.
+//! another task type, templates). A file the schema accepts may still fail validation. The other
+//! way round, the schema is stricter in two ways: it knows a param's `minLength`/`maxLength` only
+//! by those names (weir also reads `min_length`/`max_length`), and where weir reads text it takes
+//! a bare number or boolean (`command: 5`, YAML scalars are text to the parser) only in `tags`,
+//! `env` and `headers`, where people write them; elsewhere it asks for text.
 
 use std::borrow::Cow;
 
@@ -94,6 +97,19 @@ impl JsonSchema for Duration {
             "type": "string",
             "pattern": "^\\s*([0-9]+(ms|s|m|h|d))+\\s*$",
         })
+    }
+}
+
+/// Text, or a number or boolean written bare, which the parser reads as its text.
+pub(super) struct Text;
+
+impl JsonSchema for Text {
+    fn schema_name() -> Cow<'static, str> {
+        "Text".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "type": ["string", "number", "boolean"] })
     }
 }
 
