@@ -17,6 +17,7 @@ mod cli_connections;
 mod crash;
 mod daemon;
 mod datasets;
+mod date_ranges;
 mod e2e;
 mod examples;
 mod hostile_dags;
