@@ -30,7 +30,7 @@ pub struct BackfillArgs {
     to: String,
     /// Dates that already have a run: `none` skips them, `failed` re-runs the failed ones,
     /// `completed` re-runs every finished one.
-    #[arg(long, default_value = "none", value_parser = ["none", "failed", "completed"])]
+    #[arg(long, default_value = "none", value_parser = clap::builder::PossibleValuesParser::new(Reprocess::NAMES))]
     reprocess: String,
     /// At most this many of the backfill's runs at once (they do not count against the DAG's own).
     #[arg(long, default_value_t = 10)]

@@ -42,6 +42,9 @@ pub enum DateAction {
 macro_rules! spelled {
     ($name:ident, $kind:literal, { $($variant:ident => $text:literal),+ $(,)? }) => {
         impl $name {
+            /// Every spelling, in declaration order.
+            pub const NAMES: &'static [&'static str] = &[$($text),+];
+
             pub fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $text),+ }
             }
