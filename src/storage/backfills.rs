@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::{Transaction, StorageError, from_micros, micros, opt_time, parse_column};
+use super::{StorageError, Transaction, from_micros, micros, opt_time, parse_column};
 use crate::domain::backfill::{BackfillState, DateAction, PlannedDate, Reprocess};
 use crate::domain::ids::DagId;
 

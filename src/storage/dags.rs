@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::{Transaction, StorageError, from_micros, micros, opt_time};
+use super::{StorageError, Transaction, from_micros, micros, opt_time};
 use crate::domain::dag::Dag;
 use crate::domain::ids::DagId;
 

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::{Transaction, StorageError, from_micros, micros};
+use super::{StorageError, Transaction, from_micros, micros};
 use crate::domain::ids::DagId;
 
 /// An event to record: `dataset` was updated by one successful attempt.

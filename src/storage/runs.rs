@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::{Transaction, StorageError, from_micros, micros, opt_time, parse_column};
+use super::{StorageError, Transaction, from_micros, micros, opt_time, parse_column};
 use crate::domain::ids::{DagId, RunId};
 use crate::domain::state::{RunState, RunType};
 

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::{Transaction, StorageError, micros, opt_time, parse_column};
+use super::{StorageError, Transaction, micros, opt_time, parse_column};
 use crate::domain::dag::Task;
 use crate::domain::ids::{DagId, RunId, TaskId};
 use crate::domain::planner::TaskInstanceState;

@@ -155,11 +155,7 @@ pub async fn all(
 }
 
 /// Creates or replaces a variable (`weir variables set`); a `None` description keeps the stored one.
-pub async fn set(
-    transaction: &mut Transaction,
-    variable: &Variable,
-    secrets: &SecretsKey,
-) -> Result<(), StorageError> {
+pub async fn set(transaction: &mut Transaction, variable: &Variable, secrets: &SecretsKey) -> Result<(), StorageError> {
     let connection = transaction.changes();
     sqlx::query("INSERT INTO variable (key, val, description) VALUES ($1, $2, $3) ON CONFLICT (key) DO UPDATE SET val = excluded.val, description = COALESCE(excluded.description, variable.description)")
         .bind(&variable.key)

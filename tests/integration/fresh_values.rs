@@ -144,7 +144,10 @@ async fn a_variable_and_a_connection_changed_through_the_api_reach_the_next_atte
         )
         .await;
         assert_eq!(status, StatusCode::OK, "{label}");
-        assert!(change_sequence(&app).await > before, "{label}: the change moved the counter");
+        assert!(
+            change_sequence(&app).await > before,
+            "{label}: the change moved the counter"
+        );
         assert_eq!(
             finish(&mut app, &run, label).await,
             (
@@ -195,7 +198,10 @@ async fn a_variable_and_a_connection_changed_through_the_cli_reach_the_next_atte
 
         let run = start_first(&mut app).await;
         weir(&folder, &["connections", "delete", "target"]);
-        weir(&folder, &["connections", "add", "target", "--url", "http://new-host:8080"]);
+        weir(
+            &folder,
+            &["connections", "add", "target", "--url", "http://new-host:8080"],
+        );
         assert_eq!(
             finish(&mut app, &run, label).await,
             (

@@ -60,7 +60,11 @@ fn the_library_has_no_stubs_or_debug_macros() {
 fn only_the_schedulers_run_creation_writes_without_moving_the_change_counter() {
     // Its cache follows its own writes; anyone else's write a scheduler keeps must move the
     // counter, which every other `storage::Transaction` does when such a write goes through it.
-    let allowed = ["src/storage/", "src/runtime/scheduler/runs.rs", "src/runtime/datasets.rs"];
+    let allowed = [
+        "src/storage/",
+        "src/runtime/scheduler/runs.rs",
+        "src/runtime/datasets.rs",
+    ];
     let offenders: Vec<String> = sources()
         .into_iter()
         .filter(|source| source.code.contains("begin_for_scheduler("))

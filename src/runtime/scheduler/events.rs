@@ -111,16 +111,18 @@ impl Scheduler {
         // Only a failure (or a crash-ended attempt, which may count as one) asks what remains.
         let budget = match result {
             AttemptResult::Failed { .. } | AttemptResult::CrashEnded { .. } => {
-                task_instances::get(transaction, key.run_pk, &key.task_id).await?.map_or(
-                    TryBudget {
-                        max_tries: key.try_number,
-                        crash_ends: 0,
-                    },
-                    |instance| TryBudget {
-                        max_tries: instance.max_tries,
-                        crash_ends: instance.crash_ends,
-                    },
-                )
+                task_instances::get(transaction, key.run_pk, &key.task_id)
+                    .await?
+                    .map_or(
+                        TryBudget {
+                            max_tries: key.try_number,
+                            crash_ends: 0,
+                        },
+                        |instance| TryBudget {
+                            max_tries: instance.max_tries,
+                            crash_ends: instance.crash_ends,
+                        },
+                    )
             }
             _ => TryBudget {
                 max_tries: key.try_number,

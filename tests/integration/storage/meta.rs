@@ -95,28 +95,48 @@ async fn committing_a_write_schedulers_keep_moves_the_change_counter_once_and_no
         variables::get(&mut transaction, "region", &key).await.expect(label);
         transaction.commit().await.expect(label);
         let mut transaction = cli.begin().await.expect(label);
-        variables::set(&mut transaction, &variable("kr"), &key).await.expect(label);
+        variables::set(&mut transaction, &variable("kr"), &key)
+            .await
+            .expect(label);
         transaction.rollback().await.expect(label);
-        assert_eq!(storage::change_sequence(&mut scheduler).await.expect(label), before, "{label}");
+        assert_eq!(
+            storage::change_sequence(&mut scheduler).await.expect(label),
+            before,
+            "{label}"
+        );
 
         // Two writes in one committed transaction: the counter moves once, with them.
         let mut transaction = cli.begin().await.expect(label);
-        variables::set(&mut transaction, &variable("kr"), &key).await.expect(label);
+        variables::set(&mut transaction, &variable("kr"), &key)
+            .await
+            .expect(label);
         let warehouse = Connection::from_url("warehouse", "postgres://loader@db-host/dw").expect(label);
-        connections::insert(&mut transaction, &warehouse, &key).await.expect(label);
+        connections::insert(&mut transaction, &warehouse, &key)
+            .await
+            .expect(label);
         assert_eq!(
             storage::change_sequence(&mut scheduler).await.expect(label),
             before,
             "{label}: nothing is visible before the commit"
         );
         transaction.commit().await.expect(label);
-        assert_eq!(storage::change_sequence(&mut scheduler).await.expect(label), before + 1, "{label}");
+        assert_eq!(
+            storage::change_sequence(&mut scheduler).await.expect(label),
+            before + 1,
+            "{label}"
+        );
 
         // The scheduler's own run creation is not announced.
         let mut transaction = cli.begin_for_scheduler().await.expect(label);
-        variables::set(&mut transaction, &variable("us"), &key).await.expect(label);
+        variables::set(&mut transaction, &variable("us"), &key)
+            .await
+            .expect(label);
         transaction.commit().await.expect(label);
-        assert_eq!(storage::change_sequence(&mut scheduler).await.expect(label), before + 1, "{label}");
+        assert_eq!(
+            storage::change_sequence(&mut scheduler).await.expect(label),
+            before + 1,
+            "{label}"
+        );
         cli.close().await;
     }
 }

@@ -232,7 +232,9 @@ fn resolved_connections_and_variables_are_reused_until_the_safety_net_interval_t
     let mut resolved = Resolved::default();
     resolved.variables.insert("env".to_string(), "prod".to_string());
     cache.keep_resolved(at, 7, resolved);
-    let reused = cache.resolved(at + FULL_PLAN_EVERY / 2, 7).map(|resolved| resolved.variables);
+    let reused = cache
+        .resolved(at + FULL_PLAN_EVERY / 2, 7)
+        .map(|resolved| resolved.variables);
     assert_eq!(
         reused,
         Some(std::collections::BTreeMap::from([(
