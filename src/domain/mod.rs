@@ -22,4 +22,5 @@ pub mod spec;
 pub mod state;
 pub mod template;
 pub mod trigger_rule;
+pub mod ui_paths;
 pub mod validate;
