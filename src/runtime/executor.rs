@@ -37,10 +37,11 @@ pub struct AttemptRequest {
 }
 
 /// The span of one attempt: what is logged while it is dispatched, run or recorded carries its
-/// `dag_id`, `run_id`, `task_id` and `try_number`. The ids are formatted once, when the span is
-/// created (and not at all when nothing listens at `info`).
+/// `dag_id`, `run_id`, `task_id` and `try_number`. At the error level, so that it is enabled
+/// whenever anything is logged: a warning in a daemon logging only warnings still names its
+/// attempt. The ids are formatted once, when the span is created.
 pub fn attempt_span(dag_id: &DagId, run_id: &RunId, task_id: &TaskId, try_number: u32) -> tracing::Span {
-    tracing::info_span!("attempt", %dag_id, %run_id, %task_id, try_number)
+    tracing::error_span!("attempt", %dag_id, %run_id, %task_id, try_number)
 }
 
 /// What an attempt runs: a child process, or one of the task types weir runs itself.

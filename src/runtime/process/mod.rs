@@ -128,7 +128,7 @@ pub async fn run_shell(
         Ok(log) => log,
         Err(err) => {
             let message = format!("cannot open log file {}: {err}", attempt.log_path);
-            tracing::warn!(%message, "shell attempt not started");
+            tracing::warn!(reason = %message, "shell attempt not started");
             return not_started(ExitReason::SpawnFailed { message });
         }
     };
