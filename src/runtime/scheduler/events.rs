@@ -47,8 +47,8 @@ impl Scheduler {
             .collect();
         let mut starts: HashMap<&AttemptKey, AttemptStart<'_>> = HashMap::new();
         let mut transaction = self.db.begin().await?;
-        // Per run of the batch: its DAG (if still loaded) and ids, read once.
-        let mut runs_of_events: HashMap<i64, Option<(Option<Arc<Dag>>, DagId, RunId)>> = HashMap::new();
+        // Per run of the batch, read once (`None`: the run is gone).
+        let mut runs_of_events: HashMap<i64, Option<EndedRun>> = HashMap::new();
         for event in &events {
             match event {
                 ExecutorEvent::Started { key, pid, at } if ended.contains(key) => {
@@ -78,20 +78,23 @@ impl Scheduler {
                     let run = match runs_of_events.get(&key.run_pk) {
                         Some(run) => run.clone(),
                         None => {
-                            let run = runs::get_by_pk(&mut transaction, key.run_pk).await?.map(|run| {
-                                let dag = bag.get(&run.dag_id).cloned();
-                                (dag, run.dag_id, run.run_id)
-                            });
+                            let run = runs::get_by_pk(&mut transaction, key.run_pk)
+                                .await?
+                                .map(|run| EndedRun {
+                                    dag: bag.get(&run.dag_id).cloned(),
+                                    dag_id: run.dag_id,
+                                    run_id: run.run_id,
+                                });
                             runs_of_events.insert(key.run_pk, run.clone());
                             run
                         }
                     };
                     let start = starts.remove(key);
                     let span = match &run {
-                        Some((_, dag_id, run_id)) => attempt_span(dag_id, run_id, &key.task_id, key.try_number),
+                        Some(run) => attempt_span(&run.dag_id, &run.run_id, &key.task_id, key.try_number),
                         None => tracing::Span::none(),
                     };
-                    match run.and_then(|(dag, _, _)| dag) {
+                    match run.and_then(|run| run.dag) {
                         Some(dag) => {
                             self.record_result(&mut transaction, &dag, key, result, start.as_ref(), *at)
                                 .instrument(span)
@@ -180,6 +183,15 @@ impl Scheduler {
         }
         Ok(())
     }
+}
+
+/// The run of an attempt that ended: its ids name the attempt's span, its DAG (`None` when no
+/// longer loaded) decides what the end does.
+#[derive(Clone)]
+struct EndedRun {
+    dag: Option<Arc<Dag>>,
+    dag_id: DagId,
+    run_id: RunId,
 }
 
 /// The DAG of a finished attempt is gone (file removed or broken): record it without retries.
