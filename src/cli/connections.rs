@@ -114,11 +114,11 @@ async fn add(app: &App, args: AddArgs) -> CliResult {
     let connection = Connection::from_fields(&args.name, fields).map_err(|error| CliError::Usage(error.to_string()))?;
     let key = app.secrets_key()?;
     let db = app.db(false).await?;
-    let mut database = db.acquire().await?;
-    stored::insert(&mut database, &connection, &key)
+    let mut transaction = db.begin().await?;
+    stored::insert(&mut transaction, &connection, &key)
         .await
         .map_err(|error| CliError::Failed(error.to_string()))?;
-    drop(database);
+    transaction.commit().await?;
     let entry = super::audit::entry("post_connection").detail("connection_id", connection.conn_id.clone());
     super::audit::record(&db, entry).await;
     println!(
@@ -279,11 +279,11 @@ async fn get(app: &App, name: &str, output: OutputFormat) -> CliResult {
 
 async fn delete(app: &App, name: &str) -> CliResult {
     let db = app.db(false).await?;
-    let mut database = db.acquire().await?;
+    let mut transaction = db.begin().await?;
     let outside = outside_sources(app);
-    match stored::delete(&mut database, name).await {
+    match stored::delete(&mut transaction, name).await {
         Ok(()) => {
-            drop(database);
+            transaction.commit().await?;
             super::audit::record(
                 &db,
                 super::audit::entry("delete_connection").detail("connection_id", name),

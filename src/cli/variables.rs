@@ -88,14 +88,14 @@ async fn get(app: &App, key: &str) -> CliResult {
 async fn set(app: &App, key: String, value: String, description: Option<String>) -> CliResult {
     check_key(&key)?;
     let db = app.db(false).await?;
-    let mut connection = db.acquire().await?;
     let variable = Variable {
         key,
         value,
         description,
     };
-    variables::set(&mut connection, &variable, &app.secrets_key()?).await?;
-    drop(connection);
+    let mut transaction = db.begin().await?;
+    variables::set(&mut transaction, &variable, &app.secrets_key()?).await?;
+    transaction.commit().await?;
     super::audit::record(
         &db,
         super::audit::entry("post_variable").detail("variable_key", variable.key.clone()),
@@ -157,10 +157,10 @@ async fn list(app: &App, output: OutputFormat) -> CliResult {
 async fn delete(app: &App, key: &str) -> CliResult {
     check_key(key)?;
     let db = app.db(false).await?;
-    let mut connection = db.acquire().await?;
-    match variables::delete(&mut connection, key).await {
+    let mut transaction = db.begin().await?;
+    match variables::delete(&mut transaction, key).await {
         Ok(()) => {
-            drop(connection);
+            transaction.commit().await?;
             super::audit::record(&db, super::audit::entry("delete_variable").detail("variable_key", key)).await;
             println!("deleted variable `{key}` from the database");
             Ok(ExitCode::SUCCESS)

@@ -20,6 +20,7 @@ mod daemon;
 mod datasets;
 mod e2e;
 mod examples;
+mod fresh_values;
 mod hostile_dags;
 mod hostile_input;
 mod in_process_daemon;

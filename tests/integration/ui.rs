@@ -866,7 +866,7 @@ async fn the_variables_and_connections_pages_show_every_entry_and_no_secret() {
     for test_db in support::databases().await {
         let ui = Ui::with_config(&test_db, CONFIG_CONNECTIONS).await;
         let label = test_db.label;
-        let mut connection = ui.db().acquire().await.unwrap();
+        let mut connection = ui.db().begin().await.unwrap();
         for (key, value, description) in [
             ("region", "kr-central", Some("Where the shop sells")),
             ("db_password", "hunter2-Var-Secret", None),
@@ -889,7 +889,7 @@ async fn the_variables_and_connections_pages_show_every_entry_and_no_secret() {
         weir::storage::connections::insert(&mut connection, &stored, &ui.state.secrets)
             .await
             .unwrap();
-        drop(connection);
+        connection.commit().await.unwrap();
 
         let (status, body) = ui.get("/variables").await;
         assert_eq!(status, StatusCode::OK, "{label}: {body}");

@@ -46,7 +46,7 @@ async fn scheduled_run(api: &Api, date: &str, state: RunState) {
         conf: Value::Null,
         owner: None,
     };
-    let mut connection = api.state.db.acquire().await.unwrap();
+    let mut connection = api.state.db.begin().await.unwrap();
     let run = runs::insert(&mut connection, &new_run, chrono::Utc::now())
         .await
         .unwrap();
@@ -56,6 +56,7 @@ async fn scheduled_run(api: &Api, date: &str, state: RunState) {
             .await
             .unwrap()
     );
+    connection.commit().await.unwrap();
 }
 
 fn body(from: &str, to: &str) -> Value {
