@@ -158,7 +158,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_layer_renders_the_json_rendering_of_an_error_as_the_same_page() {
+    async fn the_json_rendering_carries_the_report_its_page_is_rendered_from() {
         let json = ApiError::Conflict("`shop` is already running.".to_string()).into_json_response();
         let report = json.extensions().get::<ErrorReport>().cloned().unwrap();
         let page = body_of(error_page(report.clone())).await;
