@@ -21,23 +21,33 @@ pub enum ConnectionsCommand {
     Add(AddArgs),
     /// One connection as tasks see it (the password shown as ***).
     Get {
+        /// The connection's name.
         name: String,
+        /// How to print: `table` for people, `json` with the REST API's field names for scripts.
         #[arg(long, value_enum, default_value_t)]
         output: OutputFormat,
     },
     /// Every connection from env, config and the database, with its source.
     List {
+        /// How to print: `table` for people, `json` with the REST API's field names for scripts.
         #[arg(long, value_enum, default_value_t)]
         output: OutputFormat,
     },
     /// Removes a connection from the database.
-    Delete { name: String },
+    Delete {
+        /// The connection's name.
+        name: String,
+    },
     /// Connects once (databases: SELECT 1; HTTP: a GET of the base URL); exit 1 if it fails.
-    Test { name: String },
+    Test {
+        /// The connection's name.
+        name: String,
+    },
 }
 
 #[derive(Args)]
 pub struct AddArgs {
+    /// The connection's name, as tasks write it (`conn: warehouse`).
     name: String,
     /// The whole connection as a URL, e.g. postgres://user:password@host:5432/db (percent-encode
     /// @ / : in the password); the other options override its parts.
@@ -46,10 +56,13 @@ pub struct AddArgs {
     /// postgres, mysql, sqlite, http, https, ... (needed without --url).
     #[arg(long)]
     conn_type: Option<String>,
+    /// The server's host name or address.
     #[arg(long)]
     host: Option<String>,
+    /// The server's port.
     #[arg(long)]
     port: Option<u16>,
+    /// The user name.
     #[arg(long)]
     login: Option<String>,
     /// Visible in the shell history and process list: prefer --password-stdin.
@@ -64,6 +77,7 @@ pub struct AddArgs {
     /// Driver options as a JSON object, e.g. '{"sslmode": "require"}'.
     #[arg(long)]
     extra: Option<String>,
+    /// Free text shown in lists.
     #[arg(long)]
     description: Option<String>,
 }

@@ -19,21 +19,31 @@ const MAX_KEY_LENGTH: usize = 250;
 #[derive(Debug, Subcommand)]
 pub enum VariablesCommand {
     /// Prints a variable's value as templates see it (env WEIR_VAR_<KEY> first); exit 1 if missing.
-    Get { key: String },
+    Get {
+        /// The variable's name.
+        key: String,
+    },
     /// Creates or replaces a variable in the database.
     Set {
+        /// The variable's name.
         key: String,
+        /// Its value (text; templates read JSON with `var.json.<key>`).
         value: String,
+        /// Free text shown in lists.
         #[arg(long)]
         description: Option<String>,
     },
     /// Every variable from env and the database; values of secret-named keys shown as ***.
     List {
+        /// How to print: `table` for people, `json` with the REST API's field names for scripts.
         #[arg(long, value_enum, default_value_t)]
         output: OutputFormat,
     },
     /// Removes a variable from the database.
-    Delete { key: String },
+    Delete {
+        /// The variable's name.
+        key: String,
+    },
 }
 
 pub async fn run(app: &App, command: VariablesCommand) -> CliResult {

@@ -55,10 +55,8 @@ async fn what_an_attempt_logs_while_it_runs_and_is_recorded_names_its_dag_run_ta
         let label = test_db.label;
         let captured = Captured::default();
         let writer = captured.clone();
-        let subscriber =
-            weir::telemetry::subscriber(LogFormat::Json, tracing_subscriber::EnvFilter::new("warn"), move || {
-                writer.clone()
-            });
+        let filter = tracing_subscriber::EnvFilter::new("warn");
+        let subscriber = weir::telemetry::subscriber(LogFormat::Json, filter, false, move || writer.clone());
         let _default = tracing::subscriber::set_default(subscriber);
         let mut app = TestApp::new(&test_db, "dag_id: spans\ntasks:\n  blocked:\n    command: 'true'\n").await;
         // A file where the DAG's log folder should be: the attempt cannot open its log, which it

@@ -18,6 +18,7 @@ mod cli_connections;
 mod crash;
 mod daemon;
 mod datasets;
+mod date_ranges;
 mod e2e;
 mod examples;
 mod fresh_values;

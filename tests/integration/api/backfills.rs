@@ -134,7 +134,8 @@ async fn backfills_are_created_listed_and_read() {
             ("dag_id", json!("daily")),
             ("dag_display_name", json!("daily")),
             ("from_date", json!("2026-03-01T00:00:00Z")),
-            ("to_date", json!("2026-03-04T00:00:00Z")),
+            // A date alone as the last date runs through the end of that day.
+            ("to_date", json!("2026-03-04T23:59:59.999999Z")),
             ("dag_run_conf", json!({"rows": 5})),
             ("is_paused", json!(false)),
             ("reprocess_behavior", json!("failed")),
