@@ -8,7 +8,6 @@ use chrono::Utc;
 use clap::Subcommand;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use super::output::{self, OutputFormat};
 use super::runs::{find_run, parse_ids};
@@ -20,7 +19,7 @@ use crate::domain::state::{RunState, RunType, TaskState};
 use crate::runtime::attempt::{self, attempt_env, render_fields, template_context};
 use crate::runtime::builtin::{BuiltinAttempt, run_builtin};
 use crate::runtime::connections::{Resolved, SecretSources};
-use crate::runtime::executor::{AttemptKey, AttemptResult, attempt_span, run_shell_attempt};
+use crate::runtime::executor::{AttemptKey, AttemptResult, run_shell_attempt};
 use crate::runtime::operations::{self, ClearRequest};
 use crate::runtime::process::ShellAttempt;
 use crate::runtime::scheduler::connection_urls;
@@ -289,8 +288,6 @@ async fn test(app: &App, dag_id: &str, task_id: &str, logical_date: Option<&str>
         try_number: 1,
     };
     let (events, _ignored) = tokio::sync::mpsc::unbounded_channel();
-    // Its warnings name the attempt, as the daemon's do.
-    let span = attempt_span(&dag.dag_id, &run.run_id, &task.task_id, 1);
     let result = match &fields.operator {
         Operator::Shell {
             command,
@@ -317,7 +314,6 @@ async fn test(app: &App, dag_id: &str, task_id: &str, logical_date: Option<&str>
                 &events,
                 CancellationToken::new(),
             )
-            .instrument(span)
             .await
         }
         operator => {
@@ -346,10 +342,7 @@ async fn test(app: &App, dag_id: &str, task_id: &str, logical_date: Option<&str>
             };
             // A sensor is poked until it is done, as the scheduler would.
             loop {
-                match run_builtin(&attempt, CancellationToken::new())
-                    .instrument(span.clone())
-                    .await
-                {
+                match run_builtin(&attempt, CancellationToken::new()).await {
                     AttemptResult::Reschedule { at } => {
                         tokio::time::sleep((at - Utc::now()).to_std().unwrap_or_default()).await;
                     }
