@@ -60,8 +60,11 @@ impl Scheduler {
                 taken.push(orphan);
             }
         }
-        transaction.commit().await?;
-        if adopted > 0 || !taken.is_empty() {
+        if adopted == 0 && taken.is_empty() {
+            // Another scheduler was first with every one: nothing changed, so nothing to announce.
+            transaction.rollback().await?;
+        } else {
+            transaction.commit().await?;
             // This one plans every run at its next step.
             self.forget_schedule_memo();
         }
