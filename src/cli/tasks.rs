@@ -68,6 +68,9 @@ pub enum TasksCommand {
         task_id: String,
     },
     /// Sets task instances back to `none` so they run again (history kept, retries renewed).
+    ///
+    /// Without --run every run of the DAG is matched (or those within --from/--to); when more than
+    /// one run is matched, the count is shown and --yes (or a yes at the terminal) is needed.
     Clear {
         dag_id: String,
         /// Only tasks whose id matches this regular expression.
@@ -90,7 +93,8 @@ pub enum TasksCommand {
         /// Lists what would be cleared, changes nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Does not ask for confirmation.
+        /// Clears without asking when more than one run is matched (otherwise a terminal asks
+        /// and anything else refuses, naming the count).
         #[arg(long)]
         yes: bool,
     },
@@ -525,14 +529,21 @@ async fn clear(app: &App, dag_id: &str, selection: &ClearSelection, dry_run: boo
         println!("{total} task instance(s) would be cleared (dry run)");
         return Ok(ExitCode::SUCCESS);
     }
-    if !yes {
+    let n_runs = plan.len();
+    if n_runs > 1 && !yes {
+        let scope = if selection.run.is_none() && selection.from.is_none() && selection.to.is_none() {
+            " (without --run, --from or --to every run of the DAG is matched)"
+        } else {
+            ""
+        };
         if !std::io::stdin().is_terminal() {
-            return Err(CliError::Usage(
-                "clearing needs confirmation: pass --yes (stdin is not a terminal)".to_string(),
-            )
+            return Err(CliError::Failed(format!(
+                "this would clear {total} task instance(s) in {n_runs} runs of {}{scope}; nothing was cleared. Pass --yes to clear them all, or choose one run with --run RUN_ID",
+                dag.dag_id
+            ))
             .into());
         }
-        eprint!("clear these {total} task instance(s)? [y/N] ");
+        eprint!("clear these {total} task instance(s) in {n_runs} runs{scope}? [y/N] ");
         let mut answer = String::new();
         std::io::stdin().read_line(&mut answer)?;
         if !matches!(answer.trim(), "y" | "Y" | "yes") {
