@@ -506,7 +506,7 @@ mod tests {
         assert!(
             message.contains("the logical date 2026-03-01T00:00:00+00:00 already has a run (1 success)")
                 && message.contains("reprocess `completed` re-runs all 1 finished run(s)")
-                && !message.contains("`failed` re-runs"),
+                && !message.contains("failed run(s)"),
             "{message}"
         );
         let running = [existing("2026-03-01", RunState::Running)];

@@ -68,14 +68,18 @@ pub async fn run_sql(
         Backend::Sqlite => {
             let (mut connection, wait) = connect_sqlite(url).await?;
             log(&format!("connected to {} ({})", describe_target(url), wait.describe()));
-            let begun = if reads_only(statements.iter().map(|statement| statement.sql.as_str())) {
-                connection.begin().await.map_err(begin_error)
-            } else {
-                begin_write(&mut connection, &wait, log).await
-            };
-            let outcome = match begun {
-                Ok(transaction) => run_statements::<Sqlite>(transaction, &statements, row_cap, Some(&wait), log).await,
-                Err(error) => Err(error),
+            let outcome = {
+                let begun = if reads_only(statements.iter().map(|statement| statement.sql.as_str())) {
+                    connection.begin().await.map_err(begin_error)
+                } else {
+                    begin_write(&mut connection, &wait, log).await
+                };
+                match begun {
+                    Ok(transaction) => {
+                        run_statements::<Sqlite>(transaction, &statements, row_cap, Some(&wait), log).await
+                    }
+                    Err(error) => Err(error),
+                }
             };
             let _ = connection.close().await;
             outcome
