@@ -22,7 +22,7 @@ config="$work/config.toml"
 
 "$weir" --config "$config" serve > "$work/serve.log" 2>&1 &
 serve_pid=$!
-trap 'kill "$serve_pid" 2>/dev/null || true; wait "$serve_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill "$serve_pid" 2>/dev/null || true; wait "$serve_pid" 2>/dev/null || true; [ -n "${WEIR_BENCH_KEEP:-}" ] || rm -rf "$work"' EXIT
 deadline=$((SECONDS + 60))
 until curl -sf "http://127.0.0.1:$port/api/v2/monitor/health" > /dev/null; do
   if [ "$SECONDS" -ge "$deadline" ] || ! kill -0 "$serve_pid" 2>/dev/null; then
