@@ -208,7 +208,10 @@ pub fn check_something_to_do(dates: &[PlannedDate], reprocess: Reprocess) -> Res
             None => by_state.push((*state, 1)),
         }
     }
-    let found: Vec<String> = by_state.iter().map(|(state, count)| format!("{count} {state}")).collect();
+    let found: Vec<String> = by_state
+        .iter()
+        .map(|(state, count)| format!("{count} {state}"))
+        .collect();
     let failed = states.iter().filter(|state| **state == RunState::Failed).count();
     let finished = states.iter().filter(|state| state.is_finished()).count();
     let unfinished = states.len() - finished;
@@ -486,7 +489,9 @@ mod tests {
         ];
         let refusal = |reprocess: Reprocess, to: &str, runs: &[ExistingRun]| {
             let dates = plan_dates(&daily(), at("2026-03-01T00:00:00Z"), at(to), reprocess, runs, false);
-            check_something_to_do(&dates, reprocess).err().map(|refusal| refusal.to_string())
+            check_something_to_do(&dates, reprocess)
+                .err()
+                .map(|refusal| refusal.to_string())
         };
         assert_eq!(
             refusal(Reprocess::None, "2026-03-03T00:00:00Z", &runs).as_deref(),
@@ -512,7 +517,9 @@ mod tests {
         let running = [existing("2026-03-01", RunState::Running)];
         let message = refusal(Reprocess::Completed, "2026-03-01T00:00:00Z", &running).unwrap();
         assert!(
-            message.contains("1 running") && message.contains("still queued or running") && !message.contains("To run them again"),
+            message.contains("1 running")
+                && message.contains("still queued or running")
+                && !message.contains("To run them again"),
             "{message}"
         );
     }

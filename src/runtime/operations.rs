@@ -317,7 +317,8 @@ pub async fn plan_backfill(db: &Db, dag: &Dag, request: &BackfillRequest) -> Res
 /// would start no run (every date has one that `reprocess` leaves alone) is refused, not recorded.
 pub async fn create_backfill(db: &Db, dag: &Dag, request: &BackfillRequest) -> Result<Backfill, OperationError> {
     let dates = plan_backfill(db, dag, request).await?;
-    check_something_to_do(&dates, request.reprocess).map_err(|refusal| OperationError::Conflict(refusal.to_string()))?;
+    check_something_to_do(&dates, request.reprocess)
+        .map_err(|refusal| OperationError::Conflict(refusal.to_string()))?;
     let now = Utc::now();
     let mut transaction = db.begin().await?;
     if storage::dags::get(&mut transaction, &dag.dag_id).await?.is_none() {

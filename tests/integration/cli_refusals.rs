@@ -77,7 +77,15 @@ async fn a_backfill_with_nothing_to_run_exits_1_says_why_and_which_reprocess_wou
     scheduled_run(&db, "2026-03-01", RunState::Success).await;
     scheduled_run(&db, "2026-03-02", RunState::Success).await;
     scheduled_run(&db, "2026-03-03", RunState::Failed).await;
-    let backfill = ["dags", "backfill", "daily", "--from", "2026-03-01", "--to", "2026-03-03"];
+    let backfill = [
+        "dags",
+        "backfill",
+        "daily",
+        "--from",
+        "2026-03-01",
+        "--to",
+        "2026-03-03",
+    ];
 
     let refused = weir(project.path(), &backfill);
     assert_eq!(refused.status.code(), Some(1), "{}", text(&refused.stderr));
@@ -102,9 +110,16 @@ async fn a_backfill_with_nothing_to_run_exits_1_says_why_and_which_reprocess_wou
         text(&dry_run.stdout)
     );
 
-    let rerun = weir(project.path(), &[&backfill[..], &["--reprocess", "failed"][..]].concat());
+    let rerun = weir(
+        project.path(),
+        &[&backfill[..], &["--reprocess", "failed"][..]].concat(),
+    );
     assert!(rerun.status.success(), "{}", text(&rerun.stderr));
-    assert!(text(&rerun.stdout).contains("1 run(s) to go"), "{}", text(&rerun.stdout));
+    assert!(
+        text(&rerun.stdout).contains("1 run(s) to go"),
+        "{}",
+        text(&rerun.stdout)
+    );
 }
 
 /// Every task state of every run of `daily`, keyed by run id.
@@ -116,8 +131,16 @@ fn states(project: &Path) -> Vec<(String, Vec<Value>)> {
         .iter()
         .map(|run| {
             let run_id = run["dag_run_id"].as_str().unwrap().to_string();
-            let states = json_of(&weir(project, &["tasks", "states", "daily", &run_id, "--output", "json"]));
-            let states = states.as_array().unwrap().iter().map(|task| task["state"].clone()).collect();
+            let states = json_of(&weir(
+                project,
+                &["tasks", "states", "daily", &run_id, "--output", "json"],
+            ));
+            let states = states
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|task| task["state"].clone())
+                .collect();
             (run_id, states)
         })
         .collect()
@@ -132,7 +155,10 @@ fn tasks_clear_of_several_runs_needs_yes_and_names_the_count() {
     }
     let before = states(project.path());
     assert_eq!(before.len(), 2);
-    assert!(before.iter().all(|(_, states)| states == &["success", "success"]), "{before:?}");
+    assert!(
+        before.iter().all(|(_, states)| states == &["success", "success"]),
+        "{before:?}"
+    );
 
     let refused = weir(project.path(), &["tasks", "clear", "daily"]);
     assert_eq!(refused.status.code(), Some(1), "{}", text(&refused.stderr));
@@ -147,16 +173,29 @@ fn tasks_clear_of_several_runs_needs_yes_and_names_the_count() {
     assert_eq!(states(project.path()), before, "nothing was cleared");
 
     let one_run = &before[0].0;
-    let single = weir(project.path(), &["tasks", "clear", "daily", "--run", one_run, "--task", "^b$"]);
-    assert!(single.status.success(), "one run needs no --yes: {}", text(&single.stderr));
-    assert!(text(&single.stdout).contains("cleared 1 task instance(s)"), "{}", text(&single.stdout));
+    let single = weir(
+        project.path(),
+        &["tasks", "clear", "daily", "--run", one_run, "--task", "^b$"],
+    );
+    assert!(
+        single.status.success(),
+        "one run needs no --yes: {}",
+        text(&single.stderr)
+    );
+    assert!(
+        text(&single.stdout).contains("cleared 1 task instance(s)"),
+        "{}",
+        text(&single.stdout)
+    );
 
     let cleared = weir(project.path(), &["tasks", "clear", "daily", "--yes"]);
     assert!(cleared.status.success(), "{}", text(&cleared.stderr));
     assert!(text(&cleared.stdout).contains("cleared "), "{}", text(&cleared.stdout));
     let after = states(project.path());
     assert!(
-        after.iter().all(|(_, states)| states.iter().all(|state| state != "success")),
+        after
+            .iter()
+            .all(|(_, states)| states.iter().all(|state| state != "success")),
         "{after:?}"
     );
 

@@ -132,14 +132,21 @@ async fn shop_etl_succeeds_on_the_first_try_for_twenty_dates_beside_a_running_da
     let config_path = project.path().join("config.toml");
     let config = std::fs::read_to_string(&config_path).unwrap();
     assert!(config.contains("bind = \"127.0.0.1:8080\""));
-    std::fs::write(&config_path, config.replace("bind = \"127.0.0.1:8080\"", "bind = \"127.0.0.1:0\"")).unwrap();
+    std::fs::write(
+        &config_path,
+        config.replace("bind = \"127.0.0.1:8080\"", "bind = \"127.0.0.1:0\""),
+    )
+    .unwrap();
     let mut daemon = support::ServerProcess::start_in(project.path(), "serve", &project.path().join("serve.log"));
     // The daemon is at work once it has made its own shop_etl run (catchup is off: the latest date).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let listed = weir(project.path(), &["runs", "list", "shop_etl", "--output", "json"], &[]);
         let runs: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap_or_default();
-        if runs.as_array().is_some_and(|runs| runs.iter().any(|run| run["run_type"] == "scheduled")) {
+        if runs
+            .as_array()
+            .is_some_and(|runs| runs.iter().any(|run| run["run_type"] == "scheduled"))
+        {
             break;
         }
         assert!(
@@ -164,7 +171,10 @@ async fn shop_etl_succeeds_on_the_first_try_for_twenty_dates_beside_a_running_da
         assert_eq!(states.as_array().unwrap().len(), 7, "{date}: {states}");
         for task in states.as_array().unwrap() {
             if task["try_number"] != 1 || task["state"] != "success" {
-                retried.push(format!("{date} {} (try {}, {})", task["task_id"], task["try_number"], task["state"]));
+                retried.push(format!(
+                    "{date} {} (try {}, {})",
+                    task["task_id"], task["try_number"], task["state"]
+                ));
             }
         }
     }

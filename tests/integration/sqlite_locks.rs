@@ -71,7 +71,12 @@ async fn line_containing(lines: &mut mpsc::UnboundedReceiver<String>, needle: &s
     seen
 }
 
-fn spawn_script(url: String) -> (tokio::task::JoinHandle<Result<SqlOutcome, SqlTaskError>>, mpsc::UnboundedReceiver<String>) {
+fn spawn_script(
+    url: String,
+) -> (
+    tokio::task::JoinHandle<Result<SqlOutcome, SqlTaskError>>,
+    mpsc::UnboundedReceiver<String>,
+) {
     let (sender, lines) = mpsc::unbounded_channel();
     let task = tokio::spawn(async move {
         let mut log = move |line: &str| {
@@ -90,13 +95,17 @@ async fn a_sql_task_that_finds_the_file_locked_waits_for_the_lock_and_then_succe
         let (task, mut lines) = spawn_script(db.url.clone());
         let seen = line_containing(&mut lines, "is locked by another connection: waiting up to 30s").await;
         assert!(
-            seen[0].contains(&format!("connected to sqlite at {}", file_of(&db))) && seen[0].contains("busy_timeout 30s"),
+            seen[0].contains(&format!("connected to sqlite at {}", file_of(&db)))
+                && seen[0].contains("busy_timeout 30s"),
             "{journal}: {seen:?}"
         );
         holder.execute("COMMIT").await.unwrap();
 
         let outcome = task.await.unwrap().unwrap_or_else(|error| panic!("{journal}: {error}"));
-        assert_eq!(outcome.rows[0]["days"], 2, "{journal}: the holder's row and the task's row");
+        assert_eq!(
+            outcome.rows[0]["days"], 2,
+            "{journal}: the holder's row and the task's row"
+        );
     }
 }
 
@@ -106,15 +115,16 @@ async fn a_free_file_is_switched_to_wal_and_the_default_wait_is_30_seconds() {
     let db = support::scratch_sqlite();
     let mut lines = Vec::new();
     let mut log = |line: &str| lines.push(line.to_string());
-    run_sql(&db.url, "CREATE TABLE t (a INTEGER)", &[], 10, &mut log).await.unwrap();
-    assert!(
-        lines[0].contains("(journal wal, busy_timeout 30s)"),
-        "{lines:?}"
-    );
+    run_sql(&db.url, "CREATE TABLE t (a INTEGER)", &[], 10, &mut log)
+        .await
+        .unwrap();
+    assert!(lines[0].contains("(journal wal, busy_timeout 30s)"), "{lines:?}");
     let mut shorter = Vec::new();
     let mut log = |line: &str| shorter.push(line.to_string());
     let url = format!("{}?busy_timeout=2m", db.url);
-    run_sql(&url, "SELECT COUNT(*) FROM t", &[], 10, &mut log).await.unwrap();
+    run_sql(&url, "SELECT COUNT(*) FROM t", &[], 10, &mut log)
+        .await
+        .unwrap();
     assert!(shorter[0].contains("busy_timeout 2m)"), "{shorter:?}");
 }
 

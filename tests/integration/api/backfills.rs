@@ -406,7 +406,11 @@ async fn a_backfill_with_nothing_to_run_is_refused_with_409_naming_the_reprocess
         scheduled_run(&api, "2026-03-01", RunState::Success).await;
         scheduled_run(&api, "2026-03-02", RunState::Failed).await;
         let refused = api
-            .call(Method::POST, "/api/v2/backfills", Some(body("2026-03-01", "2026-03-02")))
+            .call(
+                Method::POST,
+                "/api/v2/backfills",
+                Some(body("2026-03-01", "2026-03-02")),
+            )
             .await;
         assert_eq!(refused.status, StatusCode::CONFLICT, "{label}: {refused:?}");
         let detail = refused.detail();

@@ -176,7 +176,9 @@ pub(super) async fn begin_write<'c>(
         message: database_message(&error),
     };
     // A first try that does not wait, only to tell the log when the file is locked.
-    set_busy_timeout(connection, Duration::ZERO).await.map_err(begin_error)?;
+    set_busy_timeout(connection, Duration::ZERO)
+        .await
+        .map_err(begin_error)?;
     let free = match connection.begin_with("BEGIN IMMEDIATE").await {
         Ok(probe) => {
             probe.rollback().await.map_err(begin_error)?;
@@ -185,7 +187,9 @@ pub(super) async fn begin_write<'c>(
         Err(error) if is_busy(&error) => false,
         Err(error) => return Err(begin_error(error)),
     };
-    set_busy_timeout(connection, wait.busy_timeout).await.map_err(begin_error)?;
+    set_busy_timeout(connection, wait.busy_timeout)
+        .await
+        .map_err(begin_error)?;
     if !free {
         log(&format!(
             "the database file {} is locked by another connection: waiting up to {} for it (busy_timeout)",
@@ -225,7 +229,11 @@ mod tests {
 
     #[test]
     fn only_scripts_that_only_read_begin_without_the_write_lock() {
-        assert!(reads_only(["SELECT 1", "  -- a note\n/* more */ (select 2)", "values (1)"]));
+        assert!(reads_only([
+            "SELECT 1",
+            "  -- a note\n/* more */ (select 2)",
+            "values (1)"
+        ]));
         assert!(reads_only(["EXPLAIN QUERY PLAN SELECT 1"]));
         assert!(!reads_only(["SELECT 1", "DELETE FROM t"]));
         assert!(!reads_only(["CREATE TABLE IF NOT EXISTS t (a INT)"]));

@@ -142,14 +142,18 @@ where
         let number = index + 1;
         let started = Instant::now();
         let failed = |error: sqlx::Error| {
-            LockWait::explain(waits, error, &format!("statement {number} of {total}"), started, |error| {
-                SqlTaskError::Statement {
+            LockWait::explain(
+                waits,
+                error,
+                &format!("statement {number} of {total}"),
+                started,
+                |error| SqlTaskError::Statement {
                     number,
                     total,
                     message: database_message(&error),
                     statement: statement_preview(&statement.sql),
-                }
-            })
+                },
+            )
         };
         let step = if number < total {
             arguments::<DB>(statement)

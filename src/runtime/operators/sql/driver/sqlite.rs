@@ -3,9 +3,9 @@
 //! dates and timestamps kept as ISO 8601 text.
 
 use chrono::DateTime;
+use futures_util::future::BoxFuture;
 use sqlx::error::BoxDynError;
 use sqlx::sqlite::{Sqlite, SqliteArguments, SqliteColumn, SqliteConnection, SqliteQueryResult, SqliteRow};
-use futures_util::future::BoxFuture;
 use sqlx::{Arguments, Column, Connection, Executor, Row, SqlSafeStr, Statement, Transaction, TypeInfo, ValueRef};
 
 use super::Driver;
