@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# weir benchmarks (issue 7): W1 fan-out, W2 chain hand-off, W3 DAG loading, W4 idle footprint,
+# weir benchmarks: W1 fan-out, W2 chain hand-off, W3 DAG loading, W4 idle footprint,
 # W5 history and W6 throughput, measured with the release binary on embedded SQLite (and PostgreSQL
 # when WEIR_BENCH_POSTGRES_URL is set).
 # Usage: bench/run.sh [all|tasks|load|footprint|history|throughput]
-#   (builds target/release/weir first; default all; `load` and `footprint` share one setup)
+#   (builds target/release/weir first, or uses WEIR_BIN when set; default all; `load` and
+#   `footprint` share one setup)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 section=${1:-all}
@@ -11,9 +12,13 @@ case "$section" in all | tasks | load | footprint | history | throughput) ;; *) 
 wants() { [ "$section" = all ] || [ "$section" = "$1" ]; }
 load_part=all
 case "$section" in load | footprint) load_part=$section ;; esac
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/weir-target}"
-cargo build --release --quiet
-weir="$CARGO_TARGET_DIR/release/weir"
+if [ -n "${WEIR_BIN:-}" ]; then
+  weir=$(realpath "$WEIR_BIN")
+else
+  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/weir-target}"
+  cargo build --release --quiet
+  weir="$CARGO_TARGET_DIR/release/weir"
+fi
 work=$(mktemp -d /tmp/weir-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
@@ -61,7 +66,7 @@ print(f"| {label} | W2 chain of 50 | mean hand-off {span / 50:.2f} ms | gap p50 
 PY
 }
 
-echo "weir bench $(git rev-parse --short HEAD) on $(nproc) cores, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+echo "weir bench ${WEIR_BIN:-$(git rev-parse --short HEAD)} on $(nproc) cores, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "| database | workload | weir | reference | figure |"
 echo "|---|---|---|---|---|"
 if wants tasks; then

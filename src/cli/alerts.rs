@@ -22,8 +22,10 @@ pub enum AlertsCommand {
         /// Only deliveries in this status: pending, delivered or failed.
         #[arg(long)]
         status: Option<String>,
+        /// At most this many deliveries.
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        /// How to print: `table` for people, `json` with the REST API's field names for scripts.
         #[arg(long, value_enum, default_value_t)]
         output: OutputFormat,
     },

@@ -8,8 +8,9 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use super::output::{self, OutputFormat};
-use super::{App, CliError, CliResult, parse_time_arg};
+use super::{App, CliError, CliResult, parse_range_arg};
 use crate::domain::backfill::{BackfillState, Reprocess, check_something_to_do};
+use crate::domain::dates::RangeEnd;
 use crate::domain::ids::DagId;
 use crate::runtime::operations::{self, BackfillRequest, OperationError};
 use crate::storage::backfills::{self, Backfill};
@@ -17,20 +18,27 @@ use crate::storage::{self, Db};
 
 #[derive(Debug, Args)]
 pub struct BackfillArgs {
+    /// The DAG whose scheduled runs are created or re-run.
     dag_id: String,
-    /// First logical date (inclusive).
+    /// First logical date, included: a date alone (2026-03-01) starts at that day's midnight in
+    /// the DAG's time zone; a time (2026-03-01T03:00, or with an offset) is taken as given.
     #[arg(long)]
     from: String,
-    /// Last logical date (inclusive).
+    /// Last logical date, included: a date alone (2026-03-31) runs through the end of that day in
+    /// the DAG's time zone; a time is taken as given.
     #[arg(long)]
     to: String,
-    #[arg(long, default_value = "none")]
+    /// Dates that already have a run: `none` skips them, `failed` re-runs the failed ones,
+    /// `completed` re-runs every finished one.
+    #[arg(long, default_value = "none", value_parser = clap::builder::PossibleValuesParser::new(Reprocess::NAMES))]
     reprocess: String,
+    /// At most this many of the backfill's runs at once (they do not count against the DAG's own).
     #[arg(long, default_value_t = 10)]
     max_active_runs: u32,
     /// Newest dates first.
     #[arg(long)]
     reverse: bool,
+    /// A JSON object given to every run as its `conf`, e.g. '{"region": "us"}'.
     #[arg(long)]
     conf: Option<String>,
     /// Lists every date and what would happen to it; creates nothing.
@@ -45,25 +53,34 @@ pub struct BackfillArgs {
 pub enum BackfillsCommand {
     /// Backfills, newest first.
     List {
+        /// Only this DAG's backfills.
         #[arg(long)]
         dag: Option<String>,
+        /// How to print: `table` for people, `json` with the REST API's field names for scripts.
         #[arg(long, value_enum, default_value_t)]
         output: OutputFormat,
     },
     /// One backfill and its dates.
     Show {
+        /// The backfill's id (see `weir backfills list`).
         id: i64,
+        /// How to print: `table` for people, `json` with the REST API's field names for scripts.
         #[arg(long, value_enum, default_value_t)]
         output: OutputFormat,
     },
+    /// Starts no further runs until resumed; running ones finish.
     Pause {
+        /// The backfill's id (see `weir backfills list`).
         id: i64,
     },
+    /// Starts the dates of a paused backfill again.
     Resume {
+        /// The backfill's id (see `weir backfills list`).
         id: i64,
     },
     /// Starts no further runs; running ones finish; unstarted ones are failed.
     Cancel {
+        /// The backfill's id (see `weir backfills list`).
         id: i64,
     },
 }
@@ -101,8 +118,8 @@ pub async fn create(app: &App, args: BackfillArgs) -> CliResult {
         None => Value::Null,
     };
     let request = BackfillRequest {
-        from: parse_time_arg(&args.from, timezone)?,
-        to: parse_time_arg(&args.to, timezone)?,
+        from: parse_range_arg(&args.from, timezone, RangeEnd::Start)?,
+        to: parse_range_arg(&args.to, timezone, RangeEnd::End)?,
         reprocess: args
             .reprocess
             .parse::<Reprocess>()

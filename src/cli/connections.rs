@@ -21,23 +21,33 @@ pub enum ConnectionsCommand {
     Add(AddArgs),
     /// One connection as tasks see it (the password shown as ***).
     Get {
+        /// The connection's name.
         name: String,
+        /// How to print: `table` for people, `json` with the REST API's field names for scripts.
         #[arg(long, value_enum, default_value_t)]
         output: OutputFormat,
     },
     /// Every connection from env, config and the database, with its source.
     List {
+        /// How to print: `table` for people, `json` with the REST API's field names for scripts.
         #[arg(long, value_enum, default_value_t)]
         output: OutputFormat,
     },
     /// Removes a connection from the database.
-    Delete { name: String },
+    Delete {
+        /// The connection's name.
+        name: String,
+    },
     /// Connects once (databases: SELECT 1; HTTP: a GET of the base URL); exit 1 if it fails.
-    Test { name: String },
+    Test {
+        /// The connection's name.
+        name: String,
+    },
 }
 
 #[derive(Args)]
 pub struct AddArgs {
+    /// The connection's name, as tasks write it (`conn: warehouse`).
     name: String,
     /// The whole connection as a URL, e.g. postgres://user:password@host:5432/db (percent-encode
     /// @ / : in the password); the other options override its parts.
@@ -46,10 +56,13 @@ pub struct AddArgs {
     /// postgres, mysql, sqlite, http, https, ... (needed without --url).
     #[arg(long)]
     conn_type: Option<String>,
+    /// The server's host name or address.
     #[arg(long)]
     host: Option<String>,
+    /// The server's port.
     #[arg(long)]
     port: Option<u16>,
+    /// The user name.
     #[arg(long)]
     login: Option<String>,
     /// Visible in the shell history and process list: prefer --password-stdin.
@@ -64,6 +77,7 @@ pub struct AddArgs {
     /// Driver options as a JSON object, e.g. '{"sslmode": "require"}'.
     #[arg(long)]
     extra: Option<String>,
+    /// Free text shown in lists.
     #[arg(long)]
     description: Option<String>,
 }
@@ -114,11 +128,11 @@ async fn add(app: &App, args: AddArgs) -> CliResult {
     let connection = Connection::from_fields(&args.name, fields).map_err(|error| CliError::Usage(error.to_string()))?;
     let key = app.secrets_key()?;
     let db = app.db(false).await?;
-    let mut database = db.acquire().await?;
-    stored::insert(&mut database, &connection, &key)
+    let mut transaction = db.begin().await?;
+    stored::insert(&mut transaction, &connection, &key)
         .await
         .map_err(|error| CliError::Failed(error.to_string()))?;
-    drop(database);
+    transaction.commit().await?;
     let entry = super::audit::entry("post_connection").detail("connection_id", connection.conn_id.clone());
     super::audit::record(&db, entry).await;
     println!(
@@ -279,11 +293,11 @@ async fn get(app: &App, name: &str, output: OutputFormat) -> CliResult {
 
 async fn delete(app: &App, name: &str) -> CliResult {
     let db = app.db(false).await?;
-    let mut database = db.acquire().await?;
+    let mut transaction = db.begin().await?;
     let outside = outside_sources(app);
-    match stored::delete(&mut database, name).await {
+    match stored::delete(&mut transaction, name).await {
         Ok(()) => {
-            drop(database);
+            transaction.commit().await?;
             super::audit::record(
                 &db,
                 super::audit::entry("delete_connection").detail("connection_id", name),

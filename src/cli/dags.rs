@@ -29,51 +29,69 @@ use crate::storage::{self, Db};
 pub enum DagsCommand {
     /// Every DAG in the folder, with the state the database holds.
     List {
+        /// How to print: `table` for people, `json` with the REST API's field names for scripts.
         #[arg(long, value_enum, default_value_t)]
         output: OutputFormat,
     },
     /// One DAG's tasks and dependencies.
     Show {
+        /// The DAG's id (its `dag_id`, or the file name without `.yaml`).
         dag_id: String,
+        /// How to show it.
         #[arg(long, value_enum, default_value_t)]
         format: ShowFormat,
     },
     /// Checks DAG files (default: the whole folder); exit 1 if any is broken.
     Validate {
+        /// DAG files to check; none means every file in the DAG folder.
         paths: Vec<PathBuf>,
     },
     /// The next runs the schedule will create after a time (default now).
     NextRuns {
+        /// The DAG's id (its `dag_id`, or the file name without `.yaml`).
         dag_id: String,
+        /// How many runs to list.
         #[arg(short = 'n', default_value_t = 5)]
         n: usize,
+        /// List the runs after this date or time (default now), read in the DAG's time zone.
         #[arg(long)]
         after: Option<String>,
+        /// How to print: `table` for people, `json` with the REST API's field names for scripts.
         #[arg(long, value_enum, default_value_t)]
         output: OutputFormat,
     },
     /// Creates a manual run.
     Trigger {
+        /// The DAG's id (its `dag_id`, or the file name without `.yaml`).
         dag_id: String,
+        /// A JSON object given to the run as its `conf`, e.g. '{"region": "us"}'.
         #[arg(long)]
         conf: Option<String>,
+        /// The run's logical date (default now), read in the DAG's time zone unless it has an offset.
         #[arg(long)]
         logical_date: Option<String>,
+        /// The run's id (default `manual__<logical date>`).
         #[arg(long)]
         run_id: Option<String>,
         /// Waits for the run to finish; exit 1 if it fails.
         #[arg(long)]
         wait: bool,
     },
+    /// Stops creating and starting the DAG's runs; running runs finish.
     Pause {
+        /// The DAG's id (its `dag_id`, or the file name without `.yaml`).
         dag_id: String,
     },
+    /// Lets the scheduler create and start the DAG's runs again.
     Unpause {
+        /// The DAG's id (its `dag_id`, or the file name without `.yaml`).
         dag_id: String,
     },
     /// Runs one whole run in this process (recorded as a manual run); exit 0 on success.
     Test {
+        /// The DAG's id (its `dag_id`, or the file name without `.yaml`).
         dag_id: String,
+        /// The run's logical date (default now), read in the DAG's time zone unless it has an offset.
         logical_date: Option<String>,
     },
     /// Creates (or re-runs) the scheduled runs of a date range, as a backfill the scheduler drives.
@@ -82,9 +100,12 @@ pub enum DagsCommand {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
 pub enum ShowFormat {
+    /// Tasks and their dependencies as text.
     #[default]
     Text,
+    /// The DAG as JSON.
     Json,
+    /// A Graphviz graph.
     Dot,
     /// The graph as the UI draws it (laid out on the server).
     Svg,

@@ -39,6 +39,9 @@ pub struct Cli {
     /// Config file (default ./config.toml; env WEIR_CONFIG).
     #[arg(long, global = true, env = "WEIR_CONFIG")]
     config: Option<PathBuf>,
+    /// Colour in log lines: `auto` only on a terminal and without `NO_COLOR`.
+    #[arg(long, global = true, value_enum, default_value_t)]
+    color: crate::telemetry::ColorChoice,
     #[command(subcommand)]
     command: Command,
 }
@@ -66,7 +69,7 @@ enum Command {
     /// Task instances.
     #[command(subcommand)]
     Tasks(tasks::TasksCommand),
-    /// Connections to databases and services, from env, config and the database (§5.8).
+    /// Connections to databases and services, from env, config and the database.
     #[command(subcommand)]
     Connections(connections::ConnectionsCommand),
     /// Variables for templates (`{{ var.name }}`), from env and the database.
@@ -80,6 +83,7 @@ enum Command {
     Alerts(alerts::AlertsCommand),
     /// DAG files that failed to load, with line and column.
     ImportErrors {
+        /// How to print: `table` for people, `json` with the REST API's field names for scripts.
         #[arg(long, value_enum, default_value_t)]
         output: OutputFormat,
     },
@@ -158,11 +162,12 @@ pub fn find_dag(bag: &DagBag, dag_id: &str, folder: &std::path::Path) -> anyhow:
         .map(ToString::to_string)
         .collect();
     if broken.is_empty() {
-        Err(CliError::Failed(format!(
-            "no DAG `{dag_id}` in {}: check the id with `weir dags list`",
-            folder.display()
-        ))
-        .into())
+        let known = bag.dags.keys().map(DagId::as_str);
+        let hint = match crate::domain::suggest::closest(dag_id, known) {
+            Some(nearest) => format!("did you mean `{nearest}`?"),
+            None => "check the id with `weir dags list`".to_string(),
+        };
+        Err(CliError::Failed(format!("no DAG `{dag_id}` in {}: {hint}", folder.display())).into())
     } else {
         Err(CliError::Failed(format!("DAG `{dag_id}` does not load:\n{}", broken.join("\n"))).into())
     }
@@ -190,7 +195,7 @@ pub fn main() -> ExitCode {
         }
     };
     let daemon = matches!(cli.command, Command::Serve | Command::Scheduler | Command::Webserver);
-    crate::telemetry::init(&config, daemon);
+    crate::telemetry::init(&config, daemon, cli.color);
     for ignored in &config.ignored_overrides {
         tracing::warn!("{ignored}");
     }
@@ -326,4 +331,87 @@ async fn run(app: App, command: Command) -> CliResult {
 /// Parses a date or time given on the command line, in `timezone` when it has no offset.
 pub fn parse_time_arg(text: &str, timezone: chrono_tz::Tz) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
     crate::domain::dates::parse_date_in(text, timezone).map_err(|error| CliError::Usage(error.to_string()).into())
+}
+
+/// Parses one end of a date range given on the command line: a date alone covers that whole day
+/// in `timezone` (see [`crate::domain::dates::parse_range_bound`]).
+pub fn parse_range_arg(
+    text: &str,
+    timezone: chrono_tz::Tz,
+    end: crate::domain::dates::RangeEnd,
+) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    crate::domain::dates::parse_range_bound(text, timezone, end)
+        .map_err(|error| CliError::Usage(error.to_string()).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// Every subcommand and argument under `command` that `--help` would show without a line.
+    fn without_help(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for argument in command.get_arguments() {
+            let id = argument.get_id().as_str();
+            if argument.is_hide_set() || id == "help" || id == "version" {
+                continue;
+            }
+            if argument.get_help().is_none() && argument.get_long_help().is_none() {
+                missing.push(format!("{path} <{id}>"));
+            }
+        }
+        for subcommand in command.get_subcommands() {
+            let subpath = format!("{path} {}", subcommand.get_name());
+            if subcommand.get_about().is_none() && subcommand.get_long_about().is_none() {
+                missing.push(subpath.clone());
+            }
+            without_help(subcommand, &subpath, missing);
+        }
+    }
+
+    #[test]
+    fn every_command_and_argument_has_a_line_of_help() {
+        let mut missing = Vec::new();
+        without_help(&Cli::command(), "weir", &mut missing);
+        assert!(missing.is_empty(), "without help text:\n{}", missing.join("\n"));
+    }
+
+    /// The long help of `weir <path>`, as `--help` prints it.
+    fn help_of(path: &[&str]) -> String {
+        let mut command = Cli::command();
+        command.build();
+        let mut found = &mut command;
+        for name in path {
+            found = found
+                .find_subcommand_mut(name)
+                .unwrap_or_else(|| panic!("no subcommand {name}"));
+        }
+        found.render_long_help().to_string()
+    }
+
+    #[test]
+    fn arguments_with_a_fixed_set_of_values_list_them() {
+        let backfill = help_of(&["dags", "backfill"]);
+        assert!(backfill.contains("none, failed, completed"), "{backfill}");
+        let runs = help_of(&["runs", "list"]);
+        assert!(runs.contains("table") && runs.contains("json"), "{runs}");
+        let serve = help_of(&["serve"]);
+        assert!(
+            serve.contains("auto") && serve.contains("always") && serve.contains("never"),
+            "{serve}"
+        );
+    }
+
+    #[test]
+    fn help_names_no_internal_documents() {
+        let mut command = Cli::command();
+        command.build();
+        let mut pending = vec![command];
+        while let Some(mut command) = pending.pop() {
+            let help = command.render_long_help().to_string();
+            assert!(!help.contains('§') && !help.contains("SPEC"), "{help}");
+            pending.extend(command.get_subcommands().cloned());
+        }
+    }
 }

@@ -5,8 +5,10 @@ use serde_json::Value;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
 pub enum OutputFormat {
+    /// Aligned columns, for people.
     #[default]
     Table,
+    /// JSON with the REST API's field names, for scripts.
     Json,
 }
 

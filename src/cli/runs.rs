@@ -15,24 +15,34 @@ use crate::storage::runs::{self, DagRun, RunFilter};
 pub enum RunsCommand {
     /// Runs, newest first.
     List {
+        /// Only this DAG's runs (default every DAG's).
         dag_id: Option<String>,
+        /// Only runs in this state: queued, running, success or failed.
         #[arg(long)]
         state: Option<String>,
+        /// At most this many runs.
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        /// How to print: `table` for people, `json` with the REST API's field names for scripts.
         #[arg(long, value_enum, default_value_t)]
         output: OutputFormat,
     },
     /// Marks a whole run success or failed by hand (its unfinished tasks follow, as in Airflow).
     Mark {
+        /// The DAG's id (its `dag_id`, or the file name without `.yaml`).
         dag_id: String,
+        /// The run's id, e.g. manual__2026-03-01T00:00:00+00:00 (see `weir runs list DAG_ID`).
         run_id: String,
+        /// The state to set.
         state: super::tasks::MarkState,
     },
     /// One run and its task states.
     Show {
+        /// The DAG's id (its `dag_id`, or the file name without `.yaml`).
         dag_id: String,
+        /// The run's id, e.g. manual__2026-03-01T00:00:00+00:00 (see `weir runs list DAG_ID`).
         run_id: String,
+        /// How to print: `table` for people, `json` with the REST API's field names for scripts.
         #[arg(long, value_enum, default_value_t)]
         output: OutputFormat,
     },

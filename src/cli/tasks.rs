@@ -33,28 +33,41 @@ use crate::storage::{self, Db};
 pub enum TasksCommand {
     /// Runs one task now, without recording anything; prints its log.
     Test {
+        /// The DAG's id (its `dag_id`, or the file name without `.yaml`).
         dag_id: String,
+        /// The task's id within the DAG.
         task_id: String,
+        /// The logical date (default now), read in the DAG's time zone unless it has an offset.
         logical_date: Option<String>,
     },
     /// The task's templated fields, rendered for a logical date.
     Render {
+        /// The DAG's id (its `dag_id`, or the file name without `.yaml`).
         dag_id: String,
+        /// The task's id within the DAG.
         task_id: String,
+        /// The logical date (default now), read in the DAG's time zone unless it has an offset.
         logical_date: Option<String>,
     },
     /// The task instances of a run.
     States {
+        /// The DAG's id (its `dag_id`, or the file name without `.yaml`).
         dag_id: String,
+        /// The run's id, e.g. manual__2026-03-01T00:00:00+00:00 (see `weir runs list DAG_ID`).
         run_id: String,
+        /// How to print: `table` for people, `json` with the REST API's field names for scripts.
         #[arg(long, value_enum, default_value_t)]
         output: OutputFormat,
     },
     /// An attempt's log (the latest unless --try).
     Logs {
+        /// The DAG's id (its `dag_id`, or the file name without `.yaml`).
         dag_id: String,
+        /// The run's id, e.g. manual__2026-03-01T00:00:00+00:00 (see `weir runs list DAG_ID`).
         run_id: String,
+        /// The task's id within the DAG.
         task_id: String,
+        /// The try to show (1 is the first attempt).
         #[arg(long = "try")]
         try_number: Option<u32>,
         /// Keeps printing while the attempt runs.
@@ -63,8 +76,11 @@ pub enum TasksCommand {
     },
     /// Why a task is not running yet: each unmet condition.
     Why {
+        /// The DAG's id (its `dag_id`, or the file name without `.yaml`).
         dag_id: String,
+        /// The run's id, e.g. manual__2026-03-01T00:00:00+00:00 (see `weir runs list DAG_ID`).
         run_id: String,
+        /// The task's id within the DAG.
         task_id: String,
     },
     /// Sets task instances back to `none` so they run again (history kept, retries renewed).
@@ -72,10 +88,12 @@ pub enum TasksCommand {
     /// Without --run every run of the DAG is matched (or those within --from/--to); when more than
     /// one run is matched, the count is shown and --yes (or a yes at the terminal) is needed.
     Clear {
+        /// The DAG's id (its `dag_id`, or the file name without `.yaml`).
         dag_id: String,
         /// Only tasks whose id matches this regular expression.
         #[arg(long)]
         task: Option<String>,
+        /// Only this run (its run id); without it, every run of the DAG in the date range.
         #[arg(long, conflicts_with_all = ["from", "to"])]
         run: Option<String>,
         /// Runs with logical date on or after this date.
@@ -100,16 +118,22 @@ pub enum TasksCommand {
     },
     /// Marks a task instance success or failed by hand.
     Mark {
+        /// The DAG's id (its `dag_id`, or the file name without `.yaml`).
         dag_id: String,
+        /// The run's id, e.g. manual__2026-03-01T00:00:00+00:00 (see `weir runs list DAG_ID`).
         run_id: String,
+        /// The task's id within the DAG.
         task_id: String,
+        /// The state to set.
         state: MarkState,
     },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum MarkState {
+    /// Succeeded, as if it had run.
     Success,
+    /// Failed, as if it had run.
     Failed,
 }
 

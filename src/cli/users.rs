@@ -17,6 +17,7 @@ use crate::storage::users as user_rows;
 pub enum UsersCommand {
     /// Creates a user: `weir users create --username ana --role Op --password ...`.
     Create {
+        /// The name they sign in with.
         #[arg(long)]
         username: String,
         /// Viewer, User, Op or Admin.
@@ -24,25 +25,31 @@ pub enum UsersCommand {
         role: String,
         #[command(flatten)]
         password: PasswordArgs,
+        /// Their email address (shown, never used to send mail).
         #[arg(long)]
         email: Option<String>,
+        /// Their first name.
         #[arg(long)]
         firstname: Option<String>,
+        /// Their last name.
         #[arg(long)]
         lastname: Option<String>,
     },
     /// Every user with their role (never a password).
     List {
+        /// How to print: `table` for people, `json` with the REST API's field names for scripts.
         #[arg(long, value_enum, default_value_t)]
         output: OutputFormat,
     },
     /// Removes a user; their tokens and sessions stop working at once.
     Delete {
+        /// The name they sign in with.
         #[arg(long)]
         username: String,
     },
     /// Sets a new password; tokens and sessions issued before stop working.
     ResetPassword {
+        /// The name they sign in with.
         #[arg(long)]
         username: String,
         #[command(flatten)]

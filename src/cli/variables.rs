@@ -19,21 +19,31 @@ const MAX_KEY_LENGTH: usize = 250;
 #[derive(Debug, Subcommand)]
 pub enum VariablesCommand {
     /// Prints a variable's value as templates see it (env WEIR_VAR_<KEY> first); exit 1 if missing.
-    Get { key: String },
+    Get {
+        /// The variable's name.
+        key: String,
+    },
     /// Creates or replaces a variable in the database.
     Set {
+        /// The variable's name.
         key: String,
+        /// Its value (text; templates read JSON with `var.json.<key>`).
         value: String,
+        /// Free text shown in lists.
         #[arg(long)]
         description: Option<String>,
     },
     /// Every variable from env and the database; values of secret-named keys shown as ***.
     List {
+        /// How to print: `table` for people, `json` with the REST API's field names for scripts.
         #[arg(long, value_enum, default_value_t)]
         output: OutputFormat,
     },
     /// Removes a variable from the database.
-    Delete { key: String },
+    Delete {
+        /// The variable's name.
+        key: String,
+    },
 }
 
 pub async fn run(app: &App, command: VariablesCommand) -> CliResult {
@@ -88,14 +98,14 @@ async fn get(app: &App, key: &str) -> CliResult {
 async fn set(app: &App, key: String, value: String, description: Option<String>) -> CliResult {
     check_key(&key)?;
     let db = app.db(false).await?;
-    let mut connection = db.acquire().await?;
     let variable = Variable {
         key,
         value,
         description,
     };
-    variables::set(&mut connection, &variable, &app.secrets_key()?).await?;
-    drop(connection);
+    let mut transaction = db.begin().await?;
+    variables::set(&mut transaction, &variable, &app.secrets_key()?).await?;
+    transaction.commit().await?;
     super::audit::record(
         &db,
         super::audit::entry("post_variable").detail("variable_key", variable.key.clone()),
@@ -157,10 +167,10 @@ async fn list(app: &App, output: OutputFormat) -> CliResult {
 async fn delete(app: &App, key: &str) -> CliResult {
     check_key(key)?;
     let db = app.db(false).await?;
-    let mut connection = db.acquire().await?;
-    match variables::delete(&mut connection, key).await {
+    let mut transaction = db.begin().await?;
+    match variables::delete(&mut transaction, key).await {
         Ok(()) => {
-            drop(connection);
+            transaction.commit().await?;
             super::audit::record(&db, super::audit::entry("delete_variable").detail("variable_key", key)).await;
             println!("deleted variable `{key}` from the database");
             Ok(ExitCode::SUCCESS)

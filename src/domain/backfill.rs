@@ -42,6 +42,9 @@ pub enum DateAction {
 macro_rules! spelled {
     ($name:ident, $kind:literal, { $($variant:ident => $text:literal),+ $(,)? }) => {
         impl $name {
+            /// Every spelling, in declaration order.
+            pub const NAMES: &'static [&'static str] = &[$($text),+];
+
             pub fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $text),+ }
             }
@@ -375,6 +378,131 @@ mod tests {
             true,
         );
         assert_eq!(summary(&dates), ["03-03 create", "03-02 create", "03-01 create"]);
+    }
+
+    /// The logical dates a backfill typed as `from`..`to` covers, read as every surface reads them.
+    fn typed_range(schedule: &str, timezone: chrono_tz::Tz, from: &str, to: &str) -> Vec<DateTime<Utc>> {
+        use crate::domain::dates::{RangeEnd, parse_range_bound};
+        let timetable = Timetable {
+            schedule: Schedule::parse(schedule, true).unwrap(),
+            timezone,
+            start_date: Some(at("2025-01-01T00:00:00Z")),
+            end_date: None,
+        };
+        let from = parse_range_bound(from, timezone, RangeEnd::Start).unwrap();
+        let to = parse_range_bound(to, timezone, RangeEnd::End).unwrap();
+        plan_dates(&timetable, from, to, Reprocess::None, &[], false)
+            .iter()
+            .map(|date| date.run.logical_date)
+            .collect()
+    }
+
+    #[test]
+    fn a_range_of_dates_includes_every_run_of_its_last_day() {
+        use chrono_tz::Tz;
+        // (schedule, time zone, from, to, dates, first, last)
+        let table = [
+            (
+                "0 3 * * *",
+                Tz::UTC,
+                "2026-03-01",
+                "2026-03-31",
+                31,
+                "2026-03-01T03:00:00+00:00",
+                "2026-03-31T03:00:00+00:00",
+            ),
+            (
+                "30 4 * * *",
+                Tz::UTC,
+                "2026-03-01",
+                "2026-03-31",
+                31,
+                "2026-03-01T04:30:00+00:00",
+                "2026-03-31T04:30:00+00:00",
+            ),
+            (
+                "0 * * * *",
+                Tz::UTC,
+                "2026-03-01",
+                "2026-03-31",
+                744,
+                "2026-03-01T00:00:00+00:00",
+                "2026-03-31T23:00:00+00:00",
+            ),
+            (
+                "0 3 * * *",
+                Tz::Asia__Seoul,
+                "2026-03-01",
+                "2026-03-31",
+                31,
+                "2026-02-28T18:00:00+00:00",
+                "2026-03-30T18:00:00+00:00",
+            ),
+            (
+                "0 23 * * *",
+                Tz::Asia__Seoul,
+                "2026-03-01",
+                "2026-03-01",
+                1,
+                "2026-03-01T14:00:00+00:00",
+                "2026-03-01T14:00:00+00:00",
+            ),
+            // Berlin's spring-forward day has 23 hours, its fall-back day 25 with 02:00 firing once.
+            (
+                "0 * * * *",
+                Tz::Europe__Berlin,
+                "2026-03-29",
+                "2026-03-29",
+                23,
+                "2026-03-28T23:00:00+00:00",
+                "2026-03-29T21:00:00+00:00",
+            ),
+            (
+                "0 * * * *",
+                Tz::Europe__Berlin,
+                "2026-10-25",
+                "2026-10-25",
+                24,
+                "2026-10-24T22:00:00+00:00",
+                "2026-10-25T22:00:00+00:00",
+            ),
+            (
+                "30 2 * * *",
+                Tz::Europe__Berlin,
+                "2026-03-29",
+                "2026-03-29",
+                1,
+                "2026-03-29T01:00:00+00:00",
+                "2026-03-29T01:00:00+00:00",
+            ),
+            // A time is taken as given: midnight of March 31 leaves its 03:00 run out.
+            (
+                "0 3 * * *",
+                Tz::UTC,
+                "2026-03-01T03:00",
+                "2026-03-31T00:00",
+                30,
+                "2026-03-01T03:00:00+00:00",
+                "2026-03-30T03:00:00+00:00",
+            ),
+            (
+                "0 3 * * *",
+                Tz::UTC,
+                "2026-03-01T03:00:01",
+                "2026-03-31T03:00:00Z",
+                30,
+                "2026-03-02T03:00:00+00:00",
+                "2026-03-31T03:00:00+00:00",
+            ),
+        ];
+        for (schedule, timezone, from, to, count, first, last) in table {
+            let dates = typed_range(schedule, timezone, from, to);
+            let shown: Vec<String> = dates.iter().map(DateTime::to_rfc3339).collect();
+            let case = format!("{schedule} {timezone} {from}..{to}");
+            assert_eq!(dates.len(), count, "{case}");
+            assert_eq!(shown.first().map(String::as_str), Some(first), "{case}");
+            assert_eq!(shown.last().map(String::as_str), Some(last), "{case}");
+        }
     }
 
     fn every_minute() -> Timetable {

@@ -20,6 +20,7 @@ pub mod schedule;
 pub mod secret;
 pub mod spec;
 pub mod state;
+pub mod suggest;
 pub mod template;
 pub mod trigger_rule;
 pub mod validate;

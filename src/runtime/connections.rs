@@ -12,6 +12,7 @@ use sqlx::AnyConnection;
 use super::attempt::{connection_passwords_from_env, variables_from_env};
 use crate::config::{Config, Environment};
 use crate::domain::connection::Connection;
+use crate::domain::suggest::edit_distance;
 use crate::secrets::SecretsKey;
 use crate::storage::connections::UndecryptablePassword;
 use crate::storage::{self, StorageError};
@@ -334,21 +335,6 @@ pub async fn load_variables(
 /// Whatever looks like a password in a `WEIR_CONN_` value that does not parse.
 fn secrets_of_raw_url(variable: &str, value: &str) -> Vec<String> {
     connection_passwords_from_env([(variable.to_string(), value.to_string())])
-}
-
-/// Levenshtein distance, for "did you mean".
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut current = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(ca != *cb);
-            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
-        }
-        previous = current;
-    }
-    previous[b.len()]
 }
 
 #[cfg(test)]

@@ -17,13 +17,14 @@ use crate::domain::state::RunType;
 use crate::storage::dags::DagRecord;
 use crate::storage::datasets::{self, DatasetSummary, NewDatasetEvent};
 use crate::storage::runs::{self, NewRun};
-use crate::storage::{self, Db, StorageError};
+use crate::storage::{Db, StorageError, Transaction};
 
 /// Records one event per outlet of the attempt's task, on the caller's transaction (the one that
-/// records the task's success), and bumps the change counter so a scheduler in another process
-/// (when this is `weir dags test`) notices at once. Returns how many events were recorded.
+/// records the task's success), whose commit then moves the change counter so a scheduler in
+/// another process (when this is `weir dags test`) notices at once. Returns how many events were
+/// recorded.
 pub async fn record_outlet_events(
-    connection: &mut sqlx::AnyConnection,
+    transaction: &mut Transaction,
     dag: &Dag,
     key: &AttemptKey,
     now: DateTime<Utc>,
@@ -34,7 +35,7 @@ pub async fn record_outlet_events(
     if task.outlets.is_empty() {
         return Ok(0);
     }
-    let Some(run) = runs::get_by_pk(connection, key.run_pk).await? else {
+    let Some(run) = runs::get_by_pk(transaction, key.run_pk).await? else {
         return Ok(0);
     };
     for outlet in &task.outlets {
@@ -45,10 +46,9 @@ pub async fn record_outlet_events(
             source_task_id: key.task_id.as_str(),
             source_try_number: key.try_number,
         };
-        let id = datasets::record_event(connection, &event, now).await?;
+        let id = datasets::record_event(transaction, &event, now).await?;
         tracing::info!(dag_id = %run.dag_id, run_id = %run.run_id, task_id = %key.task_id, dataset = %outlet, event_id = id, "dataset updated");
     }
-    storage::signal_change(connection).await?;
     Ok(task.outlets.len())
 }
 
@@ -134,7 +134,8 @@ async fn create_dataset_run(
     consumptions: &[Consumption],
     now: DateTime<Utc>,
 ) -> anyhow::Result<bool> {
-    let mut transaction = db.begin().await?;
+    // The scheduler's own run creation: it moves no change counter.
+    let mut transaction = db.begin_for_scheduler().await?;
     let (queued, running) = runs::count_active(&mut transaction, &dag.dag_id).await?;
     if queued + running >= dag.max_active_runs {
         transaction.rollback().await?;

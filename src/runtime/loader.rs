@@ -245,7 +245,8 @@ pub fn load_folder(folder: &Path, context: &ValidationContext) -> DagBag {
 }
 
 /// Records the bag in the database: DAG rows upserted, vanished ones inactive, import errors
-/// replaced. Bumps the change counter so a scheduler in another process notices.
+/// replaced. The DAG rows' writes move the change counter, so a scheduler in another process
+/// notices.
 pub async fn record(db: &Db, bag: &DagBag) -> Result<(), StorageError> {
     let now = Utc::now();
     let mut transaction = db.begin().await?;
@@ -255,7 +256,6 @@ pub async fn record(db: &Db, bag: &DagBag) -> Result<(), StorageError> {
     let active: Vec<DagId> = bag.dags.keys().cloned().collect();
     storage::dags::deactivate_others(&mut transaction, &active).await?;
     storage::import_errors::replace_all(&mut transaction, &bag.import_errors(), now).await?;
-    storage::signal_change(&mut transaction).await?;
     transaction.commit().await?;
     Ok(())
 }

@@ -90,7 +90,6 @@ pub async fn trigger(db: &Db, dag: &Dag, run: &NewRun) -> Result<DagRun, Operati
         storage::dags::upsert(&mut transaction, dag, now).await?;
     }
     let inserted = runs::insert(&mut transaction, run, now).await?;
-    storage::signal_change(&mut transaction).await?;
     transaction.commit().await?;
     Ok(inserted)
 }
@@ -102,7 +101,6 @@ pub async fn set_paused(db: &Db, dag: &Dag, paused: bool) -> Result<(), Operatio
         storage::dags::upsert(&mut transaction, dag, Utc::now()).await?;
     }
     storage::dags::set_paused(&mut transaction, &dag.dag_id, paused).await?;
-    storage::signal_change(&mut transaction).await?;
     transaction.commit().await?;
     Ok(())
 }
@@ -111,7 +109,6 @@ pub async fn set_paused(db: &Db, dag: &Dag, paused: bool) -> Result<(), Operatio
 pub async fn set_paused_recorded(db: &Db, dag_id: &DagId, paused: bool) -> Result<(), OperationError> {
     let mut transaction = db.begin().await?;
     storage::dags::set_paused(&mut transaction, dag_id, paused).await?;
-    storage::signal_change(&mut transaction).await?;
     transaction.commit().await?;
     Ok(())
 }
@@ -204,7 +201,6 @@ pub async fn apply_clear(db: &Db, dag: &Dag, plan: &ClearPlan) -> Result<usize, 
             runs::set_state(&mut transaction, run.pk, RunState::Queued, now).await?;
         }
     }
-    storage::signal_change(&mut transaction).await?;
     transaction.commit().await?;
     Ok(cleared)
 }
@@ -231,7 +227,6 @@ pub async fn mark_task(
             "run `{run_id}` has no task instance `{task_id}`"
         )));
     }
-    storage::signal_change(&mut transaction).await?;
     transaction.commit().await?;
     Ok(())
 }
@@ -334,7 +329,6 @@ pub async fn create_backfill(db: &Db, dag: &Dag, request: &BackfillRequest) -> R
         conf: request.conf.clone(),
     };
     let created = backfills::insert(&mut transaction, &backfill, &dates, now).await?;
-    storage::signal_change(&mut transaction).await?;
     transaction.commit().await?;
     Ok(created)
 }
@@ -363,7 +357,6 @@ pub async fn change_backfill(db: &Db, id: i64, to: BackfillState) -> Result<Back
     if to == BackfillState::Cancelled {
         runs::fail_queued_of_backfill(&mut transaction, id, now).await?;
     }
-    storage::signal_change(&mut transaction).await?;
     // As stored: state, updated_at and completed_at exactly as the next read will see them.
     let changed = backfills::get(&mut transaction, id)
         .await?
@@ -400,7 +393,6 @@ pub async fn set_run_state(db: &Db, dag_id: &DagId, run_id: &RunId, state: RunSt
         }
     }
     runs::set_state(&mut transaction, run.pk, state, now).await?;
-    storage::signal_change(&mut transaction).await?;
     let updated = runs::get_by_pk(&mut transaction, run.pk)
         .await?
         .ok_or_else(|| OperationError::NotFound(format!("DAG `{dag_id}` has no run `{run_id}`")))?;
@@ -415,7 +407,6 @@ pub async fn delete_run(db: &Db, dag_id: &DagId, run_id: &RunId) -> Result<(), O
         .await?
         .ok_or_else(|| OperationError::NotFound(format!("DAG `{dag_id}` has no run `{run_id}`")))?;
     runs::delete(&mut transaction, run.pk).await?;
-    storage::signal_change(&mut transaction).await?;
     transaction.commit().await?;
     Ok(())
 }

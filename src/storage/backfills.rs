@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::{StorageError, from_micros, micros, opt_time, parse_column};
+use super::{StorageError, Transaction, from_micros, micros, opt_time, parse_column};
 use crate::domain::backfill::{BackfillState, DateAction, PlannedDate, Reprocess};
 use crate::domain::ids::DagId;
 
@@ -85,11 +85,12 @@ pub async fn active_for_dag(connection: &mut AnyConnection, dag_id: &DagId) -> R
 /// Records a backfill and its dates. A second active backfill for the DAG is a Conflict that
 /// names the first.
 pub async fn insert(
-    connection: &mut AnyConnection,
+    transaction: &mut Transaction,
     backfill: &NewBackfill,
     dates: &[PlannedDate],
     now: DateTime<Utc>,
 ) -> Result<Backfill, StorageError> {
+    let connection = transaction.changes();
     let conflict = |existing: &Backfill| {
         StorageError::Conflict(format!(
             "DAG `{}` already has an active backfill (id {}, {}, {} to {}): wait for it, or pause or cancel it with `weir backfills cancel {}`",
@@ -235,11 +236,12 @@ pub async fn set_date_run(
 
 /// Moves a backfill to `state`; `completed_at` is set when it ends.
 pub async fn set_state(
-    connection: &mut AnyConnection,
+    transaction: &mut Transaction,
     id: i64,
     state: BackfillState,
     now: DateTime<Utc>,
 ) -> Result<(), StorageError> {
+    let connection = transaction.changes();
     let completed_at = (!state.is_active()).then(|| micros(now));
     sqlx::query(
         "UPDATE backfill SET state = $2, updated_at = $3, completed_at = COALESCE($4, completed_at) WHERE id = $1",

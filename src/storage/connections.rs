@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::StorageError;
+use super::{StorageError, Transaction};
 use crate::domain::connection::{Connection, parse_extra};
 use crate::domain::secret::is_secret_name;
 use crate::secrets::{DecryptError, SecretsKey, is_encrypted};
@@ -249,7 +249,8 @@ pub async fn password(
 }
 
 /// Adds a connection, its password encrypted; Conflict when the id exists.
-pub async fn insert(connection: &mut AnyConnection, new: &Connection, key: &SecretsKey) -> Result<(), StorageError> {
+pub async fn insert(transaction: &mut Transaction, new: &Connection, key: &SecretsKey) -> Result<(), StorageError> {
+    let connection = transaction.changes();
     if get(&mut *connection, &new.conn_id).await?.is_some() {
         return Err(conflict(&new.conn_id));
     }
@@ -293,11 +294,12 @@ impl std::fmt::Debug for PasswordChange {
 /// Replaces a connection's fields (`changed.password` is ignored: `password` says what happens
 /// to it; a new one is encrypted). NotFound when missing.
 pub async fn update(
-    connection: &mut AnyConnection,
+    transaction: &mut Transaction,
     changed: &Connection,
     password: &PasswordChange,
     key: &SecretsKey,
 ) -> Result<(), StorageError> {
+    let connection = transaction.changes();
     let (replace_password, new_password) = match password {
         PasswordChange::Keep => (0_i64, None),
         PasswordChange::Set(password) => (1, Some(key.encrypt(password))),
@@ -323,7 +325,8 @@ pub async fn update(
     Ok(())
 }
 
-pub async fn delete(connection: &mut AnyConnection, conn_id: &str) -> Result<(), StorageError> {
+pub async fn delete(transaction: &mut Transaction, conn_id: &str) -> Result<(), StorageError> {
+    let connection = transaction.changes();
     let changed = sqlx::query("DELETE FROM connection WHERE conn_id = $1")
         .bind(conn_id)
         .execute(connection)

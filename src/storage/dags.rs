@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::{StorageError, from_micros, micros, opt_time};
+use super::{StorageError, Transaction, from_micros, micros, opt_time};
 use crate::domain::dag::Dag;
 use crate::domain::ids::DagId;
 
@@ -56,7 +56,8 @@ impl std::str::FromStr for DagId {
 /// Records a parsed DAG: inserted (paused if it asks to be) or updated and marked active; returns
 /// whether it was new. The write is one `ON CONFLICT` statement, so two processes recording the
 /// same DAG at once cannot collide.
-pub async fn upsert(connection: &mut AnyConnection, dag: &Dag, now: DateTime<Utc>) -> Result<bool, StorageError> {
+pub async fn upsert(transaction: &mut Transaction, dag: &Dag, now: DateTime<Utc>) -> Result<bool, StorageError> {
+    let connection = transaction.changes();
     let existed = sqlx::query("SELECT 1 FROM dag WHERE dag_id = $1")
         .bind(dag.dag_id.as_str())
         .fetch_optional(&mut *connection)
@@ -85,7 +86,8 @@ pub async fn upsert(connection: &mut AnyConnection, dag: &Dag, now: DateTime<Utc
 }
 
 /// Marks every DAG not in `active` as inactive (its file is gone or broken); history stays.
-pub async fn deactivate_others(connection: &mut AnyConnection, active: &[DagId]) -> Result<u64, StorageError> {
+pub async fn deactivate_others(transaction: &mut Transaction, active: &[DagId]) -> Result<u64, StorageError> {
+    let connection = transaction.changes();
     let current = list(connection).await?;
     let mut changed = 0;
     for record in current {
@@ -121,7 +123,8 @@ pub async fn get(connection: &mut AnyConnection, dag_id: &DagId) -> Result<Optio
 }
 
 /// Pauses or unpauses; NotFound when the DAG was never loaded.
-pub async fn set_paused(connection: &mut AnyConnection, dag_id: &DagId, paused: bool) -> Result<(), StorageError> {
+pub async fn set_paused(transaction: &mut Transaction, dag_id: &DagId, paused: bool) -> Result<(), StorageError> {
+    let connection = transaction.changes();
     let changed = sqlx::query("UPDATE dag SET is_paused = $2 WHERE dag_id = $1")
         .bind(dag_id.as_str())
         .bind(i64::from(paused))

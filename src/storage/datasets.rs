@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::{StorageError, from_micros, micros};
+use super::{StorageError, Transaction, from_micros, micros};
 use crate::domain::ids::DagId;
 
 /// An event to record: `dataset` was updated by one successful attempt.
@@ -56,10 +56,11 @@ fn from_row(row: &AnyRow) -> Result<DatasetEvent, StorageError> {
 
 /// Records one event; returns its id.
 pub async fn record_event(
-    connection: &mut AnyConnection,
+    transaction: &mut Transaction,
     event: &NewDatasetEvent<'_>,
     now: DateTime<Utc>,
 ) -> Result<i64, StorageError> {
+    let connection = transaction.changes();
     Ok(sqlx::query(
         "INSERT INTO dataset_event (dataset, source_dag_id, source_run_id, source_task_id, source_try_number, created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
     )

@@ -13,6 +13,7 @@ pub mod import_errors;
 pub mod runs;
 pub mod schedulers;
 pub mod task_instances;
+mod transaction;
 pub mod users;
 pub mod variables;
 
@@ -22,6 +23,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Row};
+
+pub use transaction::Transaction;
 
 /// Why a storage call failed, for callers that branch on it.
 #[derive(Debug, thiserror::Error)]
@@ -216,9 +219,23 @@ impl Db {
         &self.pool
     }
 
-    /// A write transaction. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`), so two
+    /// A write transaction; its commit moves the change counter when a write through it asks
+    /// (see [`Transaction`]).
+    pub async fn begin(&self) -> Result<Transaction> {
+        Ok(Transaction::new(self.begin_sqlx().await?))
+    }
+
+    /// A write transaction for the scheduler's own run creation (scheduled, backfill and dataset
+    /// runs), whose commit never moves the change counter: the scheduler follows its own writes,
+    /// and other schedulers meet them through the unique indexes and compare-and-sets. Moving the
+    /// counter there would make every scheduler forget its schedule memo at each created run.
+    pub async fn begin_for_scheduler(&self) -> Result<Transaction> {
+        Ok(Transaction::quiet(self.begin_sqlx().await?))
+    }
+
+    /// On SQLite a write transaction takes the write lock up front (`BEGIN IMMEDIATE`), so two
     /// processes never deadlock upgrading read locks.
-    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+    async fn begin_sqlx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
         Ok(match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
@@ -348,8 +365,6 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// Bumps the change counter that a running scheduler polls, so work recorded by another process
-/// (a trigger from the CLI, a clear, a pause) is picked up at once.
 /// The `LIMIT … OFFSET …` of a page (nothing for "all rows"); every list query pages the same way.
 pub(crate) fn page_clause<L: std::fmt::Display>(limit: Option<L>, offset: impl Into<i64>) -> String {
     let offset = offset.into();
@@ -389,13 +404,8 @@ pub(crate) async fn delete_or_count_run_rows(
         .rows_affected())
 }
 
-pub async fn signal_change(connection: &mut AnyConnection) -> Result<()> {
-    sqlx::query("UPDATE weir_meta SET value = value + 1 WHERE key = 'change_seq'")
-        .execute(connection)
-        .await?;
-    Ok(())
-}
-
+/// The change counter: moved by the commit of every [`Transaction`] that wrote something a running
+/// scheduler keeps or waits for; schedulers poll it.
 pub async fn change_sequence(connection: &mut AnyConnection) -> Result<i64> {
     Ok(sqlx::query("SELECT value FROM weir_meta WHERE key = 'change_seq'")
         .fetch_one(connection)

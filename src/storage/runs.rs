@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::{StorageError, from_micros, micros, opt_time, parse_column};
+use super::{StorageError, Transaction, from_micros, micros, opt_time, parse_column};
 use crate::domain::ids::{DagId, RunId};
 use crate::domain::state::{RunState, RunType};
 
@@ -79,7 +79,8 @@ pub fn generated_run_id(run_type: RunType, logical_date: DateTime<Utc>) -> RunId
 
 /// Inserts a queued run. A second run for the same id, or for the same logical date of a
 /// scheduled DAG, is a Conflict with a message saying which.
-pub async fn insert(connection: &mut AnyConnection, run: &NewRun, now: DateTime<Utc>) -> Result<DagRun, StorageError> {
+pub async fn insert(transaction: &mut Transaction, run: &NewRun, now: DateTime<Utc>) -> Result<DagRun, StorageError> {
+    let connection = transaction.changes();
     let existing = sqlx::query("SELECT run_id FROM dag_run WHERE dag_id = $1 AND run_id = $2")
         .bind(run.dag_id.as_str())
         .bind(run.run_id.as_str())
@@ -175,7 +176,8 @@ pub async fn owned_active(connection: &mut AnyConnection) -> Result<Vec<DagRun>,
 
 /// Hands the run `run_pk`, still owned by `owner`, to the daemon (its owner is cleared); false
 /// when it is no longer `owner`'s.
-pub async fn adopt(connection: &mut AnyConnection, run_pk: i64, owner: &str) -> Result<bool, StorageError> {
+pub async fn adopt(transaction: &mut Transaction, run_pk: i64, owner: &str) -> Result<bool, StorageError> {
+    let connection = transaction.changes();
     Ok(
         sqlx::query("UPDATE dag_run SET owner = NULL WHERE id = $1 AND owner = $2")
             .bind(run_pk)
@@ -188,7 +190,8 @@ pub async fn adopt(connection: &mut AnyConnection, run_pk: i64, owner: &str) -> 
 }
 
 /// Deletes a run with its task instances and attempts (their log files stay on disk).
-pub async fn delete(connection: &mut AnyConnection, pk: i64) -> Result<bool, StorageError> {
+pub async fn delete(transaction: &mut Transaction, pk: i64) -> Result<bool, StorageError> {
+    let connection = transaction.changes();
     for table in ["task_attempt", "task_instance"] {
         sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE run_pk = $1")))
             .bind(pk)
@@ -282,11 +285,12 @@ pub async fn start(connection: &mut AnyConnection, pk: i64, now: DateTime<Utc>) 
 
 /// Sets a final state (success/failed) with its end date, or puts a run back to queued.
 pub async fn set_state(
-    connection: &mut AnyConnection,
+    transaction: &mut Transaction,
     pk: i64,
     state: RunState,
     now: DateTime<Utc>,
 ) -> Result<(), StorageError> {
+    let connection = transaction.changes();
     let sql = match state {
         RunState::Success | RunState::Failed => "UPDATE dag_run SET state = $2, end_date = $3 WHERE id = $1",
         RunState::Queued => "UPDATE dag_run SET state = $2, queued_at = $3, end_date = NULL WHERE id = $1",
@@ -355,10 +359,11 @@ pub async fn set_backfill(connection: &mut AnyConnection, pk: i64, backfill_id: 
 
 /// Fails the backfill's runs that have not started (cancelling leaves none stranded in queued).
 pub async fn fail_queued_of_backfill(
-    connection: &mut AnyConnection,
+    transaction: &mut Transaction,
     backfill_id: i64,
     now: DateTime<Utc>,
 ) -> Result<u64, StorageError> {
+    let connection = transaction.changes();
     Ok(
         sqlx::query("UPDATE dag_run SET state = 'failed', end_date = $2 WHERE backfill_id = $1 AND state = 'queued'")
             .bind(backfill_id)

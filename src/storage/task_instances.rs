@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::{StorageError, micros, opt_time, parse_column};
+use super::{StorageError, Transaction, micros, opt_time, parse_column};
 use crate::domain::dag::Task;
 use crate::domain::ids::{DagId, RunId, TaskId};
 use crate::domain::planner::TaskInstanceState;
@@ -256,11 +256,12 @@ pub async fn set_states(
 /// Sets task instances back to `none` (§3.7): history stays, the retry budget is renewed
 /// (`max_tries = try_number + retries + 1`), and so are the free re-runs after crashes.
 pub async fn clear(
-    connection: &mut AnyConnection,
+    transaction: &mut Transaction,
     run_pk: i64,
     task_id: &TaskId,
     retries: u32,
 ) -> Result<(), StorageError> {
+    let connection = transaction.changes();
     sqlx::query("UPDATE task_instance SET state = 'none', max_tries = try_number + $3, crash_ends = 0, next_retry_at = NULL, end_date = NULL WHERE run_pk = $1 AND task_id = $2")
         .bind(run_pk)
         .bind(task_id.as_str())
@@ -272,12 +273,13 @@ pub async fn clear(
 
 /// Marks a task instance success or failed by hand.
 pub async fn mark(
-    connection: &mut AnyConnection,
+    transaction: &mut Transaction,
     run_pk: i64,
     task_id: &TaskId,
     state: TaskState,
     now: DateTime<Utc>,
 ) -> Result<bool, StorageError> {
+    let connection = transaction.changes();
     let changed = sqlx::query(
         "UPDATE task_instance SET state = $3, end_date = $4, next_retry_at = NULL WHERE run_pk = $1 AND task_id = $2",
     )

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::StorageError;
+use super::{StorageError, Transaction};
 use crate::domain::secret::is_secret_name;
 use crate::secrets::{DecryptError, SecretsKey, is_encrypted};
 
@@ -111,10 +111,11 @@ async fn exists(connection: &mut AnyConnection, key: &str) -> Result<bool, Stora
 
 /// Adds a variable; Conflict when the key exists.
 pub async fn insert(
-    connection: &mut AnyConnection,
+    transaction: &mut Transaction,
     variable: &Variable,
     secrets: &SecretsKey,
 ) -> Result<(), StorageError> {
+    let connection = transaction.changes();
     if exists(&mut *connection, &variable.key).await? {
         return Err(StorageError::Conflict(format!(
             "variable `{}` already exists: PATCH /api/v2/variables/{} changes it",
@@ -154,11 +155,8 @@ pub async fn all(
 }
 
 /// Creates or replaces a variable (`weir variables set`); a `None` description keeps the stored one.
-pub async fn set(
-    connection: &mut AnyConnection,
-    variable: &Variable,
-    secrets: &SecretsKey,
-) -> Result<(), StorageError> {
+pub async fn set(transaction: &mut Transaction, variable: &Variable, secrets: &SecretsKey) -> Result<(), StorageError> {
+    let connection = transaction.changes();
     sqlx::query("INSERT INTO variable (key, val, description) VALUES ($1, $2, $3) ON CONFLICT (key) DO UPDATE SET val = excluded.val, description = COALESCE(excluded.description, variable.description)")
         .bind(&variable.key)
         .bind(stored_value(variable, secrets))
@@ -170,10 +168,11 @@ pub async fn set(
 
 /// Replaces a variable's value and description; NotFound when the key does not exist.
 pub async fn update(
-    connection: &mut AnyConnection,
+    transaction: &mut Transaction,
     variable: &Variable,
     secrets: &SecretsKey,
 ) -> Result<(), StorageError> {
+    let connection = transaction.changes();
     let changed = sqlx::query("UPDATE variable SET val = $2, description = $3 WHERE key = $1")
         .bind(&variable.key)
         .bind(stored_value(variable, secrets))
@@ -187,7 +186,8 @@ pub async fn update(
     Ok(())
 }
 
-pub async fn delete(connection: &mut AnyConnection, key: &str) -> Result<(), StorageError> {
+pub async fn delete(transaction: &mut Transaction, key: &str) -> Result<(), StorageError> {
+    let connection = transaction.changes();
     let changed = sqlx::query("DELETE FROM variable WHERE key = $1")
         .bind(key)
         .execute(connection)

@@ -254,9 +254,9 @@ impl Api {
     /// Finishes the run: `second` succeeds too, and the run is a success.
     pub async fn finish(&self, run: &DagRun) {
         let now = chrono::Utc::now();
-        let mut connection = self.state.db.acquire().await.unwrap();
+        let mut transaction = self.state.db.begin().await.unwrap();
         task_instances::mark(
-            &mut connection,
+            &mut transaction,
             run.pk,
             &self.dag.tasks[1].task_id,
             TaskState::Success,
@@ -264,9 +264,10 @@ impl Api {
         )
         .await
         .unwrap();
-        runs::finish(&mut connection, run.pk, RunState::Success, now)
+        runs::finish(&mut transaction, run.pk, RunState::Success, now)
             .await
             .unwrap();
+        transaction.commit().await.unwrap();
     }
 }
 

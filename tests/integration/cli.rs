@@ -454,3 +454,91 @@ fn a_backfill_too_long_or_a_date_out_of_range_exits_2_and_says_why() {
         text(&within.stdout)
     );
 }
+
+/// `weir serve` with its output in files, as `weir serve > file 2>&1` leaves it: what it wrote.
+fn serve_output(folder: &Path, global_args: &[&str], remove_no_color: bool) -> Vec<u8> {
+    let port = crate::support::free_port();
+    std::fs::write(
+        folder.join("config.toml"),
+        format!("[core]\ndags_folder = \"dags\"\nstate_dir = \"state\"\n\n[webserver]\nbind = \"127.0.0.1:{port}\"\n"),
+    )
+    .unwrap();
+    let stdout_path = folder.join("serve.out");
+    let stderr_path = folder.join("serve.err");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+    command
+        .current_dir(folder)
+        .args(global_args)
+        .arg("serve")
+        .env_remove("WEIR_CONFIG")
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .stdout(std::fs::File::create(&stdout_path).unwrap())
+        .stderr(std::fs::File::create(&stderr_path).unwrap());
+    if remove_no_color {
+        command.env_remove("NO_COLOR");
+    }
+    let mut server = crate::support::ServerProcess(command.spawn().unwrap());
+    crate::support::wait_for_port(port, &stderr_path);
+    assert!(server.stop().success());
+    let mut written = std::fs::read(&stdout_path).unwrap();
+    written.extend(std::fs::read(&stderr_path).unwrap());
+    written
+}
+
+#[test]
+fn serve_into_a_file_writes_no_colour_codes_unless_asked() {
+    let project = project(&[("daily.yaml", DAILY)]);
+    // (global arguments, NO_COLOR unset, coloured)
+    let cases: [(&[&str], bool, bool); 4] = [
+        (&[], true, false),
+        (&["--color", "auto"], false, false),
+        (&["--color", "never"], true, false),
+        (&["--color", "always"], false, true),
+    ];
+    for (args, remove_no_color, coloured) in cases {
+        let written = serve_output(project.path(), args, remove_no_color);
+        let text = String::from_utf8_lossy(&written);
+        assert!(text.contains("INFO"), "{args:?}: the log has lines: {text}");
+        assert_eq!(written.contains(&0x1b), coloured, "{args:?}: {text}");
+    }
+}
+
+#[test]
+fn an_unknown_dag_id_suggests_the_nearest_one() {
+    let project = project(&[
+        ("daily.yaml", DAILY),
+        (
+            "hello_world.yaml",
+            &DAILY.replace("dag_id: daily", "dag_id: hello_world"),
+        ),
+    ]);
+    for args in [
+        &["dags", "show", "hello_wrld"][..],
+        &["dags", "trigger", "helo_world"],
+        &[
+            "dags",
+            "backfill",
+            "hello_world_",
+            "--from",
+            "2026-03-01",
+            "--to",
+            "2026-03-02",
+            "--dry-run",
+        ],
+    ] {
+        let output = weir(project.path(), args);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        assert!(
+            text(&output.stderr).contains("did you mean `hello_world`?"),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+    }
+    let far = weir(project.path(), &["dags", "show", "something_else"]);
+    assert!(
+        text(&far.stderr).contains("check the id with `weir dags list`"),
+        "{}",
+        text(&far.stderr)
+    );
+}

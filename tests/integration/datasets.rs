@@ -395,7 +395,7 @@ async fn two_schedulers_racing_never_make_two_runs_of_one_update() {
             .unwrap();
         const ROUNDS: usize = 8;
         for round in 0..ROUNDS {
-            let mut connection = world.db.acquire().await.unwrap();
+            let mut connection = world.db.begin().await.unwrap();
             let event = NewDatasetEvent {
                 dataset: "warehouse.orders",
                 source_dag_id: "producer",
@@ -406,7 +406,7 @@ async fn two_schedulers_racing_never_make_two_runs_of_one_update() {
             datasets::record_event(&mut connection, &event, Utc::now())
                 .await
                 .unwrap();
-            drop(connection);
+            connection.commit().await.unwrap();
             let (one, other) = tokio::join!(
                 create_dataset_runs(&world.db, &world.bag, &records, Utc::now()),
                 create_dataset_runs(&world.db, &world.bag, &records, Utc::now()),

@@ -107,11 +107,11 @@ async fn a_hostile_conf_value_reaches_a_sql_task_as_a_bound_value_on_every_datab
         let name = format!("target{index}");
         let stored = weir::domain::connection::Connection::from_url(&name, &target.url).unwrap();
         let key = weir::secrets::SecretsKey::from_passphrase("weir-tests");
-        let mut connection = metadata.db.acquire().await.unwrap();
+        let mut connection = metadata.db.begin().await.unwrap();
         weir::storage::connections::insert(&mut connection, &stored, &key)
             .await
             .unwrap();
-        drop(connection);
+        connection.commit().await.unwrap();
         let yaml = format!(
             r#"dag_id: bind{index}
 params:

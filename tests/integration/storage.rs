@@ -63,8 +63,10 @@ fn new_run(dag: &str, run: &str, run_type: RunType, logical_date: &str) -> NewRu
 }
 
 async fn insert_run(db: &Db, label: &str, run: &NewRun) -> DagRun {
-    let mut connection = db.acquire().await.expect(label);
-    weir::storage::runs::insert(&mut connection, run, at("2026-03-02T00:00:00Z"))
+    let mut transaction = db.begin().await.expect(label);
+    let inserted = weir::storage::runs::insert(&mut transaction, run, at("2026-03-02T00:00:00Z"))
         .await
-        .unwrap_or_else(|error| panic!("{label}: inserting {}: {error}", run.run_id))
+        .unwrap_or_else(|error| panic!("{label}: inserting {}: {error}", run.run_id));
+    transaction.commit().await.expect(label);
+    inserted
 }

@@ -417,7 +417,7 @@ async fn a_password_stored_in_the_database_is_used_by_a_task_and_masked_in_what_
             &format!("http://loader:{password}@{authority}"),
         )
         .unwrap();
-        let mut connection = test_db.db.acquire().await.unwrap();
+        let mut connection = test_db.db.begin().await.unwrap();
         weir::storage::connections::insert(&mut connection, &stored, &key)
             .await
             .unwrap();
@@ -431,7 +431,7 @@ async fn a_password_stored_in_the_database_is_used_by_a_task_and_masked_in_what_
                 .await
                 .unwrap();
         }
-        drop(connection);
+        connection.commit().await.unwrap();
         let yaml = r#"
 dag_id: db_conn
 tasks:

@@ -652,8 +652,8 @@ async fn the_backfill_form_previews_then_starts_a_backfill_with_its_own_page() {
         assert!(body.contains("No backfills yet"), "{label}");
         assert!(body.contains("href=\"/dags/shop?tab=backfill\""), "{label}: tab link");
 
-        // The shop DAG fires at 03:00 UTC: 03-01 and 03-02 fall in [03-01, 03-03 00:00].
-        let form = "from=2026-03-01&to=2026-03-03&reprocess=none&max_active_runs=1&reverse=true";
+        // The shop DAG fires at 03:00 UTC: the dates 03-01 to 03-02 cover both days' runs.
+        let form = "from=2026-03-01&to=2026-03-02&reprocess=none&max_active_runs=1&reverse=true";
         let (status, _, body) = ui.post("/dags/shop/backfill", &format!("{form}&intent=preview")).await;
         assert_eq!(status, StatusCode::OK, "{label}: {body}");
         assert!(body.contains("2 new runs, 0 re-runs, 0 skipped"), "{label}: {body}");
@@ -866,7 +866,7 @@ async fn the_variables_and_connections_pages_show_every_entry_and_no_secret() {
     for test_db in support::databases().await {
         let ui = Ui::with_config(&test_db, CONFIG_CONNECTIONS).await;
         let label = test_db.label;
-        let mut connection = ui.db().acquire().await.unwrap();
+        let mut connection = ui.db().begin().await.unwrap();
         for (key, value, description) in [
             ("region", "kr-central", Some("Where the shop sells")),
             ("db_password", "hunter2-Var-Secret", None),
@@ -889,7 +889,7 @@ async fn the_variables_and_connections_pages_show_every_entry_and_no_secret() {
         weir::storage::connections::insert(&mut connection, &stored, &ui.state.secrets)
             .await
             .unwrap();
-        drop(connection);
+        connection.commit().await.unwrap();
 
         let (status, body) = ui.get("/variables").await;
         assert_eq!(status, StatusCode::OK, "{label}: {body}");

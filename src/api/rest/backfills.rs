@@ -14,7 +14,7 @@ use crate::api::audit::AuditNote;
 use crate::api::error::{ApiError, ApiJson, ApiPath};
 use crate::domain::backfill::{BackfillState, DateAction, PlannedDate, Reprocess};
 use crate::domain::dag::Dag;
-use crate::domain::dates::{DateError, parse_date_in};
+use crate::domain::dates::{DateError, RangeEnd, parse_range_bound};
 use crate::runtime::operations::{self, BackfillRequest};
 use crate::storage::backfills::{self, Backfill};
 
@@ -148,7 +148,8 @@ pub async fn list(
 }
 
 /// Airflow's `BackfillPostBody`. Dates are RFC 3339, or a date or local time read in the DAG's
-/// time zone (as `weir dags backfill --from` reads them).
+/// time zone (as `weir dags backfill --from` reads them); both ends are included, and a date
+/// alone covers its whole day (`to_date: 2026-03-31` includes that day's runs).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackfillPostBody {
@@ -177,14 +178,14 @@ fn request(state: &ApiState, body: BackfillPostBody) -> Result<(std::sync::Arc<D
     let dag_id = query::dag_id(&body.dag_id)?;
     let dag = loaded(state, &dag_id)?;
     let timezone = dag.timetable.timezone;
-    let date = |name: &str, text: &str| {
-        parse_date_in(text, timezone).map_err(|error| match error {
+    let date = |name: &str, text: &str, end: RangeEnd| {
+        parse_range_bound(text, timezone, end).map_err(|error| match error {
             DateError::NotADate(_) => ApiError::Unprocessable(format!("{name} {error}")),
             DateError::OutOfRange(_) => ApiError::BadRequest(format!("{name}: {error}")),
         })
     };
-    let from = date("from_date", &body.from_date)?;
-    let to = date("to_date", &body.to_date)?;
+    let from = date("from_date", &body.from_date, RangeEnd::Start)?;
+    let to = date("to_date", &body.to_date, RangeEnd::End)?;
     let reprocess = match body.reprocess_behavior.as_deref() {
         None => Reprocess::default(),
         Some(text) => text

@@ -186,8 +186,9 @@ pub async fn create(
     ApiJson(body): ApiJson<ConnectionBody>,
 ) -> Result<(StatusCode, AuditNote, ApiJson<ConnectionResponse>), ApiError> {
     let new = connection_of(body)?;
-    let mut connection = state.db.acquire().await?;
-    connections::insert(&mut connection, &new, &state.secrets).await?;
+    let mut transaction = state.db.begin().await?;
+    connections::insert(&mut transaction, &new, &state.secrets).await?;
+    transaction.commit().await?;
     let note = AuditNote::new().detail("connection_id", new.conn_id.clone());
     Ok((StatusCode::CREATED, note, ApiJson(view_of(&new))))
 }
@@ -229,8 +230,8 @@ pub async fn patch(
     }
     let password_sent = body.password.clone();
     let wanted = connection_of(body)?;
-    let mut connection = state.db.acquire().await?;
-    let current = connections::get(&mut connection, &conn_id)
+    let mut transaction = state.db.begin().await?;
+    let current = connections::get(&mut transaction, &conn_id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no connection `{conn_id}`")))?;
     let changes = |field: &str| mask.is_empty() || mask.iter().any(|named| named == field);
@@ -261,7 +262,8 @@ pub async fn patch(
         Some(Some(text)) if text.is_empty() => PasswordChange::Clear,
         Some(Some(text)) => PasswordChange::Set(text),
     };
-    connections::update(&mut connection, &changed, &password, &state.secrets).await?;
+    connections::update(&mut transaction, &changed, &password, &state.secrets).await?;
+    transaction.commit().await?;
     let has_password = match password {
         PasswordChange::Keep => current.has_password,
         PasswordChange::Set(_) => true,
@@ -276,8 +278,9 @@ pub async fn patch(
 /// `DELETE /api/v2/connections/{connection_id}`
 pub async fn delete(State(state): State<ApiState>, ApiPath(conn_id): ApiPath<String>) -> Result<StatusCode, ApiError> {
     let conn_id = query::key("connection id", &conn_id, MAX_CONN_ID_LENGTH)?;
-    let mut connection = state.db.acquire().await?;
-    connections::delete(&mut connection, &conn_id).await?;
+    let mut transaction = state.db.begin().await?;
+    connections::delete(&mut transaction, &conn_id).await?;
+    transaction.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -17,6 +17,7 @@ use crate::api::error::{ApiError, ApiJson, ApiPath};
 use crate::domain::dag::Dag;
 use crate::domain::ids::DagId;
 use crate::domain::schedule::Schedule;
+use crate::runtime::loader::DagBag;
 use crate::runtime::operations;
 use crate::storage::{self, dags::DagRecord, runs};
 
@@ -218,7 +219,10 @@ async fn source(state: &ApiState, dag_id: &DagId) -> Result<(DagSource, HashSet<
     let record = storage::dags::get(&mut connection, dag_id).await?;
     let dag = bag.get(dag_id).cloned();
     if record.is_none() && dag.is_none() {
-        return Err(ApiError::NotFound(format!("no DAG `{dag_id}`")));
+        return Err(ApiError::NotFound(format!(
+            "no DAG `{dag_id}`{}",
+            did_you_mean(&bag, dag_id)
+        )));
     }
     let import_error_files = storage::import_errors::list(&mut connection)
         .await?
@@ -230,11 +234,20 @@ async fn source(state: &ApiState, dag_id: &DagId) -> Result<(DagSource, HashSet<
 
 /// The loaded definition of a DAG, or a 404 saying why it is missing.
 pub(super) fn loaded(state: &ApiState, dag_id: &DagId) -> Result<Arc<Dag>, ApiError> {
-    state.bag().get(dag_id).cloned().ok_or_else(|| {
+    let bag = state.bag();
+    bag.get(dag_id).cloned().ok_or_else(|| {
         ApiError::NotFound(format!(
-            "DAG `{dag_id}` is not loaded from the DAG folder (its file is missing or broken: see /api/v2/importErrors)"
+            "DAG `{dag_id}` is not loaded from the DAG folder (its file is missing or broken: see /api/v2/importErrors){}",
+            did_you_mean(&bag, dag_id)
         ))
     })
+}
+
+/// ` (did you mean `hello_world`?)` when a loaded DAG's id is near the one asked for.
+fn did_you_mean(bag: &DagBag, dag_id: &DagId) -> String {
+    crate::domain::suggest::closest(dag_id.as_str(), bag.dags.keys().map(DagId::as_str))
+        .map(|nearest| format!(" (did you mean `{nearest}`?)"))
+        .unwrap_or_default()
 }
 
 const ORDER_FIELDS: &[&str] = &["dag_id", "dag_display_name", "next_dagrun", "is_paused", "fileloc"];

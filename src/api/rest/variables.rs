@@ -124,8 +124,9 @@ pub async fn create(
         value: stored_value(body.value),
         description: body.description,
     };
-    let mut connection = state.db.acquire().await?;
-    variables::insert(&mut connection, &variable, &state.secrets).await?;
+    let mut transaction = state.db.begin().await?;
+    variables::insert(&mut transaction, &variable, &state.secrets).await?;
+    transaction.commit().await?;
     let note = AuditNote::new().detail("variable_key", variable.key.clone());
     Ok((StatusCode::CREATED, note, ApiJson(view(variable))))
 }
@@ -154,8 +155,8 @@ pub async fn patch(
         }
     }
     let changes = |field: &str| mask.is_empty() || mask.iter().any(|named| named == field);
-    let mut connection = state.db.acquire().await?;
-    let mut variable = variables::get(&mut connection, &key, &state.secrets)
+    let mut transaction = state.db.begin().await?;
+    let mut variable = variables::get(&mut transaction, &key, &state.secrets)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no variable `{key}`")))?;
     if changes("value") {
@@ -164,14 +165,16 @@ pub async fn patch(
     if changes("description") {
         variable.description = body.description;
     }
-    variables::update(&mut connection, &variable, &state.secrets).await?;
+    variables::update(&mut transaction, &variable, &state.secrets).await?;
+    transaction.commit().await?;
     Ok(ApiJson(view(variable)))
 }
 
 /// `DELETE /api/v2/variables/{variable_key}`
 pub async fn delete(State(state): State<ApiState>, ApiPath(key): ApiPath<String>) -> Result<StatusCode, ApiError> {
     let key = query::key("variable key", &key, MAX_KEY_LENGTH)?;
-    let mut connection = state.db.acquire().await?;
-    variables::delete(&mut connection, &key).await?;
+    let mut transaction = state.db.begin().await?;
+    variables::delete(&mut transaction, &key).await?;
+    transaction.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

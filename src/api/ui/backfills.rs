@@ -22,7 +22,7 @@ use crate::api::ApiState;
 use crate::api::audit::AuditNote;
 use crate::domain::backfill::{BackfillState, DateAction, PlannedDate, Reprocess};
 use crate::domain::dag::Dag;
-use crate::domain::dates::parse_date_in;
+use crate::domain::dates::{RangeEnd, parse_range_bound};
 use crate::domain::ids::RunId;
 use crate::runtime::operations::{self, BackfillRequest, OperationError};
 use crate::storage::backfills::{self, Backfill};
@@ -139,18 +139,18 @@ impl FormValues {
     fn request(&self, dag: &Dag, max_dates: u32) -> Result<BackfillRequest, Vec<String>> {
         let mut problems = Vec::new();
         let timezone = dag.timetable.timezone;
-        let mut date = |label: &str, text: &str| {
+        let mut date = |label: &str, text: &str, end: RangeEnd| {
             let text = text.trim();
             if text.is_empty() {
                 problems.push(format!("{label}: give a logical date, such as 2026-03-01"));
                 return None;
             }
-            parse_date_in(text, timezone)
+            parse_range_bound(text, timezone, end)
                 .map_err(|error| problems.push(format!("{label}: {error}")))
                 .ok()
         };
-        let from = date("From", &self.from);
-        let to = date("To", &self.to);
+        let from = date("From", &self.from, RangeEnd::Start);
+        let to = date("To", &self.to, RangeEnd::End);
         let reprocess = self
             .reprocess
             .parse::<Reprocess>()

@@ -315,11 +315,11 @@ pub async fn add(State(state): State<ApiState>, UiForm(form): UiForm<AddForm>) -
             return render_page(&state, extras, StatusCode::BAD_REQUEST).await;
         }
     };
-    let mut database = state.db.acquire().await?;
-    match stored::insert(&mut database, &connection, &state.secrets).await {
-        Ok(()) => {}
+    let mut transaction = state.db.begin().await?;
+    match stored::insert(&mut transaction, &connection, &state.secrets).await {
+        Ok(()) => transaction.commit().await?,
         Err(StorageError::Conflict(_)) => {
-            drop(database);
+            drop(transaction);
             let parsed = Ok(connection.clone());
             let (url, url_withheld) = url_echo(&form.url, &parsed);
             let extras = Extras {
@@ -339,7 +339,6 @@ pub async fn add(State(state): State<ApiState>, UiForm(form): UiForm<AddForm>) -
         }
         Err(error) => return Err(error.into()),
     }
-    drop(database);
     let mut notice = format!(
         "Added connection `{}`: {}.",
         connection.conn_id,
@@ -380,9 +379,13 @@ pub struct NameForm {
 /// `POST /connections/delete` with `name`: removes a database connection.
 pub async fn delete(State(state): State<ApiState>, UiForm(form): UiForm<NameForm>) -> Result<Response, UiError> {
     let name = form.name.trim();
-    let mut database = state.db.acquire().await?;
-    let deleted = stored::delete(&mut database, name).await;
-    drop(database);
+    let mut transaction = state.db.begin().await?;
+    let deleted = stored::delete(&mut transaction, name).await;
+    if deleted.is_ok() {
+        transaction.commit().await?;
+    } else {
+        drop(transaction);
+    }
     let outside = Connections::from_sources(
         state.config.environment.vars(),
         &state.config.connections,

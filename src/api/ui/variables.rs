@@ -143,8 +143,9 @@ pub async fn set(State(state): State<ApiState>, UiForm(form): UiForm<SetForm>) -
         value: form.value,
         description,
     };
-    let mut connection = state.db.acquire().await?;
-    variables::set(&mut connection, &variable, &state.secrets).await?;
+    let mut transaction = state.db.begin().await?;
+    variables::set(&mut transaction, &variable, &state.secrets).await?;
+    transaction.commit().await?;
     let mut notice = format!("Set variable `{}`.", variable.key);
     if variables_from_env(state.config.environment.vars()).contains_key(&variable.key) {
         notice.push_str(&format!(
@@ -165,9 +166,9 @@ pub struct DeleteForm {
 
 /// `POST /variables/delete` with `key`: removes a database variable.
 pub async fn delete(State(state): State<ApiState>, UiForm(form): UiForm<DeleteForm>) -> Result<Response, UiError> {
-    let mut connection = state.db.acquire().await?;
-    match variables::delete(&mut connection, &form.key).await {
-        Ok(()) => {}
+    let mut transaction = state.db.begin().await?;
+    match variables::delete(&mut transaction, &form.key).await {
+        Ok(()) => transaction.commit().await?,
         Err(StorageError::NotFound(_)) => {
             let message = if variables_from_env(state.config.environment.vars()).contains_key(&form.key) {
                 format!(

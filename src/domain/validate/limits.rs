@@ -5,7 +5,7 @@
 //! import errors the daemon keeps, stores and serves are these problems, so they stay small too.
 
 use super::Problem;
-use super::syntax::edit_distance;
+use crate::domain::suggest::edit_distance;
 
 /// Most problems listed for one file; the rest are counted in one closing problem.
 pub const MAX_PROBLEMS_PER_FILE: usize = 100;

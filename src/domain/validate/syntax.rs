@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use serde_saphyr::{Error, MessageFormatter, UserMessageFormatter};
 
 use super::Problem;
+use crate::domain::suggest::closest;
 
 /// The one problem that stopped parsing.
 pub(super) fn syntax_problem(text: &str, error: &Error) -> Problem {
@@ -64,7 +65,7 @@ fn describe(text: &str, error: &Error, line: u32, column: u32) -> String {
             } else {
                 format!(" in `{path}`")
             };
-            match closest(field, expected) {
+            match closest(field, expected.iter().copied()) {
                 Some(suggestion) => {
                     format!("unknown key `{field}`{place}: did you mean `{suggestion}`?")
                 }
@@ -143,43 +144,6 @@ fn one_line(message: &str) -> String {
             escaped
         })
         .collect()
-}
-
-/// The allowed key closest to a misspelt one, if it is close enough to be the likely intent.
-fn closest<'a>(field: &str, expected: &[&'a str]) -> Option<&'a str> {
-    let limit = (field.chars().count() / 3).clamp(1, 3);
-    expected
-        .iter()
-        .map(|candidate| (edit_distance(field, candidate), *candidate))
-        .filter(|(distance, _)| *distance <= limit)
-        .min_by_key(|(distance, _)| *distance)
-        .map(|(_, candidate)| candidate)
-}
-
-/// Optimal string alignment distance: Levenshtein plus swaps of two neighbouring letters.
-pub(super) fn edit_distance(left: &str, right: &str) -> usize {
-    let left: Vec<char> = left.chars().collect();
-    let right: Vec<char> = right.chars().collect();
-    let width = right.len() + 1;
-    let mut table = vec![0usize; (left.len() + 1) * width];
-    for i in 0..=left.len() {
-        for j in 0..=right.len() {
-            let cell = if i == 0 || j == 0 {
-                i + j
-            } else {
-                let substitution = usize::from(left[i - 1] != right[j - 1]);
-                let mut best = (table[(i - 1) * width + j] + 1)
-                    .min(table[i * width + j - 1] + 1)
-                    .min(table[(i - 1) * width + j - 1] + substitution);
-                if i > 1 && j > 1 && left[i - 1] == right[j - 2] && left[i - 2] == right[j - 1] {
-                    best = best.min(table[(i - 2) * width + j - 2] + 1);
-                }
-                best
-            };
-            table[i * width + j] = cell;
-        }
-    }
-    table[left.len() * width + right.len()]
 }
 
 fn is_blank_or_comment(line: &str) -> bool {

@@ -16,12 +16,9 @@ use crate::domain::planner::{self, RunPlan, RunSnapshot, TaskInstanceState};
 use crate::domain::state::TaskState;
 use crate::runtime::connections::Resolved;
 
-/// How long resolved connections and variables are reused: a change made through the CLI, API or
-/// UI applies to attempts that start at most this much later.
-pub const SECRETS_TTL: Duration = Duration::from_secs(1);
-
-/// How often every running run is planned even when nothing says it changed: a safety net for
-/// writes that reach the database without bumping the change counter.
+/// How often every running run is planned, and connections and variables are read, even when
+/// nothing says they changed: a safety net for writes that reach the database without moving the
+/// change counter (every write through weir that schedulers keep moves it).
 pub const FULL_PLAN_EVERY: Duration = Duration::from_secs(10);
 
 /// Everything the scheduler keeps between steps. Each entry is a copy of database state or a
@@ -29,9 +26,10 @@ pub const FULL_PLAN_EVERY: Duration = Duration::from_secs(10);
 /// never make a wrong decision: a plan with decisions is always made again from a fresh read.
 ///
 /// The invalidation rule:
-/// - **The change counter moved** (the CLI, API, UI, the loader or another process wrote): the
-///   DAG rows are read again (they are kept with the counter they were read at), and the next
-///   plan is a full one.
+/// - **The change counter moved** (the CLI, API, UI, the loader or another process committed a
+///   `storage::Transaction` that wrote what schedulers keep): the DAG rows and the resolved
+///   connections and variables are read again (they are kept with the counter they were read
+///   at), and the next plan is a full one.
 /// - **The DAGs changed, or the loop saw the counter move, an outage end, or recovery take over
 ///   attempts** ([`forget_schedule_memo`](Self::forget_schedule_memo)): the schedule memo is
 ///   emptied and the next plan is a full one.
@@ -45,7 +43,7 @@ pub const FULL_PLAN_EVERY: Duration = Duration::from_secs(10);
 ///   run's snapshot; a run no longer running is dropped. A step or a batch of events that fails
 ///   may have rolled back what was applied: all snapshots (and, for a step, the DAG rows) are
 ///   dropped.
-/// - **Time**: resolved connections and variables are kept for [`SECRETS_TTL`]; a run's wake-up
+/// - **Time**: resolved connections and variables are kept for at most [`FULL_PLAN_EVERY`]; a run's wake-up
 ///   (a retry delay, a sensor's poke) and a DAG's next due time make it looked at again.
 #[derive(Debug, Default)]
 pub struct SchedulerCache {
@@ -60,9 +58,9 @@ struct Kept {
     /// The DAG rows (paused, next run) as last read, with the change counter at that read. With
     /// 1,000 DAGs, reading them at every step tripled a hand-off (2 -> 7 ms).
     dag_records: Option<(i64, Arc<DagRecords>)>,
-    /// Connections and variables as last read, and when: busy steps reuse them instead of
-    /// reading and decrypting them at every dispatch.
-    resolved: Option<(Instant, Resolved)>,
+    /// Connections and variables as last read, when, and the change counter at that read: busy
+    /// steps reuse them instead of reading and decrypting them at every dispatch.
+    resolved: Option<(Instant, i64, Resolved)>,
     scope: PlanScope,
 }
 
@@ -151,18 +149,19 @@ impl SchedulerCache {
         self.kept().dag_records = None;
     }
 
-    /// Connections and variables, if read less than [`SECRETS_TTL`] before `at`.
-    pub fn resolved(&self, at: Instant) -> Option<Resolved> {
+    /// Connections and variables, if read less than [`FULL_PLAN_EVERY`] before `at` while the
+    /// change counter was already `change_seq`.
+    pub fn resolved(&self, at: Instant, change_seq: i64) -> Option<Resolved> {
         self.kept()
             .resolved
             .as_ref()
-            .filter(|(read_at, _)| at.saturating_duration_since(*read_at) < SECRETS_TTL)
-            .map(|(_, resolved)| resolved.clone())
+            .filter(|(read_at, seq, _)| *seq == change_seq && at.saturating_duration_since(*read_at) < FULL_PLAN_EVERY)
+            .map(|(_, _, resolved)| resolved.clone())
     }
 
-    /// Keeps connections and variables read at `at`.
-    pub fn keep_resolved(&self, at: Instant, resolved: Resolved) {
-        self.kept().resolved = Some((at, resolved));
+    /// Keeps connections and variables read at `at`, with the change counter read before them.
+    pub fn keep_resolved(&self, at: Instant, change_seq: i64, resolved: Resolved) {
+        self.kept().resolved = Some((at, change_seq, resolved));
     }
 
     /// Which of the `running` runs (primary key, DAG) a step at `now` (`at` on the monotonic

@@ -29,6 +29,7 @@ impl Scheduler {
         &self,
         bag: &DagBag,
         now: DateTime<Utc>,
+        change_seq: i64,
         outcome: &mut TickOutcome,
     ) -> anyhow::Result<()> {
         let mut connection = self.db.acquire().await?;
@@ -69,7 +70,7 @@ impl Scheduler {
         if admitted.is_empty() {
             return Ok(());
         }
-        let mut resolved = self.resolve_secrets(&mut connection).await?;
+        let mut resolved = self.resolve_secrets(&mut connection, change_seq).await?;
         drop(connection);
         resolved.variables.extend(self.settings.variables.clone());
         resolved

@@ -10,6 +10,7 @@ use crate::domain::attempt_end::{TryBudget, attempt_end, attempt_end_without_dag
 use crate::domain::dag::Dag;
 use crate::domain::state::TaskState;
 use crate::runtime::executor::{AttemptKey, AttemptResult, ExecutorEvent};
+use crate::storage::Transaction;
 use crate::storage::runs::{self};
 use crate::storage::task_instances::{self, AttemptStart};
 
@@ -99,7 +100,7 @@ impl Scheduler {
 
     pub(super) async fn record_result(
         &self,
-        connection: &mut sqlx::AnyConnection,
+        transaction: &mut Transaction,
         dag: &Dag,
         key: &AttemptKey,
         result: &AttemptResult,
@@ -110,16 +111,18 @@ impl Scheduler {
         // Only a failure (or a crash-ended attempt, which may count as one) asks what remains.
         let budget = match result {
             AttemptResult::Failed { .. } | AttemptResult::CrashEnded { .. } => {
-                task_instances::get(connection, key.run_pk, &key.task_id).await?.map_or(
-                    TryBudget {
-                        max_tries: key.try_number,
-                        crash_ends: 0,
-                    },
-                    |instance| TryBudget {
-                        max_tries: instance.max_tries,
-                        crash_ends: instance.crash_ends,
-                    },
-                )
+                task_instances::get(transaction, key.run_pk, &key.task_id)
+                    .await?
+                    .map_or(
+                        TryBudget {
+                            max_tries: key.try_number,
+                            crash_ends: 0,
+                        },
+                        |instance| TryBudget {
+                            max_tries: instance.max_tries,
+                            crash_ends: instance.crash_ends,
+                        },
+                    )
             }
             _ => TryBudget {
                 max_tries: key.try_number,
@@ -132,7 +135,7 @@ impl Scheduler {
             tracing::warn!(task_id = %key.task_id, try_number = key.try_number, error = end.error.as_deref().unwrap_or(""), state = %end.instance_state, "attempt failed");
         }
         let Some(recorded) =
-            task_instances::finish_attempt(connection, key.run_pk, &key.task_id, key.try_number, &end, start, now)
+            task_instances::finish_attempt(transaction, key.run_pk, &key.task_id, key.try_number, &end, start, now)
                 .await?
         else {
             return Ok(());
@@ -145,12 +148,12 @@ impl Scheduler {
         }
         // §6: a real success (not a skip, not one a clear or mark overtook) updates the outlets.
         if end.instance_state == TaskState::Success {
-            crate::runtime::datasets::record_outlet_events(connection, dag, key, now).await?;
+            crate::runtime::datasets::record_outlet_events(transaction, dag, key, now).await?;
         }
         // §9: a failure for good or a retry raises its alerts in the same transaction.
         if let Some(hooks) = &self.alerts {
             let raised = crate::runtime::alerts::record_task_alerts(
-                connection,
+                transaction,
                 &hooks.routing,
                 dag,
                 key.run_pk,

@@ -237,13 +237,15 @@ impl Scheduler {
         Ok(records)
     }
 
-    /// Connections and variables from every source, from the cache while they are fresh.
-    async fn resolve_secrets(&self, connection: &mut sqlx::AnyConnection) -> anyhow::Result<Resolved> {
-        if let Some(resolved) = self.cache.resolved(std::time::Instant::now()) {
+    /// Connections and variables from every source, from the cache while they are fresh: read
+    /// again when the change counter (`change_seq`, read before this) moved.
+    async fn resolve_secrets(&self, connection: &mut sqlx::AnyConnection, change_seq: i64) -> anyhow::Result<Resolved> {
+        if let Some(resolved) = self.cache.resolved(std::time::Instant::now(), change_seq) {
             return Ok(resolved);
         }
         let resolved = self.settings.secrets.resolve(connection).await?;
-        self.cache.keep_resolved(std::time::Instant::now(), resolved.clone());
+        self.cache
+            .keep_resolved(std::time::Instant::now(), change_seq, resolved.clone());
         Ok(resolved)
     }
 

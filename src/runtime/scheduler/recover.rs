@@ -13,7 +13,6 @@ use crate::runtime::recovery::{self, OrphanAttempt, recovered_result};
 use crate::runtime::task_log::{self, LogPath};
 use crate::storage::runs::{self};
 use crate::storage::task_instances::{self};
-use crate::storage::{self};
 
 impl Scheduler {
     /// Takes over what dead owners left (§3.9): the attempts a crashed or killed scheduler or
@@ -28,10 +27,16 @@ impl Scheduler {
             .context("recovery needs a registered scheduler")?;
         let mut connection = self.db.acquire().await?;
         let orphans = recovery::find_orphans(&mut connection, me, now).await?;
+        drop(connection);
+        if orphans.runs.is_empty() && orphans.attempts.is_empty() {
+            return Ok(0);
+        }
+        // Its commit moves the change counter: other schedulers plan again too.
+        let mut transaction = self.db.begin().await?;
         let mut adopted = 0;
         for orphan in &orphans.runs {
             if let Some(owner) = orphan.run.owner.as_deref()
-                && runs::adopt(&mut connection, orphan.run.pk, owner).await?
+                && runs::adopt(&mut transaction, orphan.run.pk, owner).await?
             {
                 adopted += 1;
                 tracing::warn!(dag_id = %orphan.run.dag_id, run_id = %orphan.run.run_id, owner, "adopted a run whose `weir dags test` is gone: {}", orphan.death);
@@ -43,7 +48,7 @@ impl Scheduler {
         for orphan in orphans.attempts {
             let instance = &orphan.instance;
             if task_instances::take_over(
-                &mut connection,
+                &mut transaction,
                 instance.run_pk,
                 &instance.task_id,
                 instance.try_number,
@@ -55,12 +60,11 @@ impl Scheduler {
                 taken.push(orphan);
             }
         }
+        transaction.commit().await?;
         if adopted > 0 || !taken.is_empty() {
-            // Other schedulers plan again too; this one plans every run at its next step.
-            storage::signal_change(&mut connection).await?;
+            // This one plans every run at its next step.
             self.forget_schedule_memo();
         }
-        drop(connection);
         let count = taken.len();
         for orphan in taken {
             self.end_orphan(orphan, now).await?;
@@ -102,7 +106,8 @@ impl Scheduler {
         let mut secrets = Vec::new();
         if let (Some(task), Some(ExitRecord { status: 0, .. })) = (task, &record) {
             let mut connection = self.db.acquire().await?;
-            let resolved = self.resolve_secrets(&mut connection).await?;
+            let change_seq = crate::storage::change_sequence(&mut connection).await?;
+            let resolved = self.resolve_secrets(&mut connection, change_seq).await?;
             secrets = attempt::secrets(&resolved.variables, &task.env, &resolved.passwords);
         }
         let result = recovered_result(record.as_ref(), skip_exit_code, || {

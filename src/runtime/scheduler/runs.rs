@@ -15,7 +15,7 @@ use crate::runtime::loader::DagBag;
 use crate::storage::backfills::{self, Backfill, BackfillDate};
 use crate::storage::runs::{self, DagRun, NewRun};
 use crate::storage::task_instances::{self};
-use crate::storage::{self, StorageError};
+use crate::storage::{self, StorageError, Transaction};
 
 impl Scheduler {
     pub(super) async fn create_scheduled_runs(
@@ -42,7 +42,7 @@ impl Scheduler {
                 outcome.next_wake = earliest(outcome.next_wake, Some(due));
                 continue;
             }
-            let mut transaction = self.db.begin().await?;
+            let mut transaction = self.db.begin_for_scheduler().await?;
             let last = runs::latest_scheduled_logical_date(&mut transaction, &dag.dag_id).await?;
             let (queued, running) = runs::count_active(&mut transaction, &dag.dag_id).await?;
             let plan = planner::plan_scheduled_runs(
@@ -107,7 +107,7 @@ impl Scheduler {
             let Some(dag) = bag.get(&backfill.dag_id) else {
                 continue;
             };
-            let mut transaction = self.db.begin().await?;
+            let mut transaction = self.db.begin_for_scheduler().await?;
             let dates = backfills::dates(&mut transaction, backfill.id).await?;
             let mut progress = Vec::with_capacity(dates.len());
             for date in &dates {
@@ -143,23 +143,23 @@ impl Scheduler {
     /// second run for a date).
     async fn start_backfill_date(
         &self,
-        connection: &mut sqlx::AnyConnection,
+        transaction: &mut Transaction,
         dag: &Dag,
         backfill: &Backfill,
         date: &BackfillDate,
         now: DateTime<Utc>,
     ) -> anyhow::Result<()> {
         let existing = match &date.existing_run_id {
-            Some(run_id) => runs::get(connection, &dag.dag_id, &RunId::parse(run_id.clone())?).await?,
+            Some(run_id) => runs::get(transaction, &dag.dag_id, &RunId::parse(run_id.clone())?).await?,
             None => None,
         };
         let run_pk = match (date.action, existing) {
             (DateAction::Rerun, Some(run)) => {
-                for instance in task_instances::for_run(connection, run.pk).await? {
+                for instance in task_instances::for_run(transaction, run.pk).await? {
                     let retries = dag.task(instance.task_id.as_str()).map_or(0, |task| task.retry.retries);
-                    task_instances::clear(connection, run.pk, &instance.task_id, retries).await?;
+                    task_instances::clear(transaction, run.pk, &instance.task_id, retries).await?;
                 }
-                runs::set_state(connection, run.pk, RunState::Queued, now).await?;
+                runs::set_state(transaction, run.pk, RunState::Queued, now).await?;
                 run.pk
             }
             _ => {
@@ -175,19 +175,19 @@ impl Scheduler {
                     conf: serde_json::Value::Object(conf),
                     owner: None,
                 };
-                match runs::insert(connection, &new_run, now).await {
+                match runs::insert(transaction, &new_run, now).await {
                     Ok(run) => run.pk,
                     // The schedule created a run for this date after the backfill was planned.
                     Err(StorageError::Conflict(reason)) => {
-                        backfills::set_date_run(connection, backfill.id, date.ordinal, None, Some(&reason)).await?;
+                        backfills::set_date_run(transaction, backfill.id, date.ordinal, None, Some(&reason)).await?;
                         return Ok(());
                     }
                     Err(error) => return Err(error.into()),
                 }
             }
         };
-        runs::set_backfill(connection, run_pk, backfill.id).await?;
-        backfills::set_date_run(connection, backfill.id, date.ordinal, Some(run_pk), None).await?;
+        runs::set_backfill(transaction, run_pk, backfill.id).await?;
+        backfills::set_date_run(transaction, backfill.id, date.ordinal, Some(run_pk), None).await?;
         tracing::info!(dag_id = %dag.dag_id, backfill_id = backfill.id, logical_date = %date.logical_date, action = %date.action, "backfill date started");
         Ok(())
     }

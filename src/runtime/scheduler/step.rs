@@ -43,7 +43,7 @@ impl Scheduler {
             .await?;
         self.check_slas(&bag, now, &mut outcome).await?;
         self.plan_running_runs(&bag, now, change_seq, &mut outcome).await?;
-        self.dispatch(&bag, now, &mut outcome).await?;
+        self.dispatch(&bag, now, change_seq, &mut outcome).await?;
         Ok(outcome)
     }
 

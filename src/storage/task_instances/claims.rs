@@ -8,7 +8,7 @@ use sqlx::{AnyConnection, Row};
 
 use super::{COLUMNS, ROWS_PER_STATEMENT, TaskInstance, count, from_row};
 use crate::domain::ids::{DagId, TaskId};
-use crate::storage::{StorageError, from_micros, micros, parse_column};
+use crate::storage::{StorageError, Transaction, from_micros, micros, parse_column};
 
 /// A scheduled task instance waiting for a slot, with what admission needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,13 +129,14 @@ pub async fn held_by_others(
 /// Moves the attempt `try_number` in flight from the scheduler `from` to `to`, if it is still held
 /// by `from`: of two schedulers recovering the same dead one's attempt, one gets it.
 pub async fn take_over(
-    connection: &mut AnyConnection,
+    transaction: &mut Transaction,
     run_pk: i64,
     task_id: &TaskId,
     try_number: u32,
     from: Option<i64>,
     to: i64,
 ) -> Result<bool, StorageError> {
+    let connection = transaction.changes();
     let held_by = if from.is_some() {
         "scheduler_id = $5"
     } else {

@@ -46,7 +46,7 @@ async fn scheduled_run(api: &Api, date: &str, state: RunState) {
         conf: Value::Null,
         owner: None,
     };
-    let mut connection = api.state.db.acquire().await.unwrap();
+    let mut connection = api.state.db.begin().await.unwrap();
     let run = runs::insert(&mut connection, &new_run, chrono::Utc::now())
         .await
         .unwrap();
@@ -56,6 +56,7 @@ async fn scheduled_run(api: &Api, date: &str, state: RunState) {
             .await
             .unwrap()
     );
+    connection.commit().await.unwrap();
 }
 
 fn body(from: &str, to: &str) -> Value {
@@ -133,7 +134,8 @@ async fn backfills_are_created_listed_and_read() {
             ("dag_id", json!("daily")),
             ("dag_display_name", json!("daily")),
             ("from_date", json!("2026-03-01T00:00:00Z")),
-            ("to_date", json!("2026-03-04T00:00:00Z")),
+            // A date alone as the last date runs through the end of that day.
+            ("to_date", json!("2026-03-04T23:59:59.999999Z")),
             ("dag_run_conf", json!({"rows": 5})),
             ("is_paused", json!(false)),
             ("reprocess_behavior", json!("failed")),

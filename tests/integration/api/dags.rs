@@ -209,3 +209,27 @@ async fn import_errors_are_listed_and_fetched_by_id() {
         assert_eq!(bad.detail(), "import_error_id must be an integer, got `one`");
     }
 }
+
+#[tokio::test]
+async fn an_unknown_dag_id_is_answered_with_the_nearest_one() {
+    let hello = "dag_id: hello_world\nschedule: '@daily'\nstart_date: 2026-01-01\ntasks:\n  a: { command: 'true' }\n";
+    for api in super::apis_with(&[hello]).await {
+        let label = api.label;
+        let missing = api.get("/api/v2/dags/hello_wrld").await;
+        assert_eq!(missing.status, StatusCode::NOT_FOUND, "{label}: {missing:?}");
+        assert_eq!(
+            missing.detail(),
+            "no DAG `hello_wrld` (did you mean `hello_world`?)",
+            "{label}"
+        );
+        let body = json!({"dag_id": "helo_world", "from_date": "2026-03-01", "to_date": "2026-03-02"});
+        let backfill = api.call(Method::POST, "/api/v2/backfills/dry_run", Some(body)).await;
+        assert_eq!(backfill.status, StatusCode::NOT_FOUND, "{label}: {backfill:?}");
+        assert!(
+            backfill.detail().ends_with("(did you mean `hello_world`?)"),
+            "{label}: {backfill:?}"
+        );
+        let far = api.get("/api/v2/dags/something_else").await;
+        assert_eq!(far.detail(), "no DAG `something_else`", "{label}");
+    }
+}

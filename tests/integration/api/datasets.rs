@@ -23,7 +23,7 @@ tasks:
 
 /// Records an event as if `task_id` of `run_id` had updated `dataset`.
 async fn record(api: &Api, dataset: &str, source_dag_id: &str, run_id: &str, task_id: &str) {
-    let mut connection = api.state.db.acquire().await.unwrap();
+    let mut connection = api.state.db.begin().await.unwrap();
     let event = NewDatasetEvent {
         dataset,
         source_dag_id,
@@ -34,6 +34,7 @@ async fn record(api: &Api, dataset: &str, source_dag_id: &str, run_id: &str, tas
     datasets::record_event(&mut connection, &event, Utc::now())
         .await
         .unwrap();
+    connection.commit().await.unwrap();
 }
 
 fn names(list: &Value) -> Vec<&str> {

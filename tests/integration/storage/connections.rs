@@ -40,8 +40,10 @@ async fn raw_password(db: &weir::storage::Db, conn_id: &str) -> Option<String> {
 async fn the_password_column_holds_only_ciphertext_and_reads_back_decrypted() {
     let key = SecretsKey::from_passphrase("storage test key");
     for TestDb { db, label, .. } in &databases().await {
-        let mut connection = db.acquire().await.unwrap();
+        let mut connection = db.begin().await.unwrap();
         connections::insert(&mut connection, &warehouse(), &key).await.unwrap();
+        connection.commit().await.unwrap();
+        let mut connection = db.begin().await.unwrap();
         let raw = raw_password(db, "warehouse").await.unwrap();
         assert!(raw.starts_with("enc:v1:"), "{label}: {raw}");
         assert!(!raw.contains(PASSWORD), "{label}: the plain password is in the column");
@@ -61,6 +63,8 @@ async fn the_password_column_holds_only_ciphertext_and_reads_back_decrypted() {
         connections::update(&mut connection, &changed, &new_password, &key)
             .await
             .unwrap();
+        connection.commit().await.unwrap();
+        let mut connection = db.begin().await.unwrap();
         let raw = raw_password(db, "warehouse").await.unwrap();
         assert!(
             raw.starts_with("enc:v1:") && !raw.contains("n3w-s3cr3t"),
@@ -74,6 +78,7 @@ async fn the_password_column_holds_only_ciphertext_and_reads_back_decrypted() {
         connections::update(&mut connection, &changed, &PasswordChange::Clear, &key)
             .await
             .unwrap();
+        connection.commit().await.unwrap();
         assert_eq!(raw_password(db, "warehouse").await, None, "{label}");
     }
 }
@@ -126,7 +131,7 @@ async fn a_password_stored_with_another_key_is_reported_as_such_and_spoils_only_
     let stored_with = SecretsKey::from_passphrase("the old key");
     let other = SecretsKey::from_passphrase("a new key");
     for TestDb { db, label, .. } in &databases().await {
-        let mut connection = db.acquire().await.unwrap();
+        let mut connection = db.begin().await.unwrap();
         connections::insert(&mut connection, &warehouse(), &stored_with)
             .await
             .unwrap();
@@ -181,7 +186,7 @@ async fn env_wins_over_config_which_wins_over_the_database() {
     .unwrap();
     let config = weir::config::Config::load(&config_path, true, Vec::<(String, String)>::new()).unwrap();
     for TestDb { db, label, .. } in &databases().await {
-        let mut connection = db.acquire().await.unwrap();
+        let mut connection = db.begin().await.unwrap();
         for url in [
             ("warehouse", "postgres://db:db-pw@db-host/dw"),
             ("api", "https://db-api"),
@@ -229,7 +234,7 @@ async fn env_wins_over_config_which_wins_over_the_database() {
 async fn templates_see_database_variables_overlaid_by_env() {
     let key = SecretsKey::from_passphrase("weir-tests");
     for TestDb { db, label, .. } in &databases().await {
-        let mut connection = db.acquire().await.unwrap();
+        let mut connection = db.begin().await.unwrap();
         for (name, value) in [("region", "kr"), ("work_dir", "/db/dir")] {
             let variable = Variable {
                 key: name.to_string(),

@@ -23,7 +23,7 @@ tasks:
   only: { command: 'true' }
 ");
     for TestDb { db, label, .. } in &databases().await {
-        let mut connection = db.acquire().await.expect(label);
+        let mut connection = db.begin().await.expect(label);
         let now = at("2026-03-01T12:00:00Z");
         assert!(
             dags::upsert(&mut connection, &paused_at_creation, now)
@@ -90,7 +90,7 @@ tasks:
   only: { command: 'true' }
 ");
     for TestDb { db, label, .. } in &databases().await {
-        let mut connection = db.acquire().await.expect(label);
+        let mut connection = db.begin().await.expect(label);
         let parsed_at = at("2026-03-01T12:00:00.123456Z");
         dags::upsert(&mut connection, &pipeline, parsed_at).await.expect(label);
         dags::upsert(&mut connection, &minimal, parsed_at).await.expect(label);
@@ -164,7 +164,7 @@ tasks:
 #[tokio::test]
 async fn pausing_a_dag_that_was_never_loaded_is_not_found() {
     for TestDb { db, label, .. } in &databases().await {
-        let mut connection = db.acquire().await.expect(label);
+        let mut connection = db.begin().await.expect(label);
         match dags::set_paused(&mut connection, &dag_id("ghost"), true).await {
             Err(StorageError::NotFound(message)) => {
                 assert!(message.contains("`ghost`"), "{label}: {message}");
@@ -181,7 +181,7 @@ async fn deactivating_others_retires_only_the_dags_not_listed_and_forgets_their_
         .map(|id| dag(&format!("dag_id: {id}\ntasks:\n  only: {{ command: 'true' }}\n")))
         .collect();
     for TestDb { db, label, .. } in &databases().await {
-        let mut connection = db.acquire().await.expect(label);
+        let mut connection = db.begin().await.expect(label);
         let now = at("2026-03-01T12:00:00Z");
         for each in &dags_by_id {
             dags::upsert(&mut connection, each, now).await.expect(label);

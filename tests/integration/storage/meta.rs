@@ -1,8 +1,11 @@
 //! Import errors, and the values the scheduler shares with other processes: the change
 //! counter and its heartbeat.
 
+use weir::domain::connection::Connection;
+use weir::secrets::SecretsKey;
 use weir::storage::import_errors::{self, NewImportError};
-use weir::storage::{self, Db};
+use weir::storage::variables::{self, Variable};
+use weir::storage::{self, Db, connections};
 
 use super::at;
 use crate::support::{TestDb, databases};
@@ -75,23 +78,66 @@ async fn import_errors_are_replaced_as_a_whole_and_listed_by_place() {
 }
 
 #[tokio::test]
-async fn a_change_signalled_by_another_process_bumps_the_change_sequence() {
+async fn committing_a_write_schedulers_keep_moves_the_change_counter_once_and_nothing_else_does() {
+    let key = SecretsKey::from_passphrase("weir-tests");
+    let variable = |value: &str| Variable {
+        key: "region".to_string(),
+        value: value.to_string(),
+        description: None,
+    };
     for TestDb { db, url, label, .. } in &databases().await {
         let mut scheduler = db.acquire().await.expect(label);
         let before = storage::change_sequence(&mut scheduler).await.expect(label);
-
         let cli = Db::connect(url).await.expect(label);
-        let mut transaction = cli.begin().await.expect(label);
-        storage::signal_change(&mut transaction).await.expect(label);
-        storage::signal_change(&mut transaction).await.expect(label);
-        transaction.commit().await.expect(label);
-        cli.close().await;
 
+        // Reads, and writes rolled back, move nothing.
+        let mut transaction = cli.begin().await.expect(label);
+        variables::get(&mut transaction, "region", &key).await.expect(label);
+        transaction.commit().await.expect(label);
+        let mut transaction = cli.begin().await.expect(label);
+        variables::set(&mut transaction, &variable("kr"), &key)
+            .await
+            .expect(label);
+        transaction.rollback().await.expect(label);
         assert_eq!(
             storage::change_sequence(&mut scheduler).await.expect(label),
-            before + 2,
+            before,
             "{label}"
         );
+
+        // Two writes in one committed transaction: the counter moves once, with them.
+        let mut transaction = cli.begin().await.expect(label);
+        variables::set(&mut transaction, &variable("kr"), &key)
+            .await
+            .expect(label);
+        let warehouse = Connection::from_url("warehouse", "postgres://loader@db-host/dw").expect(label);
+        connections::insert(&mut transaction, &warehouse, &key)
+            .await
+            .expect(label);
+        assert_eq!(
+            storage::change_sequence(&mut scheduler).await.expect(label),
+            before,
+            "{label}: nothing is visible before the commit"
+        );
+        transaction.commit().await.expect(label);
+        assert_eq!(
+            storage::change_sequence(&mut scheduler).await.expect(label),
+            before + 1,
+            "{label}"
+        );
+
+        // The scheduler's own run creation is not announced.
+        let mut transaction = cli.begin_for_scheduler().await.expect(label);
+        variables::set(&mut transaction, &variable("us"), &key)
+            .await
+            .expect(label);
+        transaction.commit().await.expect(label);
+        assert_eq!(
+            storage::change_sequence(&mut scheduler).await.expect(label),
+            before + 1,
+            "{label}"
+        );
+        cli.close().await;
     }
 }
 

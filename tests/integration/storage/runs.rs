@@ -14,7 +14,7 @@ use crate::support::{TestDb, databases};
 #[tokio::test]
 async fn an_inserted_run_is_queued_and_round_trips_every_field() {
     for TestDb { db, label, .. } in &databases().await {
-        let mut connection = db.acquire().await.expect(label);
+        let mut connection = db.begin().await.expect(label);
         let now = at("2026-03-02T05:30:00.654321Z");
         let new = NewRun {
             dag_id: dag_id("orders_pipeline"),
@@ -72,13 +72,14 @@ async fn a_second_run_with_the_same_run_id_is_a_conflict_that_names_the_run_id()
         let first = new_run("etl", "nightly-fix", RunType::Manual, "2026-03-01T00:00:00Z");
         insert_run(db, label, &first).await;
         let again = new_run("etl", "nightly-fix", RunType::Manual, "2026-03-05T00:00:00Z");
-        let mut connection = db.acquire().await.expect(label);
+        let mut connection = db.begin().await.expect(label);
         match runs::insert(&mut connection, &again, at("2026-03-06T00:00:00Z")).await {
             Err(StorageError::Conflict(message)) => {
                 assert!(message.contains("`nightly-fix`"), "{label}: {message}");
             }
             other => panic!("{label}: expected Conflict, got {other:?}"),
         }
+        drop(connection);
         let other_dag = new_run("other_etl", "nightly-fix", RunType::Manual, "2026-03-01T00:00:00Z");
         insert_run(db, label, &other_dag).await;
     }
@@ -89,7 +90,7 @@ async fn a_second_scheduled_run_for_the_same_logical_date_is_a_conflict() {
     for TestDb { db, label, .. } in &databases().await {
         let date = "2026-03-01T00:00:00Z";
         insert_run(db, label, &new_run("etl", "scheduled__one", RunType::Scheduled, date)).await;
-        let mut connection = db.acquire().await.expect(label);
+        let mut connection = db.begin().await.expect(label);
         for (run, run_type) in [
             ("scheduled__two", RunType::Scheduled),
             ("backfill__two", RunType::Backfill),
@@ -393,7 +394,7 @@ async fn a_run_starts_once_and_its_state_changes_carry_their_dates() {
             &new_run("etl", "s1", RunType::Scheduled, "2026-03-01T00:00:00Z"),
         )
         .await;
-        let mut connection = db.acquire().await.expect(label);
+        let mut connection = db.begin().await.expect(label);
         let reread = async |connection: &mut sqlx::AnyConnection| {
             runs::get_by_pk(connection, run.pk).await.expect(label).expect(label)
         };
@@ -465,7 +466,7 @@ async fn count_active_counts_the_queued_and_running_runs_of_one_dag() {
             &new_run("other", "s1", RunType::Scheduled, "2026-03-01T00:00:00Z"),
         )
         .await;
-        let mut connection = db.acquire().await.expect(label);
+        let mut connection = db.begin().await.expect(label);
         let now = at("2026-03-05T00:00:00Z");
         assert_eq!(
             runs::count_active(&mut connection, &dag_id("etl")).await.expect(label),

@@ -149,10 +149,12 @@ async fn an_attempt_is_held_by_its_claimer_and_taken_over_from_it_once() {
             let db = db.clone();
             let extract = extract.clone();
             async move {
-                let mut connection = db.acquire().await.expect("a connection");
-                task_instances::take_over(&mut connection, run.pk, &extract, 1, Some(dead), taker)
+                let mut transaction = db.begin().await.expect("a transaction");
+                let took = task_instances::take_over(&mut transaction, run.pk, &extract, 1, Some(dead), taker)
                     .await
-                    .expect("take over")
+                    .expect("take over");
+                transaction.commit().await.expect("a commit");
+                took
             }
         };
         let (first, second) = tokio::join!(took(first_taker), took(second_taker));
@@ -162,8 +164,9 @@ async fn an_attempt_is_held_by_its_claimer_and_taken_over_from_it_once() {
             .await
             .expect(label);
         assert!(held.is_empty(), "{label}: the attempt is the winner's now");
+        let mut transaction = db.begin().await.expect(label);
         assert!(
-            !task_instances::take_over(&mut connection, run.pk, &extract, 2, Some(winner), dead)
+            !task_instances::take_over(&mut transaction, run.pk, &extract, 2, Some(winner), dead)
                 .await
                 .expect(label),
             "{label}: another try number is not taken"
@@ -176,7 +179,7 @@ async fn attempts_claimed_before_schedulers_were_recorded_are_held_by_none() {
     for TestDb { db, label, .. } in &databases().await {
         let me = register(db, label, SchedulerKind::Daemon, 22, "2026-03-02T00:00:00Z").await;
         let run = run_with_claim(db, label, None, None).await;
-        let mut connection = db.acquire().await.expect(label);
+        let mut connection = db.begin().await.expect(label);
         let held = task_instances::held_by_others(&mut connection, me).await.expect(label);
         assert_eq!(
             held.iter().map(|(_, holder)| *holder).collect::<Vec<_>>(),
@@ -205,7 +208,7 @@ async fn a_dags_test_run_is_listed_as_owned_until_the_daemon_adopts_it_once() {
         let test = register(db, label, SchedulerKind::Test, 11, "2026-03-02T00:00:00Z").await;
         let owner = test_run_owner(test);
         let run = run_with_claim(db, label, Some(owner.clone()), Some(test)).await;
-        let mut connection = db.acquire().await.expect(label);
+        let mut connection = db.begin().await.expect(label);
         let owned = runs::owned_active(&mut connection).await.expect(label);
         assert_eq!(
             owned.iter().map(|run| (run.pk, run.owner.clone())).collect::<Vec<_>>(),

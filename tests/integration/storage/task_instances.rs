@@ -621,9 +621,11 @@ async fn finishing_an_attempt_after_a_clear_keeps_the_history_but_leaves_the_ins
         task_instances::mark_started(&mut connection, run.pk, &extract, 1, Some(7), "worker-1", now)
             .await
             .expect(label);
-        task_instances::clear(&mut connection, run.pk, &extract, 2)
+        let mut transaction = db.begin().await.expect(label);
+        task_instances::clear(&mut transaction, run.pk, &extract, 2)
             .await
             .expect(label);
+        transaction.commit().await.expect(label);
 
         assert!(
             task_instances::finish_attempt(&mut connection, run.pk, &extract, 1, &failed_attempt(), None, now)
@@ -684,9 +686,11 @@ async fn clearing_renews_the_retry_budget_from_the_current_try() {
             "{label}"
         );
 
-        task_instances::clear(&mut connection, run.pk, &extract, 2)
+        let mut transaction = db.begin().await.expect(label);
+        task_instances::clear(&mut transaction, run.pk, &extract, 2)
             .await
             .expect(label);
+        transaction.commit().await.expect(label);
         let cleared = instance(db, label, run.pk, "extract").await;
         assert_eq!(
             (
@@ -714,7 +718,7 @@ async fn clearing_renews_the_retry_budget_from_the_current_try() {
 async fn marking_sets_a_final_state_by_hand_and_reports_whether_the_instance_exists() {
     for TestDb { db, label, .. } in &databases().await {
         let (_, run) = pipeline_run(db, label).await;
-        let mut connection = db.acquire().await.expect(label);
+        let mut connection = db.begin().await.expect(label);
         let now = at("2026-03-02T07:00:00.000777Z");
         assert!(
             task_instances::mark(&mut connection, run.pk, &task_id("load"), TaskState::Success, now)
@@ -722,6 +726,8 @@ async fn marking_sets_a_final_state_by_hand_and_reports_whether_the_instance_exi
                 .expect(label),
             "{label}"
         );
+        connection.commit().await.expect(label);
+        let mut connection = db.begin().await.expect(label);
         let marked = instance(db, label, run.pk, "load").await;
         assert_eq!(
             (marked.state, marked.end_date),

@@ -226,13 +226,15 @@ fn dag_rows_are_kept_only_while_the_change_counter_stays_and_the_scheduler_does_
 }
 
 #[test]
-fn resolved_connections_and_variables_are_reused_for_a_second_then_read_again() {
+fn resolved_connections_and_variables_are_reused_until_the_safety_net_interval_then_read_again() {
     let cache = SchedulerCache::default();
     let at = Instant::now();
     let mut resolved = Resolved::default();
     resolved.variables.insert("env".to_string(), "prod".to_string());
-    cache.keep_resolved(at, resolved);
-    let reused = cache.resolved(at + SECRETS_TTL / 2).map(|resolved| resolved.variables);
+    cache.keep_resolved(at, 7, resolved);
+    let reused = cache
+        .resolved(at + FULL_PLAN_EVERY / 2, 7)
+        .map(|resolved| resolved.variables);
     assert_eq!(
         reused,
         Some(std::collections::BTreeMap::from([(
@@ -240,5 +242,14 @@ fn resolved_connections_and_variables_are_reused_for_a_second_then_read_again() 
             "prod".to_string()
         )]))
     );
-    assert!(cache.resolved(at + SECRETS_TTL).is_none());
+    assert!(cache.resolved(at + FULL_PLAN_EVERY, 7).is_none());
+}
+
+#[test]
+fn resolved_connections_and_variables_are_read_again_once_the_change_counter_moves() {
+    let cache = SchedulerCache::default();
+    let at = Instant::now();
+    cache.keep_resolved(at, 7, Resolved::default());
+    assert!(cache.resolved(at, 7).is_some());
+    assert!(cache.resolved(at, 8).is_none(), "a variable or connection was changed");
 }
