@@ -60,10 +60,11 @@ async fn scheduled_run(db: &Db, date: &str, state: RunState) {
         conf: Value::Null,
         owner: None,
     };
-    let mut connection = db.acquire().await.unwrap();
-    let run = runs::insert(&mut connection, &new_run, Utc::now()).await.unwrap();
-    runs::start(&mut connection, run.pk, Utc::now()).await.unwrap();
-    assert!(runs::finish(&mut connection, run.pk, state, Utc::now()).await.unwrap());
+    let mut transaction = db.begin().await.unwrap();
+    let run = runs::insert(&mut transaction, &new_run, Utc::now()).await.unwrap();
+    runs::start(&mut transaction, run.pk, Utc::now()).await.unwrap();
+    assert!(runs::finish(&mut transaction, run.pk, state, Utc::now()).await.unwrap());
+    transaction.commit().await.unwrap();
 }
 
 #[tokio::test]
