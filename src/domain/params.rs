@@ -17,6 +17,17 @@ pub enum ParamType {
 }
 
 impl ParamType {
+    /// Every type, in the order messages and the DAG file schema list them.
+    pub const ALL: [ParamType; 7] = [
+        ParamType::String,
+        ParamType::Integer,
+        ParamType::Number,
+        ParamType::Boolean,
+        ParamType::Array,
+        ParamType::Object,
+        ParamType::Any,
+    ];
+
     pub fn parse(name: &str) -> Option<ParamType> {
         Some(match name {
             "string" => ParamType::String,

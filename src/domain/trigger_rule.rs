@@ -37,6 +37,11 @@ const NAMES: &[(TriggerRule, &str)] = &[
 ];
 
 impl TriggerRule {
+    /// Every rule's name as DAG files write it.
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        NAMES.iter().map(|(_, name)| *name)
+    }
+
     pub fn as_str(self) -> &'static str {
         NAMES
             .iter()

@@ -24,6 +24,8 @@ use super::template;
 
 pub mod limits;
 mod operators;
+
+pub use operators::TASK_TYPES;
 mod syntax;
 mod tasks;
 

@@ -22,6 +22,7 @@ mod date_ranges;
 mod e2e;
 mod examples;
 mod fresh_values;
+mod generated_docs;
 mod hostile_dags;
 mod hostile_input;
 mod in_process_daemon;

@@ -522,3 +522,56 @@ fn architecture_md_names_every_top_level_module() {
         missing.join("\n")
     );
 }
+
+/// The files a user reads: README.md and everything under docs/.
+fn user_facing_files() -> Vec<std::path::PathBuf> {
+    fn walk(folder: &Path, found: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, found);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    let mut files = vec![root().join("README.md")];
+    walk(&root().join("docs"), &mut files);
+    files
+}
+
+#[test]
+fn user_facing_text_points_nowhere_outside_the_repository() {
+    // A user has the repository and the binary, not the project's contract or its issue tracker:
+    // README, docs/ and every `--help` stand on their own.
+    let outside = regex::Regex::new(r"§|\bSPEC\b|(?i:\bissues? #?[0-9]+)").unwrap();
+    let mut offenders = Vec::new();
+    let mut check = |place: &str, text: &str| {
+        for (number, line) in text.lines().enumerate() {
+            if let Some(found) = outside.find(line) {
+                offenders.push(format!(
+                    "{place}:{}: `{}` in: {}",
+                    number + 1,
+                    found.as_str(),
+                    line.trim()
+                ));
+            }
+        }
+    };
+    let files = user_facing_files();
+    assert!(files.len() >= 10, "only {} user-facing files found", files.len());
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        check(&file.strip_prefix(root()).unwrap().display().to_string(), &text);
+    }
+    let commands = crate::generated_docs::commands();
+    assert!(commands.len() >= 40, "only {} commands found", commands.len());
+    for (name, command) in &commands {
+        check(&format!("`{name} --help`"), &crate::generated_docs::long_help(command));
+    }
+    assert!(
+        offenders.is_empty(),
+        "say it in the text itself (no section signs, SPEC or issue numbers):\n{}",
+        offenders.join("\n")
+    );
+}

@@ -1,5 +1,9 @@
-//! `GET /api/v2/monitor/health` and `GET /api/v2/version`.
+//! `GET /api/v2/monitor/health`, `GET /api/v2/version` and the DAG file JSON Schema at
+//! `GET /schemas/dag.schema.json`.
 
+use std::sync::LazyLock;
+
+use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -121,4 +125,11 @@ pub async fn version() -> ApiJson<VersionInfo> {
         version: env!("CARGO_PKG_VERSION"),
         git_version: None,
     })
+}
+
+/// The JSON Schema of DAG files, for editors (`# yaml-language-server: $schema=...`). Open like
+/// the OpenAPI document: it describes the file format and holds nothing about this installation.
+pub async fn dag_schema() -> Json<serde_json::Value> {
+    static SCHEMA: LazyLock<serde_json::Value> = LazyLock::new(crate::domain::spec::dag_file_schema);
+    Json(SCHEMA.clone())
 }

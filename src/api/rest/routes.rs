@@ -61,6 +61,15 @@ pub(super) fn entries() -> Vec<Entry> {
         ),
         entry(
             Get,
+            crate::domain::spec::DAG_SCHEMA_PATH,
+            "get_dag_schema",
+            "The JSON Schema of DAG files, for editors",
+            "Monitor",
+            PUBLIC,
+            monitor::dag_schema,
+        ),
+        entry(
+            Get,
             "/metrics",
             "get_metrics",
             "Prometheus metrics",

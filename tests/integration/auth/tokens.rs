@@ -253,6 +253,7 @@ async fn public_routes_reveal_no_secret() {
             "/api/v2/version",
             "/metrics",
             "/api/v2/openapi.json",
+            "/schemas/dag.schema.json",
         ] {
             let request = Request::get(uri).body(Body::empty()).unwrap();
             let answer = send_raw(&api, request).await;

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::schemas::{SchemaFn, cleared_run, openapi_document, schema};
+use super::schemas::{SchemaFn, cleared_run, json_document, schema};
 use crate::api::auth::{LoginRequest, TokenResponse};
 use crate::api::rest::alerts::{AlertCollectionResponse, AlertResponse};
 use crate::api::rest::backfills::{
@@ -187,7 +187,8 @@ pub(super) const OPERATIONS: &[OperationDoc] = &[
         &[],
     ),
     op("get_version", &[], None, Success::Json(schema::<VersionInfo>), &[]),
-    op("get_openapi", &[], None, Success::Json(openapi_document), &[]),
+    op("get_openapi", &[], None, Success::Json(json_document), &[]),
+    op("get_dag_schema", &[], None, Success::Json(json_document), &[]),
     op("get_metrics", &[], None, Success::Text, &[]),
     op(
         "get_dags",

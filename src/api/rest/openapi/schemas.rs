@@ -44,8 +44,8 @@ pub(super) fn cleared_run(schemas: &mut Schemas) -> Value {
     json!({ "anyOf": [schema::<TaskInstanceCollectionResponse>(schemas), schema::<DagRunResponse>(schemas)] })
 }
 
-/// This document itself.
-pub(super) fn openapi_document(_: &mut Schemas) -> Value {
+/// A JSON document: this OpenAPI document, or the DAG file schema.
+pub(super) fn json_document(_: &mut Schemas) -> Value {
     json!({ "type": "object" })
 }
 
