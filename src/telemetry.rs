@@ -1,11 +1,15 @@
 //! Logging set-up: `tracing` to stderr as text or JSON, at the configured level (`RUST_LOG`
 //! overrides it). CLI commands log only warnings unless asked, so their output stays clean.
 //! Colour only on a terminal unless asked (`--color`), and never with `NO_COLOR` set.
+//! Events inside an attempt's span (`runtime::executor::attempt_span`) carry its `dag_id`,
+//! `run_id`, `task_id` and `try_number`: the text format prefixes them, JSON puts them in `span`.
 
 use std::ffi::OsStr;
 use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{Config, LogFormat};
 
@@ -45,14 +49,28 @@ pub fn init(config: &Config, daemon: bool, color: ColorChoice) {
         .or_else(|_| EnvFilter::try_new(format!("{default_level},sqlx_core::pool=warn")))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = color.colors(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR").as_deref());
+    let _ = subscriber(config.log_format, filter, ansi, std::io::stderr).try_init();
+}
+
+/// The subscriber weir logs through, writing to `writer` in `format` (with ANSI colour when
+/// `ansi`); tests give it a buffer.
+pub fn subscriber<W>(
+    format: LogFormat,
+    filter: EnvFilter,
+    ansi: bool,
+    writer: W,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'writer> MakeWriter<'writer> + Send + Sync + 'static,
+{
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_writer(std::io::stderr);
-    let _ = match config.log_format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
+        .with_writer(writer);
+    match format {
+        LogFormat::Text => Box::new(builder.finish()),
+        LogFormat::Json => Box::new(builder.json().finish()),
+    }
 }
 
 #[cfg(test)]

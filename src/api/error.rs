@@ -1,9 +1,12 @@
-//! The API's one error type and its mapping to responses: 4xx bodies say precisely what is wrong
-//! in Airflow's shape (`{"detail": ...}`); 5xx bodies are generic and the cause is logged.
+//! The HTTP surface's one error type, for the REST API and the UI alike, and its two renderings:
+//! JSON in Airflow's shape (`{"detail": ...}`) for the API, and weir's error page for the UI
+//! (`api::ui::error`, applied to every UI route by the UI router). 4xx messages say precisely
+//! what is wrong; 5xx messages are generic and the cause is logged; a transient database error
+//! is a 503 with `Retry-After` in both.
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -25,7 +28,7 @@ pub enum ApiError {
     /// The resource exists but cannot be changed this way (pools come from config.toml).
     #[error("{0}")]
     MethodNotAllowed(String),
-    /// Switched off by configuration.
+    /// Switched off by configuration, a role too low, or refused by the UI's CSRF check.
     #[error("{0}")]
     Forbidden(String),
     /// The metadata database cannot be reached now (an outage weir waits out): try again.
@@ -38,9 +41,29 @@ pub enum ApiError {
 /// How many seconds a 503's `Retry-After` suggests.
 const RETRY_AFTER_SECONDS: &str = "5";
 
+/// What a 500 tells its reader; the cause goes to the server log.
+const INTERNAL_MESSAGE: &str = "internal server error; the cause is in the weir server log";
+
 /// Why the database is unavailable, when `error` is a transient database error.
 pub fn unavailable_reason(error: &anyhow::Error) -> Option<String> {
     (class_of_anyhow(error) == ErrorClass::Transient).then(|| error.root_cause().to_string())
+}
+
+/// What an error tells the person reading it, whichever rendering shows it: its status and its
+/// message, already logged when the cause is not for them. The JSON rendering leaves it in its
+/// response's extensions, which is how the UI's layer renders the same error as a page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorReport {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ErrorReport {
+    /// `Retry-After` for a 503: the database is expected back.
+    pub fn retry_after(&self) -> Option<(header::HeaderName, HeaderValue)> {
+        (self.status == StatusCode::SERVICE_UNAVAILABLE)
+            .then(|| (header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS)))
+    }
 }
 
 impl ApiError {
@@ -56,11 +79,10 @@ impl ApiError {
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
-}
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        // An outage reached through `?` and anyhow is still an outage, not a bug.
+    /// The status and message for the reader. An outage reached through `?` and anyhow is still
+    /// an outage, not a bug; a 500's cause is logged here, once, and not shown.
+    pub fn report(self) -> ErrorReport {
         let this = match self {
             ApiError::Internal(error) => match unavailable_reason(&error) {
                 Some(reason) => ApiError::Unavailable(reason),
@@ -68,25 +90,45 @@ impl IntoResponse for ApiError {
             },
             other => other,
         };
-        if let ApiError::Unavailable(reason) = &this {
-            tracing::debug!("API request answered 503: the metadata database is unavailable: {reason}");
-            let headers = [(axum::http::header::RETRY_AFTER, RETRY_AFTER_SECONDS)];
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                headers,
-                Json(json!({ "detail": this.to_string() })),
-            )
-                .into_response();
-        }
-        let status = this.status();
-        let detail = match &this {
+        let message = match &this {
             ApiError::Internal(error) => {
-                tracing::error!("API request failed: {error:#}");
-                "internal server error; the cause is in the weir server log".to_string()
+                tracing::error!("HTTP request failed: {error:#}");
+                INTERNAL_MESSAGE.to_string()
+            }
+            ApiError::Unavailable(_) => {
+                tracing::debug!("HTTP request answered 503: {this}");
+                this.to_string()
             }
             other => other.to_string(),
         };
-        (status, Json(json!({ "detail": detail }))).into_response()
+        ErrorReport {
+            status: this.status(),
+            message,
+        }
+    }
+
+    /// The REST API's rendering: `{"detail": message}` with the status (and `Retry-After` on a
+    /// 503). The report rides along in the response's extensions for the UI's layer.
+    pub fn into_json_response(self) -> Response {
+        let report = self.report();
+        let mut response = (report.status, Json(json!({ "detail": report.message }))).into_response();
+        if let Some((name, value)) = report.retry_after() {
+            response.headers_mut().insert(name, value);
+        }
+        response.extensions_mut().insert(report);
+        response
+    }
+
+    /// The UI's rendering: weir's error page, escaped by the template engine.
+    pub fn into_html_response(self) -> Response {
+        crate::api::ui::error_page(self.report())
+    }
+}
+
+/// A handler's error is JSON unless its route is a UI row, whose layer renders it as a page.
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.into_json_response()
     }
 }
 

@@ -23,4 +23,5 @@ pub mod state;
 pub mod suggest;
 pub mod template;
 pub mod trigger_rule;
+pub mod ui_paths;
 pub mod validate;

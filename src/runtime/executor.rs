@@ -10,12 +10,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use chrono::{DateTime, Utc};
+use tracing::Instrument;
 
 use super::attempt::read_output;
 use super::builtin::{BuiltinAttempt, run_builtin};
 use super::masking::mask_secrets;
 use super::process::{ExitReason, ShellAttempt, run_shell};
-use crate::domain::ids::TaskId;
+use crate::domain::ids::{DagId, RunId, TaskId};
 
 /// Identifies one attempt: run, task, try.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -30,6 +31,17 @@ pub struct AttemptKey {
 pub struct AttemptRequest {
     pub key: AttemptKey,
     pub work: AttemptWork,
+    /// [`attempt_span`] of this attempt: the executor runs it inside, so everything logged while
+    /// it runs names the attempt.
+    pub span: tracing::Span,
+}
+
+/// The span of one attempt: what is logged while it is dispatched, run or recorded carries its
+/// `dag_id`, `run_id`, `task_id` and `try_number`. At the error level, so that it is enabled
+/// whenever anything is logged: a warning in a daemon logging only warnings still names its
+/// attempt. The ids are formatted once, when the span is created.
+pub fn attempt_span(dag_id: &DagId, run_id: &RunId, task_id: &TaskId, try_number: u32) -> tracing::Span {
+    tracing::error_span!("attempt", %dag_id, %run_id, %task_id, try_number)
 }
 
 /// What an attempt runs: a child process, or one of the task types weir runs itself.
@@ -105,7 +117,8 @@ impl Executor for LocalExecutor {
     fn submit(&self, request: AttemptRequest) {
         let events = self.events.clone();
         let cancel = self.cancel.child_token();
-        self.tracker.spawn(async move {
+        let span = request.span.clone();
+        let attempt = async move {
             let result = match &request.work {
                 AttemptWork::Shell {
                     shell,
@@ -126,7 +139,8 @@ impl Executor for LocalExecutor {
                 result,
                 at: Utc::now(),
             });
-        });
+        };
+        self.tracker.spawn(attempt.instrument(span));
     }
 
     fn shutdown(&self) -> ShutdownFuture<'_> {
@@ -151,14 +165,17 @@ pub async fn run_shell_attempt(
     let (started_tx, started_rx) = oneshot::channel();
     let key = key.clone();
     let reporter = events.clone();
-    let forward = tokio::spawn(async move {
-        let pid = started_rx.await.ok();
-        let _ = reporter.send(ExecutorEvent::Started {
-            key,
-            pid,
-            at: Utc::now(),
-        });
-    });
+    let forward = tokio::spawn(
+        async move {
+            let pid = started_rx.await.ok();
+            let _ = reporter.send(ExecutorEvent::Started {
+                key,
+                pid,
+                at: Utc::now(),
+            });
+        }
+        .in_current_span(),
+    );
     let timeout = shell.timeout;
     let report = run_shell(shell.clone(), Some(started_tx), cancel).await;
     // The Started event must reach the scheduler before Finished.

@@ -2,32 +2,9 @@
 //! `--output json` with the REST API's field names (§7).
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn weir(project: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_weir"))
-        .current_dir(project)
-        .args(args)
-        .env_remove("WEIR_CONFIG")
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// A project with a SQLite database and the given DAG files.
-fn project(dags: &[(&str, &str)]) -> tempfile::TempDir {
-    let folder = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(folder.path().join("dags")).unwrap();
-    std::fs::write(folder.path().join("config.toml"), "[core]\ndags_folder = \"dags\"\n").unwrap();
-    for (name, yaml) in dags {
-        std::fs::write(folder.path().join("dags").join(name), yaml).unwrap();
-    }
-    folder
-}
+use crate::support::cli::{project, text, weir};
 
 const DAILY: &str = "dag_id: daily\nschedule: '0 3 * * *'\ntimezone: Asia/Seoul\nstart_date: 2026-01-01\ntags: [finance]\ntasks:\n  a: { command: 'true' }\n  b: { command: 'true', depends_on: [a] }\n";
 

@@ -3,40 +3,14 @@
 //! listening address, and tables whose cells are longer than a terminal line.
 
 use std::io::{Read, Write};
-use std::path::Path;
-use std::process::{Command, Output};
 
 use crate::support;
-
-fn weir(project: &Path, args: &[&str], environment: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_weir"))
-        .current_dir(project)
-        .args(args)
-        .env_remove("WEIR_CONFIG")
-        .env_remove("RUST_LOG")
-        .envs(environment.iter().copied())
-        .output()
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn project(config: &str, dags: &[(&str, &str)]) -> tempfile::TempDir {
-    let folder = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(folder.path().join("dags")).unwrap();
-    std::fs::write(folder.path().join("config.toml"), config).unwrap();
-    for (name, yaml) in dags {
-        std::fs::write(folder.path().join("dags").join(name), yaml).unwrap();
-    }
-    folder
-}
+use crate::support::cli::{project_with_config, text, weir, weir_in_env};
 
 #[test]
 fn an_unreachable_postgres_is_named_with_its_address_and_the_refusal() {
-    let project = project("[database]\nurl = \"postgres://postgres@127.0.0.1:1/test\"\n", &[]);
-    let output = weir(project.path(), &["db", "check"], &[]);
+    let project = project_with_config("[database]\nurl = \"postgres://postgres@127.0.0.1:1/test\"\n", &[]);
+    let output = weir(project.path(), &["db", "check"]);
     assert_eq!(output.status.code(), Some(1));
     let stderr = text(&output.stderr);
     assert!(
@@ -55,8 +29,8 @@ async fn a_postgres_server_that_refuses_the_login_is_quoted_in_its_own_words() {
     };
     let mut missing = url::Url::parse(&server).unwrap();
     missing.set_path("/weir_no_such_database");
-    let project = project(&format!("[database]\nurl = \"{missing}\"\n"), &[]);
-    let output = weir(project.path(), &["db", "check"], &[]);
+    let project = project_with_config(&format!("[database]\nurl = \"{missing}\"\n"), &[]);
+    let output = weir(project.path(), &["db", "check"]);
     assert_eq!(output.status.code(), Some(1));
     let stderr = text(&output.stderr);
     assert!(
@@ -67,8 +41,8 @@ async fn a_postgres_server_that_refuses_the_login_is_quoted_in_its_own_words() {
 
 #[test]
 fn a_bad_value_in_the_environment_is_blamed_on_the_variable_not_the_file() {
-    let project = project("[core]\ndags_folder = \"dags\"\n", &[]);
-    let output = weir(project.path(), &["dags", "list"], &[("WEIR__CORE__PARALLELISM", "abc")]);
+    let project = project_with_config("[core]\ndags_folder = \"dags\"\n", &[]);
+    let output = weir_in_env(project.path(), &["dags", "list"], &[("WEIR__CORE__PARALLELISM", "abc")]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = text(&output.stderr);
     assert!(
@@ -78,7 +52,7 @@ fn a_bad_value_in_the_environment_is_blamed_on_the_variable_not_the_file() {
     );
     assert!(!stderr.contains("config.toml"), "{stderr}");
 
-    let output = weir(project.path(), &["dags", "list"], &[("WEIR__CORE__PARALLELISM", "0")]);
+    let output = weir_in_env(project.path(), &["dags", "list"], &[("WEIR__CORE__PARALLELISM", "0")]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = text(&output.stderr);
     assert!(
@@ -89,8 +63,8 @@ fn a_bad_value_in_the_environment_is_blamed_on_the_variable_not_the_file() {
 
 #[test]
 fn an_unknown_key_in_the_environment_is_ignored_with_a_warning_but_in_the_file_it_is_an_error() {
-    let project = project("[core]\ndags_folder = \"dags\"\n", &[]);
-    let output = weir(
+    let project = project_with_config("[core]\ndags_folder = \"dags\"\n", &[]);
+    let output = weir_in_env(
         project.path(),
         &["dags", "list"],
         &[("WEIR__CORE__NOPE", "1"), ("WEIR__NOSECTION__KEY", "x")],
@@ -107,7 +81,7 @@ fn an_unknown_key_in_the_environment_is_ignored_with_a_warning_but_in_the_file_i
     );
 
     std::fs::write(project.path().join("config.toml"), "[core]\nnope = 1\n").unwrap();
-    let output = weir(project.path(), &["dags", "list"], &[]);
+    let output = weir(project.path(), &["dags", "list"]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = text(&output.stderr);
     assert!(stderr.contains("config.toml: unknown field `nope`"), "{stderr}");
@@ -129,7 +103,7 @@ fn status_for_host(port: u16, path: &str, host: &str) -> String {
 #[test]
 fn a_host_name_is_accepted_as_the_bind_address_and_localhost_stays_loopback_only() {
     let port = support::free_port();
-    let project = project(
+    let project = project_with_config(
         &format!(
             "[core]\ndags_folder = \"dags\"\nstate_dir = \"state\"\n\n[webserver]\nbind = \"localhost:{port}\"\n\n[api_auth]\nmode = \"none\"\n"
         ),
@@ -154,8 +128,8 @@ fn a_host_name_is_accepted_as_the_bind_address_and_localhost_stays_loopback_only
 fn a_table_cell_longer_than_a_format_width_is_cut_and_json_keeps_it_whole() {
     let tag = "t".repeat(70_000);
     let dag = format!("dag_id: tagged\ntags: [{tag}]\ntasks:\n  a: {{ command: 'true' }}\n");
-    let project = project("[core]\ndags_folder = \"dags\"\n", &[("tagged.yaml", &dag)]);
-    let output = weir(project.path(), &["dags", "list"], &[]);
+    let project = project_with_config("[core]\ndags_folder = \"dags\"\n", &[("tagged.yaml", &dag)]);
+    let output = weir(project.path(), &["dags", "list"]);
     let stdout = text(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let row = stdout.lines().find(|line| line.starts_with("tagged")).unwrap();
@@ -168,7 +142,7 @@ fn a_table_cell_longer_than_a_format_width_is_cut_and_json_keeps_it_whole() {
         &row[..200]
     );
 
-    let output = weir(project.path(), &["dags", "list", "--output", "json"], &[]);
+    let output = weir(project.path(), &["dags", "list", "--output", "json"]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let listed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(listed[0]["tags"][0].as_str(), Some(tag.as_str()));

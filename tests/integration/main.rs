@@ -6,6 +6,7 @@
 mod airflow_client;
 mod alerts;
 mod api;
+mod attempt_logs;
 mod audit;
 mod auth;
 mod backfill;

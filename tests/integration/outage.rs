@@ -143,6 +143,24 @@ async fn assert_api_unavailable(project: &Project, token: &str) {
     );
 }
 
+/// During the outage a UI page is weir's error page, 503 with `Retry-After`, like the API's answer.
+async fn assert_ui_unavailable(project: &Project, token: &str) {
+    let port = project.port;
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nCookie: {}\r\n\r\n",
+        support::session_cookie(token)
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 503"), "{response}");
+    assert!(head.to_ascii_lowercase().contains("\r\nretry-after: 5"), "{head}");
+    assert!(body.contains("<!doctype html>"), "a page, not JSON: {body}");
+    assert!(body.contains("the metadata database is unavailable"), "{body}");
+}
+
 fn status_of<'a>(health: &'a serde_json::Value, component: &str) -> &'a str {
     health[component]["status"].as_str().unwrap_or("missing")
 }
@@ -390,6 +408,7 @@ async fn a_daemon_waits_out_a_cut_postgresql_connection_and_finishes_the_run_in_
     proxy.cut();
     hold_outage(&mut daemon, &project).await;
     assert_api_unavailable(&project, &token).await;
+    assert_ui_unavailable(&project, &token).await;
     assert!(
         task_state(db, "after")
             .await

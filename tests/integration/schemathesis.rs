@@ -207,7 +207,7 @@ fn check(tool: &str, database_url: &str, label: &str) {
     drop(daemon);
     let report = text(&output);
     let serve_log = std::fs::read_to_string(&log).unwrap_or_default();
-    let server_errors = serve_log.matches("API request failed").count();
+    let server_errors = serve_log.matches("HTTP request failed").count();
     let tally = report
         .lines()
         .rev()

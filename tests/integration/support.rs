@@ -15,6 +15,7 @@ use weir::domain::dag::Dag;
 use weir::domain::validate::ValidationContext;
 use weir::storage::{Db, redact};
 
+pub mod cli;
 pub mod test_app;
 
 /// The origin a test's UI form posts come from: the default `[webserver] base_url`.

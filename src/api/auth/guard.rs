@@ -42,23 +42,23 @@ pub async fn guard(
     {
         Ok(principal) => principal,
         Err(AuthFailure::Storage { unavailable: true }) => {
-            return ApiError::Unavailable("it did not answer a token check".to_string()).into_response();
+            return refusal(
+                surface,
+                ApiError::Unavailable("it did not answer a token check".to_string()),
+            );
         }
         Err(AuthFailure::Storage { unavailable: false }) => {
-            return ApiError::Internal(anyhow::anyhow!("the metadata database did not answer a token check"))
-                .into_response();
+            return refusal(
+                surface,
+                ApiError::Internal(anyhow::anyhow!("the metadata database did not answer a token check")),
+            );
         }
         Err(failure) => return unauthenticated(surface, &failure, &request),
     };
     if !principal.may(access) {
-        let message = forbidden_message(&principal, access);
-        return match surface {
-            Surface::Api => ApiError::Forbidden(message).into_response(),
-            // Rendered as the caller, so the page's menu is theirs.
-            Surface::Ui => {
-                crate::api::ui::with_caller(principal, async move { crate::api::ui::forbidden_page(message) }).await
-            }
-        };
+        let error = ApiError::Forbidden(forbidden_message(&principal, access));
+        // Rendered as the caller, so the page's menu is theirs.
+        return crate::api::ui::with_caller(principal, async move { refusal(surface, error) }).await;
     }
     request.extensions_mut().insert(principal.clone());
     let mut response = match surface {
@@ -69,6 +69,14 @@ pub async fn guard(
     // asked from the response.
     response.extensions_mut().insert(principal);
     response
+}
+
+/// The guard's refusal in its surface's rendering: JSON for the API, a page for the UI.
+fn refusal(surface: Surface, error: ApiError) -> Response {
+    match surface {
+        Surface::Api => error.into_json_response(),
+        Surface::Ui => error.into_html_response(),
+    }
 }
 
 fn unauthenticated(surface: Surface, failure: &AuthFailure, request: &Request) -> Response {

@@ -6,11 +6,13 @@ use axum::response::{IntoResponse, Response};
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 
-use super::error::{UiError, UiQuery};
+use super::error::UiQuery;
 use super::{render, views};
 use crate::api::ApiState;
+use crate::api::error::ApiError;
 use crate::domain::alerts::DeliveryStatus;
 use crate::domain::ids::DagId;
+use crate::domain::ui_paths;
 use crate::storage::alerts::{self, Alert, AlertFilter};
 
 /// Deliveries shown on one page.
@@ -52,12 +54,12 @@ fn row(alert: Alert) -> AlertRow {
     AlertRow {
         id: alert.id,
         created_at: views::time(alert.created_at),
-        dag_url: views::dag_url(&alert.dag_id),
-        run_url: views::run_url(&alert.dag_id, &alert.run_id),
+        dag_url: ui_paths::dag(&alert.dag_id),
+        run_url: ui_paths::run(&alert.dag_id, &alert.run_id),
         task_url: alert
             .task_id
             .as_ref()
-            .map(|task_id| views::task_url(&alert.dag_id, &alert.run_id, task_id)),
+            .map(|task_id| ui_paths::task(&alert.dag_id, &alert.run_id, task_id)),
         channel: alert.channel,
         event: alert.event.as_str().to_string(),
         dag_id: alert.dag_id,
@@ -71,20 +73,20 @@ fn row(alert: Alert) -> AlertRow {
 }
 
 /// `GET /alerts?dag_id=&status=`.
-pub async fn list(State(state): State<ApiState>, UiQuery(query): UiQuery<AlertsQuery>) -> Result<Response, UiError> {
+pub async fn list(State(state): State<ApiState>, UiQuery(query): UiQuery<AlertsQuery>) -> Result<Response, ApiError> {
     let dag_id = query
         .dag_id
         .filter(|dag_id| !dag_id.is_empty())
         .map(DagId::parse)
         .transpose()
-        .map_err(|error| UiError::BadRequest(error.to_string()))?;
+        .map_err(|error| ApiError::BadRequest(error.to_string()))?;
     let status = match query.status.as_deref().filter(|status| !status.is_empty()) {
         Some(text) => Some(
             text.parse::<DeliveryStatus>()
                 .ok()
                 .filter(|status| *status != DeliveryStatus::Sending)
                 .ok_or_else(|| {
-                    UiError::BadRequest(format!(
+                    ApiError::BadRequest(format!(
                         "`{text}` is not an alert status: use pending, delivered or failed."
                     ))
                 })?,

@@ -6,10 +6,12 @@ use axum::response::{IntoResponse, Response};
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 
-use super::error::{UiError, UiQuery};
+use super::error::UiQuery;
 use super::{render, views};
 use crate::api::ApiState;
+use crate::api::error::ApiError;
 use crate::domain::audit::{Entry, Surface};
+use crate::domain::ui_paths;
 use crate::storage::event_log::{self, EntryFilter, SortColumn};
 
 /// Entries per page.
@@ -48,13 +50,13 @@ struct EntryRow {
 }
 
 fn row(entry: Entry) -> EntryRow {
-    let dag_url = entry.dag_id.as_deref().map(views::dag_url);
+    let dag_url = entry.dag_id.as_deref().map(ui_paths::dag);
     let run_url = match (&entry.dag_id, &entry.run_id) {
-        (Some(dag_id), Some(run_id)) => Some(views::run_url(dag_id, run_id)),
+        (Some(dag_id), Some(run_id)) => Some(ui_paths::run(dag_id, run_id)),
         _ => None,
     };
     let task_url = match (&entry.dag_id, &entry.run_id, &entry.task_id) {
-        (Some(dag_id), Some(run_id), Some(task_id)) => Some(views::task_url(dag_id, run_id, task_id)),
+        (Some(dag_id), Some(run_id), Some(task_id)) => Some(ui_paths::task(dag_id, run_id, task_id)),
         _ => None,
     };
     let details = entry
@@ -92,11 +94,11 @@ fn filled(text: &str) -> Option<String> {
 }
 
 /// `GET /audit?dag_id=&event=&owner=&surface=&offset=`.
-pub async fn list(State(state): State<ApiState>, UiQuery(query): UiQuery<AuditQuery>) -> Result<Response, UiError> {
+pub async fn list(State(state): State<ApiState>, UiQuery(query): UiQuery<AuditQuery>) -> Result<Response, ApiError> {
     let surface = filled(&query.surface)
         .map(|text| text.parse::<Surface>())
         .transpose()
-        .map_err(|error| UiError::BadRequest(error.to_string()))?;
+        .map_err(|error| ApiError::BadRequest(error.to_string()))?;
     let mut filter = EntryFilter {
         dag_id: filled(&query.dag_id),
         event: filled(&query.event),

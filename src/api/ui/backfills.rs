@@ -15,15 +15,17 @@ use serde_json::Value;
 use sqlx::AnyConnection;
 
 use super::dags::DagPage;
-use super::error::{UiError, UiForm, UiPath, UiQuery};
+use super::error::{UiForm, UiPath, UiQuery};
 use super::graph::GraphCache;
 use super::{back_to, find_dag, render, views};
 use crate::api::ApiState;
 use crate::api::audit::AuditNote;
+use crate::api::error::ApiError;
 use crate::domain::backfill::{BackfillState, DateAction, PlannedDate, Reprocess};
 use crate::domain::dag::Dag;
 use crate::domain::dates::{RangeEnd, parse_range_bound};
 use crate::domain::ids::RunId;
+use crate::domain::ui_paths;
 use crate::runtime::operations::{self, BackfillRequest, OperationError};
 use crate::storage::backfills::{self, Backfill};
 use crate::storage::runs as run_rows;
@@ -31,10 +33,6 @@ use crate::storage::{StorageError, dags as dag_rows};
 
 /// Backfills listed on the Backfill tab.
 const LISTED: usize = 20;
-
-pub fn backfill_url(dag_id: &str, id: i64) -> String {
-    format!("{}/backfills/{id}", views::dag_url(dag_id))
-}
 
 /// One backfill as a row of a list or the head of its page.
 #[derive(Debug, Serialize)]
@@ -63,7 +61,7 @@ impl BackfillView {
         let (runs_total, runs_done) = backfills::progress(connection, backfill.id).await?;
         Ok(BackfillView {
             id: backfill.id,
-            url: backfill_url(backfill.dag_id.as_str(), backfill.id),
+            url: ui_paths::backfill(backfill.dag_id.as_str(), backfill.id),
             dag_id: backfill.dag_id.to_string(),
             state: backfill.state.as_str(),
             active: backfill.state.is_active(),
@@ -226,7 +224,7 @@ async fn preview_rows(
     connection: &mut AnyConnection,
     dag: &Dag,
     dates: &[PlannedDate],
-) -> Result<Vec<DateRow>, UiError> {
+) -> Result<Vec<DateRow>, ApiError> {
     let mut rows = Vec::with_capacity(dates.len());
     for date in dates {
         let existing = match date.existing_run_id.as_deref().map(RunId::parse) {
@@ -244,7 +242,7 @@ async fn preview_rows(
             what: action_words(date.action, date.existing_run_id.as_deref(), date.reason.as_deref()),
             run_url: existing
                 .as_ref()
-                .map(|run| views::run_url(run.dag_id.as_str(), run.run_id.as_str())),
+                .map(|run| ui_paths::run(run.dag_id.as_str(), run.run_id.as_str())),
             run_id: date.existing_run_id.clone(),
             state: existing.map_or("none".to_string(), |run| run.state.to_string()),
             reason: date.reason.clone(),
@@ -260,7 +258,7 @@ pub async fn tab_context(
     dag: &Dag,
     form: &FormValues,
     preview: Option<DateRowsSummary>,
-) -> Result<minijinja::Value, UiError> {
+) -> Result<minijinja::Value, ApiError> {
     let mut listed = Vec::new();
     for backfill in backfills::list(connection, Some(&dag.dag_id), None)
         .await?
@@ -299,7 +297,7 @@ pub async fn submit(
     Extension(graphs): Extension<GraphCache>,
     UiPath(dag_id): UiPath<String>,
     UiForm(fields): UiForm<Vec<(String, String)>>,
-) -> Result<Response, UiError> {
+) -> Result<Response, ApiError> {
     let dag = find_dag(&state, &dag_id)?;
     let form = FormValues::read(fields);
     let mut problems = Vec::new();
@@ -314,7 +312,7 @@ pub async fn submit(
         }
         (Ok(request), "start") => match operations::create_backfill(&state.db, &dag, &request).await {
             Ok(backfill) => {
-                let url = backfill_url(dag.dag_id.as_str(), backfill.id);
+                let url = ui_paths::backfill(dag.dag_id.as_str(), backfill.id);
                 let notice = format!("Started backfill {} of {}", backfill.id, dag.dag_id);
                 let note = AuditNote::new().detail("backfill_id", backfill.id);
                 return Ok((note, back_to(Some(&url), &url, &notice)).into_response());
@@ -349,7 +347,7 @@ pub async fn submit(
 }
 
 /// A refusal shown on the form, with its status; failures of the server stay errors.
-fn refusal(error: OperationError, problems: &mut Vec<String>) -> Result<StatusCode, UiError> {
+fn refusal(error: OperationError, problems: &mut Vec<String>) -> Result<StatusCode, ApiError> {
     match error {
         OperationError::Invalid(message) => {
             problems.push(message);
@@ -369,14 +367,14 @@ pub struct PageQuery {
 }
 
 /// The backfill `raw_id` of `dag`, or a readable 4xx.
-async fn find_backfill(connection: &mut AnyConnection, dag: &Dag, raw_id: &str) -> Result<Backfill, UiError> {
+async fn find_backfill(connection: &mut AnyConnection, dag: &Dag, raw_id: &str) -> Result<Backfill, ApiError> {
     let id = raw_id
         .parse::<i64>()
-        .map_err(|_| UiError::BadRequest(format!("`{raw_id}` is not a backfill id: ids are whole numbers")))?;
+        .map_err(|_| ApiError::BadRequest(format!("`{raw_id}` is not a backfill id: ids are whole numbers")))?;
     backfills::get(connection, id)
         .await?
         .filter(|backfill| backfill.dag_id == dag.dag_id)
-        .ok_or_else(|| UiError::NotFound(format!("DAG `{}` has no backfill {id}.", dag.dag_id)))
+        .ok_or_else(|| ApiError::NotFound(format!("DAG `{}` has no backfill {id}.", dag.dag_id)))
 }
 
 /// A slice of the progress bar: how many of the backfill's runs are in one state.
@@ -392,7 +390,7 @@ pub async fn show(
     State(state): State<ApiState>,
     UiPath((dag_id, raw_id)): UiPath<(String, String)>,
     UiQuery(query): UiQuery<PageQuery>,
-) -> Result<Response, UiError> {
+) -> Result<Response, ApiError> {
     let dag = find_dag(&state, &dag_id)?;
     let mut connection = state.db.acquire().await?;
     let backfill = find_backfill(&mut connection, &dag, &raw_id).await?;
@@ -426,7 +424,7 @@ pub async fn show(
             what: action_words(date.action, date.existing_run_id.as_deref(), date.reason.as_deref()),
             run_url: run
                 .as_ref()
-                .map(|run| views::run_url(run.dag_id.as_str(), run.run_id.as_str())),
+                .map(|run| ui_paths::run(run.dag_id.as_str(), run.run_id.as_str())),
             run_id: run.as_ref().map(|run| run.run_id.to_string()),
             state: run_state,
             reason: date.reason,
@@ -461,7 +459,7 @@ pub async fn show(
         context! {
             dag => context! {
                 dag_id => dag.dag_id.as_str(),
-                url => views::dag_url(dag.dag_id.as_str()),
+                url => ui_paths::dag(dag.dag_id.as_str()),
                 paused => record.as_ref().is_some_and(|record| record.is_paused),
             },
             backfill => view,
@@ -486,7 +484,7 @@ pub async fn change(
     State(state): State<ApiState>,
     UiPath((dag_id, raw_id)): UiPath<(String, String)>,
     UiForm(form): UiForm<ChangeForm>,
-) -> Result<Response, UiError> {
+) -> Result<Response, ApiError> {
     let dag = find_dag(&state, &dag_id)?;
     let mut connection = state.db.acquire().await?;
     let backfill = find_backfill(&mut connection, &dag, &raw_id).await?;
@@ -496,13 +494,13 @@ pub async fn change(
         "running" => (BackfillState::Running, "Resumed", "unpause_backfill"),
         "cancelled" => (BackfillState::Cancelled, "Cancelled", "cancel_backfill"),
         other => {
-            return Err(UiError::BadRequest(format!(
+            return Err(ApiError::BadRequest(format!(
                 "a backfill can be paused, running (resumed) or cancelled, not `{other}`"
             )));
         }
     };
     operations::change_backfill(&state.db, backfill.id, to).await?;
-    let url = backfill_url(dag.dag_id.as_str(), backfill.id);
+    let url = ui_paths::backfill(dag.dag_id.as_str(), backfill.id);
     let note = AuditNote::new().event(event);
     Ok((
         note,

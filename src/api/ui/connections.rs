@@ -13,10 +13,11 @@ use axum::response::{IntoResponse, Response};
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 
-use super::error::{UiError, UiForm, UiQuery};
+use super::error::{UiForm, UiQuery};
 use super::{back_to, render};
 use crate::api::ApiState;
 use crate::api::audit::AuditNote;
+use crate::api::error::ApiError;
 use crate::domain::connection::{Connection, InvalidConnection, REDACTED, check_conn_id};
 use crate::runtime::connection_probe;
 use crate::runtime::connections::{ConnectionError, ConnectionSource, Connections};
@@ -65,7 +66,7 @@ impl Sources {
     }
 
     /// The process environment, the config and the database (passwords decrypted, for tests).
-    async fn load(state: &ApiState) -> Result<Sources, UiError> {
+    async fn load(state: &ApiState) -> Result<Sources, ApiError> {
         let mut connection = state.db.acquire().await?;
         let database = stored::all_with_passwords(&mut connection, &state.secrets).await?;
         drop(connection);
@@ -204,12 +205,12 @@ struct Extras {
     test: Option<TestResult>,
 }
 
-async fn render_page(state: &ApiState, extras: Extras, status: StatusCode) -> Result<Response, UiError> {
+async fn render_page(state: &ApiState, extras: Extras, status: StatusCode) -> Result<Response, ApiError> {
     let sources = Sources::load(state).await?;
     render_with(&sources, extras, status)
 }
 
-fn render_with(sources: &Sources, extras: Extras, status: StatusCode) -> Result<Response, UiError> {
+fn render_with(sources: &Sources, extras: Extras, status: StatusCode) -> Result<Response, ApiError> {
     let rows = sources.rows();
     let html = render::page(
         "connections.html",
@@ -230,7 +231,7 @@ pub struct PageQuery {
 }
 
 /// `GET /connections`.
-pub async fn list(State(state): State<ApiState>, UiQuery(query): UiQuery<PageQuery>) -> Result<Response, UiError> {
+pub async fn list(State(state): State<ApiState>, UiQuery(query): UiQuery<PageQuery>) -> Result<Response, ApiError> {
     let extras = Extras {
         notice: query.notice,
         ..Extras::default()
@@ -303,7 +304,7 @@ fn connection_of(form: &AddForm) -> Result<Connection, (Vec<String>, FormEcho)> 
 
 /// `POST /connections` with `conn_id`, `url` and `description`: stores a database connection,
 /// its password encrypted with the secrets key.
-pub async fn add(State(state): State<ApiState>, UiForm(form): UiForm<AddForm>) -> Result<Response, UiError> {
+pub async fn add(State(state): State<ApiState>, UiForm(form): UiForm<AddForm>) -> Result<Response, ApiError> {
     let connection = match connection_of(&form) {
         Ok(connection) => connection,
         Err((problems, echo)) => {
@@ -377,7 +378,7 @@ pub struct NameForm {
 }
 
 /// `POST /connections/delete` with `name`: removes a database connection.
-pub async fn delete(State(state): State<ApiState>, UiForm(form): UiForm<NameForm>) -> Result<Response, UiError> {
+pub async fn delete(State(state): State<ApiState>, UiForm(form): UiForm<NameForm>) -> Result<Response, ApiError> {
     let name = form.name.trim();
     let mut transaction = state.db.begin().await?;
     let deleted = stored::delete(&mut transaction, name).await;
@@ -402,7 +403,7 @@ pub async fn delete(State(state): State<ApiState>, UiForm(form): UiForm<NameForm
             let note = AuditNote::new().detail("connection_id", name.to_string());
             Ok((note, back_to(form.next.as_deref(), PAGE_URL, &notice)).into_response())
         }
-        Err(StorageError::NotFound(_)) => Err(UiError::NotFound(match elsewhere {
+        Err(StorageError::NotFound(_)) => Err(ApiError::NotFound(match elsewhere {
             Some(source) => format!(
                 "Connection `{name}` is not in the database: it comes from {}, change it there.",
                 source.describe(name)
@@ -413,12 +414,12 @@ pub async fn delete(State(state): State<ApiState>, UiForm(form): UiForm<NameForm
     }
 }
 
-fn parse_source(text: &str) -> Result<ConnectionSource, UiError> {
+fn parse_source(text: &str) -> Result<ConnectionSource, ApiError> {
     match text {
         "env" => Ok(ConnectionSource::Env),
         "config" => Ok(ConnectionSource::Config),
         "database" => Ok(ConnectionSource::Database),
-        other => Err(UiError::BadRequest(format!(
+        other => Err(ApiError::BadRequest(format!(
             "unknown connection source `{other}`: use env, config or database"
         ))),
     }
@@ -426,9 +427,9 @@ fn parse_source(text: &str) -> Result<ConnectionSource, UiError> {
 
 /// `POST /connections/test` with `name` and `source`: connects once (databases: `SELECT 1`;
 /// HTTP: a GET of the base URL) and shows the page with the outcome, redacted.
-pub async fn test(State(state): State<ApiState>, UiForm(form): UiForm<NameForm>) -> Result<Response, UiError> {
+pub async fn test(State(state): State<ApiState>, UiForm(form): UiForm<NameForm>) -> Result<Response, ApiError> {
     if !state.config.test_connection {
-        return Err(UiError::Forbidden(
+        return Err(ApiError::Forbidden(
             crate::runtime::connection_probe::TESTING_DISABLED.to_string(),
         ));
     }
@@ -437,7 +438,7 @@ pub async fn test(State(state): State<ApiState>, UiForm(form): UiForm<NameForm>)
     let sources = Sources::load(&state).await?;
     let outcome = match sources.find(name, source) {
         None => {
-            return Err(UiError::NotFound(format!(
+            return Err(ApiError::NotFound(format!(
                 "There is no connection `{name}` in {}.",
                 source.describe(name)
             )));

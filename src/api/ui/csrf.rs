@@ -9,13 +9,13 @@ use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use chacha20poly1305::aead::OsRng;
 use chacha20poly1305::aead::rand_core::RngCore;
 use subtle::ConstantTimeEq;
 
-use super::error::UiError;
 use crate::api::ApiState;
+use crate::api::error::ApiError;
 use crate::api::origin::{ForeignRequest, OwnOrigin, is_safe};
 
 /// The cookie that holds the token (HttpOnly, `SameSite=Strict`, `Secure` under https).
@@ -100,11 +100,11 @@ pub async fn protect(State(state): State<ApiState>, request: Request, next: Next
         let own = OwnOrigin::new(&state.config.base_url, &state.config.bind);
         let (parts, body) = request.into_parts();
         let Ok(bytes) = to_bytes(body, crate::api::MAX_BODY_BYTES).await else {
-            return UiError::BadRequest(format!(
+            return ApiError::BadRequest(format!(
                 "The form could not be read: it is larger than {} KiB, or the upload broke off. Nothing was changed.",
                 crate::api::MAX_BODY_BYTES / 1024
             ))
-            .into_response();
+            .into_html_response();
         };
         if let Err(refusal) = verify(&own, &parts.headers, cookie_token.as_ref(), &bytes) {
             tracing::warn!(method = %parts.method, path = %parts.uri.path(), "refused a UI request: {refusal}");
@@ -170,10 +170,10 @@ fn token_from_cookies(headers: &HeaderMap) -> Option<CsrfToken> {
 }
 
 fn refused(refusal: &CsrfRefusal) -> Response {
-    UiError::Forbidden(format!(
+    ApiError::Forbidden(format!(
         "weir refused this request and changed nothing: {refusal}. Go back to the weir page, reload it, and submit the form again. If this keeps happening, check that your browser accepts cookies from weir and that you open weir at its own address ([webserver] base_url when it is behind a proxy)."
     ))
-    .into_response()
+    .into_html_response()
 }
 
 #[cfg(test)]

@@ -11,13 +11,15 @@ use chrono::Utc;
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 
-use super::error::{UiError, UiForm, UiPath, UiQuery};
+use super::error::{UiForm, UiPath, UiQuery};
 use super::graph::{self, GraphCache};
 use super::views::{self, Pager, RunView, TaskInstanceView};
 use super::{back_to, backfills, find_dag, render};
 use crate::api::ApiState;
 use crate::api::audit::AuditNote;
+use crate::api::error::ApiError;
 use crate::domain::dag::Dag;
+use crate::domain::ui_paths;
 use crate::runtime::operations;
 use crate::storage::{dags as dag_rows, import_errors, runs as run_rows, task_instances};
 
@@ -61,7 +63,7 @@ pub struct ListQuery {
 }
 
 /// `GET /`: the loaded DAGs, filtered by a search text and a tag, a page at a time.
-pub async fn list(State(state): State<ApiState>, UiQuery(query): UiQuery<ListQuery>) -> Result<Response, UiError> {
+pub async fn list(State(state): State<ApiState>, UiQuery(query): UiQuery<ListQuery>) -> Result<Response, ApiError> {
     let bag = state.bag();
     let now = Utc::now();
     let mut connection = state.db.acquire().await?;
@@ -109,7 +111,7 @@ pub async fn list(State(state): State<ApiState>, UiQuery(query): UiQuery<ListQue
             runs.reverse();
             DagRow {
                 dag_id: dag.dag_id.to_string(),
-                url: views::dag_url(dag.dag_id.as_str()),
+                url: ui_paths::dag(dag.dag_id.as_str()),
                 description: dag.description.clone(),
                 owner: dag.owner.clone(),
                 tags: dag.tags.clone(),
@@ -177,7 +179,7 @@ pub async fn show(
     Extension(graphs): Extension<GraphCache>,
     UiPath(dag_id): UiPath<String>,
     UiQuery(query): UiQuery<DagQuery>,
-) -> Result<Response, UiError> {
+) -> Result<Response, ApiError> {
     let dag = find_dag(&state, &dag_id)?;
     let tab = match query.tab.as_deref() {
         None | Some("" | "grid") => "grid",
@@ -187,7 +189,7 @@ pub async fn show(
         Some("trigger") => "trigger",
         Some("backfill") => "backfill",
         Some(other) => {
-            return Err(UiError::BadRequest(format!(
+            return Err(ApiError::BadRequest(format!(
                 "there is no tab `{other}`: use grid, graph, code, runs, trigger or backfill"
             )));
         }
@@ -211,7 +213,7 @@ impl DagPage {
         dag: &Dag,
         tab: &'static str,
         graphs: &GraphCache,
-    ) -> Result<DagPage, UiError> {
+    ) -> Result<DagPage, ApiError> {
         let query = DagQuery {
             tab: Some(tab.to_string()),
             offset: 0,
@@ -227,7 +229,7 @@ impl DagPage {
         tab: &'static str,
         query: &DagQuery,
         graphs: &GraphCache,
-    ) -> Result<DagPage, UiError> {
+    ) -> Result<DagPage, ApiError> {
         let now = Utc::now();
         let mut connection = state.db.acquire().await?;
         let record = dag_rows::get(&mut connection, &dag.dag_id).await?;
@@ -244,7 +246,7 @@ impl DagPage {
         let active_backfill = backfills::active_view(&mut connection, dag).await?;
         let live = runs.iter().any(|run| !run.state.is_finished()) || active_backfill.is_some();
         let (schedule, schedule_words) = views::schedule(dag);
-        let dag_url = views::dag_url(dag.dag_id.as_str());
+        let dag_url = ui_paths::dag(dag.dag_id.as_str());
         let header = context! {
             dag_id => dag.dag_id.as_str(),
             url => &dag_url,
@@ -304,12 +306,12 @@ impl DagPage {
                 let selected = match &query.run_id {
                     Some(run_id) if !run_id.is_empty() => {
                         let run_id = crate::domain::ids::RunId::parse(run_id.as_str())
-                            .map_err(|error| UiError::BadRequest(error.to_string()))?;
+                            .map_err(|error| ApiError::BadRequest(error.to_string()))?;
                         Some(
                             run_rows::get(&mut connection, &dag.dag_id, &run_id)
                                 .await?
                                 .ok_or_else(|| {
-                                    UiError::NotFound(format!("DAG `{}` has no run `{run_id}`.", dag.dag_id))
+                                    ApiError::NotFound(format!("DAG `{}` has no run `{run_id}`.", dag.dag_id))
                                 })?,
                         )
                     }
@@ -394,7 +396,7 @@ impl DagPage {
         errors: &[String],
         submitted: Option<&HashMap<String, String>>,
         status: StatusCode,
-    ) -> Result<Response, UiError> {
+    ) -> Result<Response, ApiError> {
         let fields = param_fields(dag, submitted);
         let html = render::page(
             "dag.html",
@@ -425,13 +427,13 @@ pub async fn pause(
     State(state): State<ApiState>,
     UiPath(dag_id): UiPath<String>,
     UiForm(form): UiForm<PauseForm>,
-) -> Result<Response, UiError> {
+) -> Result<Response, ApiError> {
     let dag = find_dag(&state, &dag_id)?;
     let paused = match form.paused.as_str() {
         "true" => true,
         "false" => false,
         other => {
-            return Err(UiError::BadRequest(format!(
+            return Err(ApiError::BadRequest(format!(
                 "`paused` must be true or false, got `{other}`"
             )));
         }
@@ -445,7 +447,7 @@ pub async fn pause(
     let note = AuditNote::new().detail("is_paused", paused);
     Ok((
         note,
-        back_to(form.next.as_deref(), &views::dag_url(dag.dag_id.as_str()), &notice),
+        back_to(form.next.as_deref(), &ui_paths::dag(dag.dag_id.as_str()), &notice),
     )
         .into_response())
 }
@@ -461,7 +463,7 @@ struct ImportErrorRow {
 
 /// `GET /import-errors`: the DAG files that failed, with where and why. What the loader of this
 /// process found counts too (a web server without a scheduler records nothing).
-pub async fn import_errors(State(state): State<ApiState>) -> Result<Response, UiError> {
+pub async fn import_errors(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let mut connection = state.db.acquire().await?;
     let mut rows: Vec<ImportErrorRow> = import_errors::list(&mut connection)
         .await?

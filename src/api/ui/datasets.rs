@@ -6,9 +6,10 @@ use axum::response::{IntoResponse, Response};
 use minijinja::context;
 use serde::Serialize;
 
-use super::error::UiError;
 use super::{render, views};
 use crate::api::ApiState;
+use crate::api::error::ApiError;
+use crate::domain::ui_paths;
 use crate::runtime::datasets::{DatasetOverview, overview};
 use crate::storage::datasets::{self, DatasetEvent, EventFilter};
 
@@ -44,8 +45,8 @@ struct EventView {
 impl EventView {
     fn new(event: DatasetEvent) -> EventView {
         EventView {
-            run_url: views::run_url(&event.source_dag_id, &event.source_run_id),
-            task_url: views::task_url(&event.source_dag_id, &event.source_run_id, &event.source_task_id),
+            run_url: ui_paths::run(&event.source_dag_id, &event.source_run_id),
+            task_url: ui_paths::task(&event.source_dag_id, &event.source_run_id, &event.source_task_id),
             time: views::time(event.created_at),
             dataset: event.dataset,
             dag_id: event.source_dag_id,
@@ -73,7 +74,7 @@ fn row(dataset: DatasetOverview) -> DatasetRow {
             .producers
             .into_iter()
             .map(|(dag_id, task_id)| Producer {
-                dag_url: views::dag_url(dag_id.as_str()),
+                dag_url: ui_paths::dag(dag_id.as_str()),
                 dag_id: dag_id.to_string(),
                 task_id: task_id.to_string(),
             })
@@ -83,7 +84,7 @@ fn row(dataset: DatasetOverview) -> DatasetRow {
             .consumers
             .into_iter()
             .map(|dag_id| Consumer {
-                dag_url: views::dag_url(dag_id.as_str()),
+                dag_url: ui_paths::dag(dag_id.as_str()),
                 dag_id: dag_id.to_string(),
             })
             .collect(),
@@ -93,7 +94,7 @@ fn row(dataset: DatasetOverview) -> DatasetRow {
 }
 
 /// `GET /datasets`.
-pub async fn list(State(state): State<ApiState>) -> Result<Response, UiError> {
+pub async fn list(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let mut connection = state.db.acquire().await?;
     let rows: Vec<DatasetRow> = overview(&mut connection, &state.bag())
         .await?

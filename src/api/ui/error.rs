@@ -1,144 +1,173 @@
-//! The UI's error type: every failure becomes a readable HTML page with the right status; a 5xx
-//! page is generic and its cause goes to the server log.
+//! The HTML rendering of the one error type (`api::error::ApiError`): weir's error page with the
+//! error's status and message, escaped by the template engine. UI handlers return `ApiError` like
+//! the REST API's; [`render_errors_as_pages`], on every UI row, turns its JSON into this page.
 
+use axum::extract::Request;
 use axum::extract::rejection::{FormRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 
 use super::render;
-use crate::runtime::operations::OperationError;
-use crate::storage::StorageError;
+use crate::api::error::{ApiError, ErrorReport};
 
-#[derive(Debug, thiserror::Error)]
-pub enum UiError {
-    #[error("{0}")]
-    BadRequest(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
-    /// Switched off by configuration, or refused by the CSRF check.
-    #[error("{0}")]
-    Forbidden(String),
-    #[error("internal error: {0}")]
-    Internal(#[from] anyhow::Error),
+/// Weir's error page for `report`, with `Retry-After` on a 503.
+pub fn error_page(report: ErrorReport) -> Response {
+    let title = match report.status {
+        StatusCode::NOT_FOUND => "Not found",
+        StatusCode::BAD_REQUEST => "Bad request",
+        StatusCode::CONFLICT => "Conflict",
+        StatusCode::FORBIDDEN => "Forbidden",
+        StatusCode::METHOD_NOT_ALLOWED => "Not allowed",
+        StatusCode::UNPROCESSABLE_ENTITY => "Invalid request",
+        StatusCode::TOO_MANY_REQUESTS => "Too many attempts",
+        StatusCode::SERVICE_UNAVAILABLE => "Service unavailable",
+        _ => "Server error",
+    };
+    let context = minijinja::context! {
+        title,
+        message => report.message,
+        status => report.status.as_u16(),
+    };
+    let mut response = match render::page("error.html", context) {
+        Ok(html) => (report.status, html).into_response(),
+        Err(error) => {
+            tracing::error!("rendering the error page failed: {error:#}");
+            (
+                report.status,
+                Html(format!("<!doctype html><title>{title}</title><h1>{title}</h1>")),
+            )
+                .into_response()
+        }
+    };
+    if let Some((name, value)) = report.retry_after() {
+        response.headers_mut().insert(name, value);
+    }
+    response
 }
 
-impl UiError {
-    fn status(&self) -> StatusCode {
-        match self {
-            UiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            UiError::NotFound(_) => StatusCode::NOT_FOUND,
-            UiError::Conflict(_) => StatusCode::CONFLICT,
-            UiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            UiError::Internal(error) if crate::api::error::unavailable_reason(error).is_some() => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            UiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+/// The layer on every UI row: an `ApiError` the handler (or a UI extractor) answered with becomes
+/// its page; every other response passes untouched. It runs inside the guard, so the page's menu
+/// is the caller's.
+pub async fn render_errors_as_pages(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    match response.extensions_mut().remove::<ErrorReport>() {
+        Some(report) => {
+            let mut page = error_page(report);
+            // Whatever else the handler attached (an audit note) still reaches the outer layers.
+            *page.extensions_mut() = std::mem::take(response.extensions_mut());
+            page
         }
+        None => response,
     }
 }
 
-impl IntoResponse for UiError {
+/// A UI extractor's refusal: a browser's bad address, query or form is a 400 (the REST API's
+/// FastAPI-shaped 422 is for programs).
+#[derive(Debug)]
+pub struct UiRejection(ApiError);
+
+impl IntoResponse for UiRejection {
     fn into_response(self) -> Response {
-        let status = self.status();
-        let message = match &self {
-            UiError::Internal(error) => match crate::api::error::unavailable_reason(error) {
-                Some(reason) => {
-                    format!("The metadata database is unavailable ({reason}); weir is waiting for it. Retry shortly.")
-                }
-                None => {
-                    tracing::error!("UI request failed: {error:#}");
-                    "Something went wrong on the server; the cause is in the weir server log.".to_string()
-                }
-            },
-            other => other.to_string(),
-        };
-        let title = match status {
-            StatusCode::NOT_FOUND => "Not found",
-            StatusCode::BAD_REQUEST => "Bad request",
-            StatusCode::CONFLICT => "Conflict",
-            StatusCode::FORBIDDEN => "Forbidden",
-            StatusCode::TOO_MANY_REQUESTS => "Too many attempts",
-            StatusCode::SERVICE_UNAVAILABLE => "Service unavailable",
-            _ => "Server error",
-        };
-        let context = minijinja::context! { title, message, status => status.as_u16() };
-        match render::page("error.html", context) {
-            Ok(html) => (status, html).into_response(),
-            Err(error) => {
-                tracing::error!("rendering the error page failed: {error:#}");
-                (
-                    status,
-                    Html(format!("<!doctype html><title>{title}</title><h1>{title}</h1>")),
-                )
-                    .into_response()
-            }
-        }
+        self.0.into_html_response()
     }
 }
 
-impl From<StorageError> for UiError {
-    fn from(error: StorageError) -> Self {
-        match error {
-            StorageError::Conflict(message) => UiError::Conflict(message),
-            StorageError::NotFound(message) => UiError::NotFound(message),
-            other => UiError::Internal(other.into()),
-        }
-    }
-}
-
-impl From<OperationError> for UiError {
-    fn from(error: OperationError) -> Self {
-        match error {
-            OperationError::Invalid(message) => UiError::BadRequest(message),
-            OperationError::NotFound(message) => UiError::NotFound(message),
-            OperationError::Conflict(message) => UiError::Conflict(message),
-            OperationError::Storage(error) => UiError::from(error),
-        }
-    }
-}
-
-impl From<sqlx::Error> for UiError {
-    fn from(error: sqlx::Error) -> Self {
-        UiError::Internal(error.into())
-    }
-}
-
-impl From<PathRejection> for UiError {
+impl From<PathRejection> for UiRejection {
     fn from(rejection: PathRejection) -> Self {
-        UiError::BadRequest(format!("invalid address: {}", rejection.body_text()))
+        UiRejection(ApiError::BadRequest(format!(
+            "invalid address: {}",
+            rejection.body_text()
+        )))
     }
 }
 
-impl From<QueryRejection> for UiError {
+impl From<QueryRejection> for UiRejection {
     fn from(rejection: QueryRejection) -> Self {
-        UiError::BadRequest(format!("invalid query parameters: {}", rejection.body_text()))
+        UiRejection(ApiError::BadRequest(format!(
+            "invalid query parameters: {}",
+            rejection.body_text()
+        )))
     }
 }
 
-impl From<FormRejection> for UiError {
+impl From<FormRejection> for UiRejection {
     fn from(rejection: FormRejection) -> Self {
-        UiError::BadRequest(format!("invalid form: {}", rejection.body_text()))
+        UiRejection(ApiError::BadRequest(format!("invalid form: {}", rejection.body_text())))
     }
-}
-
-/// The page for a caller whose role may not do what they asked.
-pub fn forbidden_page(message: String) -> Response {
-    UiError::Forbidden(message).into_response()
 }
 
 /// Path parameters whose rejections become a readable page.
 #[derive(Debug, Clone, Copy, Default, axum::extract::FromRequestParts)]
-#[from_request(via(axum::extract::Path), rejection(UiError))]
+#[from_request(via(axum::extract::Path), rejection(UiRejection))]
 pub struct UiPath<T>(pub T);
 
 /// Query strings whose rejections become a readable page.
 #[derive(Debug, Clone, Copy, Default, axum::extract::FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(UiError))]
+#[from_request(via(axum::extract::Query), rejection(UiRejection))]
 pub struct UiQuery<T>(pub T);
 
 /// Form bodies whose rejections become a readable page.
 #[derive(Debug, Clone, Copy, Default, axum::extract::FromRequest)]
-#[from_request(via(axum::extract::Form), rejection(UiError))]
+#[from_request(via(axum::extract::Form), rejection(UiRejection))]
 pub struct UiForm<T>(pub T);
+
+#[cfg(test)]
+mod tests {
+    use axum::http::header;
+
+    use super::*;
+    use crate::storage::StorageError;
+
+    async fn body_of(response: Response) -> String {
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        String::from_utf8(body.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_outage_is_a_503_page_that_says_when_to_retry() {
+        let outage = StorageError::from(sqlx::Error::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )));
+        let response = ApiError::Internal(anyhow::Error::from(outage).context("listing DAGs")).into_html_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+        let body = body_of(response).await;
+        assert!(body.contains("<!doctype html>"), "{body}");
+        assert!(body.contains("Service unavailable"), "{body}");
+        assert!(
+            body.contains("the metadata database is unavailable: connection reset"),
+            "{body}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_message_is_escaped_and_a_cause_of_a_500_is_not_shown() {
+        let response = ApiError::NotFound("There is no DAG `<script>x</script>`.".to_string()).into_html_response();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert!(response.headers().get(header::RETRY_AFTER).is_none());
+        let body = body_of(response).await;
+        assert!(body.contains("&lt;script&gt;x&lt;/script&gt;"), "{body}");
+        assert!(!body.contains("<script>x"), "{body}");
+
+        let response = ApiError::Internal(anyhow::anyhow!("secret cause")).into_html_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = body_of(response).await;
+        assert!(body.contains("the cause is in the weir server log"), "{body}");
+        assert!(!body.contains("secret cause"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn the_json_rendering_carries_the_report_its_page_is_rendered_from() {
+        let json = ApiError::Conflict("`shop` is already running.".to_string()).into_json_response();
+        let report = json.extensions().get::<ErrorReport>().cloned().unwrap();
+        let page = body_of(error_page(report.clone())).await;
+        assert_eq!(report.status, StatusCode::CONFLICT);
+        assert!(page.contains("`shop` is already running."), "{page}");
+        assert_eq!(
+            body_of(json).await,
+            r#"{"detail":"`shop` is already running."}"#,
+            "the API's body is unchanged"
+        );
+    }
+}

@@ -8,11 +8,12 @@ use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::context;
 use serde::Deserialize;
 
-use super::error::{UiError, UiForm, UiQuery};
+use super::error::{UiForm, UiQuery};
 use super::render;
 use crate::api::ApiState;
 use crate::api::audit::AuditNote;
 use crate::api::auth::{self, LoginFailure, LoginRequest};
+use crate::api::error::ApiError;
 use crate::config::AuthMode;
 use crate::domain::audit::Surface;
 
@@ -35,7 +36,7 @@ pub fn safe_next(next: Option<&str>) -> String {
     next.to_string()
 }
 
-fn login_page(status: StatusCode, next: &str, username: &str, error: Option<String>) -> Result<Response, UiError> {
+fn login_page(status: StatusCode, next: &str, username: &str, error: Option<String>) -> Result<Response, ApiError> {
     let html = render::page("login.html", context! { next, username, error })?;
     Ok((status, html).into_response())
 }
@@ -45,7 +46,7 @@ pub async fn page(
     State(state): State<ApiState>,
     headers: HeaderMap,
     UiQuery(query): UiQuery<LoginQuery>,
-) -> Result<Response, UiError> {
+) -> Result<Response, ApiError> {
     let next = safe_next(query.next.as_deref());
     if state.auth.mode() == AuthMode::None || state.auth.authenticate(&state.db, &headers, true).await.is_ok() {
         return Ok(Redirect::to(&next).into_response());
@@ -67,7 +68,7 @@ pub async fn submit(
     State(state): State<ApiState>,
     extensions: Extensions,
     UiForm(form): UiForm<LoginForm>,
-) -> Result<Response, UiError> {
+) -> Result<Response, ApiError> {
     let next = safe_next(form.next.as_deref());
     let request = LoginRequest {
         username: form.username.trim().to_string(),
@@ -82,7 +83,7 @@ pub async fn submit(
             // `login` recorded the sign-in with the username tried; the audit layer must not.
             let mut response = (AuditNote::not_recorded(), Redirect::to(&next)).into_response();
             let cookie = HeaderValue::from_str(&state.auth.session_cookie(&token))
-                .map_err(|error| UiError::Internal(anyhow::anyhow!("session cookie: {error}")))?;
+                .map_err(|error| ApiError::Internal(anyhow::anyhow!("session cookie: {error}")))?;
             response.headers_mut().insert(header::SET_COOKIE, cookie);
             Ok(response)
         }
@@ -104,14 +105,14 @@ pub async fn submit(
             }
             Ok(response)
         }
-        Err(LoginFailure::Internal(error)) => Err(UiError::Internal(error)),
+        Err(LoginFailure::Internal(error)) => Err(ApiError::Internal(error)),
     }
 }
 
 /// `POST /logout`: ends the session in this browser and goes to the login page. The route is
 /// public (an expired session can still log out), so no guard names the caller: the session, when
 /// valid, does, for the audit log; without one nobody logged out and nothing is recorded.
-pub async fn logout(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, UiError> {
+pub async fn logout(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let mut response = Redirect::to("/login").into_response();
     match state.auth.authenticate(&state.db, &headers, true).await {
         Ok(principal) => {
@@ -122,7 +123,7 @@ pub async fn logout(State(state): State<ApiState>, headers: HeaderMap) -> Result
         }
     }
     let cookie = HeaderValue::from_str(&state.auth.cleared_session_cookie())
-        .map_err(|error| UiError::Internal(anyhow::anyhow!("session cookie: {error}")))?;
+        .map_err(|error| ApiError::Internal(anyhow::anyhow!("session cookie: {error}")))?;
     response.headers_mut().insert(header::SET_COOKIE, cookie);
     Ok(response)
 }

@@ -12,9 +12,10 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 
-use super::error::{UiError, UiPath, UiQuery};
+use super::error::{UiPath, UiQuery};
 use super::{find_dag, find_run, parse_task_id};
 use crate::api::ApiState;
+use crate::api::error::ApiError;
 use crate::domain::ids::TaskId;
 use crate::runtime::task_log::{LogPath, LogReader, Window};
 use crate::storage::{Db, StorageError, task_instances};
@@ -70,7 +71,7 @@ pub async fn stream(
     UiPath((dag_id, run_id, task_id, try_number)): UiPath<(String, String, String, u32)>,
     UiQuery(query): UiQuery<StreamQuery>,
     headers: HeaderMap,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, UiError> {
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let dag = find_dag(&state, &dag_id)?;
     let run = find_run(&state, &dag, &run_id).await?;
     let task_id = parse_task_id(&task_id)?;
@@ -79,7 +80,7 @@ pub async fn stream(
         .await?
         .is_none()
     {
-        return Err(UiError::NotFound(format!(
+        return Err(ApiError::NotFound(format!(
             "task `{task_id}` of run `{}` has no try {try_number}",
             run.run_id
         )));

@@ -31,13 +31,13 @@ use axum::response::Redirect;
 use axum::routing::{MethodRouter, get, post};
 use axum::{Extension, Router};
 
-use self::error::UiError;
-pub use self::error::forbidden_page;
+pub use self::error::error_page;
 pub use self::render::with_caller;
 pub use self::views::encode;
 use super::ApiState;
 use super::auth::{self, Surface};
 use super::rest::Verb;
+use crate::api::error::ApiError;
 use crate::domain::auth::Access;
 use crate::domain::dag::Dag;
 use crate::domain::ids::{DagId, RunId, TaskId};
@@ -141,7 +141,9 @@ pub fn route_table() -> Vec<UiRoute> {
     entries().into_iter().map(|entry| entry.route).collect()
 }
 
-/// Every row's route behind the guard of its `access`, all behind the CSRF layer
+/// Every row's route behind the guard of its `access`, its errors rendered as pages
+/// ([`error::render_errors_as_pages`], inside the guard so a page's menu is the caller's), all
+/// behind the CSRF layer
 /// ([`csrf::protect`]): a route added here is protected without doing anything, and its forms get
 /// the token with `{{ csrf_field() }}`.
 pub fn router(state: &ApiState) -> Router<ApiState> {
@@ -150,6 +152,7 @@ pub fn router(state: &ApiState) -> Router<ApiState> {
         let guard_state = (state.clone(), entry.route.access, Surface::Ui);
         let handler = entry
             .handler
+            .route_layer(axum::middleware::from_fn(error::render_errors_as_pages))
             .route_layer(axum::middleware::from_fn_with_state(guard_state, auth::guard));
         router = router.route(entry.route.path, handler);
     }
@@ -194,26 +197,26 @@ pub fn form_event(route: &str) -> Option<&'static str> {
 }
 
 /// The loaded DAG named in the address.
-fn find_dag(state: &ApiState, raw_dag_id: &str) -> Result<Arc<Dag>, UiError> {
-    let dag_id = DagId::parse(raw_dag_id).map_err(|error| UiError::BadRequest(error.to_string()))?;
+fn find_dag(state: &ApiState, raw_dag_id: &str) -> Result<Arc<Dag>, ApiError> {
+    let dag_id = DagId::parse(raw_dag_id).map_err(|error| ApiError::BadRequest(error.to_string()))?;
     state.bag().get(&dag_id).cloned().ok_or_else(|| {
-        UiError::NotFound(format!(
+        ApiError::NotFound(format!(
             "There is no DAG `{dag_id}`: no file in the DAG folder defines it, or its file has import errors."
         ))
     })
 }
 
 /// The run of `dag` named in the address.
-async fn find_run(state: &ApiState, dag: &Dag, raw_run_id: &str) -> Result<DagRun, UiError> {
-    let run_id = RunId::parse(raw_run_id).map_err(|error| UiError::BadRequest(error.to_string()))?;
+async fn find_run(state: &ApiState, dag: &Dag, raw_run_id: &str) -> Result<DagRun, ApiError> {
+    let run_id = RunId::parse(raw_run_id).map_err(|error| ApiError::BadRequest(error.to_string()))?;
     let mut connection = state.db.acquire().await?;
     run_rows::get(&mut connection, &dag.dag_id, &run_id)
         .await?
-        .ok_or_else(|| UiError::NotFound(format!("DAG `{}` has no run `{run_id}`.", dag.dag_id)))
+        .ok_or_else(|| ApiError::NotFound(format!("DAG `{}` has no run `{run_id}`.", dag.dag_id)))
 }
 
-fn parse_task_id(raw_task_id: &str) -> Result<TaskId, UiError> {
-    TaskId::parse(raw_task_id).map_err(|error| UiError::BadRequest(error.to_string()))
+fn parse_task_id(raw_task_id: &str) -> Result<TaskId, ApiError> {
+    TaskId::parse(raw_task_id).map_err(|error| ApiError::BadRequest(error.to_string()))
 }
 
 /// Where a form goes back to: the page's `next` when it is a path on weir itself

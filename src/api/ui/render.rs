@@ -7,7 +7,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use minijinja::{Environment, context};
 
-use super::error::{UiError, UiPath};
+use super::error::UiPath;
+use crate::api::error::ApiError;
 use crate::domain::auth::{Access, Principal};
 
 #[derive(rust_embed::Embed)]
@@ -102,19 +103,19 @@ fn caller_context() -> minijinja::Value {
 }
 
 /// Renders template `name` (HTML-escaped) with `context` and the caller's `me` and `can`.
-pub fn page(name: &str, context: minijinja::Value) -> Result<Html<String>, UiError> {
+pub fn page(name: &str, context: minijinja::Value) -> Result<Html<String>, ApiError> {
     let template = ENVIRONMENT
         .get_template(name)
-        .map_err(|error| UiError::Internal(anyhow::anyhow!("loading template {name}: {error:#}")))?;
+        .map_err(|error| ApiError::Internal(anyhow::anyhow!("loading template {name}: {error:#}")))?;
     let html = template
         .render(context! { ..caller_context(), ..context })
-        .map_err(|error| UiError::Internal(anyhow::anyhow!("rendering template {name}: {error:#}")))?;
+        .map_err(|error| ApiError::Internal(anyhow::anyhow!("rendering template {name}: {error:#}")))?;
     Ok(Html(html))
 }
 
 /// `GET /static/{*path}`: CSS, JS and images from `web/static`.
-pub async fn asset(UiPath(path): UiPath<String>) -> Result<Response, UiError> {
-    let file = Static::get(&path).ok_or_else(|| UiError::NotFound(format!("no static file `{path}`")))?;
+pub async fn asset(UiPath(path): UiPath<String>) -> Result<Response, ApiError> {
+    let file = Static::get(&path).ok_or_else(|| ApiError::NotFound(format!("no static file `{path}`")))?;
     let content_type = match path.rsplit_once('.').map(|(_, extension)| extension) {
         Some("css") => "text/css; charset=utf-8",
         Some("js") => "text/javascript; charset=utf-8",

@@ -7,10 +7,12 @@ use chrono::{DateTime, Utc};
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 
-use super::error::{UiError, UiForm, UiPath, UiQuery};
+use super::error::{UiForm, UiPath, UiQuery};
 use super::views::{self, RunView, TaskInstanceView};
 use super::{back_to, find_dag, find_run, render};
 use crate::api::ApiState;
+use crate::api::error::ApiError;
+use crate::domain::ui_paths;
 use crate::runtime::operations::{self, ClearRequest};
 use crate::storage::task_instances::{self, TaskInstance};
 
@@ -33,7 +35,7 @@ pub async fn show(
     State(state): State<ApiState>,
     UiPath((dag_id, run_id)): UiPath<(String, String)>,
     UiQuery(query): UiQuery<PageQuery>,
-) -> Result<Response, UiError> {
+) -> Result<Response, ApiError> {
     let dag = find_dag(&state, &dag_id)?;
     let run = find_run(&state, &dag, &run_id).await?;
     let now = Utc::now();
@@ -75,7 +77,7 @@ pub async fn show(
     let html = render::page(
         "run.html",
         context! {
-            dag => context! { dag_id => dag.dag_id.as_str(), url => views::dag_url(dag.dag_id.as_str()) },
+            dag => context! { dag_id => dag.dag_id.as_str(), url => ui_paths::dag(dag.dag_id.as_str()) },
             run => run_view,
             page_url,
             conf,
@@ -149,14 +151,14 @@ pub async fn clear(
     State(state): State<ApiState>,
     UiPath((dag_id, run_id)): UiPath<(String, String)>,
     UiForm(form): UiForm<ClearRunForm>,
-) -> Result<Response, UiError> {
+) -> Result<Response, ApiError> {
     let dag = find_dag(&state, &dag_id)?;
     let run = find_run(&state, &dag, &run_id).await?;
     let only_failed = match form.which.as_deref() {
         None | Some("failed") => true,
         Some("all") => false,
         Some(other) => {
-            return Err(UiError::BadRequest(format!(
+            return Err(ApiError::BadRequest(format!(
                 "`which` must be `failed` or `all`, got `{other}`"
             )));
         }
@@ -173,6 +175,6 @@ pub async fn clear(
         1 => "Cleared 1 task instance".to_string(),
         n => format!("Cleared {n} task instances"),
     };
-    let url = views::run_url(dag.dag_id.as_str(), run.run_id.as_str());
+    let url = ui_paths::run(dag.dag_id.as_str(), run.run_id.as_str());
     Ok(back_to(None, &url, &notice).into_response())
 }

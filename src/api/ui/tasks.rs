@@ -8,13 +8,15 @@ use minijinja::context;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::error::{UiError, UiForm, UiPath, UiQuery};
+use super::error::{UiForm, UiPath, UiQuery};
 use super::logs::{self, LOG_WINDOW_BYTES};
 use super::views::{self, AttemptView, RunView, TaskInstanceView};
 use super::{back_to, find_dag, find_run, parse_task_id, render};
 use crate::api::ApiState;
 use crate::api::audit::AuditNote;
+use crate::api::error::ApiError;
 use crate::domain::state::TaskState;
+use crate::domain::ui_paths;
 use crate::runtime::operations::{self, ClearRequest};
 use crate::runtime::task_log::LogPath;
 use crate::storage::task_instances;
@@ -45,7 +47,7 @@ pub async fn show(
     State(state): State<ApiState>,
     UiPath((dag_id, run_id, task_id)): UiPath<(String, String, String)>,
     UiQuery(query): UiQuery<TaskQuery>,
-) -> Result<Response, UiError> {
+) -> Result<Response, ApiError> {
     let dag = find_dag(&state, &dag_id)?;
     let run = find_run(&state, &dag, &run_id).await?;
     let task_id = parse_task_id(&task_id)?;
@@ -54,18 +56,18 @@ pub async fn show(
     let instance = task_instances::get(&mut connection, run.pk, &task_id).await?;
     let task = dag.task(task_id.as_str());
     if instance.is_none() && task.is_none() {
-        return Err(UiError::NotFound(format!(
+        return Err(ApiError::NotFound(format!(
             "run `{}` of DAG `{}` has no task `{task_id}`.",
             run.run_id, dag.dag_id
         )));
     }
     let attempts = task_instances::attempts(&mut connection, run.pk, &task_id).await?;
     drop(connection);
-    let page_url = views::task_url(dag.dag_id.as_str(), run.run_id.as_str(), task_id.as_str());
+    let page_url = ui_paths::task(dag.dag_id.as_str(), run.run_id.as_str(), task_id.as_str());
     let selected_try = match query.try_number {
         Some(try_number) => {
             if !attempts.iter().any(|attempt| attempt.try_number == try_number) {
-                return Err(UiError::NotFound(format!(
+                return Err(ApiError::NotFound(format!(
                     "task `{task_id}` of run `{}` has no try {try_number}.",
                     run.run_id
                 )));
@@ -91,7 +93,7 @@ pub async fn show(
             );
             let window = logs::read_window(&path, query.offset)
                 .await
-                .map_err(|error| UiError::Internal(anyhow::anyhow!("reading {path}: {error}")))?;
+                .map_err(|error| ApiError::Internal(anyhow::anyhow!("reading {path}: {error}")))?;
             let try_url = format!("{page_url}?try={}", attempt.try_number);
             let at_tail = window.end >= window.size;
             Some(LogView {
@@ -152,7 +154,7 @@ pub async fn show(
     let html = render::page(
         "task.html",
         context! {
-            dag => context! { dag_id => dag.dag_id.as_str(), url => views::dag_url(dag.dag_id.as_str()) },
+            dag => context! { dag_id => dag.dag_id.as_str(), url => ui_paths::dag(dag.dag_id.as_str()) },
             run => RunView::new(&run, now),
             ti => instance_view,
             details,
@@ -183,12 +185,12 @@ pub async fn clear(
     State(state): State<ApiState>,
     UiPath((dag_id, run_id, task_id)): UiPath<(String, String, String)>,
     UiForm(form): UiForm<ClearTaskForm>,
-) -> Result<Response, UiError> {
+) -> Result<Response, ApiError> {
     let dag = find_dag(&state, &dag_id)?;
     let run = find_run(&state, &dag, &run_id).await?;
     let task_id = parse_task_id(&task_id)?;
     if dag.task(task_id.as_str()).is_none() {
-        return Err(UiError::NotFound(format!(
+        return Err(ApiError::NotFound(format!(
             "DAG `{}` has no task `{task_id}` to clear.",
             dag.dag_id
         )));
@@ -197,13 +199,13 @@ pub async fn clear(
         None | Some("false") => false,
         Some("true") => true,
         Some(other) => {
-            return Err(UiError::BadRequest(format!(
+            return Err(ApiError::BadRequest(format!(
                 "`downstream` must be true or false, got `{other}`"
             )));
         }
     };
     let pattern = regex::Regex::new(&format!("^{}$", regex::escape(task_id.as_str())))
-        .map_err(|error| UiError::Internal(error.into()))?;
+        .map_err(|error| ApiError::Internal(error.into()))?;
     let request = ClearRequest {
         run_id: Some(run.run_id.clone()),
         task_pattern: Some(pattern),
@@ -217,7 +219,7 @@ pub async fn clear(
         1 => "Cleared 1 task instance".to_string(),
         n => format!("Cleared {n} task instances"),
     };
-    let url = views::task_url(dag.dag_id.as_str(), run.run_id.as_str(), task_id.as_str());
+    let url = ui_paths::task(dag.dag_id.as_str(), run.run_id.as_str(), task_id.as_str());
     Ok(back_to(None, &url, &notice).into_response())
 }
 
@@ -232,7 +234,7 @@ pub async fn mark(
     State(state): State<ApiState>,
     UiPath((dag_id, run_id, task_id)): UiPath<(String, String, String)>,
     UiForm(form): UiForm<MarkForm>,
-) -> Result<Response, UiError> {
+) -> Result<Response, ApiError> {
     let dag = find_dag(&state, &dag_id)?;
     let run = find_run(&state, &dag, &run_id).await?;
     let task_id = parse_task_id(&task_id)?;
@@ -240,13 +242,13 @@ pub async fn mark(
         "success" => TaskState::Success,
         "failed" => TaskState::Failed,
         other => {
-            return Err(UiError::BadRequest(format!(
+            return Err(ApiError::BadRequest(format!(
                 "a task can be marked `success` or `failed`, not `{other}`"
             )));
         }
     };
     operations::mark_task(&state.db, &dag.dag_id, &run.run_id, &task_id, new_state).await?;
-    let url = views::task_url(dag.dag_id.as_str(), run.run_id.as_str(), task_id.as_str());
+    let url = ui_paths::task(dag.dag_id.as_str(), run.run_id.as_str(), task_id.as_str());
     let notice = format!("Marked {task_id} {new_state}");
     let note = AuditNote::new().detail("new_state", new_state.as_str());
     Ok((note, back_to(form.next.as_deref(), &url, &notice)).into_response())

@@ -9,9 +9,10 @@ use axum::response::{IntoResponse, Response};
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 
-use super::error::{UiError, UiForm, UiQuery};
+use super::error::{UiForm, UiQuery};
 use super::{back_to, render, views};
 use crate::api::ApiState;
+use crate::api::error::ApiError;
 use crate::domain::auth::{Principal, Role};
 use crate::runtime::operations::OperationError;
 use crate::runtime::users::{self, NewUser};
@@ -43,7 +44,7 @@ async fn render_page(
     notice: Option<String>,
     outcome: Outcome,
     status: StatusCode,
-) -> Result<Response, UiError> {
+) -> Result<Response, ApiError> {
     let mut connection = state.db.acquire().await?;
     let rows: Vec<UserRow> = user_rows::list(&mut connection)
         .await?
@@ -77,12 +78,12 @@ pub async fn list(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     UiQuery(query): UiQuery<PageQuery>,
-) -> Result<Response, UiError> {
+) -> Result<Response, ApiError> {
     render_page(&state, &principal, query.notice, Outcome::default(), StatusCode::OK).await
 }
 
 /// A refused form: the page again with why, or the error page for what is not the form's fault.
-async fn refused(state: &ApiState, principal: &Principal, error: OperationError) -> Result<Response, UiError> {
+async fn refused(state: &ApiState, principal: &Principal, error: OperationError) -> Result<Response, ApiError> {
     let (status, problem) = match error {
         OperationError::Invalid(message) => (StatusCode::BAD_REQUEST, message),
         OperationError::NotFound(message) => (StatusCode::NOT_FOUND, message),
@@ -118,7 +119,7 @@ pub async fn create(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     UiForm(form): UiForm<CreateForm>,
-) -> Result<Response, UiError> {
+) -> Result<Response, ApiError> {
     let role: Role = match form.role.parse() {
         Ok(role) => role,
         Err(error) => return refused(&state, &principal, OperationError::Invalid(format!("{error}"))).await,
@@ -169,7 +170,7 @@ pub async fn delete(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     UiForm(form): UiForm<DeleteForm>,
-) -> Result<Response, UiError> {
+) -> Result<Response, ApiError> {
     if form.username == principal.username {
         let error = OperationError::Invalid(
             "You cannot delete yourself: ask another Admin, or use `weir users delete`.".to_string(),
@@ -196,7 +197,7 @@ pub async fn reset_password(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     UiForm(form): UiForm<ResetForm>,
-) -> Result<Response, UiError> {
+) -> Result<Response, ApiError> {
     let generated = form.password.is_empty();
     let password = if generated {
         users::random_password()?

@@ -10,10 +10,11 @@ use axum::response::{IntoResponse, Response};
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 
-use super::error::{UiError, UiForm, UiQuery};
+use super::error::{UiForm, UiQuery};
 use super::{back_to, render};
 use crate::api::ApiState;
 use crate::api::audit::AuditNote;
+use crate::api::error::ApiError;
 use crate::api::rest::query;
 use crate::domain::secret::{REDACTED, is_secret_name};
 use crate::runtime::attempt::variables_from_env;
@@ -93,7 +94,7 @@ async fn render_page(
     problems: &[String],
     form: FormEcho,
     status: StatusCode,
-) -> Result<Response, UiError> {
+) -> Result<Response, ApiError> {
     let mut connection = state.db.acquire().await?;
     let (database, _) = variables::list(&mut connection, &state.secrets, false, u32::MAX, 0).await?;
     drop(connection);
@@ -108,7 +109,7 @@ pub struct PageQuery {
 }
 
 /// `GET /variables`.
-pub async fn list(State(state): State<ApiState>, UiQuery(query): UiQuery<PageQuery>) -> Result<Response, UiError> {
+pub async fn list(State(state): State<ApiState>, UiQuery(query): UiQuery<PageQuery>) -> Result<Response, ApiError> {
     render_page(&state, query.notice, &[], FormEcho::default(), StatusCode::OK).await
 }
 
@@ -125,7 +126,7 @@ pub struct SetForm {
 
 /// `POST /variables` with `key`, `value` and `description`: creates or replaces a database
 /// variable; an empty description keeps the stored one.
-pub async fn set(State(state): State<ApiState>, UiForm(form): UiForm<SetForm>) -> Result<Response, UiError> {
+pub async fn set(State(state): State<ApiState>, UiForm(form): UiForm<SetForm>) -> Result<Response, ApiError> {
     let key = form.key.trim().to_string();
     if let Err(error) = query::key("variable key", &key, MAX_KEY_LENGTH) {
         let withheld = is_secret_name(&key);
@@ -165,7 +166,7 @@ pub struct DeleteForm {
 }
 
 /// `POST /variables/delete` with `key`: removes a database variable.
-pub async fn delete(State(state): State<ApiState>, UiForm(form): UiForm<DeleteForm>) -> Result<Response, UiError> {
+pub async fn delete(State(state): State<ApiState>, UiForm(form): UiForm<DeleteForm>) -> Result<Response, ApiError> {
     let mut transaction = state.db.begin().await?;
     match variables::delete(&mut transaction, &form.key).await {
         Ok(()) => transaction.commit().await?,
@@ -179,7 +180,7 @@ pub async fn delete(State(state): State<ApiState>, UiForm(form): UiForm<DeleteFo
             } else {
                 format!("There is no variable `{}` in the database.", form.key)
             };
-            return Err(UiError::NotFound(message));
+            return Err(ApiError::NotFound(message));
         }
         Err(error) => return Err(error.into()),
     }

@@ -6,23 +6,12 @@ use serde::Serialize;
 
 use crate::domain::dag::Dag;
 use crate::domain::schedule::Schedule;
+use crate::domain::ui_paths;
 use crate::storage::runs::DagRun;
 use crate::storage::task_instances::{Attempt, TaskInstance};
 
 /// Percent-encodes one URL path segment or query value (run ids carry `:` and `+`).
 pub use crate::domain::percent::encode_component as encode;
-
-pub fn dag_url(dag_id: &str) -> String {
-    format!("/dags/{}", encode(dag_id))
-}
-
-pub fn run_url(dag_id: &str, run_id: &str) -> String {
-    format!("/dags/{}/runs/{}", encode(dag_id), encode(run_id))
-}
-
-pub fn task_url(dag_id: &str, run_id: &str, task_id: &str) -> String {
-    format!("{}/tasks/{}", run_url(dag_id, run_id), encode(task_id))
-}
 
 /// `2026-03-01 18:00:00`, UTC.
 pub fn time(value: DateTime<Utc>) -> String {
@@ -91,7 +80,7 @@ impl RunView {
     pub fn new(run: &DagRun, now: DateTime<Utc>) -> RunView {
         RunView {
             run_id: run.run_id.to_string(),
-            url: run_url(run.dag_id.as_str(), run.run_id.as_str()),
+            url: ui_paths::run(run.dag_id.as_str(), run.run_id.as_str()),
             run_type: run.run_type.to_string(),
             state: run.state.to_string(),
             logical_date: time(run.logical_date),
@@ -124,7 +113,7 @@ impl TaskInstanceView {
     pub fn new(ti: &TaskInstance, now: DateTime<Utc>) -> TaskInstanceView {
         TaskInstanceView {
             task_id: ti.task_id.to_string(),
-            url: task_url(ti.dag_id.as_str(), ti.run_id.as_str(), ti.task_id.as_str()),
+            url: ui_paths::task(ti.dag_id.as_str(), ti.run_id.as_str(), ti.task_id.as_str()),
             state: ti.state.to_string(),
             try_number: ti.try_number,
             max_tries: ti.max_tries,
@@ -139,7 +128,7 @@ impl TaskInstanceView {
     pub fn missing(dag_id: &str, run_id: &str, task_id: &str) -> TaskInstanceView {
         TaskInstanceView {
             task_id: task_id.to_string(),
-            url: task_url(dag_id, run_id, task_id),
+            url: ui_paths::task(dag_id, run_id, task_id),
             state: "none".to_string(),
             try_number: 0,
             max_tries: 0,

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::alerts::AlertEvent;
-use crate::domain::percent::encode_component as encode;
+use crate::domain::ui_paths;
 
 /// Most characters of `error` (the log's last lines) a Slack message or email quotes.
 const MAX_QUOTED_CHARS: usize = 3000;
@@ -153,16 +153,12 @@ pub fn command_env(alert_id: i64, payload: &Payload) -> Vec<(String, String)> {
 
 /// The run's page in the UI.
 pub fn run_url(base_url: &str, dag_id: &str, run_id: &str) -> String {
-    format!("{base_url}/dags/{}/runs/{}", encode(dag_id), encode(run_id))
+    format!("{base_url}{}", ui_paths::run(dag_id, run_id))
 }
 
 /// The task instance's page showing the log of one try.
 pub fn task_log_url(base_url: &str, dag_id: &str, run_id: &str, task_id: &str, try_number: u32) -> String {
-    format!(
-        "{}/tasks/{}?try={try_number}",
-        run_url(base_url, dag_id, run_id),
-        encode(task_id)
-    )
+    format!("{base_url}{}", ui_paths::task_try(dag_id, run_id, task_id, try_number))
 }
 
 /// The last `max_lines` lines of a log's tail (the caller reads only its last few KiB).

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use tracing::Instrument;
 
 use super::{Scheduler, TickOutcome};
 use crate::domain::dag::{Dag, Operator};
@@ -13,7 +14,7 @@ use crate::domain::planner::{self, Candidate, Capacity};
 use crate::runtime::attempt::{self, attempt_env, needs_context, render_fields, template_context};
 use crate::runtime::builtin::BuiltinAttempt;
 use crate::runtime::connections::Connections;
-use crate::runtime::executor::{AttemptKey, AttemptRequest, AttemptResult, AttemptWork};
+use crate::runtime::executor::{AttemptKey, AttemptRequest, AttemptResult, AttemptWork, attempt_span};
 use crate::runtime::loader::DagBag;
 use crate::runtime::process::ShellAttempt;
 use crate::runtime::task_log::LogPath;
@@ -180,6 +181,7 @@ impl Scheduler {
                 task_id: task.task_id.clone(),
                 try_number,
             };
+            let span = attempt_span(&dag.dag_id, &run.run_id, &task.task_id, try_number);
             let prepared = rendered.map_err(|error| error.to_string()).and_then(|fields| {
                 let urls = connection_urls(&fields.operator, &resolved.connections)?;
                 Ok((fields, urls))
@@ -191,6 +193,7 @@ impl Scheduler {
                     // before anything runs.
                     let result = AttemptResult::Failed { exit_code: None, error };
                     self.record_result(&mut transaction, dag, &key, &result, None, now)
+                        .instrument(span)
                         .await?;
                     continue;
                 }
@@ -255,8 +258,8 @@ impl Scheduler {
                     }))
                 }
             };
-            tracing::debug!(dag_id = %dag.dag_id, run_id = %run.run_id, task_id = %task.task_id, try_number, "queued attempt");
-            requests.push(AttemptRequest { key, work });
+            span.in_scope(|| tracing::debug!("queued attempt"));
+            requests.push(AttemptRequest { key, work, span });
         }
         transaction.commit().await?;
         for request in requests {

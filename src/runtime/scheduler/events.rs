@@ -4,12 +4,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use tracing::Instrument;
 
 use super::Scheduler;
 use crate::domain::attempt_end::{TryBudget, attempt_end, attempt_end_without_dag};
 use crate::domain::dag::Dag;
+use crate::domain::ids::{DagId, RunId};
 use crate::domain::state::TaskState;
-use crate::runtime::executor::{AttemptKey, AttemptResult, ExecutorEvent};
+use crate::runtime::executor::{AttemptKey, AttemptResult, ExecutorEvent, attempt_span};
 use crate::storage::Transaction;
 use crate::storage::runs::{self};
 use crate::storage::task_instances::{self, AttemptStart};
@@ -46,7 +48,8 @@ impl Scheduler {
             .collect();
         let mut starts: HashMap<&AttemptKey, AttemptStart<'_>> = HashMap::new();
         let mut transaction = self.db.begin().await?;
-        let mut dags_of_runs: HashMap<i64, Option<Arc<Dag>>> = HashMap::new();
+        // Per run of the batch, read once (`None`: the run is gone).
+        let mut runs_of_events: HashMap<i64, Option<EndedRun>> = HashMap::new();
         for event in &events {
             match event {
                 ExecutorEvent::Started { key, pid, at } if ended.contains(key) => {
@@ -73,22 +76,36 @@ impl Scheduler {
                     self.cache.started(key.run_pk, &key.task_id, key.try_number);
                 }
                 ExecutorEvent::Finished { key, result, at } => {
-                    let dag = match dags_of_runs.get(&key.run_pk) {
-                        Some(dag) => dag.clone(),
+                    let run = match runs_of_events.get(&key.run_pk) {
+                        Some(run) => run.clone(),
                         None => {
-                            let run = runs::get_by_pk(&mut transaction, key.run_pk).await?;
-                            let dag = run.as_ref().and_then(|run| bag.get(&run.dag_id)).cloned();
-                            dags_of_runs.insert(key.run_pk, dag.clone());
-                            dag
+                            let run = runs::get_by_pk(&mut transaction, key.run_pk)
+                                .await?
+                                .map(|run| EndedRun {
+                                    dag: bag.get(&run.dag_id).cloned(),
+                                    dag_id: run.dag_id,
+                                    run_id: run.run_id,
+                                });
+                            runs_of_events.insert(key.run_pk, run.clone());
+                            run
                         }
                     };
                     let start = starts.remove(key);
-                    match dag {
+                    let span = match &run {
+                        Some(run) => attempt_span(&run.dag_id, &run.run_id, &key.task_id, key.try_number),
+                        None => tracing::Span::none(),
+                    };
+                    match run.and_then(|run| run.dag) {
                         Some(dag) => {
                             self.record_result(&mut transaction, &dag, key, result, start.as_ref(), *at)
+                                .instrument(span)
                                 .await?
                         }
-                        None => record_result_without_dag(&mut transaction, key, result, start.as_ref(), *at).await?,
+                        None => {
+                            record_result_without_dag(&mut transaction, key, result, start.as_ref(), *at)
+                                .instrument(span)
+                                .await?
+                        }
                     }
                 }
             }
@@ -132,7 +149,8 @@ impl Scheduler {
         let retry = dag.task(key.task_id.as_str()).map(|task| task.retry);
         let end = attempt_end(retry, key.try_number, result, budget, now);
         if matches!(end.instance_state, TaskState::UpForRetry | TaskState::Failed) {
-            tracing::warn!(task_id = %key.task_id, try_number = key.try_number, error = end.error.as_deref().unwrap_or(""), state = %end.instance_state, "attempt failed");
+            // The attempt's span (its caller's) names it.
+            tracing::warn!(error = end.error.as_deref().unwrap_or(""), state = %end.instance_state, "attempt failed");
         }
         let Some(recorded) =
             task_instances::finish_attempt(transaction, key.run_pk, &key.task_id, key.try_number, &end, start, now)
@@ -168,6 +186,15 @@ impl Scheduler {
         }
         Ok(())
     }
+}
+
+/// The run of an attempt that ended: its ids name the attempt's span, its DAG (`None` when no
+/// longer loaded) decides what the end does.
+#[derive(Clone)]
+struct EndedRun {
+    dag: Option<Arc<Dag>>,
+    dag_id: DagId,
+    run_id: RunId,
 }
 
 /// The DAG of a finished attempt is gone (file removed or broken): record it without retries.

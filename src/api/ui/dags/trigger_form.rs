@@ -14,11 +14,13 @@ use serde_json::{Map, Value};
 use super::DagPage;
 use crate::api::ApiState;
 use crate::api::audit::AuditNote;
-use crate::api::ui::error::{UiError, UiForm, UiPath};
+use crate::api::error::ApiError;
+use crate::api::ui::error::{UiForm, UiPath};
 use crate::api::ui::graph::GraphCache;
-use crate::api::ui::{back_to, find_dag, views};
+use crate::api::ui::{back_to, find_dag};
 use crate::domain::dag::Dag;
 use crate::domain::params::{Param, ParamType};
+use crate::domain::ui_paths;
 use crate::runtime::operations::{self, OperationError};
 
 /// One input of the trigger form.
@@ -140,7 +142,7 @@ pub async fn trigger(
     Extension(graphs): Extension<GraphCache>,
     UiPath(dag_id): UiPath<String>,
     UiForm(fields): UiForm<Vec<(String, String)>>,
-) -> Result<Response, UiError> {
+) -> Result<Response, ApiError> {
     let dag = find_dag(&state, &dag_id)?;
     // The last value wins: a checkbox posts a hidden `false` and, when ticked, `true` after it.
     let submitted: HashMap<String, String> = fields.into_iter().collect();
@@ -190,7 +192,7 @@ pub async fn trigger(
     };
     let status = match outcome {
         Ok(Some(run)) => {
-            let next = format!("{}?tab=grid", views::dag_url(dag.dag_id.as_str()));
+            let next = format!("{}?tab=grid", ui_paths::dag(dag.dag_id.as_str()));
             let note = AuditNote::new().run(run.run_id.as_str()).logical_date(run.logical_date);
             let back = back_to(Some(&next), &next, &format!("Triggered run {}", run.run_id));
             return Ok((note, back).into_response());
