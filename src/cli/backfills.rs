@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::output::{self, OutputFormat};
 use super::{App, CliError, CliResult, parse_range_arg};
-use crate::domain::backfill::{BackfillState, Reprocess};
+use crate::domain::backfill::{BackfillState, Reprocess, check_something_to_do};
 use crate::domain::dates::RangeEnd;
 use crate::domain::ids::DagId;
 use crate::runtime::operations::{self, BackfillRequest, OperationError};
@@ -145,6 +145,9 @@ pub async fn create(app: &App, args: BackfillArgs) -> CliResult {
             println!("{}  {what}", output::time(date.run.logical_date));
         }
         println!("{} date(s); nothing created (dry run)", dates.len());
+        if let Err(refusal) = check_something_to_do(&dates, request.reprocess) {
+            println!("{refusal}");
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let backfill = operations::create_backfill(&db, &dag, &request)

@@ -9,6 +9,7 @@ mod daemon;
 mod dags;
 pub mod output;
 mod runs;
+mod task_clear;
 mod task_logs;
 mod tasks;
 mod users;

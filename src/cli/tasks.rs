@@ -1,7 +1,6 @@
-//! `weir tasks ...`: test, render, states, logs, why, clear, mark.
+//! `weir tasks ...`: test, render, states, logs, why, clear (`task_clear.rs`), mark.
 
 use std::collections::HashMap;
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use chrono::Utc;
@@ -13,14 +12,14 @@ use super::output::{self, OutputFormat};
 use super::runs::{find_run, parse_ids};
 use super::{App, CliError, CliResult, parse_time_arg};
 use crate::domain::dag::{Dag, Operator};
-use crate::domain::ids::{RunId, TaskId};
+use crate::domain::ids::TaskId;
 use crate::domain::planner::{self, Candidate};
 use crate::domain::state::{RunState, RunType, TaskState};
 use crate::runtime::attempt::{self, attempt_env, render_fields, template_context};
 use crate::runtime::builtin::{BuiltinAttempt, run_builtin};
 use crate::runtime::connections::{Resolved, SecretSources};
 use crate::runtime::executor::{AttemptKey, AttemptResult, run_shell_attempt};
-use crate::runtime::operations::{self, ClearRequest};
+use crate::runtime::operations;
 use crate::runtime::process::ShellAttempt;
 use crate::runtime::scheduler::connection_urls;
 use crate::runtime::scheduler::{capacity, run_snapshot};
@@ -84,6 +83,9 @@ pub enum TasksCommand {
         task_id: String,
     },
     /// Sets task instances back to `none` so they run again (history kept, retries renewed).
+    ///
+    /// Without --run every run of the DAG is matched (or those within --from/--to); when more than
+    /// one run is matched, the count is shown and --yes (or a yes at the terminal) is needed.
     Clear {
         /// The DAG's id (its `dag_id`, or the file name without `.yaml`).
         dag_id: String,
@@ -108,7 +110,8 @@ pub enum TasksCommand {
         /// Lists what would be cleared, changes nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Does not ask for confirmation.
+        /// Clears without asking when more than one run is matched (otherwise a terminal asks
+        /// and anything else refuses, naming the count).
         #[arg(long)]
         yes: bool,
     },
@@ -177,7 +180,7 @@ pub async fn run(app: &App, command: TasksCommand) -> CliResult {
             dry_run,
             yes,
         } => {
-            let selection = ClearSelection {
+            let selection = super::task_clear::ClearSelection {
                 task,
                 run,
                 from,
@@ -185,7 +188,7 @@ pub async fn run(app: &App, command: TasksCommand) -> CliResult {
                 downstream,
                 only_failed,
             };
-            clear(app, &dag_id, &selection, dry_run, yes).await
+            super::task_clear::clear(app, &dag_id, &selection, dry_run, yes).await
         }
         TasksCommand::Mark {
             dag_id,
@@ -492,87 +495,6 @@ async fn why(app: &App, dag_id: &str, run_id: &str, task_id: &str) -> CliResult 
     for reason in &reasons {
         println!("- {reason}");
     }
-    Ok(ExitCode::SUCCESS)
-}
-
-struct ClearSelection {
-    task: Option<String>,
-    run: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
-    downstream: bool,
-    only_failed: bool,
-}
-
-async fn clear(app: &App, dag_id: &str, selection: &ClearSelection, dry_run: bool, yes: bool) -> CliResult {
-    let dag = app.dag(dag_id)?;
-    let timezone = dag.timetable.timezone;
-    let request = ClearRequest {
-        run_id: selection
-            .run
-            .as_deref()
-            .map(RunId::parse)
-            .transpose()
-            .map_err(|error| CliError::Usage(error.to_string()))?,
-        from: selection
-            .from
-            .as_deref()
-            .map(|text| parse_time_arg(text, timezone))
-            .transpose()?,
-        to: selection
-            .to
-            .as_deref()
-            .map(|text| parse_time_arg(text, timezone))
-            .transpose()?,
-        task_pattern: selection
-            .task
-            .as_deref()
-            .map(regex::Regex::new)
-            .transpose()
-            .map_err(|error| CliError::Usage(format!("--task is not a valid regular expression: {error}")))?,
-        task_ids: Vec::new(),
-        include_downstream: selection.downstream,
-        only_failed: selection.only_failed,
-    };
-    let db = app.db(false).await?;
-    let plan = operations::plan_clear(&db, &dag, &request).await?;
-    let total: usize = plan.values().map(|(_, tasks)| tasks.len()).sum();
-    for (run, tasks) in plan.values() {
-        let names: Vec<&str> = tasks.iter().map(|task| task.as_str()).collect();
-        println!("{} {}: {}", run.dag_id, run.run_id, names.join(", "));
-    }
-    if total == 0 {
-        println!("nothing to clear");
-        return Ok(ExitCode::SUCCESS);
-    }
-    if dry_run {
-        println!("{total} task instance(s) would be cleared (dry run)");
-        return Ok(ExitCode::SUCCESS);
-    }
-    if !yes {
-        if !std::io::stdin().is_terminal() {
-            return Err(CliError::Usage(
-                "clearing needs confirmation: pass --yes (stdin is not a terminal)".to_string(),
-            )
-            .into());
-        }
-        eprint!("clear these {total} task instance(s)? [y/N] ");
-        let mut answer = String::new();
-        std::io::stdin().read_line(&mut answer)?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            println!("nothing cleared");
-            return Ok(ExitCode::from(1));
-        }
-    }
-    let cleared = operations::apply_clear(&db, &dag, &plan).await?;
-    let mut entry = super::audit::entry("post_clear_task_instances")
-        .dag(dag.dag_id.as_str())
-        .detail("cleared", cleared);
-    if let Some(run_id) = &selection.run {
-        entry = entry.run(run_id);
-    }
-    super::audit::record(&db, entry).await;
-    println!("cleared {cleared} task instance(s)");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -92,6 +92,8 @@ pub struct PlannedDate {
     pub action: DateAction,
     /// The run that exists for this date, if any.
     pub existing_run_id: Option<String>,
+    /// The state of that run.
+    pub existing_state: Option<RunState>,
     /// Why a date is skipped, for the dry run.
     pub reason: Option<String>,
 }
@@ -172,6 +174,7 @@ pub fn plan_dates(
                 run,
                 action,
                 existing_run_id: found.map(|existing| existing.run_id.clone()),
+                existing_state: found.map(|existing| existing.state),
                 reason,
             }
         })
@@ -180,6 +183,74 @@ pub fn plan_dates(
         dates.reverse();
     }
     dates
+}
+
+/// Why a backfill that would start no run is refused instead of being recorded: every date
+/// already has a run that the chosen reprocess behavior leaves alone.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NothingToBackfill(String);
+
+/// `Err` when no date of `dates` gets a run (each is skipped), with the runs found and which
+/// reprocess behavior would re-run them.
+pub fn check_something_to_do(dates: &[PlannedDate], reprocess: Reprocess) -> Result<(), NothingToBackfill> {
+    if dates.iter().any(|date| date.action != DateAction::Skip) {
+        return Ok(());
+    }
+    let states: Vec<RunState> = dates.iter().filter_map(|date| date.existing_state).collect();
+    let (Some(first), Some(last)) = (
+        dates.iter().map(|date| date.run.logical_date).min(),
+        dates.iter().map(|date| date.run.logical_date).max(),
+    ) else {
+        return Ok(());
+    };
+    let mut by_state: Vec<(RunState, usize)> = Vec::new();
+    for state in &states {
+        match by_state.iter_mut().find(|(seen, _)| seen == state) {
+            Some((_, count)) => *count += 1,
+            None => by_state.push((*state, 1)),
+        }
+    }
+    let found: Vec<String> = by_state
+        .iter()
+        .map(|(state, count)| format!("{count} {state}"))
+        .collect();
+    let failed = states.iter().filter(|state| **state == RunState::Failed).count();
+    let finished = states.iter().filter(|state| state.is_finished()).count();
+    let unfinished = states.len() - finished;
+    let total = dates.len();
+    let range = if first == last {
+        format!("the logical date {} already has a run", first.to_rfc3339())
+    } else {
+        format!(
+            "all {total} logical dates from {} to {} already have a run",
+            first.to_rfc3339(),
+            last.to_rfc3339()
+        )
+    };
+    let mut message = format!(
+        "nothing to backfill: {range} ({}), and reprocess `{reprocess}` re-runs none of them, so no backfill was created.",
+        found.join(", ")
+    );
+    let mut advice = Vec::new();
+    if failed > 0 && reprocess == Reprocess::None {
+        advice.push(format!("reprocess `failed` re-runs the {failed} failed run(s)"));
+    }
+    if reprocess != Reprocess::Completed && finished > failed {
+        advice.push(format!("reprocess `completed` re-runs all {finished} finished run(s)"));
+    }
+    if !advice.is_empty() {
+        message.push_str(&format!(
+            " To run them again: {} (`--reprocess` on the command line, `reprocess_behavior` in the REST API).",
+            advice.join("; ")
+        ));
+    }
+    if unfinished > 0 {
+        message.push_str(&format!(
+            " {unfinished} run(s) are still queued or running: no backfill re-runs those; wait for them to finish."
+        ));
+    }
+    Err(NothingToBackfill(message))
 }
 
 /// One planned date as the backfill tracks it.
@@ -535,5 +606,49 @@ mod tests {
                 "{spec} {state}"
             );
         }
+    }
+
+    #[test]
+    fn a_backfill_whose_every_date_is_skipped_is_refused_with_the_reprocess_that_would_rerun_them() {
+        let runs = [
+            existing("2026-03-01", RunState::Success),
+            existing("2026-03-02", RunState::Failed),
+            existing("2026-03-03", RunState::Success),
+        ];
+        let refusal = |reprocess: Reprocess, to: &str, runs: &[ExistingRun]| {
+            let dates = plan_dates(&daily(), at("2026-03-01T00:00:00Z"), at(to), reprocess, runs, false);
+            check_something_to_do(&dates, reprocess)
+                .err()
+                .map(|refusal| refusal.to_string())
+        };
+        assert_eq!(
+            refusal(Reprocess::None, "2026-03-03T00:00:00Z", &runs).as_deref(),
+            Some(
+                "nothing to backfill: all 3 logical dates from 2026-03-01T00:00:00+00:00 to 2026-03-03T00:00:00+00:00 \
+                 already have a run (2 success, 1 failed), and reprocess `none` re-runs none of them, so no backfill \
+                 was created. To run them again: reprocess `failed` re-runs the 1 failed run(s); reprocess `completed` \
+                 re-runs all 3 finished run(s) (`--reprocess` on the command line, `reprocess_behavior` in the REST API)."
+            )
+        );
+        // With `failed` the failed date is re-run: something to do.
+        assert_eq!(refusal(Reprocess::Failed, "2026-03-03T00:00:00Z", &runs), None);
+        // A date without a run is created: something to do.
+        assert_eq!(refusal(Reprocess::None, "2026-03-04T00:00:00Z", &runs), None);
+        let successes = [existing("2026-03-01", RunState::Success)];
+        let message = refusal(Reprocess::Failed, "2026-03-01T00:00:00Z", &successes).unwrap();
+        assert!(
+            message.contains("the logical date 2026-03-01T00:00:00+00:00 already has a run (1 success)")
+                && message.contains("reprocess `completed` re-runs all 1 finished run(s)")
+                && !message.contains("failed run(s)"),
+            "{message}"
+        );
+        let running = [existing("2026-03-01", RunState::Running)];
+        let message = refusal(Reprocess::Completed, "2026-03-01T00:00:00Z", &running).unwrap();
+        assert!(
+            message.contains("1 running")
+                && message.contains("still queued or running")
+                && !message.contains("To run them again"),
+            "{message}"
+        );
     }
 }

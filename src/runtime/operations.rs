@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::domain::backfill::{BackfillState, ExistingRun, PlannedDate, Reprocess, count_dates, plan_dates};
+use crate::domain::backfill::{
+    BackfillState, ExistingRun, PlannedDate, Reprocess, check_something_to_do, count_dates, plan_dates,
+};
 use crate::domain::dag::Dag;
 use crate::domain::dates;
 use crate::domain::ids::{DagId, RunId, TaskId};
@@ -306,9 +308,12 @@ pub async fn plan_backfill(db: &Db, dag: &Dag, request: &BackfillRequest) -> Res
     Ok(dates)
 }
 
-/// Creates a backfill; the scheduler starts its runs. One active backfill per DAG.
+/// Creates a backfill; the scheduler starts its runs. One active backfill per DAG. A backfill that
+/// would start no run (every date has one that `reprocess` leaves alone) is refused, not recorded.
 pub async fn create_backfill(db: &Db, dag: &Dag, request: &BackfillRequest) -> Result<Backfill, OperationError> {
     let dates = plan_backfill(db, dag, request).await?;
+    check_something_to_do(&dates, request.reprocess)
+        .map_err(|refusal| OperationError::Conflict(refusal.to_string()))?;
     let now = Utc::now();
     let mut transaction = db.begin().await?;
     if storage::dags::get(&mut transaction, &dag.dag_id).await?.is_none() {

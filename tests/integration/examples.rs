@@ -121,3 +121,63 @@ async fn the_shop_pipeline_extracts_from_postgresql_when_the_shop_connection_poi
         .get(0);
     assert_eq!(orders, 40, "the shop database on PostgreSQL was seeded");
 }
+
+/// The flagship example beside a running daemon: `weir dags test shop_etl` for 20 dates while
+/// `weir serve` runs on the same folder (its own scheduled shop_etl run and the shop_report runs
+/// its dataset events start read and write the same SQLite files). Every task of every run
+/// succeeds on its first try: writers wait for each other's lock instead of failing into a retry.
+#[tokio::test]
+async fn shop_etl_succeeds_on_the_first_try_for_twenty_dates_beside_a_running_daemon() {
+    let project = project_copy();
+    let config_path = project.path().join("config.toml");
+    let config = std::fs::read_to_string(&config_path).unwrap();
+    assert!(config.contains("bind = \"127.0.0.1:8080\""));
+    std::fs::write(
+        &config_path,
+        config.replace("bind = \"127.0.0.1:8080\"", "bind = \"127.0.0.1:0\""),
+    )
+    .unwrap();
+    let mut daemon = support::ServerProcess::start_in(project.path(), "serve", &project.path().join("serve.log"));
+    // The daemon is at work once it has made its own shop_etl run (catchup is off: the latest date).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let listed = weir(project.path(), &["runs", "list", "shop_etl", "--output", "json"], &[]);
+        let runs: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap_or_default();
+        if runs
+            .as_array()
+            .is_some_and(|runs| runs.iter().any(|run| run["run_type"] == "scheduled"))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "weir serve made no shop_etl run:\n{}",
+            std::fs::read_to_string(project.path().join("serve.log")).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
+    let mut retried = Vec::new();
+    for day in 1..=20 {
+        let date = format!("2026-02-{day:02}");
+        dags_test_at(project.path(), "shop_etl", &date, &[]);
+        let run_id = format!("manual__{date}T00:00:00+00:00");
+        let states = weir(
+            project.path(),
+            &["tasks", "states", "shop_etl", &run_id, "--output", "json"],
+            &[],
+        );
+        let states: serde_json::Value = serde_json::from_slice(&states.stdout).unwrap();
+        assert_eq!(states.as_array().unwrap().len(), 7, "{date}: {states}");
+        for task in states.as_array().unwrap() {
+            if task["try_number"] != 1 || task["state"] != "success" {
+                retried.push(format!(
+                    "{date} {} (try {}, {})",
+                    task["task_id"], task["try_number"], task["state"]
+                ));
+            }
+        }
+    }
+    daemon.stop();
+    assert!(retried.is_empty(), "tasks that needed another try: {retried:?}");
+}

@@ -530,7 +530,11 @@ fn user_facing_files() -> Vec<std::path::PathBuf> {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 walk(&path, found);
-            } else {
+            } else if path
+                .extension()
+                .is_some_and(|extension| extension == "md" || extension == "json")
+            {
+                // Text only: the screenshots are pictures.
                 found.push(path);
             }
         }

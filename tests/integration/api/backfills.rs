@@ -400,3 +400,36 @@ async fn a_backfill_of_billions_of_minutes_is_refused_after_counting_one_past_th
         assert_eq!(listed.body["total_entries"], 0, "{label}: nothing was created");
     }
 }
+
+#[tokio::test]
+async fn a_backfill_with_nothing_to_run_is_refused_with_409_naming_the_reprocess_that_would_rerun_it() {
+    for api in daily_apis().await {
+        let label = api.label;
+        scheduled_run(&api, "2026-03-01", RunState::Success).await;
+        scheduled_run(&api, "2026-03-02", RunState::Failed).await;
+        let refused = api
+            .call(
+                Method::POST,
+                "/api/v2/backfills",
+                Some(body("2026-03-01", "2026-03-02")),
+            )
+            .await;
+        assert_eq!(refused.status, StatusCode::CONFLICT, "{label}: {refused:?}");
+        let detail = refused.detail();
+        for needle in [
+            "nothing to backfill: all 2 logical dates",
+            "(1 success, 1 failed)",
+            "reprocess `none` re-runs none of them, so no backfill was created",
+            "reprocess `failed` re-runs the 1 failed run(s)",
+            "`reprocess_behavior` in the REST API",
+        ] {
+            assert!(detail.contains(needle), "{label}: {needle:?} not in {detail}");
+        }
+        let listed = api.get("/api/v2/backfills").await;
+        assert_eq!(listed.body["total_entries"], 0, "{label}: nothing was recorded");
+
+        let mut rerun_failed = body("2026-03-01", "2026-03-02");
+        rerun_failed["reprocess_behavior"] = json!("failed");
+        create(&api, rerun_failed).await;
+    }
+}

@@ -40,6 +40,18 @@ pub enum SqlTaskError {
     #[error("committing the transaction failed, nothing was saved: {message}")]
     Commit { message: String },
 
+    #[error(
+        "the database file {file} stayed locked by another connection: {during} waited {waited} (busy_timeout {busy_timeout}) and gave up, so nothing was saved ({message}). Something keeps a write transaction open that long: find it, or give the connection a longer wait with the extra busy_timeout, e.g. busy_timeout=5m"
+    )]
+    Locked {
+        file: String,
+        /// What the task was doing: `starting a write transaction`, `statement 2 of 3`.
+        during: String,
+        waited: String,
+        busy_timeout: String,
+        message: String,
+    },
+
     #[error("column `{column}` has type {type_name}, which weir cannot move; cast it in the query, e.g. {suggestion}")]
     UnsupportedType {
         column: String,

@@ -1,6 +1,8 @@
 //! The `sql` task: every statement of a script in one transaction, the rows of the last one as
 //! JSON.
 
+use std::time::Instant;
+
 use futures_util::TryStreamExt;
 use sqlx::mysql::MySql;
 use sqlx::postgres::Postgres;
@@ -10,6 +12,7 @@ use sqlx::{Connection, Either, Executor, IntoArguments};
 use super::cell::ColumnSpec;
 use super::driver::{Driver, decode_row_for_output, row_columns};
 use super::error::{database_message, statement_preview};
+use super::lock::{LockWait, begin_write, reads_only};
 use super::parameters::{BoundStatement, bind_statement, cell_of};
 use super::split::split_statements;
 use super::url::{connect_mysql, connect_postgres, connect_sqlite, describe_target};
@@ -63,23 +66,41 @@ pub async fn run_sql(
     }
     match backend {
         Backend::Sqlite => {
-            let mut connection = connect_sqlite(url).await?;
-            log(&format!("connected to {}", describe_target(url)));
-            let outcome = run_statements::<Sqlite>(&mut connection, &statements, row_cap, log).await;
+            let (mut connection, wait) = connect_sqlite(url).await?;
+            log(&format!("connected to {} ({})", describe_target(url), wait.describe()));
+            let outcome = {
+                let begun = if reads_only(statements.iter().map(|statement| statement.sql.as_str())) {
+                    connection.begin().await.map_err(begin_error)
+                } else {
+                    begin_write(&mut connection, &wait, log).await
+                };
+                match begun {
+                    Ok(transaction) => {
+                        run_statements::<Sqlite>(transaction, &statements, row_cap, Some(&wait), log).await
+                    }
+                    Err(error) => Err(error),
+                }
+            };
             let _ = connection.close().await;
             outcome
         }
         Backend::Postgres => {
             let mut connection = connect_postgres(url).await?;
             log(&format!("connected to {}", describe_target(url)));
-            let outcome = run_statements::<Postgres>(&mut connection, &statements, row_cap, log).await;
+            let outcome = match connection.begin().await.map_err(begin_error) {
+                Ok(transaction) => run_statements::<Postgres>(transaction, &statements, row_cap, None, log).await,
+                Err(error) => Err(error),
+            };
             let _ = connection.close().await;
             outcome
         }
         Backend::MySql => {
             let mut connection = connect_mysql(url).await?;
             log(&format!("connected to {}", describe_target(url)));
-            let outcome = run_statements::<MySql>(&mut connection, &statements, row_cap, log).await;
+            let outcome = match connection.begin().await.map_err(begin_error) {
+                Ok(transaction) => run_statements::<MySql>(transaction, &statements, row_cap, None, log).await,
+                Err(error) => Err(error),
+            };
             let _ = connection.close().await;
             outcome
         }
@@ -94,10 +115,19 @@ struct LastStatement {
     affected: u64,
 }
 
+fn begin_error(error: sqlx::Error) -> SqlTaskError {
+    SqlTaskError::Begin {
+        message: database_message(&error),
+    }
+}
+
+/// Runs the statements in `transaction` and commits it. `waits` (SQLite only) turns a lock that
+/// stayed taken into an error naming the file and the wait.
 async fn run_statements<DB>(
-    connection: &mut DB::Connection,
+    mut transaction: sqlx::Transaction<'_, DB>,
     statements: &[BoundStatement],
     row_cap: usize,
+    waits: Option<&LockWait>,
     log: &mut (dyn FnMut(&str) + Send),
 ) -> Result<SqlOutcome, SqlTaskError>
 where
@@ -106,18 +136,24 @@ where
     DB::Arguments: IntoArguments<DB>,
 {
     let total = statements.len();
-    let mut transaction = connection.begin().await.map_err(|error| SqlTaskError::Begin {
-        message: database_message(&error),
-    })?;
     let mut rows_affected = Vec::with_capacity(total);
     let mut last = None;
     for (index, statement) in statements.iter().enumerate() {
         let number = index + 1;
-        let failed = |error: sqlx::Error| SqlTaskError::Statement {
-            number,
-            total,
-            message: database_message(&error),
-            statement: statement_preview(&statement.sql),
+        let started = Instant::now();
+        let failed = |error: sqlx::Error| {
+            LockWait::explain(
+                waits,
+                error,
+                &format!("statement {number} of {total}"),
+                started,
+                |error| SqlTaskError::Statement {
+                    number,
+                    total,
+                    message: database_message(&error),
+                    statement: statement_preview(&statement.sql),
+                },
+            )
         };
         let step = if number < total {
             arguments::<DB>(statement)
@@ -153,8 +189,11 @@ where
             }
         }
     }
-    transaction.commit().await.map_err(|error| SqlTaskError::Commit {
-        message: database_message(&error),
+    let committing = Instant::now();
+    transaction.commit().await.map_err(|error| {
+        LockWait::explain(waits, error, "committing", committing, |error| SqlTaskError::Commit {
+            message: database_message(&error),
+        })
     })?;
     log(&format!("committed {total} statement(s)"));
     let last = last.unwrap_or(LastStatement {

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
@@ -18,6 +19,7 @@ use super::driver::{
     Driver, describe_mysql_source, describe_postgres_source, describe_sqlite_source, stream_rows, unsupported,
 };
 use super::error::database_message;
+use super::lock::LockWait;
 use super::url::{connect_mysql, connect_postgres, connect_sqlite, describe_target, redact_url};
 use super::{Backend, SqlTaskError, backend_of};
 
@@ -112,8 +114,12 @@ pub async fn transfer(spec: &TransferSpec, log: &mut (dyn FnMut(&str) + Send)) -
     let target_backend = backend_of(&spec.to_url)?;
     match backend_of(&spec.from_url)? {
         Backend::Sqlite => {
-            let mut source = connect_sqlite(&spec.from_url).await?;
-            log(&format!("connected to source {}", describe_target(&spec.from_url)));
+            let (mut source, wait) = connect_sqlite(&spec.from_url).await?;
+            log(&format!(
+                "connected to source {} ({})",
+                describe_target(&spec.from_url),
+                wait.describe()
+            ));
             let columns = describe_sqlite_source(&mut source, &spec.from_sql).await?;
             check_source_columns(Backend::Sqlite, &columns, spec)?;
             let rows = stream_rows::<Sqlite>(&mut source, spec.from_sql.clone(), columns.clone());
@@ -187,23 +193,27 @@ async fn load(
 ) -> Result<u64, SqlTaskError> {
     match target_backend {
         Backend::Sqlite => {
-            let mut target = connect_sqlite(&spec.to_url).await?;
-            log(&format!("connected to target {}", describe_target(&spec.to_url)));
-            let moved = load_into::<Sqlite>(&mut target, spec, table, columns, rows, log).await;
+            let (mut target, wait) = connect_sqlite(&spec.to_url).await?;
+            log(&format!(
+                "connected to target {} ({})",
+                describe_target(&spec.to_url),
+                wait.describe()
+            ));
+            let moved = load_into::<Sqlite>(&mut target, spec, table, columns, rows, Some(&wait), log).await;
             let _ = target.close().await;
             moved
         }
         Backend::Postgres => {
             let mut target = connect_postgres(&spec.to_url).await?;
             log(&format!("connected to target {}", describe_target(&spec.to_url)));
-            let moved = load_into::<Postgres>(&mut target, spec, table, columns, rows, log).await;
+            let moved = load_into::<Postgres>(&mut target, spec, table, columns, rows, None, log).await;
             let _ = target.close().await;
             moved
         }
         Backend::MySql => {
             let mut target = connect_mysql(&spec.to_url).await?;
             log(&format!("connected to target {}", describe_target(&spec.to_url)));
-            let moved = load_into::<MySql>(&mut target, spec, table, columns, rows, log).await;
+            let moved = load_into::<MySql>(&mut target, spec, table, columns, rows, None, log).await;
             let _ = target.close().await;
             moved
         }
@@ -228,6 +238,7 @@ async fn load_into<T>(
     table: &TableName,
     mut columns: Vec<ColumnSpec>,
     mut rows: SourceRows<'_>,
+    waits: Option<&LockWait>,
     log: &mut (dyn FnMut(&str) + Send),
 ) -> Result<u64, SqlTaskError>
 where
@@ -272,9 +283,7 @@ where
     {
         execute::<T>(connection, create).await.map_err(target_error)?;
     }
-    let mut transaction = connection.begin().await.map_err(|error| SqlTaskError::Begin {
-        message: database_message(&error),
-    })?;
+    let mut transaction = T::begin_write(connection, waits, &mut *log).await?;
     let loaded = async {
         if let Some(create) = &create {
             if backend != Backend::MySql {
@@ -329,8 +338,11 @@ where
     .await;
     match loaded {
         Ok(moved) => {
-            transaction.commit().await.map_err(|error| SqlTaskError::Commit {
-                message: database_message(&error),
+            let committing = Instant::now();
+            transaction.commit().await.map_err(|error| {
+                LockWait::explain(waits, error, "committing", committing, |error| SqlTaskError::Commit {
+                    message: database_message(&error),
+                })
             })?;
             log(&format!(
                 "committed: {moved} rows moved into {table} ({})",

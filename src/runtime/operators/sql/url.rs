@@ -10,6 +10,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{ConnectOptions, Connection};
 
 use super::SqlTaskError;
+use super::lock::{LockWait, take_busy_timeout};
 
 /// How long opening a connection may take before the task gives up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -169,12 +170,26 @@ async fn with_timeout<T>(
     }
 }
 
-/// Opens a SQLite database, creating the file when it does not exist (`mode=rwc`).
-pub(super) async fn connect_sqlite(url: &str) -> Result<SqliteConnection, SqlTaskError> {
-    let options = SqliteConnectOptions::from_str(url)
+/// Opens a SQLite database, creating the file when it does not exist (`mode=rwc`), waiting up to
+/// the URL's `busy_timeout` for other connections' locks, in WAL where the file allows it (see
+/// [`LockWait`]). Returns how it waits, for transactions that write and for messages.
+pub(super) async fn connect_sqlite(url: &str) -> Result<(SqliteConnection, LockWait), SqlTaskError> {
+    let (sqlx_url, busy_timeout) = take_busy_timeout(url).map_err(|problem| connect_error(url, problem))?;
+    let options = SqliteConnectOptions::from_str(&sqlx_url)
         .map_err(|error| connect_error(url, error))?
-        .create_if_missing(true);
-    with_timeout(url, options.connect()).await
+        .create_if_missing(true)
+        .busy_timeout(busy_timeout);
+    let file = options.get_filename().display().to_string();
+    let mut connection = with_timeout(url, options.connect()).await?;
+    let journal_mode = LockWait::prefer_wal(&mut connection, busy_timeout).await;
+    Ok((
+        connection,
+        LockWait {
+            file,
+            busy_timeout,
+            journal_mode,
+        },
+    ))
 }
 
 pub(super) async fn connect_postgres(url: &str) -> Result<PgConnection, SqlTaskError> {

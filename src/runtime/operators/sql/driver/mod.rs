@@ -7,14 +7,16 @@ mod postgres;
 mod sqlite;
 
 use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use sqlx::database::HasStatementCache;
 use sqlx::error::BoxDynError;
-use sqlx::{Database, Executor, IntoArguments, Row};
+use sqlx::{Connection, Database, Executor, IntoArguments, Row, Transaction};
 
 use super::cell::{Cell, ColumnKind, ColumnSpec};
 use super::dialect::TableName;
 use super::error::database_message;
+use super::lock::LockWait;
 use super::{Backend, SqlTaskError};
 
 pub(super) use mysql::describe_source as describe_mysql_source;
@@ -60,6 +62,20 @@ pub(super) trait Driver: Database + HasStatementCache {
     /// Most bytes of values one INSERT should carry, for servers that refuse larger packets.
     fn max_insert_bytes() -> Option<usize> {
         None
+    }
+
+    /// Begins a transaction that writes. SQLite (given how its connection waits) takes the write
+    /// lock up front, see [`super::lock::begin_write`]; the servers lock row by row as they go.
+    fn begin_write<'c: 'l, 'l>(
+        connection: &'c mut Self::Connection,
+        _waits: Option<&'l LockWait>,
+        _log: &'l mut (dyn FnMut(&str) + Send),
+    ) -> BoxFuture<'l, Result<Transaction<'c, Self>, SqlTaskError>> {
+        Box::pin(async move {
+            connection.begin().await.map_err(|error| SqlTaskError::Begin {
+                message: database_message(&error),
+            })
+        })
     }
 }
 

@@ -3,9 +3,10 @@
 //! dates and timestamps kept as ISO 8601 text.
 
 use chrono::DateTime;
+use futures_util::future::BoxFuture;
 use sqlx::error::BoxDynError;
 use sqlx::sqlite::{Sqlite, SqliteArguments, SqliteColumn, SqliteConnection, SqliteQueryResult, SqliteRow};
-use sqlx::{Arguments, Column, Executor, Row, SqlSafeStr, Statement, TypeInfo, ValueRef};
+use sqlx::{Arguments, Column, Connection, Executor, Row, SqlSafeStr, Statement, Transaction, TypeInfo, ValueRef};
 
 use super::Driver;
 use crate::runtime::operators::sql::cell::{
@@ -13,6 +14,7 @@ use crate::runtime::operators::sql::cell::{
 };
 use crate::runtime::operators::sql::dialect::{TableName, quote};
 use crate::runtime::operators::sql::error::database_message;
+use crate::runtime::operators::sql::lock::{LockWait, begin_write};
 use crate::runtime::operators::sql::{Backend, SqlTaskError};
 
 /// The text format weir writes timestamps in, the one SQLite's own `datetime()` uses.
@@ -220,6 +222,21 @@ impl Driver for Sqlite {
 
     fn rows_affected(result: &SqliteQueryResult) -> u64 {
         result.rows_affected()
+    }
+
+    fn begin_write<'c: 'l, 'l>(
+        connection: &'c mut SqliteConnection,
+        waits: Option<&'l LockWait>,
+        log: &'l mut (dyn FnMut(&str) + Send),
+    ) -> BoxFuture<'l, Result<Transaction<'c, Sqlite>, SqlTaskError>> {
+        Box::pin(async move {
+            match waits {
+                Some(wait) => begin_write(connection, wait, log).await,
+                None => connection.begin().await.map_err(|error| SqlTaskError::Begin {
+                    message: database_message(&error),
+                }),
+            }
+        })
     }
 
     fn table_exists_query(table: &TableName) -> (String, Vec<Cell>) {
