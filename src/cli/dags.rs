@@ -35,7 +35,7 @@ pub enum DagsCommand {
     },
     /// One DAG's tasks and dependencies.
     Show {
-        /// The DAG's id (its `dag_id`, or the file name without `.yaml`).
+        /// The DAG's id (its `dag_id`, which defaults to the file name without `.yaml`).
         dag_id: String,
         /// How to show it.
         #[arg(long, value_enum, default_value_t)]
@@ -48,7 +48,7 @@ pub enum DagsCommand {
     },
     /// The next runs the schedule will create after a time (default now).
     NextRuns {
-        /// The DAG's id (its `dag_id`, or the file name without `.yaml`).
+        /// The DAG's id (its `dag_id`, which defaults to the file name without `.yaml`).
         dag_id: String,
         /// How many runs to list.
         #[arg(short = 'n', default_value_t = 5)]
@@ -62,7 +62,7 @@ pub enum DagsCommand {
     },
     /// Creates a manual run.
     Trigger {
-        /// The DAG's id (its `dag_id`, or the file name without `.yaml`).
+        /// The DAG's id (its `dag_id`, which defaults to the file name without `.yaml`).
         dag_id: String,
         /// A JSON object given to the run as its `conf`, e.g. '{"region": "us"}'.
         #[arg(long)]
@@ -79,17 +79,17 @@ pub enum DagsCommand {
     },
     /// Stops creating and starting the DAG's runs; running runs finish.
     Pause {
-        /// The DAG's id (its `dag_id`, or the file name without `.yaml`).
+        /// The DAG's id (its `dag_id`, which defaults to the file name without `.yaml`).
         dag_id: String,
     },
     /// Lets the scheduler create and start the DAG's runs again.
     Unpause {
-        /// The DAG's id (its `dag_id`, or the file name without `.yaml`).
+        /// The DAG's id (its `dag_id`, which defaults to the file name without `.yaml`).
         dag_id: String,
     },
     /// Runs one whole run in this process (recorded as a manual run); exit 0 on success.
     Test {
-        /// The DAG's id (its `dag_id`, or the file name without `.yaml`).
+        /// The DAG's id (its `dag_id`, which defaults to the file name without `.yaml`).
         dag_id: String,
         /// The run's logical date (default now), read in the DAG's time zone unless it has an offset.
         logical_date: Option<String>,

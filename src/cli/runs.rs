@@ -29,7 +29,7 @@ pub enum RunsCommand {
     },
     /// Marks a whole run success or failed by hand (its unfinished tasks follow, as in Airflow).
     Mark {
-        /// The DAG's id (its `dag_id`, or the file name without `.yaml`).
+        /// The DAG's id (its `dag_id`, which defaults to the file name without `.yaml`).
         dag_id: String,
         /// The run's id, e.g. manual__2026-03-01T00:00:00+00:00 (see `weir runs list DAG_ID`).
         run_id: String,
@@ -38,7 +38,7 @@ pub enum RunsCommand {
     },
     /// One run and its task states.
     Show {
-        /// The DAG's id (its `dag_id`, or the file name without `.yaml`).
+        /// The DAG's id (its `dag_id`, which defaults to the file name without `.yaml`).
         dag_id: String,
         /// The run's id, e.g. manual__2026-03-01T00:00:00+00:00 (see `weir runs list DAG_ID`).
         run_id: String,

@@ -4,7 +4,8 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use super::{App, CliError, CliResult, parse_time_arg};
+use super::{App, CliError, CliResult, parse_range_arg};
+use crate::domain::dates::RangeEnd;
 use crate::domain::ids::RunId;
 use crate::runtime::operations::{self, ClearRequest};
 
@@ -33,12 +34,12 @@ pub(super) async fn clear(app: &App, dag_id: &str, selection: &ClearSelection, d
         from: selection
             .from
             .as_deref()
-            .map(|text| parse_time_arg(text, timezone))
+            .map(|text| parse_range_arg(text, timezone, RangeEnd::Start))
             .transpose()?,
         to: selection
             .to
             .as_deref()
-            .map(|text| parse_time_arg(text, timezone))
+            .map(|text| parse_range_arg(text, timezone, RangeEnd::End))
             .transpose()?,
         task_pattern: selection
             .task

@@ -32,7 +32,7 @@ use crate::storage::{self, Db};
 pub enum TasksCommand {
     /// Runs one task now, without recording anything; prints its log.
     Test {
-        /// The DAG's id (its `dag_id`, or the file name without `.yaml`).
+        /// The DAG's id (its `dag_id`, which defaults to the file name without `.yaml`).
         dag_id: String,
         /// The task's id within the DAG.
         task_id: String,
@@ -41,7 +41,7 @@ pub enum TasksCommand {
     },
     /// The task's templated fields, rendered for a logical date.
     Render {
-        /// The DAG's id (its `dag_id`, or the file name without `.yaml`).
+        /// The DAG's id (its `dag_id`, which defaults to the file name without `.yaml`).
         dag_id: String,
         /// The task's id within the DAG.
         task_id: String,
@@ -50,7 +50,7 @@ pub enum TasksCommand {
     },
     /// The task instances of a run.
     States {
-        /// The DAG's id (its `dag_id`, or the file name without `.yaml`).
+        /// The DAG's id (its `dag_id`, which defaults to the file name without `.yaml`).
         dag_id: String,
         /// The run's id, e.g. manual__2026-03-01T00:00:00+00:00 (see `weir runs list DAG_ID`).
         run_id: String,
@@ -60,7 +60,7 @@ pub enum TasksCommand {
     },
     /// An attempt's log (the latest unless --try).
     Logs {
-        /// The DAG's id (its `dag_id`, or the file name without `.yaml`).
+        /// The DAG's id (its `dag_id`, which defaults to the file name without `.yaml`).
         dag_id: String,
         /// The run's id, e.g. manual__2026-03-01T00:00:00+00:00 (see `weir runs list DAG_ID`).
         run_id: String,
@@ -75,7 +75,7 @@ pub enum TasksCommand {
     },
     /// Why a task is not running yet: each unmet condition.
     Why {
-        /// The DAG's id (its `dag_id`, or the file name without `.yaml`).
+        /// The DAG's id (its `dag_id`, which defaults to the file name without `.yaml`).
         dag_id: String,
         /// The run's id, e.g. manual__2026-03-01T00:00:00+00:00 (see `weir runs list DAG_ID`).
         run_id: String,
@@ -87,7 +87,7 @@ pub enum TasksCommand {
     /// Without --run every run of the DAG is matched (or those within --from/--to); when more than
     /// one run is matched, the count is shown and --yes (or a yes at the terminal) is needed.
     Clear {
-        /// The DAG's id (its `dag_id`, or the file name without `.yaml`).
+        /// The DAG's id (its `dag_id`, which defaults to the file name without `.yaml`).
         dag_id: String,
         /// Only tasks whose id matches this regular expression.
         #[arg(long)]
@@ -95,10 +95,12 @@ pub enum TasksCommand {
         /// Only this run (its run id); without it, every run of the DAG in the date range.
         #[arg(long, conflicts_with_all = ["from", "to"])]
         run: Option<String>,
-        /// Runs with logical date on or after this date.
+        /// Runs with logical date on or after this one (a date alone: from the start of that day,
+        /// in the DAG's time zone).
         #[arg(long)]
         from: Option<String>,
-        /// Runs with logical date on or before this date.
+        /// Runs with logical date on or before this one (a date alone: through the end of that
+        /// day, in the DAG's time zone).
         #[arg(long)]
         to: Option<String>,
         /// Also everything downstream of the matched tasks.
@@ -117,7 +119,7 @@ pub enum TasksCommand {
     },
     /// Marks a task instance success or failed by hand.
     Mark {
-        /// The DAG's id (its `dag_id`, or the file name without `.yaml`).
+        /// The DAG's id (its `dag_id`, which defaults to the file name without `.yaml`).
         dag_id: String,
         /// The run's id, e.g. manual__2026-03-01T00:00:00+00:00 (see `weir runs list DAG_ID`).
         run_id: String,

@@ -211,3 +211,43 @@ async fn the_api_and_the_ui_form_cover_the_whole_last_day_of_a_date_range() {
         }
     }
 }
+
+/// `weir tasks clear --from/--to` reads its dates by the same rule: a date alone at `--to` takes in
+/// that day's 03:00 run.
+#[test]
+fn tasks_clear_covers_the_whole_last_day_of_its_range() {
+    let folder = tempfile::tempdir().unwrap();
+    write_project(folder.path());
+    let weir = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .current_dir(folder.path())
+            .args(args)
+            .env_remove("WEIR_CONFIG")
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    for date in ["2026-03-30T03:00:00Z", "2026-03-31T03:00:00Z", "2026-04-01T03:00:00Z"] {
+        weir(&["dags", "test", "daily_0300", date]);
+    }
+    let runs_cleared = |from: &str, to: &str| -> Vec<String> {
+        let stdout = weir(&["tasks", "clear", "daily_0300", "--from", from, "--to", to, "--dry-run"]);
+        stdout
+            .lines()
+            .filter(|line| line.starts_with("daily_0300 "))
+            .map(|line| line.split(": ").next().unwrap().to_string())
+            .collect()
+    };
+    let one_day = runs_cleared("2026-03-31", "2026-03-31");
+    assert_eq!(one_day.len(), 1, "{one_day:?}");
+    assert!(one_day[0].contains("2026-03-31T03:00:00"), "{one_day:?}");
+    assert_eq!(runs_cleared("2026-03-30", "2026-03-31").len(), 2);
+    // A time is taken as given: midnight of March 31 leaves that day's run out.
+    assert_eq!(runs_cleared("2026-03-30", "2026-03-31T00:00").len(), 1);
+}

@@ -532,15 +532,20 @@ fn user_facing_files() -> Vec<std::path::PathBuf> {
                 walk(&path, found);
             } else if path
                 .extension()
-                .is_some_and(|extension| extension == "md" || extension == "json")
+                .is_some_and(|extension| ["md", "json", "toml", "yaml"].iter().any(|text| extension == *text))
             {
                 // Text only: the screenshots are pictures.
                 found.push(path);
             }
         }
     }
-    let mut files = vec![root().join("README.md")];
+    let mut files = vec![
+        root().join("README.md"),
+        root().join("config.toml"),
+        root().join("bench/README.md"),
+    ];
     walk(&root().join("docs"), &mut files);
+    walk(&root().join("dags"), &mut files);
     files
 }
 

@@ -194,12 +194,12 @@ fn the_route_table_gives_each_role_airflows_permissions() {
     assert_eq!(
         public,
         [
-            "GET /api/v2/monitor/health",
-            "GET /api/v2/openapi.json",
-            "GET /api/v2/version",
-            "GET /metrics",
-            "GET /schemas/dag.schema.json",
-            "POST /auth/token",
+            "get /api/v2/monitor/health",
+            "get /api/v2/openapi.json",
+            "get /api/v2/version",
+            "get /metrics",
+            "get /schemas/dag.schema.json",
+            "post /auth/token",
         ]
     );
     assert_eq!(access(Verb::Get, "/api/v2/dags"), Access::READ);
