@@ -12,7 +12,7 @@ use sqlx::AnyConnection;
 use super::attempt::{connection_passwords_from_env, variables_from_env};
 use crate::config::{Config, Environment};
 use crate::domain::connection::Connection;
-use crate::domain::suggest::edit_distance;
+use crate::domain::suggest;
 use crate::secrets::SecretsKey;
 use crate::storage::connections::UndecryptablePassword;
 use crate::storage::{self, StorageError};
@@ -239,13 +239,12 @@ impl Connections {
     }
 
     fn unknown(&self, name: &str) -> ConnectionError {
-        let closest = self
-            .entries
-            .keys()
-            .map(|known| (edit_distance(&known.to_lowercase(), &name.to_lowercase()), known))
-            .filter(|(distance, _)| *distance <= 2)
-            .min();
-        let suggestion = closest.map_or(String::new(), |(_, known)| format!(" (did you mean `{known}`?)"));
+        // The one "did you mean" rule, ignoring case: `WAREHOUSE` suggests `warehouse`.
+        let lowered: Vec<(String, &String)> = self.entries.keys().map(|known| (known.to_lowercase(), known)).collect();
+        let closest = suggest::closest(&name.to_lowercase(), lowered.iter().map(|(lower, _)| lower.as_str()))
+            .and_then(|hit| lowered.iter().find(|(lower, _)| lower == hit))
+            .map(|(_, known)| *known);
+        let suggestion = closest.map_or(String::new(), |known| format!(" (did you mean `{known}`?)"));
         let known = if self.entries.is_empty() {
             "none are defined".to_string()
         } else {
